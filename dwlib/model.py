@@ -1,0 +1,165 @@
+"""A decoder-only transformer whose shape is depth × width, with the variants depth studies ask for.
+
+Pre-LN blocks, rotary position embeddings, causal attention through
+`torch.nn.functional.scaled_dot_product_attention`, a GELU (or SwiGLU) MLP, no biases by default.
+One flag each: RMSNorm, SwiGLU, residual-branch scaling (ReZero gate / DeepNorm-style 1/√(2L)),
+MobileLLM's immediate block-wise weight sharing, and the μP / CompleteP parametrisations
+(the forward-pass half; the learning-rate half lives in `dwlib.train.param_groups`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+
+def rope_tables(head_size: int, context: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, hs); rotate channel pairs (first half, second half) by position-dependent angles
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos[: x.size(-2)].to(x.dtype), sin[: x.size(-2)].to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.width, eps=1e-6)
+    return nn.LayerNorm(cfg.width, bias=cfg.bias)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads, self.head_size = cfg.heads, cfg.head_size
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.width, cfg.width, bias=cfg.bias)
+        # μP scales attention logits by 1/d_head (not 1/√d_head) so they stay O(1) as width grows
+        mup = cfg.parametrization in ("mup", "completep")
+        self.scale = 1.0 / self.head_size if mup else 1.0 / math.sqrt(self.head_size)
+
+    def forward(self, x, cos, sin):
+        B, T, W = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_size).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(B, T, W))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        # SwiGLU's gate and up projections are one matmul
+        self.fc = nn.Linear(cfg.width, (2 if self.swiglu else 1) * cfg.hidden, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.hidden, cfg.width, bias=cfg.bias)
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            return self.proj(F.silu(gate) * up)
+        return self.proj(F.gelu(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.attn = make_norm(cfg), Attention(cfg)
+        self.norm2, self.mlp = make_norm(cfg), MLP(cfg)
+        if cfg.residual_scale == "rezero":
+            # ReZero (Bachlechner et al. 2020): each branch enters through a learned gate that starts at 0
+            self.gate1 = nn.Parameter(torch.zeros(()))
+            self.gate2 = nn.Parameter(torch.zeros(()))
+        else:
+            self.gate1 = self.gate2 = None
+        self.branch_scale = residual_branch_scale(cfg)
+
+    def forward(self, x, cos, sin):
+        a = self.attn(self.norm1(x), cos, sin) * self.branch_scale
+        x = x + (a * self.gate1 if self.gate1 is not None else a)
+        m = self.mlp(self.norm2(x)) * self.branch_scale
+        return x + (m * self.gate2 if self.gate2 is not None else m)
+
+
+def residual_branch_scale(cfg: ModelConfig) -> float:
+    """Fixed multiplier on every residual branch: DeepNorm-style 1/√(2L), CompleteP's m_L^−α, else 1."""
+    scale = 1.0
+    if cfg.residual_scale == "deepnorm":
+        scale /= math.sqrt(2 * cfg.layers)
+    if cfg.parametrization == "completep":
+        scale *= cfg.depth_mult ** -cfg.depth_alpha
+    return scale
+
+
+class Transformer(nn.Module):
+    """`Transformer(cfg)(idx)` → logits (B, T, vocab); with `targets`, also the mean cross-entropy."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.norm = make_norm(cfg)
+        self.head = None if cfg.tie_embeddings else nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        # μP: the readout shrinks with width so logits stay O(1) as W grows
+        self.output_scale = 1.0 / cfg.width_mult if cfg.parametrization in ("mup", "completep") else 1.0
+        cos, sin = rope_tables(cfg.head_size, cfg.context, cfg.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        cfg = self.cfg
+        std = cfg.init_std
+        hidden_std = std / math.sqrt(cfg.width_mult) if cfg.parametrization != "sp" else std
+        # Under SP, GPT-2's rule shrinks the residual output projections by 1/√(2L)
+        proj_std = std / math.sqrt(2 * cfg.layers) if cfg.parametrization == "sp" else hidden_std
+        nn.init.normal_(self.embed.weight, std=std)
+        if self.head is not None:
+            nn.init.normal_(self.head.weight, std=std)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.qkv.weight, std=hidden_std)
+            nn.init.normal_(block.mlp.fc.weight, std=hidden_std)
+            nn.init.normal_(block.attn.proj.weight, std=proj_std)
+            nn.init.normal_(block.mlp.proj.weight, std=proj_std)
+            for m in (block.attn.qkv, block.attn.proj, block.mlp.fc, block.mlp.proj):
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        T = idx.size(1)
+        if T > self.cfg.context:
+            raise ValueError(f"sequence length {T} exceeds the model's context {self.cfg.context}")
+        x = self.embed(idx)
+        for block in self.blocks:
+            for _ in range(self.cfg.share):  # MobileLLM: apply the same block `share` times in a row
+                x = block(x, self.rope_cos, self.rope_sin)
+        x = self.norm(x)
+        weight = self.embed.weight if self.head is None else self.head.weight
+        logits = F.linear(x, weight) * self.output_scale
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by role, for per-role learning rates and weight decay (μP / CompleteP):
+        `hidden` (matrices inside blocks), `embedding`, `head` (absent when tied), `norm`
+        (norm gains, biases and ReZero gates)."""
+        groups = {"hidden": [], "embedding": [self.embed.weight], "head": [], "norm": []}
+        if self.head is not None:
+            groups["head"].append(self.head.weight)
+        for p in self.blocks.parameters():
+            groups["hidden" if p.dim() == 2 else "norm"].append(p)
+        groups["norm"].extend(self.norm.parameters())
+        return groups

@@ -1,0 +1,24 @@
+"""Shared test setup: one torch thread (tests run beside other processes on 2 cores, where 2-thread
+OpenMP slows ~50x), a private cache dir, and the path of the shared data files beside the checkout."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    # one cache per test session: token caches are reused across tests but never touch ~/.cache
+    monkeypatch.setenv("DWLIB_CACHE", str(tmp_path_factory.getbasetemp() / "dwlib-cache"))
+
+
+@pytest.fixture
+def shakespeare_path():
+    path = SHARED_DATA / "tinyshakespeare.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared data folder sits beside the checkout in CI)")
+    return path
