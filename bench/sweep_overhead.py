@@ -1,0 +1,150 @@
+"""What the results store and the sweep executors cost per run, next to training itself.
+
+    python bench/sweep_overhead.py                 # store ops, cache hits, a tiny sweep local vs parallel
+    python bench/sweep_overhead.py --ray           # also through a local Ray instance
+    python bench/sweep_overhead.py --runs 8 --steps 200
+
+Figures printed (milliseconds unless said):
+  store: open (with its integrity quick_check), claim, heartbeat, finish (a full result record with
+         a 500-point curve and gradient norms), get of a finished run, runs_frame of the whole store
+  sweep.run on a finished run (the cache-hit path: corpus fingerprint + run key + store read)
+  a sweep of N tiny runs: wall time sequential (1 and all threads) vs parallel workers, and the
+  per-run overhead = (sweep wall − Σ trainer wall) / N
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dwlib import sweep                                                       # noqa: E402
+from dwlib.config import ModelConfig, TrainConfig, count_params, run_key, to_dict  # noqa: E402
+from dwlib.store import Store                                                 # noqa: E402
+
+
+def ms(samples):
+    return f"{1e3 * statistics.median(samples):8.2f} ms (median of {len(samples)})"
+
+
+def fake_result(m, t, key):
+    steps = 2000
+    curve = [dict(step=s, tokens=s * 4096, flops=s * 1e9, train_loss=3.0, val_loss=None, lr=1e-3)
+             for s in range(4, steps + 1, 4)]
+    norms = [dict(step=s, layer=layer, name=f"block{layer}", norm=0.5) for s in range(50, steps + 1, 50)
+             for layer in range(-1, m.depth + 1)]
+    return dict(status="complete", diverged_step=None, run_key=key, model=to_dict(m), train=to_dict(t),
+                params=count_params(m), steps=steps, tokens=steps * 4096, flops=1e13, train_loss=3.0,
+                val_loss=3.1, best_val_loss=3.1, curve=curve, grad_norms=norms, wall_seconds=60.0,
+                tokens_per_second=1e5, device="cpu", corpus="stdlib", tokenizer="byte",
+                corpus_fingerprint="bench", versions={})
+
+
+def bench_store(root: Path, n_runs: int):
+    store = Store(root / "store" / "runs.sqlite")
+    timings = {k: [] for k in ("claim", "heartbeat", "finish", "get")}
+    keys = []
+    for i in range(n_runs):
+        m = ModelConfig(depth=1 + i % 16, width=64 * (1 + i // 16))
+        t = TrainConfig(steps=2000, seed=i)
+        key = run_key(m, t, "bench")
+        keys.append(key)
+        config = {"model": to_dict(m), "train": to_dict(t), "corpus_fingerprint": "bench"}
+        t0 = time.perf_counter(); store.claim(key, config, "bench"); timings["claim"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); store.heartbeat(key, "bench"); timings["heartbeat"].append(time.perf_counter() - t0)
+        result = fake_result(m, t, key)
+        t0 = time.perf_counter(); store.finish(key, result, "bench"); timings["finish"].append(time.perf_counter() - t0)
+    for key in keys[:50]:
+        t0 = time.perf_counter(); store.get(key); timings["get"].append(time.perf_counter() - t0)
+    opens = []
+    for _ in range(5):
+        t0 = time.perf_counter(); Store(store.path); opens.append(time.perf_counter() - t0)
+    t0 = time.perf_counter(); frame = store.runs_frame(); frame_s = time.perf_counter() - t0
+    t0 = time.perf_counter(); curves = store.curves_frame(); curves_s = time.perf_counter() - t0
+    size_mb = store.path.stat().st_size / 1e6
+    print(f"store with {n_runs} finished runs ({size_mb:.1f} MB; each record: 500-point curve, "
+          f"{len(fake_result(m, t, key)['grad_norms'])} grad norms)")
+    print(f"  open Store(path)       {ms(opens)}")
+    for name, samples in timings.items():
+        print(f"  {name:<22} {ms(samples)}")
+    print(f"  runs_frame()           {1e3 * frame_s:8.1f} ms for {len(frame)} runs")
+    print(f"  curves_frame()         {1e3 * curves_s:8.1f} ms for {len(curves)} rows")
+
+
+def tiny_pairs(n, steps, corpus, threads):
+    return [sweep.make_pair(depth=1 + i % 2, width=64, context=64, head_dim=16, batch_size=8, steps=steps,
+                            eval_every=max(1, steps // 2), eval_batches=2, seed=i // 2, corpus=corpus,
+                            threads=threads) for i in range(n)]
+
+
+def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool):
+    cores = sweep.available_cores()
+    print(f"\nsweep of {n_runs} tiny runs (D 1-2, W 64, T 64, B 8, {steps} steps) on {cores} cores, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    # warm the token cache and the torch import so the first configuration is not charged for them
+    sweep.load_tokens(corpus, "byte")
+    import torch  # noqa: F401
+
+    configs = [("local, 1 thread", "local", 1, None), (f"local, {cores} threads", "local", cores, None),
+               (f"parallel, {cores} workers x 1 thread", "parallel", None, cores)]
+    if use_ray:
+        configs.append((f"ray, {cores} CPUs, 1 per task", "ray", None, None))
+    rows = []
+    for label, executor, threads, workers in configs:
+        store = Store(root / label.replace(" ", "_").replace(",", "") / "runs.sqlite")
+        pairs = tiny_pairs(n_runs, steps, corpus, threads)
+        if executor == "ray":
+            import ray
+            t0 = time.perf_counter()
+            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+            print(f"  (ray.init: {time.perf_counter() - t0:.1f} s, not counted below)")
+        t0 = time.perf_counter()
+        frame = sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+        wall = time.perf_counter() - t0
+        train_wall = frame["wall_seconds"].sum()
+        assert (frame["status"] == "complete").all(), frame[["status", "error"]]
+        # the cache-hit path: the same sweep again trains nothing
+        t0 = time.perf_counter()
+        sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+        cached = time.perf_counter() - t0
+        rows.append((label, wall, train_wall, cached))
+        if executor == "ray":
+            ray.shutdown()
+    print(f"  {'executor':<34} {'sweep wall':>10} {'Σ train wall':>12} {'overhead/run':>13} {'cached rerun':>13}")
+    for label, wall, train_wall, cached in rows:
+        print(f"  {label:<34} {wall:9.2f}s {train_wall:11.2f}s {1e3 * (wall - train_wall) / n_runs:11.0f}ms "
+              f"{cached:12.2f}s")
+    base = rows[0][1]
+    for label, wall, *_ in rows[1:]:
+        print(f"  speed-up of '{label}' over '{rows[0][0]}': {base / wall:.2f}x")
+    # the in-process cache-hit path of one run
+    store = Store(root / rows[0][0].replace(" ", "_").replace(",", "") / "runs.sqlite")
+    m, t = tiny_pairs(1, steps, corpus, 1)[0]
+    hits = []
+    for _ in range(20):
+        t0 = time.perf_counter(); sweep.run(m, t, store=store, progress=False); hits.append(time.perf_counter() - t0)
+    print(f"  sweep.run on a finished run (cache hit): {ms(hits)}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store-runs", type=int, default=200, help="finished runs in the store benchmark")
+    p.add_argument("--runs", type=int, default=8, help="tiny runs in the sweep benchmark")
+    p.add_argument("--steps", type=int, default=100, help="steps per tiny run")
+    p.add_argument("--corpus", default="stdlib")
+    p.add_argument("--ray", action="store_true", help="also time a local Ray instance")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        bench_store(root, args.store_runs)
+        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The trainer: determinism, exact resume, budgets, divergence, records, CLI."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dwlib.config import ModelConfig, TrainConfig, flops_per_token
+from dwlib.data import load_tokens
+from dwlib.train import lr_at, param_groups, resolve_device, train
+from dwlib.model import Transformer
+
+TINY = ModelConfig(depth=2, width=64, context=32)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return load_tokens("stdlib", "byte")
+
+
+def run(tokens, model=TINY, **kw):
+    cfg = TrainConfig(**{"steps": 20, "batch_size": 4, "eval_every": 10, "eval_batches": 2, "device": "cpu",
+                         "threads": 1, **kw})
+    return train(model, cfg, progress=False, tokens=tokens)
+
+
+def test_record_has_the_documented_fields(tokens):
+    r = run(tokens)
+    for key in ("status", "params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss",
+                "tokens", "tokens_per_second", "wall_seconds", "curve", "grad_norms", "corpus_fingerprint",
+                "run_key", "best_val_loss", "flops", "device", "versions"):
+        assert key in r, key
+    assert r["status"] == "complete" and r["steps"] == 20
+    assert r["tokens"] == 20 * 4 * 32
+    assert math.isclose(r["flops"], r["tokens"] * flops_per_token(TINY))
+    assert r["corpus_fingerprint"] == tokens.fingerprint
+    assert [c["step"] for c in r["curve"] if c["val_loss"] is not None] == [10, 20]
+    assert r["val_loss"] < math.log(256)  # it learned something
+    json.dumps(r)  # plain data
+
+
+def test_grad_norms_per_layer_at_evals_and_end(tokens):
+    r = run(tokens, grad_norm_steps=(5,))
+    steps = sorted({g["step"] for g in r["grad_norms"]})
+    assert steps == [5, 10, 20]
+    at_end = [g for g in r["grad_norms"] if g["step"] == 20]
+    assert [g["layer"] for g in at_end] == [-1, 0, 1, 2]
+    assert [g["name"] for g in at_end] == ["embedding", "block0", "block1", "head"]
+    assert all(g["norm"] > 0 and math.isfinite(g["norm"]) for g in at_end)
+
+
+def test_same_seed_same_curve_other_seed_differs(tokens):
+    a, b, c = run(tokens, seed=3), run(tokens, seed=3), run(tokens, seed=4)
+    assert [p["train_loss"] for p in a["curve"]] == [p["train_loss"] for p in b["curve"]]
+    assert a["val_loss"] == b["val_loss"]
+    assert a["val_loss"] != c["val_loss"]
+
+
+def test_resume_matches_straight_run(tokens, tmp_path):
+    straight = run(tokens, steps=40, eval_every=10)
+    ckpt = tmp_path / "run.pt"
+
+    def stop_at_20(point):
+        if point["step"] == 20:
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(steps=40, batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1,
+                      checkpoint_every=20)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt, on_eval=stop_at_20)
+    assert ckpt.exists()
+    resumed = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    assert [p["train_loss"] for p in resumed["curve"]] == [p["train_loss"] for p in straight["curve"]]
+    assert resumed["val_loss"] == straight["val_loss"]
+
+
+def test_checkpoint_of_another_run_is_refused(tokens, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    cfg = TrainConfig(steps=10, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1, checkpoint_every=5)
+    train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train(ModelConfig(depth=3, width=64, context=32), cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+
+
+def test_flop_budget_is_matched_across_shapes(tokens):
+    budget = 2e10
+    wide = run(tokens, model=ModelConfig(depth=1, width=128, context=32), steps=None, flops=budget)
+    deep = run(tokens, model=ModelConfig(depth=6, width=64, context=32), steps=None, flops=budget)
+    for r in (wide, deep):
+        per_step = r["flops"] / r["steps"]
+        assert abs(r["flops"] - budget) <= per_step / 2
+    assert deep["steps"] != wide["steps"]
+
+
+def test_absurd_learning_rate_diverges_and_says_when(tokens):
+    r = run(tokens, lr=1e4, steps=60, grad_clip=0.0, warmup=0)
+    assert r["status"] == "diverged"
+    assert 1 <= r["diverged_step"] <= 60
+    assert r["val_loss"] is None
+
+
+def test_vocab_mismatch_is_a_clear_error(tokens):
+    with pytest.raises(ValueError, match="vocab_size 512"):
+        run(tokens, model=ModelConfig(depth=1, width=64, context=32, vocab_size=512))
+
+
+def test_unavailable_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no CUDA"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="tpu"):
+        resolve_device("tpu")
+
+
+def test_schedules():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup=10)
+    assert lr_at(0, 100, cfg) == pytest.approx(0.1)
+    assert lr_at(9, 100, cfg) == pytest.approx(1.0)
+    assert lr_at(99, 100, cfg) == pytest.approx(0.1)
+    wsd = TrainConfig(lr=1.0, min_lr=0.0, warmup=10, schedule="wsd")
+    assert lr_at(50, 100, wsd) == 1.0 and lr_at(99, 100, wsd) == pytest.approx(0.0)
+
+
+def test_mup_and_completep_learning_rate_rules():
+    cfg = ModelConfig(depth=8, width=256, base_width=64, base_depth=2, parametrization="completep")
+    groups = {g["name"]: g for g in param_groups(Transformer(cfg), cfg, TrainConfig(eps=1e-8, weight_decay=0.1))}
+    assert groups["hidden"]["lr_mult"] == pytest.approx(1 / 4)          # ÷ m_w, m_L^(α−1) = 1 at α = 1
+    assert groups["hidden"]["eps"] == pytest.approx(1e-8 / (4 * 4))     # ÷ (m_w · m_L)
+    assert groups["hidden"]["weight_decay"] == pytest.approx(0.4)       # × m_w
+    assert groups["embedding"]["lr_mult"] == groups["norm"]["lr_mult"] == 1.0
+    half = ModelConfig(depth=8, width=256, base_width=64, base_depth=2, parametrization="completep", depth_alpha=0.5)
+    g = {g["name"]: g for g in param_groups(Transformer(half), half, TrainConfig())}
+    assert g["hidden"]["lr_mult"] == pytest.approx(1 / 4 * 4 ** -0.5)
+    assert g["norm"]["lr_mult"] == pytest.approx(4 ** -0.5)
+
+
+def test_cli_train_json_last_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--depth", "1", "--width", "64", "--context", "32",
+                          "--steps", "6", "--batch-size", "2", "--eval-every", "3", "--eval-batches", "1",
+                          "--threads", "1", "--quiet", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss", "tokens",
+                "tokens_per_second", "wall_seconds", "status"):
+        assert key in record
+    assert record["tokens"] == 6 * 2 * 32
+
+
+def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
+    env = {"DWLIB_TINYSHAKESPEARE": str(shakespeare_path), "DWLIB_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--corpus", "tinyshakespeare", "--depth", "1",
+                          "--width", "64", "--context", "32", "--steps", "4", "--batch-size", "2",
+                          "--eval-every", "2", "--eval-batches", "1", "--threads", "1", "--quiet", "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["corpus"] == "tinyshakespeare"
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--depth", "0"], "depth"), (["--width", "100"], "100"), (["--corpus", "nosuch"], "nosuch"),
+    (["--tokenizer", "wordpiece"], "wordpiece"), (["--device", "tpu"], "tpu"), (["--steps", "-3"], "steps"),
+])
+def test_cli_bad_input_is_one_line_not_a_traceback(flags, needle):
+    out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--quiet", "--threads", "1", *flags],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and needle in out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("compile_", [False, True])
+def test_cuda_path_learns_like_cpu(tokens, compile_):
+    cpu = run(tokens, steps=30)
+    gpu = run(tokens, steps=30, device="cuda", compile=compile_)
+    assert gpu["status"] == "complete" and "cpu" not in gpu["device"]
+    assert gpu["mfu"] is None or 0 < gpu["mfu"] < 1
+    # bf16 autocast and TF32 change the arithmetic, not what is learned
+    assert abs(gpu["val_loss"] - cpu["val_loss"]) < 0.05
