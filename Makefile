@@ -8,12 +8,15 @@ PY     := $(VENV)/bin/python
 TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: run test venv bench clean help
+.PHONY: run test venv bench clean help lab notebooks smoke
 
 help:
 	@echo "make run     build .venv and run the main job (a depth sweep on the embedded stdlib corpus)"
 	@echo "make test    build .venv (with test extras) and run the test suite"
 	@echo "make bench   throughput and fit benchmarks (prints figures)"
+	@echo "make lab        JupyterLab with the notebooks/*.py opening as notebooks"
+	@echo "make notebooks  execute every notebook with the cpu preset (papermill) into outputs/<name>/"
+	@echo "make smoke      execute every notebook with the smoke preset (what CI runs), ~1 min each"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +24,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# Ray (the distributed executor) is optional for users; the tests exercise it, so `make test` adds it.
+$(VENV)/.installed-ray: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
 venv: $(VENV)/.installed
 
+# The main job: the baseline depth sweep notebook, cpu preset, on the embedded stdlib corpus, executed
+# by papermill into outputs/02_baseline_sweep/ (executed notebook + PNG/SVG charts; runs in outputs/runs.sqlite).
 run: venv
-	$(PY) -m dwlib train --depth 4 --width 128 --steps 200 --json
+	$(PY) -m dwlib.notebooks 02_baseline_sweep -p preset cpu -p executor parallel
 
-test: venv
+test: venv $(VENV)/.installed-ray
 	$(PY) -m pytest -q
 
 bench: venv
@@ -34,3 +44,17 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) outputs/*.sqlite outputs/checkpoints
+
+# -- notebooks (dwlib/notebooks.py runs them through papermill; jupytext sources need no .ipynb) -------
+# JupyterLab as root needs --allow-root; the labconfig in .jupyter/ makes .py notebooks open as notebooks.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+lab: venv
+	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
+
+notebooks: venv
+	$(PY) -m dwlib.notebooks all -p preset cpu -p executor parallel --times outputs/notebook_times_cpu.json
+
+smoke: venv
+	DWLIB_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m dwlib.notebooks all -p preset smoke --times outputs/notebook_times_smoke.json

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .config import ModelConfig, TrainConfig
@@ -122,6 +123,185 @@ def cmd_train(args) -> int:
     return 0 if record["status"] == "complete" else 3
 
 
+# -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
+
+SWEEP_DESIGNS = ("grid", "depth", "width", "compute-matched", "critical-depth", "isoflop")
+SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops",
+                   "train_loss", "val_loss", "wall_seconds", "error"]
+
+
+def add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sweep design (the model and training flags above are the shared config)")
+    g.add_argument("--design", choices=SWEEP_DESIGNS, default="grid",
+                   help="grid: depths x widths x seeds (default); depth: --depths at --width; width: --widths "
+                        "at --depth; compute-matched: shapes trained for --flops each; critical-depth: the "
+                        "shape at D_crit(--width) vs one 2x deeper and narrower (matched params), --flops "
+                        "each; isoflop: shapes at each of --budgets")
+    g.add_argument("--depths", default=None, help="comma-separated depths, e.g. 2,4,8,16 (default --depth)")
+    g.add_argument("--widths", default=None, help="comma-separated widths, e.g. 128,256 (default --width)")
+    g.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1 (default --seed)")
+    g.add_argument("--shapes", default=None,
+                   help="explicit shapes DxW for compute-matched / isoflop, e.g. 2x256,8x128,32x64")
+    g.add_argument("--budgets", default=None, help="isoflop: comma-separated FLOP budgets, e.g. 1e12,3e12,1e13")
+    g.add_argument("--aspect-ratios", default=None,
+                   help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
+    g.add_argument("--match", choices=["params", "flops"], default="params",
+                   help="critical-depth: match the deeper shape's non-embedding params or FLOPs per token")
+    g.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="also vary any config field, e.g. --vary lr=1e-3,3e-3 --vary mlp=gelu,swiglu (repeatable)")
+    g = p.add_argument_group("store and executor")
+    g.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
+    g.add_argument("--executor", choices=["local", "parallel", "ray"], default="local",
+                   help="local: in this process (default); parallel: worker processes sharing the cores; "
+                        "ray: one Ray task per run")
+    g.add_argument("--workers", type=int, default=None, help="parallel: worker processes (default one per core)")
+    g.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local instance)")
+    g.add_argument("--gpus-per-run", type=float, default=None,
+                   help="ray: GPUs per run, fractions allowed (default 1 when the cluster has GPUs)")
+    g.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs (and torch threads) per run (default 1)")
+    g.add_argument("--dry-run", action="store_true", help="print the design (shapes, params, budgets) and stop")
+    g.add_argument("--json", action="store_true", help="print the sweep's runs as JSON records instead of a table")
+
+
+def parse_floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for item in str(text).split(","):
+        depth, x, width = item.strip().lower().partition("x")
+        if not (x and depth.isdigit() and width.isdigit()):
+            raise ValueError(f"--shapes takes DxW items such as 2x256,8x128; got {item.strip()!r}")
+        shapes.append((int(depth), int(width)))
+    return shapes
+
+
+def parse_vary(items: list[str]) -> dict:
+    """--vary FIELD=V1,V2 → {field: [values]}, each value converted to the field's type."""
+    import dataclasses
+    fields = {f.name: f for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
+    vary = {}
+    for item in items:
+        name, eq, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or name not in fields:
+            raise ValueError(f"--vary takes FIELD=V1,V2 with FIELD a config field; got {item!r} "
+                             f"(fields: {', '.join(fields)})")
+        default = fields[name].default
+        kind = type(default) if default is not None and not isinstance(default, tuple) else None
+        out = []
+        for v in values.split(","):
+            v = v.strip()
+            try:
+                if kind is bool:
+                    out.append(v.lower() in ("1", "true", "yes"))
+                elif kind is int or (kind is None and name in ("steps", "tokens", "warmup", "n_heads", "threads")):
+                    out.append(int(float(v)))
+                elif kind is float or (kind is None and name in ("flops", "min_lr")):
+                    out.append(float(v))
+                else:
+                    out.append(v)
+            except ValueError:
+                raise ValueError(f"--vary {name}: cannot read {v!r} as {kind.__name__ if kind else 'a number'}") from None
+        vary[name] = out
+    return vary
+
+
+def sweep_pairs(args) -> list:
+    """The (ModelConfig, TrainConfig) pairs the sweep flags describe."""
+    from . import sweep
+    model, train = configs_from_args(args)
+    depths = parse_ints(args.depths, "--depths") if args.depths else (model.depth,)
+    widths = parse_ints(args.widths, "--widths") if args.widths else (model.width,)
+    seeds = parse_ints(args.seeds, "--seeds") if args.seeds else (train.seed,)
+    common = dict(model=model, train=train, vary=parse_vary(args.vary))
+    design = args.design
+    if design in ("compute-matched", "critical-depth") and train.flops is None:
+        raise ValueError(f"--design {design} needs a FLOP budget: --flops C")
+    if design == "grid":
+        return sweep.grid(depths, widths, seeds, **common)
+    if design == "depth":
+        return sweep.depth_sweep(model.width, depths, seeds, **common)
+    if design == "width":
+        return sweep.width_sweep(model.depth, widths, seeds, **common)
+    if design == "compute-matched":
+        shapes = parse_shapes(args.shapes) if args.shapes else [(d, w) for d in depths for w in widths]
+        return sweep.compute_matched(train.flops, shapes, seeds, **common)
+    if design == "critical-depth":
+        return sweep.critical_depth_pair(train.flops, model.width, seeds, match=args.match, **common)
+    budgets = parse_floats(args.budgets, "--budgets") if args.budgets else ((train.flops,) if train.flops else ())
+    if not budgets:
+        raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
+    if args.shapes:
+        return sweep.isoflop(budgets, shapes=parse_shapes(args.shapes), seeds=seeds, **common)
+    if args.aspect_ratios:
+        return sweep.isoflop(budgets, depths=depths, aspect_ratios=parse_floats(args.aspect_ratios, "--aspect-ratios"),
+                             seeds=seeds, **common)
+    return sweep.isoflop(budgets, depths=depths, widths=widths, seeds=seeds, **common)
+
+
+def print_frame(frame, columns, as_json=False, as_csv=False) -> None:
+    """A frame as JSON records, CSV (all columns) or a readable table of `columns`."""
+    try:
+        if as_json:
+            print(frame.to_json(orient="records", date_format="iso"))
+        elif as_csv:
+            frame.to_csv(sys.stdout, index=False)
+        elif frame.empty:
+            print("(no runs)")
+        else:
+            import pandas as pd
+            table = frame[[c for c in columns if c in frame.columns]].copy()
+            for col in table.columns:
+                if pd.api.types.is_datetime64_any_dtype(table[col]):
+                    table[col] = table[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+                elif not pd.api.types.is_numeric_dtype(table[col]):
+                    table[col] = table[col].astype(object).where(table[col].notna(), "-")
+            with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_colwidth", 60):
+                print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-"))
+        sys.stdout.flush()
+    except BrokenPipeError:   # `... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+    pairs = sweep_pairs(args)
+    if args.dry_run:
+        print_frame(sweep.design_frame(pairs), ["depth", "width", "heads", "params", "non_embedding_params",
+                                                "flops_per_token", "steps", "tokens", "flops", "lr", "seed"])
+        return 0
+    frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
+                            progress=not args.quiet, ray_address=args.ray_address,
+                            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+    print_frame(frame, SUMMARY_COLUMNS, as_json=args.json)
+    counts = frame["status"].value_counts().to_dict()
+    lost = frame.attrs.get("lost", [])
+    if not args.json:
+        print(f"{len(frame)} runs in {args.store}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for line in lost:
+        print(f"not run: {line}", file=sys.stderr)
+    return 3 if counts.get("failed") or lost else 0
+
+
+def cmd_runs(args) -> int:
+    from pathlib import Path
+    from .store import Store
+    if not Path(args.store).exists():
+        raise FileNotFoundError(f"no store at {args.store} (run `python -m dwlib sweep --store {args.store}` first)")
+    frame = Store(args.store).runs_frame()
+    if args.status:
+        frame = frame[frame["status"] == args.status]
+    print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "params", "tokens", "flops",
+                        "val_loss", "wall_seconds", "attempts", "updated", "error"],
+                as_json=args.json, as_csv=args.csv)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dwlib", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result record as one JSON line (last line)")
     p.add_argument("--record", default=None, help="also write the full record (curves, grad norms) to this JSON file")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train a design of runs into a results store and print a summary",
+                       description="Train every run of a sweep design that the store does not hold yet "
+                                   "(finished runs are served from the store; interrupted ones resume "
+                                   "from their checkpoints) and print one line per run.")
+    add_model_flags(p)
+    add_train_flags(p)
+    add_sweep_flags(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("runs", help="list the runs in a results store",
+                       description="List the runs in a results store, one line per run.")
+    p.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
+    p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "failed"],
+                   default=None, help="only runs with this status")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="all columns as JSON records")
+    out.add_argument("--csv", action="store_true", help="all columns as CSV")
+    p.set_defaults(func=cmd_runs)
     return parser
 
 

@@ -155,11 +155,12 @@ class Transformer(nn.Module):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by role, for per-role learning rates and weight decay (μP / CompleteP):
         `hidden` (matrices inside blocks), `embedding`, `head` (absent when tied), `norm`
-        (norm gains, biases and ReZero gates)."""
-        groups = {"hidden": [], "embedding": [self.embed.weight], "head": [], "norm": []}
+        (vectors inside blocks: norm gains, biases and ReZero gates) and `final_norm` (the norm before
+        the head, which CompleteP does not scale with depth: it is not part of any residual branch)."""
+        groups = {"hidden": [], "embedding": [self.embed.weight], "head": [], "norm": [], "final_norm": []}
         if self.head is not None:
             groups["head"].append(self.head.weight)
         for p in self.blocks.parameters():
             groups["hidden" if p.dim() == 2 else "norm"].append(p)
-        groups["norm"].extend(self.norm.parameters())
+        groups["final_norm"].extend(self.norm.parameters())
         return groups

@@ -51,8 +51,14 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def default_threads() -> int:
-    """Cores this process may run on. Callers running several trainings side by side must divide
-    them: two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
+    """Torch threads for a run that names none: $DWLIB_THREADS if set (tests and CI set 1), else the
+    cores this process may run on. Callers running several trainings side by side must divide them:
+    two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
+    env = os.environ.get("DWLIB_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
+        return int(env)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -72,27 +78,34 @@ def peak_flops(device: torch.device) -> float | None:
 def param_groups(model: Transformer, cfg: ModelConfig, train: TrainConfig) -> list[dict]:
     """AdamW groups with per-role learning-rate multipliers (`lr_mult`), weight decay and ε.
 
-    sp: one learning rate; weight decay on matrices only (hidden, embedding, head).
-    mup (Yang et al. 2022): hidden-matrix LR ÷ m_w; embeddings, head and norms at the base LR.
-    completep (Dey et al. 2025): as μP, plus hidden LR and norm LR × m_L^(α−1), hidden ε ÷ (m_w·m_L^α),
-    hidden weight decay × m_w (decoupled decay is lr·wd, so this keeps lr·wd width-independent).
+    sp: one learning rate and ε; weight decay on matrices only (hidden, embedding, head).
+    mup (Yang et al. 2022, Table 3 / Table 8 for Adam): hidden-matrix LR ÷ m_w; embedding, head and
+    norms at the base LR. Adam ε ÷ m_w everywhere: in μP every gradient entry shrinks like 1/m_w, and a
+    fixed ε would come to dominate the update at large width (as in EleutherAI/nanoGPT-mup).
+    completep (Dey et al. 2025, Table 1 and Eq. 40): as μP, plus in-block LRs (hidden matrices and the
+    norm gains / biases inside blocks) × m_L^(α−1); in-block ε ÷ (m_w·m_L^α) while the embedding, head
+    and final norm keep ε ÷ m_w and the base LR; hidden weight decay × m_w (decoupled decay is lr·wd,
+    so this keeps lr·wd width-independent).
     """
     roles = model.param_groups()
     m_w, m_l, alpha = cfg.width_mult, cfg.depth_mult, cfg.depth_alpha
-    hidden_lr = norm_lr = 1.0
-    hidden_eps, hidden_wd = train.eps, train.weight_decay
+    hidden_lr = block_vector_lr = 1.0
+    outer_eps = hidden_eps = train.eps          # outer: embedding, head, final norm
+    hidden_wd = train.weight_decay
     if cfg.parametrization in ("mup", "completep"):
         hidden_lr = 1.0 / m_w
+        outer_eps = hidden_eps = train.eps / m_w
     if cfg.parametrization == "completep":
         hidden_lr *= m_l ** (alpha - 1)
-        norm_lr = m_l ** (alpha - 1)
+        block_vector_lr = m_l ** (alpha - 1)
         hidden_eps = train.eps / (m_w * m_l ** alpha)
         hidden_wd = train.weight_decay * m_w
     groups = [
         dict(name="hidden", params=roles["hidden"], lr_mult=hidden_lr, weight_decay=hidden_wd, eps=hidden_eps),
-        dict(name="embedding", params=roles["embedding"], lr_mult=1.0, weight_decay=train.weight_decay, eps=train.eps),
-        dict(name="head", params=roles["head"], lr_mult=1.0, weight_decay=train.weight_decay, eps=train.eps),
-        dict(name="norm", params=roles["norm"], lr_mult=norm_lr, weight_decay=0.0, eps=train.eps),
+        dict(name="embedding", params=roles["embedding"], lr_mult=1.0, weight_decay=train.weight_decay, eps=outer_eps),
+        dict(name="head", params=roles["head"], lr_mult=1.0, weight_decay=train.weight_decay, eps=outer_eps),
+        dict(name="norm", params=roles["norm"], lr_mult=block_vector_lr, weight_decay=0.0, eps=hidden_eps),
+        dict(name="final_norm", params=roles["final_norm"], lr_mult=1.0, weight_decay=0.0, eps=outer_eps),
     ]
     return [g for g in groups if g["params"]]
 
@@ -320,3 +333,52 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, diver
         versions=dict(dwlib=__version__, torch=torch.__version__, numpy=np.__version__,
                       python=platform.python_version()),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference speed (for compute-matched comparisons: a deeper, narrower shape is slower per token)
+# ---------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def measure_inference(model_cfg: ModelConfig, *, device: str = "auto", batch_size: int = 16,
+                      repeats: int = 10, threads: int | None = None) -> dict:
+    """Forward-pass speed of a shape with random weights (speed does not depend on their values):
+    latency of one sequence over the full context (batch 1; median of `repeats`, with its spread) and
+    throughput at `batch_size` (tokens/s). bf16 autocast on CUDA, as in training. Returns a plain dict:
+    depth, width, params, context, batch_size, latency_ms, latency_ms_sd, tokens_per_second, device."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = resolve_device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cuda = dev.type == "cuda"
+    model = Transformer(model_cfg).to(dev).eval()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda)
+    gen = torch.Generator().manual_seed(0)
+    T = model_cfg.context
+
+    def timed(batch):
+        x = torch.randint(0, model_cfg.vocab_size, (batch, T), generator=gen).to(dev)
+        with autocast:
+            model(x)                                     # warm-up: allocations, kernel selection
+        times = []
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            with autocast:
+                model(x)
+            if cuda:
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - start)
+        return np.array(times)
+
+    single = timed(1)
+    batched = timed(batch_size)
+    return dict(depth=model_cfg.depth, width=model_cfg.width, share=model_cfg.share, params=count_params(model_cfg),
+                context=T, batch_size=batch_size, latency_ms=float(np.median(single) * 1e3),
+                latency_ms_sd=float(np.std(single) * 1e3),
+                tokens_per_second=float(batch_size * T / np.median(batched)),
+                device=torch.cuda.get_device_name(dev) if cuda else f"cpu ({torch.get_num_threads()} threads)")

@@ -7,6 +7,9 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+# train() sizes its threads from $DWLIB_THREADS; subprocesses (CLI, sweeps, notebooks) inherit it
+os.environ.setdefault("DWLIB_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

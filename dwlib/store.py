@@ -1,0 +1,417 @@
+r"""The results store: one SQLite file of training runs keyed by their config hash.
+
+A run's identity is `dwlib.config.run_key(model, train, corpus_fingerprint)`; everything keys off it —
+the row, the cache lookup, the checkpoint file `<store dir>/checkpoints/<run_key>.pt`. The first 10 hex
+digits are the short id users see.
+
+A run moves through these states:
+
+    (absent) --claim--> running --finish--> complete | diverged     (final: served from the cache)
+                           |  \--fail----> failed                   (claimable again: errors may be transient)
+                           \-- holder dies / Ctrl-C --> "interrupted" in runs_frame: claimable again,
+                                                        resumes from its checkpoint
+
+Before training a run, a process *claims* it: an atomic `BEGIN IMMEDIATE` transaction that succeeds only
+if nobody else holds a live lease. The holder renews the lease (`heartbeat`) while it trains; if it dies
+(kill -9, power loss) the lease simply expires — at once when the dead holder was on this host, see
+`owner_id` — and the next claimant resumes from the checkpoint. So a run is never recorded complete
+unless `finish` ran, and two processes never train the same run at once.
+
+Stdlib only (sqlite3, json) plus pandas for the frames: no torch, so listing results is instant.
+WAL mode lets readers (a notebook charting live) run beside a writer. SQLite's locking needs a local
+filesystem; do not put the store on NFS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import (count_params, flops_per_token, model_config_from_dict, non_embedding_params,
+                     steps_for_budget, train_config_from_dict)
+
+DEFAULT_PATH = Path("outputs") / "runs.sqlite"
+SCHEMA = "dwlib-runs-1"
+SHORT_ID_LENGTH = 10
+STATUSES = ("running", "complete", "diverged", "failed")
+DONE = ("complete", "diverged")   # a final result: served from the cache, never retrained
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key       TEXT PRIMARY KEY,
+    short_id      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('running', 'complete', 'diverged', 'failed')),
+    config        TEXT NOT NULL,          -- json: {"model": {...}, "train": {...}, "corpus_fingerprint": ...}
+    result        TEXT,                   -- json: the trainer's result record without curve / grad_norms
+    error         TEXT,
+    lease_owner   TEXT,
+    lease_expires REAL,
+    checkpoint    TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,   -- claims so far: 1 for a run trained in one go
+    created       REAL NOT NULL,
+    updated       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_short_id ON runs (short_id);
+CREATE TABLE IF NOT EXISTS curves (
+    run_key    TEXT NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
+    step       INTEGER NOT NULL,
+    tokens     REAL,
+    flops      REAL,
+    train_loss REAL,
+    val_loss   REAL,
+    lr         REAL,
+    PRIMARY KEY (run_key, step)
+);
+CREATE TABLE IF NOT EXISTS grad_norms (
+    run_key TEXT NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
+    step    INTEGER NOT NULL,
+    layer   INTEGER NOT NULL,
+    name    TEXT NOT NULL,
+    norm    REAL,
+    PRIMARY KEY (run_key, step, layer, name)
+);
+"""
+
+def owner_id() -> str:
+    """A fresh lease-holder name, "host:pid:token". Claims read it back to see whether a holder on this
+    host has died (kill -9, a crashed kernel), so a rerun resumes at once instead of waiting out the
+    lease; holders on other hosts are judged by their lease alone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:      # exists but is not ours to signal
+        return False
+    return False
+
+
+# sqlite's primary result codes for "this is not (or no longer) a database"
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+class Store:
+    """A results store at `path` (created with its folder if missing).
+
+    Raises ValueError naming the path if the file is not SQLite, is corrupted, or is an SQLite
+    database that belongs to something else. `check` runs sqlite's quick_check over the whole file
+    (~50 ms for 35 MB); worker processes of a sweep skip it, their parent has checked. Each method
+    opens its own short connection, so a Store is cheap to pickle into worker processes and safe to
+    use from a heartbeat thread.
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, *, timeout: float = 60.0, check: bool = True):
+        self.path = Path(path)
+        self.timeout = timeout
+        if self.path.is_dir():
+            raise ValueError(f"store path {str(self.path)!r} is a directory; give a file such as "
+                             f"{str(self.path / 'runs.sqlite')!r}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "meta" not in tables:
+                raise ValueError(f"{str(self.path)!r} is an SQLite database but not a dwlib store "
+                                 f"(it holds tables {sorted(tables)}); give another path")
+            if "meta" in tables:
+                row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None or row[0] != SCHEMA:
+                    raise ValueError(f"{str(self.path)!r} is not a dwlib store of schema {SCHEMA!r} "
+                                     f"(found {row[0] if row else None!r})")
+                # A damaged page deep in the file would otherwise surface later, mid-sweep.
+                verdict = con.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+                if verdict != "ok":
+                    raise ValueError(f"store {str(self.path)!r} is corrupted (sqlite quick_check: {verdict})")
+            else:
+                # one transaction, so a second process opening the file meanwhile sees all or nothing
+                con.executescript(f"BEGIN IMMEDIATE; {_TABLES} "
+                                  f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA}'); COMMIT;")
+
+    def __repr__(self):
+        return f"Store({str(self.path)!r})"
+
+    # -- connections ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self):
+        """A connection in autocommit mode; corruption errors become a ValueError naming the file."""
+        con = None
+        try:
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            con.execute("PRAGMA foreign_keys = ON")
+            yield con
+        except sqlite3.DatabaseError as e:
+            code = getattr(e, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise ValueError(f"{str(self.path)!r} is not a readable dwlib store: {e}") from None
+            raise
+        finally:
+            if con is not None:
+                con.close()
+
+    @contextmanager
+    def _write(self):
+        """A write transaction that takes the database's write lock up front (BEGIN IMMEDIATE),
+        so a read-then-update inside it cannot race another process."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- paths and ids ---------------------------------------------------------------------------
+
+    def checkpoint_path(self, run_key: str) -> Path:
+        """Where a run's checkpoint lives while it trains: beside the store."""
+        return self.path.parent / "checkpoints" / f"{run_key}.pt"
+
+    def resolve(self, key_or_id: str) -> str:
+        """The full run key for a full key or a unique short-id prefix; ValueError otherwise."""
+        with self._connect() as con:
+            rows = con.execute("SELECT run_key FROM runs WHERE run_key LIKE ? LIMIT 2",
+                               (key_or_id + "%",)).fetchall()
+        if len(rows) != 1:
+            what = "no run" if not rows else "more than one run"
+            raise ValueError(f"{what} in {str(self.path)!r} matches id {key_or_id!r}")
+        return rows[0][0]
+
+    # -- one run --------------------------------------------------------------------------------
+
+    def get(self, run_key: str) -> dict | None:
+        """The stored row for a run as a dict (None if absent): run_key, short_id, status, config,
+        error, attempts, lease_owner, lease_expires, checkpoint, created, updated and, for a finished
+        run, `result` — the trainer's full result record with its curve and grad_norms lists."""
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            row = con.execute("SELECT * FROM runs WHERE run_key=?", (run_key,)).fetchone()
+            if row is None:
+                return None
+            rec = dict(row)
+            rec["config"] = json.loads(rec["config"])
+            if rec["result"] is not None:
+                result = json.loads(rec["result"])
+                result["curve"] = [dict(r) for r in con.execute(
+                    "SELECT step, tokens, flops, train_loss, val_loss, lr FROM curves "
+                    "WHERE run_key=? ORDER BY step", (run_key,))]
+                result["grad_norms"] = [dict(r) for r in con.execute(
+                    "SELECT step, layer, name, norm FROM grad_norms WHERE run_key=? "
+                    "ORDER BY step, layer, name", (run_key,))]
+                rec["result"] = result
+        return rec
+
+    def claim(self, run_key: str, config: dict, owner: str, lease_seconds: float = 60.0) -> bool:
+        """Take the lease on a run so that only the caller trains it. True if the caller now holds it:
+        the run was absent, failed, held by `owner` already, or its lease expired (its holder died;
+        a holder on this host whose process is gone counts as expired at once, see `owner_id`).
+        False if it is finished (read it with `get`) or someone else holds a live lease."""
+        now = time.time()
+        with self._write() as con:
+            row = con.execute("SELECT status, lease_owner, lease_expires FROM runs WHERE run_key=?",
+                              (run_key,)).fetchone()
+            if row is None:
+                con.execute(
+                    "INSERT INTO runs (run_key, short_id, status, config, lease_owner, lease_expires, "
+                    "checkpoint, attempts, created, updated) VALUES (?, ?, 'running', ?, ?, ?, ?, 1, ?, ?)",
+                    (run_key, run_key[:SHORT_ID_LENGTH], json.dumps(config, sort_keys=True), owner,
+                     now + lease_seconds, str(self.checkpoint_path(run_key)), now, now))
+                return True
+            status, holder, expires = row
+            if status in DONE:
+                return False
+            live = expires is not None and expires > now and not _holder_is_dead(holder)
+            if status == "running" and holder != owner and live:
+                return False
+            con.execute("UPDATE runs SET status='running', error=NULL, lease_owner=?, lease_expires=?, "
+                        "attempts=attempts+1, updated=? WHERE run_key=?",
+                        (owner, now + lease_seconds, now, run_key))
+            return True
+
+    def heartbeat(self, run_key: str, owner: str, lease_seconds: float = 60.0) -> bool:
+        """Renew `owner`'s lease. False if the owner no longer holds it (it expired and was taken)."""
+        now = time.time()
+        with self._write() as con:
+            cur = con.execute("UPDATE runs SET lease_expires=?, updated=? WHERE run_key=? AND "
+                              "lease_owner=? AND status='running'", (now + lease_seconds, now, run_key, owner))
+            return cur.rowcount == 1
+
+    def release(self, run_key: str, owner: str) -> None:
+        """Give up a lease without a result (e.g. on Ctrl-C): the run stays resumable and another
+        process may claim it at once instead of waiting for the lease to expire."""
+        with self._write() as con:
+            con.execute("UPDATE runs SET lease_expires=?, updated=? WHERE run_key=? AND lease_owner=? "
+                        "AND status='running'", (time.time(), time.time(), run_key, owner))
+
+    def finish(self, run_key: str, result: dict, owner: str | None = None) -> bool:
+        """Record a run's result; its status ('complete' or 'diverged') comes from `result['status']`.
+        With `owner`, only the current lease holder may finish (False otherwise, nothing written)."""
+        status = result.get("status")
+        if status not in DONE:
+            raise ValueError(f"result status must be one of {DONE}, got {status!r}")
+        scalars = {k: v for k, v in result.items() if k not in ("curve", "grad_norms")}
+        curve = [(run_key, int(c["step"]), c.get("tokens"), c.get("flops"), c.get("train_loss"),
+                  c.get("val_loss"), c.get("lr")) for c in result.get("curve") or []]
+        norms = [(run_key, int(g["step"]), int(g["layer"]), str(g["name"]), g.get("norm"))
+                 for g in result.get("grad_norms") or []]
+        now = time.time()
+        with self._write() as con:
+            row = con.execute("SELECT status, lease_owner FROM runs WHERE run_key=?", (run_key,)).fetchone()
+            if row is None:
+                raise ValueError(f"run {run_key[:SHORT_ID_LENGTH]} was never claimed in {str(self.path)!r}")
+            if owner is not None and (row[1] != owner or row[0] != "running"):
+                return False
+            con.execute("DELETE FROM curves WHERE run_key=?", (run_key,))
+            con.execute("DELETE FROM grad_norms WHERE run_key=?", (run_key,))
+            con.executemany("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?, ?)", curve)
+            con.executemany("INSERT OR REPLACE INTO grad_norms VALUES (?, ?, ?, ?, ?)", norms)
+            con.execute("UPDATE runs SET status=?, result=?, error=NULL, lease_owner=NULL, "
+                        "lease_expires=NULL, updated=? WHERE run_key=?",
+                        (status, json.dumps(scalars, sort_keys=True, allow_nan=True), now, run_key))
+            return True
+
+    def fail(self, run_key: str, error: str, owner: str | None = None) -> None:
+        """Record that a run raised `error`. A failed run is retried by the next request for it."""
+        with self._write() as con:
+            con.execute("UPDATE runs SET status='failed', error=?, lease_owner=NULL, lease_expires=NULL, "
+                        "updated=? WHERE run_key=? AND status='running' AND (? IS NULL OR lease_owner=?)",
+                        (str(error), time.time(), run_key, owner, owner))
+
+    def delete(self, run_key: str) -> None:
+        """Forget a run (its curves and gradient norms too) so the next request retrains it."""
+        with self._write() as con:
+            con.execute("DELETE FROM runs WHERE run_key=?", (run_key,))
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        with self._connect() as con:
+            return [r[0] for r in con.execute("SELECT run_key FROM runs ORDER BY created")]
+
+    def runs_frame(self, keys=None):
+        """One row per run (oldest first, or in the order of `keys`), tidy columns for charting:
+        identity (run_id = short id, run_key, status), shape (depth, width, heads, context, mlp, norm,
+        share, parametrization), training (lr, seed, batch_size, steps, tokens, flops), size
+        (params, non_embedding_params, flops_per_token), outcome (train_loss, val_loss, best_val_loss,
+        diverged_step, wall_seconds, tokens_per_second, device), data (corpus, tokenizer,
+        corpus_fingerprint) and bookkeeping (attempts, error, created, updated).
+        Runs not yet finished show their planned steps/tokens/FLOPs; a 'running' run whose holder
+        died (lease expired, or its process on this host is gone) shows status 'interrupted'."""
+        import pandas as pd
+
+        rows = self._rows(keys, "run_key, short_id, status, config, result, error, lease_owner, "
+                                "lease_expires, attempts, created, updated")
+        now = time.time()
+        records = []
+        for run_key, short_id, status, config, result, error, holder, expires, attempts, created, updated in rows:
+            config = json.loads(config)
+            result = json.loads(result) if result else {}
+            m = model_config_from_dict(config["model"])
+            t = train_config_from_dict(config["train"])
+            steps = steps_for_budget(m, t)
+            planned_tokens = steps * t.batch_size * t.grad_accum * m.context
+            if status == "running" and (expires is None or expires <= now or _holder_is_dead(holder)):
+                status = "interrupted"
+            records.append({
+                "run_id": short_id, "run_key": run_key, "status": status,
+                "depth": m.depth, "width": m.width, "heads": m.heads, "context": m.context,
+                "mlp": m.mlp, "norm": m.norm, "share": m.share, "parametrization": m.parametrization,
+                "lr": t.lr, "seed": t.seed, "batch_size": t.batch_size,
+                "steps": result.get("steps", steps),
+                "params": result.get("params", count_params(m)),
+                "non_embedding_params": result.get("non_embedding_params", non_embedding_params(m)),
+                "flops_per_token": result.get("flops_per_token", flops_per_token(m)),
+                "tokens": result.get("tokens", planned_tokens),
+                "flops": result.get("flops", planned_tokens * flops_per_token(m)),
+                "train_loss": result.get("train_loss"), "val_loss": result.get("val_loss"),
+                "best_val_loss": result.get("best_val_loss"), "diverged_step": result.get("diverged_step"),
+                "wall_seconds": result.get("wall_seconds"),
+                "tokens_per_second": result.get("tokens_per_second"), "device": result.get("device"),
+                "corpus": t.corpus, "tokenizer": t.tokenizer,
+                "corpus_fingerprint": config.get("corpus_fingerprint", result.get("corpus_fingerprint")),
+                "attempts": attempts, "error": error,
+                "created": pd.Timestamp(created, unit="s", tz="UTC"),
+                "updated": pd.Timestamp(updated, unit="s", tz="UTC"),
+            })
+        columns = ["run_id", "run_key", "status", "depth", "width", "heads", "context", "mlp", "norm",
+                   "share", "parametrization", "lr", "seed", "batch_size", "steps", "params",
+                   "non_embedding_params", "flops_per_token", "tokens", "flops", "train_loss", "val_loss",
+                   "best_val_loss", "diverged_step", "wall_seconds", "tokens_per_second", "device",
+                   "corpus", "tokenizer", "corpus_fingerprint", "attempts", "error", "created", "updated"]
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        for col in ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second",
+                    "flops", "flops_per_token", "lr"):
+            frame[col] = frame[col].astype("float64")
+        return frame
+
+    def curves_frame(self, keys=None):
+        """Loss curves in long format: run_id, run_key, step, tokens, flops, train_loss, val_loss, lr,
+        plus depth, width, seed, status for colouring charts. val_loss is NaN between evaluations."""
+        return self._long_frame("curves", "c.step, c.tokens, c.flops, c.train_loss, c.val_loss, c.lr",
+                                "c.step", keys)
+
+    def grad_norms_frame(self, keys=None):
+        """Per-layer gradient norms in long format: run_id, run_key, step, layer (-1 embedding,
+        0..D-1 blocks, D head), name, norm, plus depth, width, seed, status."""
+        return self._long_frame("grad_norms", "c.step, c.layer, c.name, c.norm", "c.step, c.layer, c.name",
+                                keys)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _rows(self, keys, columns):
+        with self._connect() as con:
+            if keys is None:
+                return con.execute(f"SELECT {columns} FROM runs ORDER BY created, run_key").fetchall()
+            keys = list(keys)
+            rows = {}
+            for i in range(0, len(keys), 500):   # stay under sqlite's bound-parameter limit
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for r in con.execute(f"SELECT {columns} FROM runs WHERE run_key IN ({marks})", chunk):
+                    rows[r[0]] = r
+            return [rows[k] for k in dict.fromkeys(keys) if k in rows]
+
+    def _long_frame(self, table, columns, order, keys):
+        import pandas as pd
+
+        with self._connect() as con:
+            sql = (f"SELECT r.short_id AS run_id, r.run_key, {columns}, r.status "
+                   f"FROM {table} c JOIN runs r ON r.run_key = c.run_key")
+            where = ""
+            if keys is not None:
+                con.execute("CREATE TEMP TABLE wanted (run_key TEXT PRIMARY KEY)")
+                con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in dict.fromkeys(keys)])
+                where = " WHERE r.run_key IN (SELECT run_key FROM wanted)"
+            frame = pd.read_sql_query(sql + where + f" ORDER BY r.created, r.run_key, {order}", con)
+            configs = con.execute(f"SELECT r.run_key, r.config FROM runs r{where}").fetchall()
+        # depth / width / seed from the stored config, parsed once per run rather than once per row
+        shape = {}
+        for run_key, config in configs:
+            config = json.loads(config)
+            shape[run_key] = (config["model"]["depth"], config["model"]["width"], config["train"]["seed"])
+        for i, name in enumerate(("depth", "width", "seed")):
+            frame[name] = frame["run_key"].map({k: v[i] for k, v in shape.items()}).astype("int64")
+        for col in frame.columns:
+            if col in ("tokens", "flops", "train_loss", "val_loss", "lr", "norm"):
+                frame[col] = frame[col].astype("float64")
+        return frame

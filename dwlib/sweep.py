@@ -1,0 +1,501 @@
+"""Sweeps: designs that list runs, and executors that train them into a results store.
+
+A design returns a list of (ModelConfig, TrainConfig) pairs; `run_sweep(pairs, executor=...)` trains
+every pair not already in the store and returns the store's frame of those runs:
+
+    pairs = depth_sweep(width=128, depths=[2, 4, 8, 16], steps=500)
+    frame = run_sweep(pairs, store="outputs/runs.sqlite", executor="parallel")
+
+Designs (any config field may be fixed with a keyword, or varied with `vary={field: [values]}`):
+    grid            depth × width × seeds (× any other field)
+    depth_sweep     the paper's first design: depths at one width
+    width_sweep     widths at one depth
+    compute_matched given shapes, each trained for the same FLOP budget C (C / FLOPs-per-token tokens)
+    critical_depth_pair  the paper's third experiment: the shape at the predicted D_crit vs one at
+                    2×D_crit made narrower to match parameters (or FLOPs per token), same budget C
+    isoflop         several budgets C, a set of shapes at each: the input of compute-optimal fits
+
+Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
+the machine's cores: small models use cores far better side by side than with many threads each),
+"ray" (one Ray task per run, on a local instance or an existing cluster). Every run goes through
+`run`, which claims it in the store first, so sweeps in several processes at once never train a
+run twice and a run interrupted in any way resumes from its checkpoint the next time it is asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from .config import (ModelConfig, TrainConfig, count_params, flops_per_token, non_embedding_params,
+                     paper_critical_depth, run_key, steps_for_budget, to_dict)
+from .store import DONE, Store, owner_id
+
+LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
+POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
+EXECUTORS = ("local", "parallel", "ray")
+BUDGET_FIELDS = ("steps", "tokens", "flops")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+# ---------------------------------------------------------------------------------------------
+# One run, through the store
+# ---------------------------------------------------------------------------------------------
+
+def as_store(store) -> Store:
+    """A Store from a Store, a path, or None (the default `outputs/runs.sqlite`)."""
+    if isinstance(store, Store):
+        return store
+    return Store() if store is None else Store(store)
+
+
+def load_tokens(corpus: str, tokenizer: str):
+    # imported here so designing a sweep or listing a store does not import torch (≈2 s)
+    from .data import load_tokens as load
+    return load(corpus, tokenizer)   # a cache hit costs ~20 ms (stat of the corpus files)
+
+
+def key_for(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens=None) -> str:
+    """The run key of a pair (loads the corpus to read its fingerprint unless `tokens` is given)."""
+    tokens = tokens if tokens is not None else load_tokens(train_cfg.corpus, train_cfg.tokenizer)
+    return run_key(model_cfg, train_cfg, tokens.fingerprint)
+
+
+def run(model_cfg: ModelConfig, train_cfg: TrainConfig, *, store=None, progress: bool = True,
+        on_eval=None, tokens=None, lease_seconds: float = LEASE_SECONDS, wait: bool = True) -> dict | None:
+    """Train one run into the store, or return its stored result if it is already complete or diverged.
+
+    The run is claimed first; while it trains, a background thread renews the lease. If another process
+    holds the run, this waits for it (or returns None at once with wait=False; if that process fails,
+    this raises RuntimeError with its error instead of repeating it). Interrupted runs resume
+    from `<store dir>/checkpoints/<run_key>.pt`; the checkpoint is deleted once the result is stored.
+    An exception is recorded as status 'failed' with its message and re-raised; Ctrl-C leaves the run
+    resumable and re-raises. The result record gains `resumed_from_step` (0 for a fresh start).
+    """
+    return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait)[0]
+
+
+def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait):
+    """run(), also saying how the result came: 'cached', 'trained', or 'busy' (held elsewhere, no wait)."""
+    if tokens is None:
+        tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
+    key = run_key(model_cfg, train_cfg, tokens.fingerprint)
+    config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
+              "corpus_fingerprint": tokens.fingerprint}
+    owner = owner_id()
+    waited = False
+    while True:
+        row = store.get(key)
+        if row is not None and row["status"] in DONE:
+            return row["result"], "cached"
+        if waited and row is not None and row["status"] == "failed":
+            # the process we waited for hit an error: report it rather than repeat it
+            raise RuntimeError(f"run {key[:10]} failed in another process: {row['error']}")
+        if store.claim(key, config, owner, lease_seconds):
+            break
+        if not wait:
+            return None, "busy"
+        waited = True
+        time.sleep(POLL_SECONDS)
+
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(lease_seconds / 4):
+            try:
+                if not store.heartbeat(key, owner, lease_seconds):
+                    return  # taken over after we stalled past the lease; finish() will refuse our result
+            except Exception:   # a busy or briefly unreadable store: try again next beat
+                pass
+
+    beat = threading.Thread(target=heartbeat, name=f"dwlib-lease-{key[:10]}", daemon=True)
+    beat.start()
+    checkpoint = store.checkpoint_path(key)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from .train import train
+        resumed_from = checkpoint_step(checkpoint)
+        result = train(model_cfg, train_cfg, checkpoint=checkpoint, progress=progress, on_eval=on_eval,
+                       tokens=tokens)
+    except BaseException as e:
+        stop.set()
+        beat.join()
+        if isinstance(e, Exception):
+            store.fail(key, f"{type(e).__name__}: {e}", owner)
+        else:   # Ctrl-C, SystemExit: not the run's fault; the next claimant may resume it at once
+            store.release(key, owner)
+        raise
+    stop.set()
+    beat.join()
+    result.setdefault("resumed_from_step", resumed_from)
+    if store.finish(key, result, owner):
+        checkpoint.unlink(missing_ok=True)
+        checkpoint.with_suffix(".tmp").unlink(missing_ok=True)
+    else:
+        warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
+                      "that process's result is the one stored", RuntimeWarning)
+    return result, "trained"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights."""
+    if not Path(path).exists():
+        return 0
+    import torch
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:   # unreadable: the trainer will say so with its own message
+        return 0
+    return int(saved.get("state", {}).get("step", 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Designs
+# ---------------------------------------------------------------------------------------------
+
+def make_pair(model: ModelConfig | None = None, train: TrainConfig | None = None, **fields):
+    """(ModelConfig, TrainConfig) from base configs and field overrides, each routed to its config.
+    Giving one budget (steps / tokens / flops) replaces the base's budget."""
+    unknown = sorted(set(fields) - set(MODEL_FIELDS) - set(TRAIN_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {', '.join(unknown)}; model fields: "
+                         f"{', '.join(MODEL_FIELDS)}; training fields: {', '.join(TRAIN_FIELDS)}")
+    model_kw = {k: v for k, v in fields.items() if k in MODEL_FIELDS}
+    train_kw = {k: v for k, v in fields.items() if k in TRAIN_FIELDS}
+    if any(train_kw.get(b) is not None for b in BUDGET_FIELDS):
+        train_kw = {**{b: None for b in BUDGET_FIELDS}, **train_kw}
+    model = dataclasses.replace(model or ModelConfig(), **model_kw)
+    train = dataclasses.replace(train or TrainConfig(), **train_kw)
+    return model, train
+
+
+def grid(depths, widths, seeds=(0,), *, model=None, train=None, vary=None, **fields) -> list[tuple]:
+    """Every depth × width × (each field in `vary`) × seed, with `fields` fixed.
+    E.g. grid([2, 4], [64, 128], seeds=[0, 1], steps=300, vary={"lr": [1e-3, 3e-3]})."""
+    depths, widths, seeds = _list("depths", depths), _list("widths", widths), _list("seeds", seeds)
+    vary = dict(vary or {})
+    for name, values in vary.items():
+        vary[name] = _list(f"vary[{name!r}]", values)
+    pairs = []
+    for depth, width, *varied, seed in itertools.product(depths, widths, *vary.values(), seeds):
+        pairs.append(make_pair(model, train, **{**fields, **dict(zip(vary, varied)),
+                                                "depth": depth, "width": width, "seed": seed}))
+    return pairs
+
+
+def depth_sweep(width: int, depths, seeds=(0,), **kw) -> list[tuple]:
+    """The paper's depth sweep: `depths` at a fixed `width` (same training config for all)."""
+    return grid(depths, [width], seeds, **kw)
+
+
+def width_sweep(depth: int, widths, seeds=(0,), **kw) -> list[tuple]:
+    """A width sweep: `widths` at a fixed `depth`."""
+    return grid([depth], widths, seeds, **kw)
+
+
+def compute_matched(flops: float, shapes, seeds=(0,), **kw) -> list[tuple]:
+    """Shapes [(depth, width), ...] each trained for the same FLOP budget: C / flops_per_token tokens,
+    rounded to whole steps (so matched to within one step's FLOPs)."""
+    _positive("flops", flops)
+    pairs = []
+    for depth, width in _shapes(shapes):
+        pairs += grid([depth], [width], seeds, **{**kw, "flops": float(flops)})
+    return pairs
+
+
+def width_step(model: ModelConfig) -> int:
+    """Widths must keep the head layout valid: multiples of head_dim, or of 2·n_heads when the head
+    count is fixed (RoPE needs an even head size)."""
+    return 2 * model.n_heads if model.n_heads is not None else model.head_dim
+
+
+def matched_width(depth: int, reference: ModelConfig, match: str = "params") -> int:
+    """The width (a multiple of `width_step`) that gives a model of `depth` blocks the reference's
+    non-embedding parameters (match='params') or training FLOPs per token (match='flops')."""
+    measures = {"params": non_embedding_params, "flops": flops_per_token}
+    if match not in measures:
+        raise ValueError(f"match must be 'params' or 'flops', got {match!r}")
+    measure, target = measures[match], measures[match](reference)
+    step = width_step(reference)
+    # N grows like D·W², so the answer lies near W·sqrt(D_ref / D); search a generous range around it
+    guess = reference.width * math.sqrt(reference.depth / depth)
+    candidates = range(step, max(2 * step, int(3 * guess) + step), step)
+    return min(candidates, key=lambda w: (abs(measure(dataclasses.replace(reference, depth=depth, width=w))
+                                              - target), w))
+
+
+def critical_depth_pair(flops: float, width: int, seeds=(0,), *, factor: float = 2.0, match: str = "params",
+                        critical_depth=paper_critical_depth, model=None, **kw) -> list[tuple]:
+    """The paper's third experiment at budget C: the shape at the predicted critical depth
+    D_c = round(critical_depth(width)) (default 2.43·ln W) against a shape `factor`× deeper, made
+    narrower to match non-embedding parameters (or FLOPs per token with match='flops'). Both are
+    trained for C FLOPs. Returns pairs for (D_c, width) then (factor·D_c, narrower width), per seed."""
+    _positive("flops", flops)
+    base = make_pair(model, None, **{k: v for k, v in kw.items() if k in MODEL_FIELDS}, width=width)[0]
+    d_crit = max(1, round(critical_depth(width)))
+    deep = max(d_crit + 1, round(factor * d_crit))
+    narrow = matched_width(deep, dataclasses.replace(base, depth=d_crit), match)
+    return compute_matched(flops, [(d_crit, width), (deep, narrow)], seeds, model=model, **kw)
+
+
+def isoflop(budgets, *, depths=None, widths=None, aspect_ratios=None, shapes=None, seeds=(0,),
+            min_steps: int = 10, model=None, **kw) -> list[tuple]:
+    """For each FLOP budget C, a set of shapes each trained to exactly C: the input of isoFLOP fits.
+    Shapes come from `shapes` [(depth, width)], or depths × widths, or depths × aspect_ratios
+    (width = ratio·depth rounded to a valid width). Shapes whose budget buys fewer than `min_steps`
+    optimizer steps are dropped with a warning (too few steps to measure a loss)."""
+    budgets = _list("budgets", budgets)
+    for c in budgets:
+        _positive("budget", c)
+    given = [n for n, v in (("shapes", shapes), ("widths", widths), ("aspect_ratios", aspect_ratios)) if v is not None]
+    if len(given) != 1 or (given != ["shapes"] and depths is None):
+        raise ValueError("give shapes=[(depth, width), ...], or depths with widths, or depths with aspect_ratios")
+    if shapes is not None:
+        shapes = _shapes(shapes)
+    elif widths is not None:
+        shapes = list(itertools.product(_list("depths", depths), _list("widths", widths)))
+    else:
+        step = width_step(make_pair(model, None, **{k: v for k, v in kw.items() if k in MODEL_FIELDS})[0])
+        shapes = []
+        for d, r in itertools.product(_list("depths", depths), _list("aspect_ratios", aspect_ratios)):
+            shapes.append((d, max(step, step * round(r * d / step))))
+        shapes = list(dict.fromkeys(shapes))
+    pairs, dropped = [], []
+    for c in budgets:
+        for m, t in compute_matched(c, shapes, seeds, model=model, **kw):
+            if steps_for_budget(m, t) >= min_steps:
+                pairs.append((m, t))
+            else:
+                dropped.append(f"D={m.depth} W={m.width} at C={c:.3g}")
+    if dropped:
+        warnings.warn(f"isoflop: dropped {len(dropped)} shape(s) with fewer than {min_steps} steps: "
+                      + "; ".join(dict.fromkeys(dropped)), stacklevel=2)
+    if not pairs:
+        raise ValueError(f"no shape gets {min_steps} steps at budgets {budgets}; raise the budgets")
+    return pairs
+
+
+def design_frame(pairs):
+    """A preview of a design: one row per pair with its shape, size and budget (no training)."""
+    import pandas as pd
+    rows = []
+    for m, t in pairs:
+        steps = steps_for_budget(m, t)
+        tokens = steps * t.batch_size * t.grad_accum * m.context
+        rows.append(dict(depth=m.depth, width=m.width, heads=m.heads, params=count_params(m),
+                         non_embedding_params=non_embedding_params(m), flops_per_token=flops_per_token(m),
+                         steps=steps, tokens=tokens, flops=tokens * flops_per_token(m), budget=t.flops,
+                         lr=t.lr, seed=t.seed, corpus=t.corpus))
+    return pd.DataFrame(rows)
+
+
+def _list(name, values) -> list:
+    scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
+    values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]  # numpy → python
+    if not values:
+        raise ValueError(f"{name} is empty")
+    return values
+
+
+def _shapes(shapes) -> list[tuple[int, int]]:
+    out = []
+    for shape in _list("shapes", shapes):
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
+            raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
+        out.append((shape[0], shape[1]))
+    return out
+
+
+def _positive(name, value):
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------------------------
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), which on shared machines can be < cpu_count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
+              progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
+              gpus_per_run: float | None = None, cpus_per_run: int = 1):
+    """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
+
+    executor: 'local' (default: in this process, one after another, with a per-run progress bar),
+        'parallel' (`workers` spawned processes, default one per core; each torch gets
+        cores // workers threads), or 'ray' (one task per run; `ray.init(address=ray_address)` unless
+        Ray is already initialised; each task asks for `gpus_per_run` GPUs — default 1 when the cluster
+        has GPUs, e.g. 0.25 packs four tiny runs per GPU — and `cpus_per_run` CPUs). With Ray on
+        several machines the store path must be on a filesystem every node sees.
+    A failing or diverging run is recorded with its status and error and the sweep goes on. Runs that
+    another process is training are waited for at the end. Returns `Store.runs_frame` for the pairs,
+    in their order (duplicates removed); a run that failed before it had a run key (its corpus could
+    not be loaded, its Ray worker was lost) is absent, warned about, and listed in `frame.attrs["lost"]`.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    store = as_store(store)
+    pairs = list(pairs)
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], ModelConfig)
+                and isinstance(pair[1], TrainConfig)):
+            raise ValueError(f"a sweep takes (ModelConfig, TrainConfig) pairs, got {pair!r}")
+    pairs = list(dict.fromkeys((m, t) for m, t in pairs))   # same pair twice would only wait on itself
+    if not pairs:
+        raise ValueError("the sweep has no runs")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(pairs), desc="sweep", unit="run", disable=not progress)
+    counts = dict.fromkeys(("trained", "cached", "diverged", "failed"), 0)
+    keys = [None] * len(pairs)
+    lost = []   # failures before the run had a key (bad corpus, a Ray worker lost): not in the store
+
+    def report(i, outcome):
+        keys[i] = outcome["key"]
+        if outcome["key"] is None:
+            m, t = pairs[i]
+            lost.append(f"D={m.depth} W={m.width} seed={t.seed}: {outcome['error']}")
+        if outcome["how"] == "busy":
+            return
+        counts["failed" if outcome["status"] == "failed" else outcome["how"]] += 1
+        counts["diverged"] += outcome["status"] == "diverged"
+        bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
+        bar.update(1)
+
+    try:
+        submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]
+        kwargs = dict(store=store, progress=progress, lease_seconds=lease_seconds, workers=workers,
+                      ray_address=ray_address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+        # First pass: train what is free; runs another process holds come back 'busy'.
+        busy = [i for i, outcome in submit(pairs, range(len(pairs)), wait=False, report=report, **kwargs)
+                if outcome["how"] == "busy"]
+        # Second pass: wait for those (or take them over if their holder dies).
+        if busy:
+            bar.set_description(f"sweep (waiting on {len(busy)} held elsewhere)")
+            list(submit(pairs, busy, wait=True, report=report, **kwargs))
+    finally:
+        bar.close()
+    if lost:
+        warnings.warn(f"{len(lost)} run(s) failed before reaching the store:\n  " + "\n  ".join(lost),
+                      RuntimeWarning, stacklevel=2)
+    frame = store.runs_frame(keys=[k for k in keys if k is not None])
+    frame.attrs["lost"] = lost   # runs missing from the frame, with their errors
+    return frame
+
+
+def _sweep_task(model_dict, train_dict, store, wait, lease_seconds, threads, progress=False):
+    """One run of a sweep in whichever process executes it; never raises for the run's own failure.
+    Takes plain dicts and a store path so that it pickles into worker processes and Ray tasks."""
+    from .config import model_config_from_dict, train_config_from_dict
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
+    model_cfg, train_cfg = model_config_from_dict(model_dict), train_config_from_dict(train_dict)
+    if threads is not None and train_cfg.threads is None:
+        train_cfg = dataclasses.replace(train_cfg, threads=threads)   # execution-only: same run key
+    store = store if isinstance(store, Store) else Store(store, check=False)   # the parent checked it
+    try:
+        tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
+    except Exception as e:   # a bad corpus name: nothing to claim, report it against no key
+        return dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")
+    key = run_key(model_cfg, train_cfg, tokens.fingerprint)
+    try:
+        result, how = _run(model_cfg, train_cfg, store, progress, None, tokens, lease_seconds, wait)
+    except Exception as e:
+        return dict(key=key, how="trained", status="failed", error=f"{type(e).__name__}: {e}")
+    return dict(key=key, how=how, status=result["status"] if result else "running", error=None)
+
+
+def _local(pairs, indices, *, wait, report, store, progress, lease_seconds, **_):
+    for i in indices:
+        m, t = pairs[i]
+        outcome = _sweep_task(to_dict(m), to_dict(t), store, wait, lease_seconds, None, progress)
+        report(i, outcome)
+        yield i, outcome
+
+
+def _parallel(pairs, indices, *, wait, report, store, lease_seconds, workers, **_):
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    main_file = getattr(sys.modules["__main__"], "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        raise ValueError(f"executor='parallel' starts fresh worker processes, which re-import the main "
+                         f"script, but it is {main_file!r} (read from stdin?); save it to a file, or use "
+                         "executor='local'")
+    indices = list(indices)
+    cores = available_cores()
+    workers = workers or max(1, min(len(indices), cores))
+    threads = max(1, cores // workers)   # never more torch threads than cores: oversubscription is ~50× slower
+    # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(_sweep_task, to_dict(pairs[i][0]), to_dict(pairs[i][1]), str(store.path.resolve()),
+                               wait, lease_seconds, threads): i for i in indices}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:   # a worker was killed (OOM killer, kill -9): the pool is gone
+                    outcome = dict(key=None, how="failed", status="failed",
+                                   error="a worker process died (killed, or out of memory); rerun the sweep "
+                                         "to resume its runs from their checkpoints")
+                report(i, outcome)
+                yield i, outcome
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _init_worker(threads):
+    # before torch is imported in the worker, so OpenMP starts with the right pool size
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
+def _ray(pairs, indices, *, wait, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run, **_):
+    try:
+        import ray
+    except ImportError:
+        raise ImportError('executor="ray" needs Ray, an optional dependency: pip install "ray[default]" '
+                          "(or: pip install -r requirements-ray.txt)") from None
+    if not ray.is_initialized():
+        ray.init(address=ray_address)
+    if gpus_per_run is None:
+        gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_sweep_task)
+    refs = {task.remote(to_dict(pairs[i][0]), to_dict(pairs[i][1]), str(store.path.resolve()), wait,
+                        lease_seconds, cpus_per_run): i for i in indices}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                i = refs.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:   # the worker process itself died (OOM, node lost)
+                    outcome = dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")
+                report(i, outcome)
+                yield i, outcome
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref)
+        raise

@@ -1,0 +1,255 @@
+"""Real-browser check of the primer: JupyterLab on 127.0.0.1, the primer opened in headless Chromium
+(Debian's `chromium`, driven by Playwright's Python API; no browser download), all cells run, the depth
+slider moved, and the calculator's parameter count and an altair chart checked in the rendered page.
+
+Skips when chromium or playwright is absent, except under CI=true, where .ci/run installs both and
+their absence is a failure. Screenshots land in outputs/browser_primer_before.png (after run-all) and
+outputs/browser_primer.png (after moving the slider)."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = "notebooks/01_primer.py"          # relative to the lab's root dir (the repo)
+LAB_CONFIG_DIR = REPO / ".jupyter"           # labconfig that opens .py files as notebooks (`make lab`)
+OUTPUTS = REPO / "outputs"
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]
+KERNEL_READY = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const session = panel && panel.sessionContext;
+    const kernel = session && session.session && session.session.kernel;
+    return !!(kernel && panel.context.isReady && session.isReady && kernel.status === 'idle'
+              && kernel.connectionStatus === 'connected');
+}"""
+# "non-embedding parameters: 12,345,678": digits with thousands separators (comma or thin spaces)
+NUMBER = re.compile(r"\d{1,3}(?:[,\u2009\u202f\u00a0]\d{3})+|\d+")
+
+
+def _missing(reason):
+    # CI installs chromium and playwright (.ci/run, requirements.txt): there a missing one is a failure
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser check must run in CI)")
+    pytest.skip(reason)
+
+
+def find_chromium():
+    """Path of a Chromium binary: $DWLIB_CHROMIUM, Debian's real binary (not the /usr/bin shell
+    wrapper), or chromium on PATH; None when there is none."""
+    candidates = [os.environ.get("DWLIB_CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium"),
+                  shutil.which("chromium-browser")]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def parameter_count(text):
+    """The number nearest to the words "non-embedding parameters" in the calculator's text."""
+    phrase = text.find("non-embedding parameters")
+    if phrase < 0:
+        raise AssertionError(f"calculator text has no 'non-embedding parameters': {text!r}")
+    phrase_end = phrase + len("non-embedding parameters")
+    numbers = list(NUMBER.finditer(text))
+    if not numbers:
+        raise AssertionError(f"no number in calculator text {text!r}")
+    nearest = min(numbers, key=lambda m: max(phrase - m.end(), m.start() - phrase_end, 0))
+    return int(re.sub(r"\D", "", nearest.group()))
+
+
+def settled_text(locator, quiet=0.6, limit=20.0):
+    """The locator's text once it has stopped changing for `quiet` seconds (each key press sends one
+    update to the kernel and back)."""
+    text, since, deadline = locator.text_content(), time.monotonic(), time.monotonic() + limit
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = locator.text_content()
+        if now != text:
+            text, since = now, time.monotonic()
+    return text
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path, chars=3000):
+    text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
+    return text[-chars:]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server rooted at the repo on 127.0.0.1 with no token, its settings, workspaces,
+    runtime and IPython dirs private to this test; yields its base URL and always stops it."""
+    if not (LAB_CONFIG_DIR / "labconfig").is_dir():
+        pytest.fail(f"{LAB_CONFIG_DIR}/labconfig is missing: without it lab opens .py files as text")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(JUPYTER_CONFIG_DIR=str(LAB_CONFIG_DIR), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTER_DATA_DIR=str(tmp_path / "data"), IPYTHONDIR=str(tmp_path / "ipython"),
+               # the primer's kernel shares 2 cores with lab and chromium: one torch thread
+               DWLIB_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # no autosave: running cells marks the notebook dirty, and lab would rewrite the primer's source
+    docmanager = tmp_path / "settings" / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
+           "--ServerApp.disable_check_xsrf=True",   # lets stop_lab shut kernels down over plain HTTP
+           "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={REPO}",
+           f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log_path = tmp_path / "lab.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with code {proc.returncode}:\n{log_tail(log_path)}")
+            try:
+                urllib.request.urlopen(f"{base}/api/status", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab did not answer on {base} within 60 s:\n{log_tail(log_path)}")
+                time.sleep(0.3)
+        yield {"url": base, "log": log_path}
+    finally:
+        stop_lab(proc, base)
+
+
+def stop_lab(proc, base):
+    # shut the kernels down through the API first: they run in their own sessions, so a signal to
+    # lab alone could leave one behind if lab dies before cleaning up
+    try:
+        kernels = json.load(urllib.request.urlopen(f"{base}/api/kernels", timeout=3))
+        for kernel in kernels:
+            req = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}", method="DELETE")
+            urllib.request.urlopen(req, timeout=10).read()
+    except OSError:
+        pass
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def chromium():
+    """Chromium's path, once both it and playwright are known present (checked before lab starts)."""
+    path = find_chromium()
+    if path is None:
+        _missing("chromium is not installed (apt-get install chromium; .ci/run does it in CI)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright is not installed (pip install -r requirements.txt)")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_primer_in_real_browser(chromium, lab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    OUTPUTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+
+            def wait(what, seconds, fn, *args, **kwargs):
+                """Run one Playwright wait; on timeout fail naming the step, with a screenshot and lab's log."""
+                try:
+                    return fn(*args, timeout=seconds * 1000, **kwargs)
+                except PlaywrightTimeout:
+                    shot = OUTPUTS / "browser_primer_failure.png"
+                    page.screenshot(path=str(shot))
+                    pytest.fail(f"timed out after {seconds} s waiting for {what} (screenshot {shot});"
+                                f" lab log tail:\n{log_tail(lab['log'])}")
+
+            wait("the primer to load", 60, page.goto, f"{lab['url']}/lab/tree/{NOTEBOOK}?reset")
+            wait("a notebook (is .py opening as text? check .jupyter/labconfig)", 60,
+                 page.wait_for_selector, ".jp-NotebookPanel .jp-Notebook")
+            # the idle indicator can show before the panel's kernel connection is up, and a run-all
+            # sent then is dropped: wait for the session itself
+            wait("the kernel to be connected and idle", 90, page.wait_for_function, KERNEL_READY)
+            page.wait_for_timeout(500)
+            # not awaited: the promise resolves only when every cell has run
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+            depth_slider = page.locator(".widget-slider").filter(
+                has=page.locator(".widget-label", has_text=re.compile(r"^\s*depth\s*$")))
+            calc = page.locator(".dwlib-calc")
+            wait("the depth slider", 120, depth_slider.first.wait_for)
+            wait("the calculator (.dwlib-calc) to show a count", 60, page.wait_for_function,
+                 "() => [...document.querySelectorAll('.dwlib-calc')]"
+                 ".some(e => e.textContent.includes('non-embedding parameters'))")
+            assert depth_slider.count() == 1, f"{depth_slider.count()} sliders labelled 'depth', expected 1"
+            assert calc.count() == 1, f"{calc.count()} elements with class dwlib-calc, expected 1"
+
+            # charts: let run-all finish (queued and running cells show "[*]"; the slider's cell has run,
+            # so the rest is queued by now), then look for an SVG output with marks in it
+            wait("run-all to finish", 150, page.wait_for_function,
+                 "() => ![...document.querySelectorAll('.jp-InputArea-prompt')]"
+                 ".some(e => e.textContent.includes('*'))")
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                                  ".jp-RenderedText:has-text('Traceback'), .jp-RenderedText[data-mime-type="
+                                  "'application/vnd.jupyter.error']")
+            assert errors.count() == 0, f"error output in the primer:\n{errors.first.text_content()[:2000]}"
+            charts = page.evaluate("""() => [...document.querySelectorAll('.jp-RenderedSVG')].map(e => {
+                const img = e.querySelector('img'), svg = e.querySelector('svg');
+                const source = img ? decodeURIComponent(img.src.split(',').slice(1).join(',')) : (svg ? svg.outerHTML : '');
+                return {width: img ? img.naturalWidth : (svg ? svg.getBoundingClientRect().width : 0),
+                        height: img ? img.naturalHeight : (svg ? svg.getBoundingClientRect().height : 0),
+                        marks: (source.match(/<(path|rect|line|circle|text)\\b/g) || []).length};
+            })""")
+            drawn = [c for c in charts if c["width"] > 0 and c["height"] > 0 and c["marks"] > 0]
+            assert drawn, f"no rendered altair SVG chart (.jp-RenderedSVG) with marks; found {charts}"
+
+            readout = depth_slider.locator(".widget-readout")
+            depth_before = int(readout.text_content())
+            before_text = calc.text_content()
+            before = parameter_count(before_text)
+            depth_slider.scroll_into_view_if_needed()
+            page.screenshot(path=str(OUTPUTS / "browser_primer_before.png"))
+
+            depth_slider.locator(".noUi-handle").click()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            wait("the calculator to change after moving depth", 60, page.wait_for_function,
+                 "before => document.querySelector('.dwlib-calc').textContent !== before", arg=before_text)
+            after_text = settled_text(calc)
+            depth_after = int(readout.text_content())
+            after = parameter_count(after_text)
+            page.screenshot(path=str(OUTPUTS / "browser_primer.png"))
+            moved = f"depth {depth_before} -> {depth_after}: {before:,} -> {after:,}"
+            assert depth_after > depth_before, f"ArrowRight did not move the depth slider ({moved})"
+            assert after > before, (f"non-embedding parameters should grow with depth ({moved})"
+                                    f"\nbefore: {before_text!r}\nafter: {after_text!r}")
+            # blocks are identical, so N is linear in D up to the final norm's W gains
+            assert after / before == pytest.approx(depth_after / depth_before, rel=0.01), (
+                f"the displayed count does not follow the slider's depth ({moved})")
+        finally:
+            browser.close()

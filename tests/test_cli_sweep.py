@@ -1,0 +1,121 @@
+"""`python -m dwlib sweep` and `python -m dwlib runs`: designs from flags, summary table, listings."""
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from dwlib.__main__ import main
+from dwlib.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    path.write_text((stdlib / "textwrap.py").read_text() * 3)
+    return f"file:{path}"
+
+
+def tiny_flags(corpus):
+    return ["--context", "32", "--head-dim", "16", "--batch-size", "4", "--eval-every", "10",
+            "--eval-batches", "2", "--threads", "1", "--corpus", corpus, "--quiet"]
+
+
+def test_sweep_prints_a_summary_and_reruns_from_the_store(tmp_path, corpus, capsys):
+    store = tmp_path / "runs.sqlite"
+    argv = ["sweep", "--depths", "1,2", "--widths", "32", "--seeds", "0,1", "--steps", "20",
+            "--vary", "lr=1e-3,2e-3", "--store", str(store)] + tiny_flags(corpus)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    frame = Store(store).runs_frame()
+    assert len(frame) == 8 and set(frame["status"]) == {"complete"}
+    assert sorted(set(frame["lr"])) == [1e-3, 2e-3] and sorted(set(frame["seed"])) == [0, 1]
+    for run_id in frame["run_id"]:
+        assert run_id in out
+    assert "8 runs in" in out and "8 complete" in out
+    # the same command again trains nothing
+    assert main(argv + ["--json"]) == 0
+    records = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(records) == 8 and {r["attempts"] for r in records} == {1}
+
+
+def test_runs_lists_the_store(tmp_path, corpus, capsys):
+    store = tmp_path / "runs.sqlite"
+    assert main(["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--store", str(store)]
+                + tiny_flags(corpus)) == 0
+    assert main(["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--lr", "1e6", "--store",
+                 str(store)] + tiny_flags(corpus)) == 0          # diverges: a result, not an error
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store)]) == 0
+    table = capsys.readouterr().out
+    assert "complete" in table and "diverged" in table
+    assert main(["runs", "--store", str(store), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in records] == ["complete", "diverged"]
+    assert main(["runs", "--store", str(store), "--csv", "--status", "diverged"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("run_id,run_key,status") and len(lines) == 2 and ",diverged," in lines[1]
+
+
+def test_failed_runs_give_exit_code_3(tmp_path, corpus, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("too short")     # fewer tokens than one context window: the trainer refuses it
+    argv = ["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--store", str(tmp_path / "s.sqlite")]
+    assert main(argv + tiny_flags(f"file:{short}")) == 3
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "ValueError" in out
+    # a corpus that cannot even be loaded: no run key, so not in the store, but still exit code 3
+    with pytest.warns(RuntimeWarning, match="failed before reaching the store"):
+        assert main(argv + tiny_flags(f"file:{tmp_path / 'missing.txt'}")) == 3
+    assert "not run: D=1 W=32" in capsys.readouterr().err
+
+
+def test_dry_run_shows_the_design(capsys):
+    assert main(["sweep", "--design", "critical-depth", "--width", "256", "--head-dim", "16",
+                 "--flops", "1e13", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[1].split()[:2] == ["13", "256"] and lines[2].split()[0] == "26"
+    with pytest.warns(UserWarning, match="dropped"):
+        assert main(["sweep", "--design", "isoflop", "--budgets", "1e11,1e12", "--depths", "1,2,4",
+                     "--aspect-ratios", "32,64", "--head-dim", "16", "--context", "64", "--dry-run"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 11
+    assert main(["sweep", "--design", "compute-matched", "--shapes", "2x64,4x32", "--head-dim", "16",
+                 "--flops", "1e11", "--dry-run"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "compute-matched"], "needs a FLOP budget"),
+    (["--design", "isoflop", "--depths", "2"], "needs FLOP budgets"),
+    (["--vary", "bogus=1,2"], "--vary takes FIELD"),
+    (["--vary", "lr=fast"], "cannot read 'fast'"),
+    (["--design", "compute-matched", "--flops", "1e12", "--shapes", "2by64"], "DxW"),
+    (["--depths", "2,four"], "--depths"),
+    (["--widths", "100"], "not divisible"),
+])
+def test_bad_sweep_flags_are_clear_errors(argv, message, capsys):
+    assert main(["sweep", "--dry-run"] + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runs_on_a_missing_or_foreign_store(tmp_path, capsys):
+    assert main(["runs", "--store", str(tmp_path / "nope.sqlite")]) == 2
+    assert "no store at" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("hello\n" * 1000)
+    assert main(["runs", "--store", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+
+
+def test_runs_does_not_import_torch(tmp_path):
+    Store(tmp_path / "runs.sqlite")
+    code = ("import sys; from dwlib.__main__ import main; main(['runs', '--store', sys.argv[1]]); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs.sqlite")], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

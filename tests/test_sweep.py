@@ -1,0 +1,423 @@
+"""Sweeps: designs, the cache, failures, divergence, leases, and the promises that matter most —
+a sweep killed with SIGKILL resumes without retraining finished runs, and two processes sweeping one
+store train every run exactly once. Tiny models (D ≤ 2, W ≤ 64, T = 32) on a small text corpus."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dwlib import sweep
+from dwlib.config import (ModelConfig, TrainConfig, flops_per_token, non_embedding_params, steps_for_budget,
+                          to_dict)
+from dwlib.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """~120 kB of text from the standard library's own sources: always present, no network."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "\n\n".join((stdlib / name).read_text() for name in ("textwrap.py", "argparse.py"))[:120_000]
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    path.write_text(text)
+    return f"file:{path}"
+
+
+@pytest.fixture
+def tiny(corpus):
+    """Fields of a tiny, fast run (one torch thread: the test machine's cores are shared)."""
+    return dict(context=32, head_dim=16, batch_size=4, eval_every=10, eval_batches=2, threads=1,
+                checkpoint_every=10, corpus=corpus)
+
+
+def count_training(monkeypatch):
+    """Replace dwlib.train.train with a wrapper that records which runs it trains."""
+    import dwlib.train
+    calls = []
+    real = dwlib.train.train
+
+    def counting(model_cfg, train_cfg, **kw):
+        calls.append((model_cfg.depth, model_cfg.width, train_cfg.lr))
+        return real(model_cfg, train_cfg, **kw)
+
+    monkeypatch.setattr(dwlib.train, "train", counting)
+    return calls
+
+
+# -- designs ----------------------------------------------------------------------------------
+
+def test_grid_routes_fields_and_varies_any_field():
+    pairs = sweep.grid([2, 4], [64, 128], seeds=[0, 1], steps=30, mlp="swiglu", vary={"lr": [1e-3, 3e-3]})
+    assert len(pairs) == 2 * 2 * 2 * 2
+    assert {(m.depth, m.width, t.lr, t.seed) for m, t in pairs} == {
+        (d, w, lr, s) for d in (2, 4) for w in (64, 128) for lr in (1e-3, 3e-3) for s in (0, 1)}
+    assert all(m.mlp == "swiglu" and t.steps == 30 for m, t in pairs)
+    # a budget given replaces the base config's budget
+    base = TrainConfig(steps=100, lr=1e-2)
+    (m, t), = sweep.grid([2], [64], train=base, flops=1e12)
+    assert t.flops == 1e12 and t.steps is None and t.lr == 1e-2
+    with pytest.raises(ValueError, match="unknown config field.*dept"):
+        sweep.grid([2], [64], dept=3)
+    with pytest.raises(ValueError, match="width 100 is not divisible"):
+        sweep.grid([2], [100])
+    with pytest.raises(ValueError, match="depths is empty"):
+        sweep.grid([], [64])
+
+
+def test_depth_and_width_sweeps():
+    pairs = sweep.depth_sweep(128, [2, 8, 16], steps=10)
+    assert [(m.depth, m.width) for m, _ in pairs] == [(2, 128), (8, 128), (16, 128)]
+    pairs = sweep.width_sweep(4, [64, 128, 256], seeds=[0, 1], steps=10)
+    assert [(m.depth, m.width, t.seed) for m, t in pairs][:2] == [(4, 64, 0), (4, 64, 1)] and len(pairs) == 6
+
+
+def test_compute_matched_spends_the_same_flops():
+    C = 3e12
+    pairs = sweep.compute_matched(C, [(2, 256), (4, 128), (4, 64)], context=128, batch_size=16)
+    for m, t in pairs:
+        tokens = steps_for_budget(m, t) * t.batch_size * m.context
+        # rounded to whole steps: within half a step's FLOPs of C
+        assert abs(tokens * flops_per_token(m) - C) <= 0.5 * flops_per_token(m) * t.batch_size * m.context
+    steps = [steps_for_budget(m, t) for m, t in pairs]
+    assert steps[0] < steps[1] < steps[2]     # smaller models get more tokens for the same C
+    with pytest.raises(ValueError, match="flops"):
+        sweep.compute_matched(-1, [(2, 64)])
+
+
+def test_critical_depth_pair_matches_params_at_twice_the_depth():
+    pairs = sweep.critical_depth_pair(1e13, 256, head_dim=16)
+    (m1, t1), (m2, t2) = pairs
+    assert m1.depth == round(2.43 * __import__("math").log(256)) == 13 and m1.width == 256
+    assert m2.depth == 26 and m2.width < 256 and m2.width % 16 == 0
+    n1, n2 = non_embedding_params(m1), non_embedding_params(m2)
+    assert abs(n2 - n1) / n1 < 0.1
+    # the chosen width is the best multiple of 32: its neighbours match worse
+    for w in (m2.width - 16, m2.width + 16):
+        assert abs(non_embedding_params(ModelConfig(depth=26, width=w, head_dim=16)) - n1) >= abs(n2 - n1)
+    assert t1.flops == t2.flops == 1e13
+    (f1, _), (f2, _) = sweep.critical_depth_pair(1e13, 256, head_dim=16, match="flops")
+    assert abs(flops_per_token(f2) - flops_per_token(f1)) / flops_per_token(f1) < 0.1
+
+
+def test_isoflop_design():
+    with pytest.warns(UserWarning, match="fewer than 10 steps"):
+        pairs = sweep.isoflop([1e11, 1e12], depths=[1, 2, 4, 8], aspect_ratios=[32, 64], head_dim=16,
+                              context=64, batch_size=8)
+    budgets = sorted({t.flops for _, t in pairs})
+    assert budgets == [1e11, 1e12]
+    assert all(m.width % 16 == 0 and steps_for_budget(m, t) >= 10 for m, t in pairs)
+    assert (8, 512) in {(m.depth, m.width) for m, _ in pairs}
+    with pytest.raises(ValueError, match="give shapes"):
+        sweep.isoflop([1e12], depths=[2])
+    frame = sweep.design_frame(pairs)
+    assert len(frame) == len(pairs) and {"params", "flops", "steps", "tokens"} <= set(frame.columns)
+    # each shape spends its budget, to within half a step (>= 10 steps: within 5%)
+    assert ((frame["flops"] / frame["budget"] - 1).abs() <= 0.05).all()
+
+
+# -- runs through the store -------------------------------------------------------------------
+
+def test_cache_hit_does_not_train(tmp_path, tiny, monkeypatch):
+    calls = count_training(monkeypatch)
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+    first = sweep.run(m, t, store=store, progress=False)
+    assert first["status"] == "complete" and first["resumed_from_step"] == 0 and len(calls) == 1
+    assert not any(store.path.parent.joinpath("checkpoints").iterdir())   # deleted after finishing
+    t0 = time.perf_counter()
+    again = sweep.run(m, t, store=store, progress=False)
+    assert len(calls) == 1 and time.perf_counter() - t0 < 1.0
+    assert again["val_loss"] == first["val_loss"] and again["run_key"] == first["run_key"]
+    # an execution-only field (threads, device, checkpoint_every) does not make a new run
+    sweep.run(m, TrainConfig(**{**to_dict(t), "checkpoint_every": 7}), store=store, progress=False)
+    assert len(calls) == 1
+    frame = sweep.run_sweep([(m, t)], store=store, progress=False)
+    assert frame["attempts"].tolist() == [1] and len(calls) == 1
+
+
+def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny):
+    pairs = sweep.grid([1, 2], [32], steps=20, **tiny)
+    pairs.insert(1, sweep.make_pair(depth=1, width=32, steps=20, lr=1e6, **tiny))   # absurd LR
+    frame = sweep.run_sweep(pairs, store=tmp_path / "runs.sqlite", progress=False)
+    assert frame["status"].tolist() == ["complete", "diverged", "complete"]
+    assert frame.loc[1, "diverged_step"] >= 1 and frame.loc[1, "lr"] == 1e6
+    assert frame.loc[[0, 2], "val_loss"].notna().all()
+    assert not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_failing_run_is_recorded_retried_and_the_sweep_goes_on(tmp_path, tiny, monkeypatch):
+    bad = sweep.make_pair(depth=1, width=32, steps=20, vocab_size=300, **tiny)   # byte tokenizer: 256
+    good = sweep.make_pair(depth=2, width=32, steps=20, **tiny)
+    store = Store(tmp_path / "runs.sqlite")
+    frame = sweep.run_sweep([bad, good], store=store, progress=False)
+    assert frame["status"].tolist() == ["failed", "complete"]
+    assert "ValueError" in frame.loc[0, "error"] and "vocab" in frame.loc[0, "error"]
+    with pytest.raises(ValueError, match="vocab"):   # run() itself re-raises after recording
+        sweep.run(*bad, store=store, progress=False)
+    assert store.runs_frame()["attempts"].tolist() == [2, 1]   # a failed run is retried
+
+
+def test_ctrl_c_leaves_the_run_resumable(tmp_path, tiny, monkeypatch):
+    import dwlib.train
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dwlib.train, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(m, t, store=store, progress=False, lease_seconds=600)
+    assert store.runs_frame()["status"].tolist() == ["interrupted"]   # not failed, not complete
+    monkeypatch.undo()
+    assert sweep.run(m, t, store=store, progress=False)["status"] == "complete"
+    assert store.runs_frame()["attempts"].tolist() == [2]
+
+
+def test_a_lapsed_lease_is_taken_over(tmp_path, tiny, monkeypatch):
+    """A run held by a process on another machine that stopped heartbeating: waited for while the
+    lease is live, trained once it lapses."""
+    monkeypatch.setattr(sweep, "POLL_SECONDS", 0.1)
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+    key = sweep.key_for(m, t)
+    config = {"model": to_dict(m), "train": to_dict(t), "corpus_fingerprint": "x"}
+    assert store.claim(key, config, owner="elsewhere:1:dead", lease_seconds=1.5)
+    assert sweep.run(m, t, store=store, progress=False, wait=False) is None   # live lease: not ours
+    t0 = time.monotonic()
+    result = sweep.run(m, t, store=store, progress=False)                     # waits, then takes over
+    assert result["status"] == "complete" and time.monotonic() - t0 >= 1.0
+    assert store.get(key)["attempts"] == 2 and store.get(key)["status"] == "complete"
+
+
+def test_heartbeat_keeps_a_long_run_from_being_taken_over(tmp_path, tiny, monkeypatch):
+    import dwlib.train
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+    key = sweep.key_for(m, t)
+    real, intruder_claims = dwlib.train.train, []
+
+    def slow(model_cfg, train_cfg, **kw):
+        time.sleep(1.2)                      # three lease lengths without training progress
+        intruder_claims.append(store.claim(key, {"model": {}, "train": {}}, owner="intruder"))
+        return real(model_cfg, train_cfg, **kw)
+
+    monkeypatch.setattr(dwlib.train, "train", slow)
+    assert sweep.run(m, t, store=store, progress=False, lease_seconds=0.4)["status"] == "complete"
+    assert intruder_claims == [False] and store.get(key)["attempts"] == 1
+
+
+def test_waiting_on_a_run_that_fails_elsewhere_reports_its_error(tmp_path, tiny, monkeypatch):
+    import socket
+    monkeypatch.setattr(sweep, "POLL_SECONDS", 0.05)
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+    key = sweep.key_for(m, t)
+    other = f"{socket.gethostname()}:{os.getppid()}:x"     # a live process on this host
+    assert store.claim(key, {"model": to_dict(m), "train": to_dict(t)}, owner=other, lease_seconds=600)
+    real_claim = store.claim
+
+    def claim(*args, **kw):    # the holder fails just after our first (refused) claim
+        ok = real_claim(*args, **kw)
+        if not ok and store.get(key)["status"] == "running":
+            store.fail(key, "RuntimeError: out of memory", other)
+        return ok
+
+    monkeypatch.setattr(store, "claim", claim)
+    with pytest.raises(RuntimeError, match="failed in another process: RuntimeError: out of memory"):
+        sweep.run(m, t, store=store, progress=False)
+    assert store.get(key)["attempts"] == 1      # not retried by the waiter
+
+
+def test_parallel_executor_sizes_threads_and_survives_failure(tmp_path, tiny):
+    tiny = {**tiny, "threads": None}     # the executor chooses: cores // workers
+    pairs = [sweep.make_pair(depth=1, width=32, steps=20, **tiny),
+             sweep.make_pair(depth=1, width=32, steps=20, vocab_size=300, **tiny),
+             sweep.make_pair(depth=2, width=32, steps=20, **tiny)]
+    frame = sweep.run_sweep(pairs, store=tmp_path / "runs.sqlite", executor="parallel", workers=2,
+                            progress=False)
+    assert frame["status"].tolist() == ["complete", "failed", "complete"]
+    threads = max(1, sweep.available_cores() // 2)
+    cpu_devices = [d for d in frame["device"].dropna() if d.startswith("cpu")]   # a GPU name has no threads
+    assert all(f"{threads} threads" in d for d in cpu_devices)
+    # same runs, in-process: all cached, nothing trained
+    again = sweep.run_sweep(pairs[::2], store=tmp_path / "runs.sqlite", progress=False)
+    assert again["attempts"].tolist() == [1, 1]
+
+
+def spawned_workers():
+    """PIDs of this process's multiprocessing workers (not its resource tracker), read from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and "spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_parallel_sweep_survives_a_killed_worker_and_rerun_resumes(tmp_path, tiny):
+    import threading
+    import warnings
+    store = Store(tmp_path / "runs.sqlite")
+    pairs = sweep.grid([1, 2], [32], steps=300, **{**tiny, "threads": None})
+    ckpts = [store.checkpoint_path(sweep.key_for(*p)) for p in pairs]
+    result = {}
+
+    def background():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result["frame"] = sweep.run_sweep(pairs, store=store, executor="parallel", workers=2, progress=False)
+        result["warnings"] = [str(w.message) for w in caught]
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not any(sweep.checkpoint_step(c) >= 20 for c in ckpts):
+        assert thread.is_alive() and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    workers = spawned_workers()
+    assert workers
+    os.kill(workers[0], signal.SIGKILL)          # as the OOM killer would
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    lost = result["frame"].attrs["lost"]
+    assert lost and all("worker process died" in line for line in lost)
+    assert any("failed before reaching the store" in w for w in result["warnings"])
+    assert set(store.runs_frame()["status"]) <= {"complete", "interrupted"}
+
+    # resume what the crash interrupted, in-process with one thread (threads is execution-only: same runs)
+    frame = sweep.run_sweep(sweep.grid([1, 2], [32], steps=300, **tiny), store=store, progress=False)
+    assert frame["status"].tolist() == ["complete", "complete"]
+    resumed = [store.get(k)["result"]["resumed_from_step"] for k in frame["run_key"]]
+    assert max(resumed) >= 20
+
+
+def test_bad_sweep_arguments(tmp_path):
+    with pytest.raises(ValueError, match="executor"):
+        sweep.run_sweep(sweep.grid([1], [32]), store=tmp_path / "s.sqlite", executor="dask")
+    with pytest.raises(ValueError, match="pairs"):
+        sweep.run_sweep([ModelConfig()], store=tmp_path / "s.sqlite")
+    with pytest.raises(ValueError, match="workers"):
+        sweep.run_sweep(sweep.grid([1], [32]), store=tmp_path / "s.sqlite", workers=0)
+
+
+# -- real processes: SIGKILL mid-sweep, and two sweeps into one store --------------------------
+
+SWEEP_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import torch
+    torch.set_num_threads(1)
+    import dwlib.train
+    from dwlib import sweep
+    from dwlib.config import model_config_from_dict, train_config_from_dict
+
+    pairs_file, store_path, log_path = sys.argv[1:4]
+    pairs = [(model_config_from_dict(m), train_config_from_dict(t)) for m, t in json.load(open(pairs_file))]
+    real = dwlib.train.train
+    def logged(model_cfg, train_cfg, **kw):      # one line per training actually started
+        with open(log_path, "a") as f:
+            f.write(json.dumps([model_cfg.depth, model_cfg.width, train_cfg.steps]) + "\\n")
+        return real(model_cfg, train_cfg, **kw)
+    dwlib.train.train = logged
+    if len(sys.argv) > 4:                        # a start line shared by several processes
+        open(sys.argv[4] + ".ready." + str(os.getpid()), "w").close()
+        while not os.path.exists(sys.argv[4]):
+            time.sleep(0.01)
+    frame = sweep.run_sweep(pairs, store=store_path, progress=False)
+    print(json.dumps(frame["status"].tolist()))
+""")
+
+
+def start_sweep(tmp_path, pairs, store, log, go=None):
+    script = tmp_path / "sweep_script.py"
+    script.write_text(SWEEP_SCRIPT)
+    pairs_file = tmp_path / "pairs.json"
+    pairs_file.write_text(json.dumps([[to_dict(m), to_dict(t)] for m, t in pairs]))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, str(script), str(pairs_file), str(store), str(log)] + ([str(go)] if go else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged_runs(log):
+    return [tuple(json.loads(line)) for line in Path(log).read_text().splitlines()] if Path(log).exists() else []
+
+
+def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path, tiny, monkeypatch):
+    store = Store(tmp_path / "runs.sqlite")
+    a = sweep.make_pair(depth=1, width=32, steps=20, **tiny)
+    b = sweep.make_pair(depth=2, width=32, steps=300, **tiny)     # long enough to be killed mid-run
+    c = sweep.make_pair(depth=1, width=64, steps=20, **tiny)
+    key_a, key_b, key_c = (sweep.key_for(*p) for p in (a, b, c))
+    ckpt_b = store.checkpoint_path(key_b)
+
+    proc = start_sweep(tmp_path, [a, b, c], store.path, tmp_path / "killed.log")
+    deadline = time.monotonic() + 120
+    while True:   # kill once run a is stored and run b has checkpointed at least twice
+        assert proc.poll() is None, f"sweep ended before it could be killed:\n{proc.stderr.read()}"
+        assert time.monotonic() < deadline, "run b never checkpointed"
+        row_a = store.get(key_a)
+        if row_a and row_a["status"] == "complete" and sweep.checkpoint_step(ckpt_b) >= 20:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = sweep.checkpoint_step(ckpt_b)
+    assert 20 <= killed_at < 300
+    assert logged_runs(tmp_path / "killed.log") == [(1, 32, 20), (2, 32, 300)]
+    status = dict(zip(store.runs_frame()["run_key"], store.runs_frame()["status"]))
+    assert status == {key_a: "complete", key_b: "interrupted"}     # b is not recorded complete
+    updated_a = store.get(key_a)["updated"]
+
+    # rerun the same sweep: b resumes from its checkpoint at once (its holder is dead), c trains
+    calls = count_training(monkeypatch)
+    frame = sweep.run_sweep([a, b, c], store=store, progress=False)
+    assert frame["status"].tolist() == ["complete"] * 3
+    assert [(d, w) for d, w, _ in calls] == [(2, 32), (1, 64)]          # a was not retrained
+    assert store.get(key_a)["updated"] == updated_a and store.get(key_a)["attempts"] == 1
+    result_b = store.get(key_b)["result"]
+    assert store.get(key_b)["attempts"] == 2 and result_b["resumed_from_step"] >= killed_at
+    assert result_b["steps"] == 300 and not ckpt_b.exists()
+
+    # resuming changed nothing: b's losses equal an uninterrupted run's
+    fresh = sweep.run(*b, store=tmp_path / "fresh" / "runs.sqlite", progress=False)
+    assert fresh["resumed_from_step"] == 0
+    assert result_b["val_loss"] == pytest.approx(fresh["val_loss"], rel=1e-5)
+
+
+def test_two_processes_sweeping_one_store_train_each_run_once(tmp_path, tiny):
+    store = Store(tmp_path / "runs.sqlite")
+    pairs = sweep.grid([1, 2], [32, 64], steps=40, **tiny)
+    go = tmp_path / "go"
+    procs = [start_sweep(tmp_path, pairs, store.path, tmp_path / f"p{i}.log", go) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready.*"))) < 2:   # both imported torch: start them together
+        assert all(p.poll() is None for p in procs), procs[0].stderr.read() + procs[1].stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    go.touch()
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == ["complete"] * 4   # each saw every result
+    trained = [logged_runs(tmp_path / f"p{i}.log") for i in range(2)]
+    assert sorted(trained[0] + trained[1]) == sorted((m.depth, m.width, 40) for m, _ in pairs)
+    assert trained[0] and trained[1]          # they really did share the work
+    frame = store.runs_frame()
+    assert frame["attempts"].tolist() == [1] * 4 and frame["status"].tolist() == ["complete"] * 4
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
