@@ -1,0 +1,688 @@
+"""Altair charts for fits and results, and an offline PNG/SVG export.
+
+Sections: export · fits (one chart per fitter in `dwlib.fit`, drawing the fitted points, the fitted
+curve, its interval band and the published value it is compared with). Other chart families (runs,
+loss curves, widgets' live views) get their own section below the fits.
+
+Charts take a `FitResult` (or the frame a helper returned) and read its `.data`, `.curve`,
+`.samples`, `.params`, `.ci`; they never refit. Colours: fits blue, the paper's claims red (dashed),
+other published references grey. Titles avoid glyphs the bundled fonts lack (∝, ‖, ∇), which would
+otherwise switch the whole title to a fallback font. Axes of sizes, depths and FLOPs are logarithmic.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from . import fit
+from .config import paper_critical_depth, paper_critical_depth_power
+
+FIT_COLOR = "#1f77b4"
+PAPER_COLOR = "#d62728"
+REFERENCE_COLOR = "#7f7f7f"
+WIDTH, HEIGHT = 420, 300
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+def save_chart(chart: alt.TopLevelMixin, path_stem) -> tuple[Path, Path]:
+    """Write `chart` as `<path_stem>.png` and `<path_stem>.svg` (vl-convert: no browser, no network)
+    and return both paths. Parent folders are created."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png = stem.with_name(stem.name + ".png")
+    svg = stem.with_name(stem.name + ".svg")
+    chart.save(str(png), scale_factor=2)
+    chart.save(str(svg))
+    return png, svg
+
+
+def _log():
+    return alt.Scale(type="log", nice=False)
+
+
+DASHES = [[6, 3], [2, 2], [8, 3, 2, 3]]
+
+
+def _legend_rules(frame, x=None, y=None):
+    """Reference rules with a legend: `frame` has the position column(s) and a `label` column. The
+    paper's claims are red, other references grey; each label gets its own dash pattern."""
+    labels = list(dict.fromkeys(frame["label"]))
+    colors = [PAPER_COLOR if "paper" in lab.lower() else REFERENCE_COLOR for lab in labels]
+    enc = dict(color=alt.Color("label:N", title="reference", scale=alt.Scale(domain=labels, range=colors)),
+               strokeDash=alt.StrokeDash("label:N", title="reference",
+                                         scale=alt.Scale(domain=labels, range=DASHES[:len(labels)])))
+    if x is not None:
+        enc["x"] = x
+    if y is not None:
+        enc["y"] = y
+    return alt.Chart(frame).mark_rule(strokeWidth=2).encode(**enc)
+
+
+def _styled_lines(labels, colors, dashes, title=None):
+    """Colour and dash encodings for lines named by `label`, merged into one legend."""
+    return dict(color=alt.Color("label:N", title=title, scale=alt.Scale(domain=labels, range=colors)),
+                strokeDash=alt.StrokeDash("label:N", title=title, scale=alt.Scale(domain=labels, range=dashes)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fits
+# ---------------------------------------------------------------------------------------------
+
+def critical_depth_chart(result: fit.FitResult) -> alt.LayerChart:
+    """Loss vs depth (log axis): runs (faint) and their mean ± standard error per depth, the fitted
+    quadratic in ln D with its bootstrap band, D* with its interval (shaded), and the paper's
+    2.43·ln W and W^0.44 critical depths as dashed rules when the width is known."""
+    _expect(result, "critical_depth")
+    data, curve = result.data, result.curve
+    stats = data.groupby("depth")["loss"].agg(["mean", "std", "count"]).reset_index()
+    stats["sem"] = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
+    stats["low"], stats["high"] = stats["mean"] - stats["sem"], stats["mean"] + stats["sem"]
+    x = alt.X("depth:Q", scale=_log(), title="depth D (blocks)")
+    y_scale = alt.Scale(zero=False)
+    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q")
+    line = alt.Chart(curve).mark_line(color=FIT_COLOR).encode(x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"))
+    runs = alt.Chart(data).mark_circle(color="black", opacity=0.3, size=25).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), tooltip=list(data.columns))
+    means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
+        x=x, y=alt.Y("mean:Q", scale=y_scale, title="loss"), tooltip=["depth", "mean", "sem", "count"])
+    bars = alt.Chart(stats).mark_errorbar(color="black").encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q")
+    lo, hi = result.ci["d_star"]
+    star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
+    ci_rect = alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q")
+    star_rule = alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x)
+    layers = [ci_rect, band, line, runs, bars, means, star_rule]
+    width = result.extra.get("width")
+    title = f"D* = {fit._fmt(result.params['d_star'])} ({fit._fmt_ci(result.ci['d_star'])}): {result.verdict}"
+    if width is not None:
+        refs = pd.DataFrame({"depth": [paper_critical_depth(width), paper_critical_depth_power(width)],
+                             "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
+        layers.append(_legend_rules(refs, x=x))
+        title = f"W = {width:g}: " + title
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+
+
+def critical_depth_trajectory_chart(trajectory: pd.DataFrame, *, width=None) -> alt.LayerChart:
+    """D*(T) from `fit.critical_depth_trajectory`: D* with its interval at each checkpoint (tokens,
+    log axis), marked by verdict; the paper's 2.43·ln W as a dashed rule when `width` is given."""
+    frame = trajectory.dropna(subset=["d_star"]).copy()
+    if frame.empty:
+        raise ValueError("no checkpoint of the trajectory was fitted (see its verdict column)")
+    x = alt.X("tokens:Q", scale=_log(), title="training tokens T", axis=alt.Axis(format="~s"))
+    y = alt.Y("d_star:Q", scale=_log(), title="loss-minimising depth D*")
+    band = alt.Chart(frame).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        x=x, y=alt.Y("low:Q", scale=_log(), title="loss-minimising depth D*"), y2="high:Q")
+    line = alt.Chart(frame).mark_line(color=FIT_COLOR).encode(x=x, y=y)
+    points = alt.Chart(frame).mark_point(filled=True, size=45).encode(
+        x=x, y=y, shape=alt.Shape("verdict:N"), color=alt.value(FIT_COLOR),
+        tooltip=["tokens", "d_star", "low", "high", "verdict", "n_runs"])
+    layers = [band, line, points]
+    if width is not None:
+        refs = pd.DataFrame({"d_star": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
+        layers.append(_legend_rules(refs, y=alt.Y("d_star:Q", scale=_log(), title="loss-minimising depth D*")))
+    title = "critical depth over training" + (f" (W = {width:g})" if width is not None else "")
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+
+
+def gradient_persistence_chart(result: fit.FitResult) -> alt.LayerChart:
+    """Per-block gradient norm (log axis) vs layer: measured norms (range over repeats when given),
+    the fitted exponential with its band, τ in the title."""
+    _expect(result, "gradient_persistence")
+    data, curve = result.data, result.curve
+    x = alt.X("layer:Q", title="block ℓ (0 = nearest the input)")
+    y_scale = _log()
+    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale, title="gradient norm of block ℓ"), y2="high:Q")
+    line = alt.Chart(curve).mark_line(color=FIT_COLOR).encode(
+        x=x, y=alt.Y("norm:Q", scale=y_scale, title="gradient norm of block ℓ"))
+    points = alt.Chart(data).mark_point(color="black", filled=True).encode(
+        x=x, y=alt.Y("norm:Q", scale=y_scale, title="gradient norm of block ℓ"), tooltip=list(data.columns))
+    layers = [band, line, points]
+    if "low" in data.columns:
+        layers.append(alt.Chart(data).mark_errorbar(color="black").encode(
+            x=x, y=alt.Y("low:Q", scale=y_scale, title="gradient norm of block ℓ"), y2="high:Q"))
+    tau, ci = result.params["tau"], result.ci["tau"]
+    title = f"τ = {fit._fmt(tau)} layers ({fit._fmt_ci(ci)}), R² = {result.r2:.3f}: {result.verdict}"
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+
+
+def tau_scaling_chart(result: fit.FitResult) -> alt.LayerChart:
+    """τ vs width (log-log): the measured τ, the power-law fit with its band, the logarithmic fit, and
+    the paper's slope 0.44 drawn through the fitted τ at the geometric-mean width."""
+    _expect(result, "tau_scaling")
+    data, curve = result.data, result.curve
+    x = alt.X("width:Q", scale=_log(), title="width W (d_model)")
+    y_scale = _log()
+    fits = pd.concat([
+        pd.DataFrame({"width": curve["width"], "tau": curve["tau"],
+                      "label": f"fit: τ = c·W^{result.params['gamma']:.2f} (R² {result.extra['r2_power']:.3f})"}),
+        pd.DataFrame({"width": curve["width"], "tau": curve["tau_log_form"],
+                      "label": f"fit: τ = a + b·ln W (R² {result.extra['r2_log']:.3f})"}),
+    ])
+    w_mid = float(np.exp(np.log(data["width"]).mean()))
+    tau_mid = result.params["c"] * w_mid ** result.params["gamma"]
+    paper = pd.DataFrame({"width": curve["width"], "tau": tau_mid * (curve["width"] / w_mid) ** fit.PAPER_TAU_EXPONENT,
+                          "label": f"paper: slope {fit.PAPER_TAU_EXPONENT}"})
+    lines = pd.concat([fits, paper])
+    labels = list(dict.fromkeys(lines["label"]))
+    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale, title="τ (layers)"), y2="high:Q")
+    line = alt.Chart(lines).mark_line().encode(
+        x=x, y=alt.Y("tau:Q", scale=y_scale, title="τ (layers)"),
+        **_styled_lines(labels, [FIT_COLOR, "#ff7f0e", PAPER_COLOR], [[1, 0], [4, 2], [6, 3]]))
+    points = alt.Chart(data).mark_point(color="black", filled=True, size=50).encode(
+        x=x, y=alt.Y("tau:Q", scale=y_scale, title="τ (layers)"), tooltip=list(data.columns))
+    title = (f"τ(W): γ = {result.params['gamma']:.3f} ({fit._fmt_ci(result.ci['gamma'])}); "
+             f"data prefer the {result.extra['preferred']}")
+    return alt.layer(band, line, points).properties(width=WIDTH, height=HEIGHT, title=title)
+
+
+def chinchilla_chart(result: fit.FitResult) -> alt.HConcatChart:
+    """Left: loss vs model size (log), points coloured by training FLOPs, the fitted law along isoFLOP
+    lines with bootstrap bands. Right: the exponents α, β with their intervals beside Hoffmann et al.'s
+    and Epoch AI's published values."""
+    _expect(result, "chinchilla")
+    data, curve = result.data.copy(), result.curve.copy()
+    data["log10_flops"] = np.log10(data["flops"])
+    curve["log10_flops"] = np.log10(curve["flops"])
+    x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
+    curve = curve[curve["loss"] <= data["loss"].max() * 1.05]     # isoFLOP lines only where there are data
+    y_scale = _log()
+    color = alt.Color("log10_flops:Q", title="log10 FLOPs", scale=alt.Scale(scheme="viridis"))
+    band = alt.Chart(curve).mark_area(opacity=0.2).encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="flops:Q")
+    line = alt.Chart(curve).mark_line().encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, detail="flops:Q")
+    points = alt.Chart(data).mark_circle(size=25, opacity=0.8).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color,
+        tooltip=["params", "tokens", "flops", "loss", "fitted"])
+    left = alt.layer(band, line, points).properties(width=WIDTH, height=HEIGHT,
+                                                    title=f"L = E + A/N^α + B/T^β (R² {result.r2:.3f})")
+    rows = []
+    for name in ("alpha", "beta"):
+        lo, hi = result.ci[name]
+        rows.append(dict(parameter=name, source="this fit", value=result.params[name], low=lo, high=hi))
+        rows.append(dict(parameter=name, source="Hoffmann et al. 2022", value=fit.CHINCHILLA_HOFFMANN[name],
+                         low=math.nan, high=math.nan))
+        elo, ehi = fit.CHINCHILLA_EPOCH_CI[name]
+        rows.append(dict(parameter=name, source="Epoch AI 2024", value=fit.CHINCHILLA_EPOCH[name], low=elo, high=ehi))
+    params = pd.DataFrame(rows)
+    sources = ["this fit", "Epoch AI 2024", "Hoffmann et al. 2022"]
+    src_color = alt.Color("source:N", scale=alt.Scale(domain=sources, range=[FIT_COLOR, REFERENCE_COLOR, PAPER_COLOR]))
+    y = alt.Y("source:N", sort=sources, title=None)
+    panels = []
+    for name, symbol in (("alpha", "α"), ("beta", "β")):
+        part = params[params["parameter"] == name]
+        ticks = alt.Chart(part).mark_point(filled=True, size=70).encode(
+            x=alt.X("value:Q", scale=alt.Scale(zero=False), title=symbol), y=y, color=src_color,
+            tooltip=["parameter", "source", "value", "low", "high"])
+        bars = alt.Chart(part.dropna()).mark_rule(strokeWidth=2).encode(x="low:Q", x2="high:Q", y=y, color=src_color)
+        panels.append(alt.layer(bars, ticks).properties(width=220, height=80, title=f"{symbol} (95% CI)"))
+    right = alt.vconcat(*panels)
+    return alt.hconcat(left, right).resolve_scale(color="independent")
+
+
+def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
+    """Left: loss vs depth (log) coloured by width — observed runs (points) and the fitted law at each
+    run's own (D, W, T) (lines with bootstrap bands). Right: the fitted D_crit(W) with its bootstrap band
+    against the paper's 2.43·ln W and its W^0.44 law."""
+    _expect(result, "depth_width_law")
+    data = result.data.copy()
+    # one line per width, or per (width, tokens) when a width has several runs at one depth
+    repeats = data.groupby(["width", "depth"]).size().max() > 1
+    data["series"] = data["width"].astype(str)
+    if repeats:
+        data["series"] += " @T=" + data["tokens"].map(lambda t: f"{t:.3g}")
+    data = data.sort_values(["series", "depth"])
+    x = alt.X("depth:Q", scale=_log(), title="depth D")
+    y_scale = alt.Scale(zero=False)
+    color = alt.Color("width:O", title="width W", scale=alt.Scale(scheme="viridis"))
+    layers = []
+    if "low" in data.columns:
+        layers.append(alt.Chart(data).mark_area(opacity=0.15).encode(
+            x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="series:N"))
+    layers.append(alt.Chart(data).mark_line().encode(x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"),
+                                                     color=color, detail="series:N"))
+    layers.append(alt.Chart(data).mark_point(filled=True).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(result.data.columns)))
+    left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=f"fitted law, R² = {result.r2:.3f}")
+
+    form = result.extra["dcrit_form"]
+    widths = np.exp(np.linspace(np.log(data["width"].min()), np.log(data["width"].max()), 60))
+    dc = pd.DataFrame({"width": widths, "d_crit": fit._dcrit(result.params, widths, form)})
+    if result.samples is not None and len(result.samples):
+        draws = np.stack([fit._dcrit(dict(zip(result.samples.columns, r)), widths, form)
+                         for r in result.samples.to_numpy()])
+        q = 100 * (1 - result.level) / 2
+        dc["low"], dc["high"] = np.percentile(draws, [q, 100 - q], axis=0)
+    refs = pd.concat([
+        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth(w) for w in widths],
+                      "label": "paper: 2.43·ln W"}),
+        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth_power(w) for w in widths],
+                      "label": "paper: 15.2·(W/512)^0.44"}),
+    ])
+    xw = alt.X("width:Q", scale=_log(), title="width W")
+    yd = alt.Y("d_crit:Q", scale=_log(), title="critical depth D_crit")
+    right_layers = []
+    if "low" in dc.columns:
+        right_layers.append(alt.Chart(dc).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+            x=xw, y=alt.Y("low:Q", scale=_log(), title="critical depth D_crit"), y2="high:Q"))
+    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd))
+    labels = list(dict.fromkeys(refs["label"]))
+    right_layers.append(alt.Chart(refs).mark_line().encode(
+        x=xw, y=yd, **_styled_lines(labels, [PAPER_COLOR, PAPER_COLOR], DASHES[:2], title="reference")))
+    form_txt = f"κ·W^γ, γ = {result.params['gamma']:.2f}" if form == "power" else "κ·ln W"
+    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT, title=f"D_crit = {form_txt}")
+    return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
+
+
+def compute_optimal_chart(result: fit.FitResult) -> alt.LayerChart:
+    """D*(C) and W*(C) from `fit.compute_optimal_exponents` (log-log) with bootstrap bands, beside the
+    paper's slopes 0.12 (depth) and 0.34 (width) drawn through the first budget's optimum."""
+    _expect(result, "compute_optimal")
+    shapes = result.data
+    rows = []
+    for name, paper in (("depth", fit.PAPER_DEPTH_EXPONENT), ("width", fit.PAPER_WIDTH_EXPONENT)):
+        part = pd.DataFrame({"flops": shapes["flops"], "value": shapes[name], "quantity": f"{name} (fit)"})
+        if f"{name}_low" in shapes.columns:
+            part["low"], part["high"] = shapes[f"{name}_low"], shapes[f"{name}_high"]
+        rows.append(part)
+        anchor_c, anchor_v = shapes["flops"].iloc[0], shapes[name].iloc[0]
+        rows.append(pd.DataFrame({"flops": shapes["flops"], "value": anchor_v * (shapes["flops"] / anchor_c) ** paper,
+                                  "quantity": f"{name}: paper slope {paper}"}))
+    frame = pd.concat(rows, ignore_index=True)
+    x = alt.X("flops:Q", scale=_log(), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
+    y_scale = _log()
+    domain = list(dict.fromkeys(frame["quantity"]))
+    color_scale = alt.Scale(domain=domain, range=[FIT_COLOR, PAPER_COLOR, "#ff7f0e", PAPER_COLOR])
+    color = alt.Color("quantity:N", title=None, scale=color_scale)
+    dash = alt.StrokeDash("quantity:N", title=None,
+                          scale=alt.Scale(domain=domain, range=[[1, 0], [6, 3], [1, 0], [2, 2]]))
+    layers = []
+    if "low" in frame.columns:
+        # one band per quantity in a fixed colour (a field-encoded fill would suppress the line legend)
+        for quantity, band in frame.dropna(subset=["low"]).groupby("quantity"):
+            band_color = color_scale.range[domain.index(quantity)]
+            layers.append(alt.Chart(band).mark_area(opacity=0.2, color=band_color).encode(
+                x=x, y=alt.Y("low:Q", scale=y_scale, title="optimal depth / width"), y2="high:Q"))
+    layers.append(alt.Chart(frame).mark_line().encode(x=x,
+                                                      y=alt.Y("value:Q", scale=y_scale, title="optimal depth / width"),
+                                                      color=color, strokeDash=dash))
+    p, ci = result.params, result.ci
+    title = (f"D* ~ C^{p['depth_exponent']:.3f} ({fit._fmt_ci(ci['depth_exponent'])}), "
+             f"W* ~ C^{p['width_exponent']:.3f} ({fit._fmt_ci(ci['width_exponent'])})")
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+
+
+def isoflop_chart(result: fit.FitResult) -> alt.VConcatChart:
+    """Top: loss vs parameters per FLOP budget with the fitted parabolas (in ln N) and the optima.
+    Below: the optima (N, and D, W when fitted) against C with their intervals and power-law fits; the
+    paper's slopes 0.12 (depth) and 0.34 (width) dashed, through the fitted line's middle."""
+    _expect(result, "isoflop")
+    data = result.data.copy()
+    optima = result.extra["optima"]
+    color = alt.Color("budget:O", title="budget (FLOPs)", scale=alt.Scale(scheme="viridis"),
+                      legend=alt.Legend(format=".2e"))
+    x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
+    y_scale = alt.Scale(zero=False)
+    layers = [alt.Chart(data).mark_point(filled=True).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(data.columns))]
+    if result.curve is not None:
+        curve = result.curve[result.curve["coordinate"] == "params"].rename(columns={"x": "params", "flops": "budget"})
+        layers.append(alt.Chart(curve).mark_line().encode(
+            x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color))
+    left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title="isoFLOP profiles")
+
+    panels = []
+    paper = {"depth": fit.PAPER_DEPTH_EXPONENT, "width": fit.PAPER_WIDTH_EXPONENT}
+    for name in ("params", "depth", "width"):
+        if f"{name}_exponent" not in result.params:
+            continue
+        pts = optima.dropna(subset=[f"opt_{name}"])
+        pts = pd.DataFrame({"flops": pts["flops"], "value": pts[f"opt_{name}"], "low": pts[f"opt_{name}_low"],
+                            "high": pts[f"opt_{name}_high"]})
+        k, a = result.params[f"{name}_coef"], result.params[f"{name}_exponent"]
+        cs = np.exp(np.linspace(np.log(pts["flops"].min()), np.log(pts["flops"].max()), 40))
+        lines = [pd.DataFrame({"flops": cs, "value": k * cs ** a, "label": f"fit: C^{a:.3f}"})]
+        if name in paper:
+            c_mid = float(np.exp(np.log(cs).mean()))
+            lines.append(pd.DataFrame({"flops": cs, "value": k * c_mid ** a * (cs / c_mid) ** paper[name],
+                                       "label": f"paper: C^{paper[name]}"}))
+        lines = pd.concat(lines)
+        labels = list(dict.fromkeys(lines["label"]))
+        xc = alt.X("flops:Q", scale=_log(), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
+        yv = alt.Y("value:Q", scale=_log(), title=f"optimal {name}", axis=alt.Axis(format="~s"))
+        panel = alt.layer(
+            alt.Chart(lines).mark_line().encode(
+                x=xc, y=yv,
+                **_styled_lines(labels, [FIT_COLOR, PAPER_COLOR][:len(labels)], [[1, 0], [6, 3]][:len(labels)])),
+            alt.Chart(pts).mark_errorbar(color="black").encode(
+                x=xc, y=alt.Y("low:Q", scale=_log(), title=f"optimal {name}"), y2="high:Q"),
+            alt.Chart(pts).mark_point(color="black", filled=True).encode(x=xc, y=yv, tooltip=list(pts.columns)),
+        ).properties(width=220, height=HEIGHT,
+                     title=f"{name}: C^{a:.3f} ({fit._fmt_ci(result.ci[f'{name}_exponent'])})")
+        panels.append(panel)
+    right = alt.hconcat(*panels).resolve_scale(color="independent", strokeDash="independent")
+    return alt.vconcat(left, right).resolve_scale(color="independent")
+
+
+FIT_CHARTS = {
+    "critical_depth": critical_depth_chart,
+    "gradient_persistence": gradient_persistence_chart,
+    "tau_scaling": tau_scaling_chart,
+    "chinchilla": chinchilla_chart,
+    "depth_width_law": depth_width_law_chart,
+    "compute_optimal": compute_optimal_chart,
+    "isoflop": isoflop_chart,
+}
+
+
+def fit_chart(result: fit.FitResult):
+    """The chart that goes with any `FitResult` (dispatch on `result.kind`)."""
+    if result.kind not in FIT_CHARTS:
+        raise ValueError(f"no chart for a {result.kind!r} result; known: {', '.join(FIT_CHARTS)}")
+    return FIT_CHARTS[result.kind](result)
+
+
+def _expect(result, kind):
+    if not isinstance(result, fit.FitResult) or result.kind != kind:
+        got = result.kind if isinstance(result, fit.FitResult) else type(result).__name__
+        raise ValueError(f"expected a {kind!r} FitResult, got {got!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep results and teaching charts (used by the notebooks and dwlib.widgets)
+# ---------------------------------------------------------------------------------------------
+# These take the store's frames (runs, curves, grad norms) or plain numbers, never a FitResult.
+
+def _mean_band(runs, x, loss, by=()):
+    """Mean, standard error and 95% t-interval of `loss` per x (and per `by` columns), over seeds."""
+    from scipy import stats as _stats
+    keys = [x, *by]
+    g = runs.groupby(keys, dropna=False)[loss].agg(["mean", "std", "count"]).reset_index()
+    g["sem"] = (g["std"] / np.sqrt(g["count"])).fillna(0.0)
+    t = np.where(g["count"] > 1, _stats.t.ppf(0.975, np.maximum(g["count"] - 1, 1)), 0.0)
+    g["low"], g["high"] = g["mean"] - t * g["sem"], g["mean"] + t * g["sem"]
+    return g
+
+
+def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss", color: str | None = "width",
+                  title: str | None = None, log_x: bool = True) -> alt.LayerChart:
+    """Final loss against a shape column (depth, width, params…): every run faint, the mean over seeds
+    with its 95% t-interval as an error bar, one line per `color` value. Diverged runs are left out."""
+    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
+    if frame.empty:
+        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    by = [color] if color else []
+    stats = _mean_band(frame, x, loss, by)
+    xe = alt.X(f"{x}:Q", scale=_log() if log_x else alt.Scale(zero=False), title=x)
+    y_scale = alt.Scale(zero=False)
+    enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")) if color else alt.value(FIT_COLOR)
+    points = alt.Chart(frame).mark_circle(opacity=0.35, size=22).encode(
+        x=xe, y=alt.Y(f"{loss}:Q", scale=y_scale, title=loss.replace("_", " ")), color=enc_color,
+        tooltip=[c for c in ("run_id", "depth", "width", "share", "seed", "params", loss) if c in frame.columns])
+    line = alt.Chart(stats).mark_line(point=True).encode(x=xe, y=alt.Y("mean:Q", scale=y_scale), color=enc_color,
+                                                         tooltip=[x, *by, "mean", "low", "high", "count"])
+    bars = alt.Chart(stats).mark_errorbar().encode(x=xe, y=alt.Y("low:Q", scale=y_scale), y2="high:Q", color=enc_color)
+    return alt.layer(points, bars, line).properties(
+        width=WIDTH, height=HEIGHT, title=title or f"{loss.replace('_', ' ')} vs {x} (mean, 95% CI over seeds)")
+
+
+def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens", loss: str = "val_loss",
+                 title: str | None = None) -> alt.Chart:
+    """Loss curves of many runs (the store's curves frame): `loss` at each evaluation against `x`
+    (log axis), one line per run coloured by `color`."""
+    frame = curves.dropna(subset=[loss])
+    frame = frame[frame[x] > 0]
+    if frame.empty:
+        raise ValueError(f"the curves hold no {loss} values")
+    return alt.Chart(frame).mark_line(opacity=0.7).encode(
+        x=alt.X(f"{x}:Q", scale=_log(), title=x),
+        y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
+        color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
+        tooltip=["run_id", "depth", "width", "seed", x, loss],
+    ).properties(width=WIDTH, height=HEIGHT, title=title or f"{loss.replace('_', ' ')} during training")
+
+
+def grad_norm_profiles_chart(grad_norms: pd.DataFrame, *, step: int | None = None, color: str = "width",
+                             title: str | None = None) -> alt.Chart:
+    """Per-block gradient norm (log axis) against block index, one line per run coloured by `color`, at
+    `step` (default: each run's measurement nearest step 1000, where the paper measured)."""
+    blocks = grad_norms[(grad_norms["layer"] >= 0) & (grad_norms["layer"] < grad_norms["depth"])].copy()
+    if blocks.empty:
+        raise ValueError("no block gradient norms to chart")
+    if step is None:
+        nearest = blocks.groupby("run_id")["step"].apply(lambda s: s.iloc[np.argmin(np.abs(s.to_numpy() - 1000))])
+        blocks = blocks[blocks["step"] == blocks["run_id"].map(nearest)]
+    else:
+        blocks = blocks[blocks["step"] == step]
+    blocks = blocks.groupby(["run_id", "depth", "width", "seed", "step", "layer"], as_index=False)["norm"].apply(
+        lambda s: float(np.sqrt(np.sum(np.square(s)))))
+    return alt.Chart(blocks).mark_line(point=True, opacity=0.8).encode(
+        x=alt.X("layer:Q", title="block ℓ (0 = nearest the input)"),
+        y=alt.Y("norm:Q", scale=_log(), title="gradient norm ‖∇ℓ‖"),
+        color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
+        tooltip=["run_id", "depth", "width", "seed", "step", "layer", "norm"],
+    ).properties(width=WIDTH, height=HEIGHT, title=title or "per-block gradient norms")
+
+
+def loss_gap_chart(runs: pd.DataFrame, gap: dict, *, loss: str = "val_loss") -> alt.LayerChart:
+    """Two shapes' final losses: each seed's run, the means with their 95% intervals, and the gap
+    (dict from `dwlib.fit.fit_loss_gap`'s params/ci) in the title."""
+    frame = runs[runs["status"] == "complete"].copy()
+    frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
+    stats = _mean_band(frame, "shape", loss)
+    y = alt.Y("shape:N", title=None, sort=list(dict.fromkeys(frame["shape"])))
+    x_scale = alt.Scale(zero=False)
+    points = alt.Chart(frame).mark_circle(size=45, opacity=0.6, color="black").encode(
+        x=alt.X(f"{loss}:Q", scale=x_scale, title=loss.replace("_", " ")), y=y,
+        tooltip=["run_id", "depth", "width", "seed", "params", "tokens", "flops", loss])
+    bars = alt.Chart(stats).mark_rule(strokeWidth=3, color=FIT_COLOR).encode(x="low:Q", x2="high:Q", y=y)
+    means = alt.Chart(stats).mark_tick(thickness=3, size=22, color=FIT_COLOR).encode(x="mean:Q", y=y)
+    lo, hi = gap["ci"]
+    title = f"gap (second − first) = {gap['gap']:+.4f} nats, 95% CI [{lo:+.4f}, {hi:+.4f}]"
+    return alt.layer(points, bars, means).properties(width=WIDTH, height=120, title=title)
+
+
+def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
+    """Inference speed per shape (frame from `dwlib.train.measure_inference` rows): latency of one
+    sequence (ms) and batched throughput (tokens/s), side by side."""
+    frame = speed.copy()
+    frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
+    y = alt.Y("shape:N", title=None, sort=list(frame["shape"]))
+    left = alt.Chart(frame).mark_bar(color=FIT_COLOR).encode(
+        x=alt.X("latency_ms:Q", title="latency, one sequence (ms)"), y=y,
+        tooltip=["shape", "latency_ms", "latency_ms_sd", "context", "device"]).properties(width=260, height=90)
+    right = alt.Chart(frame).mark_bar(color="#ff7f0e").encode(
+        x=alt.X("tokens_per_second:Q", title="throughput (tokens/s)"), y=y,
+        tooltip=["shape", "tokens_per_second", "batch_size", "device"]).properties(width=260, height=90)
+    return alt.hconcat(left, right).properties(title="inference speed (forward pass over the full context)")
+
+
+def budget_breakdown_chart(cfg) -> alt.HConcatChart:
+    """Where a shape's parameters and training FLOPs per token go: attention and MLP matrices,
+    embeddings and head; attention over the context; for a ModelConfig."""
+    from .config import embedding_params
+    D, W, T, V = cfg.depth, cfg.width, cfg.context, cfg.vocab_size
+    attn, mlp = 4 * W * W * D, 2 * W * cfg.hidden * D * (1.5 if cfg.mlp == "swiglu" else 1)
+    params = pd.DataFrame({"part": ["attention matrices", "MLP matrices", "embedding + head"],
+                           "count": [attn, mlp, embedding_params(cfg)], "what": "parameters"})
+    flops = pd.DataFrame({"part": ["attention matrices", "MLP matrices", "attention over context", "head"],
+                          "count": [6 * attn, 6 * mlp, 6 * D * T * W, 6 * W * V], "what": "training FLOPs / token"})
+    order = ["attention matrices", "MLP matrices", "attention over context", "embedding + head", "head"]
+    colors = ["#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22"]
+    color = alt.Color("part:N", scale=alt.Scale(domain=order, range=colors), title=None)
+
+    def bar(frame, title):
+        return alt.Chart(frame).mark_bar().encode(
+            x=alt.X("sum(count):Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
+            color=color, order=alt.Order("part:N"), tooltip=["part", alt.Tooltip("count:Q", format=",.0f")],
+        ).properties(width=300, height=40, title=title)
+
+    return alt.vconcat(bar(params, f"parameters: {int(params['count'].sum()):,}"),
+                       bar(flops, f"training FLOPs per token: {flops['count'].sum():,.0f}")).properties(
+        title=f"D = {D}, W = {W}, context {T}, vocab {V:,}")
+
+
+def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
+    """The paper's gradient-persistence picture: relative gradient norm exp(−(D − ℓ)/τ) per block ℓ
+    (log axis), with the blocks within one τ of the output shaded."""
+    layers = np.arange(1, depth + 1)
+    frame = pd.DataFrame({"layer": layers, "relative_norm": np.exp(-(depth - layers) / tau)})
+    frame["within one τ"] = np.where(depth - layers < tau, "yes", "no")
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("layer:O", title="block ℓ (1 = nearest the input)"),
+        y=alt.Y("relative_norm:Q", scale=alt.Scale(type="log", domain=[max(1e-6, float(frame.relative_norm.min())), 1]),
+                title="‖∇ℓ‖ / ‖∇D‖"),
+        color=alt.Color("within one τ:N", scale=alt.Scale(domain=["yes", "no"], range=[FIT_COLOR, "#c7c7c7"])),
+        tooltip=["layer", "relative_norm"])
+    return bars.properties(width=WIDTH, height=220, title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
+
+
+def live_curves_chart(points: list[dict], *, title: str = "validation loss") -> alt.HConcatChart:
+    """Validation loss against tokens and against wall-clock seconds, one line per label (live charts
+    of `dwlib.widgets.LiveChart`; `points` hold label, tokens, seconds, val_loss)."""
+    frame = pd.DataFrame(points).dropna(subset=["val_loss"])
+    if frame.empty:
+        frame = pd.DataFrame({"label": [], "tokens": [], "seconds": [], "val_loss": []})
+    color = alt.Color("label:N", title=None)
+    y = alt.Y("val_loss:Q", scale=alt.Scale(zero=False), title="validation loss")
+    by_tokens = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("tokens:Q", title="training tokens"), y=y, color=color,
+        tooltip=["label", "tokens", "seconds", "val_loss"]).properties(width=300, height=220)
+    by_time = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("seconds:Q", title="wall-clock seconds"), y=y, color=color,
+        tooltip=["label", "tokens", "seconds", "val_loss"]).properties(width=300, height=220)
+    return alt.hconcat(by_tokens, by_time).properties(title=title)
+
+
+def to_svg(chart) -> str:
+    """The chart as SVG markup (vl-convert, offline): for ipywidgets.HTML views, which redraw by setting
+    a value instead of capturing display output (nbclient's Output-widget mimic can deadlock papermill)."""
+    import vl_convert as vlc
+    return vlc.vegalite_to_svg(chart.to_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate transfer (frames from dwlib.transfer: coord_check, best_lr; written for issue 6)
+# ---------------------------------------------------------------------------------------------
+# Colours per parametrisation: SP red (the paper's setting), μP blue, CompleteP green.
+
+PARAMETRIZATION_COLORS = {"sp": "#d62728", "mup": "#1f77b4", "completep": "#2ca02c"}
+
+
+def _parametrization_color(values):
+    domain = [p for p in PARAMETRIZATION_COLORS if p in set(values)]
+    return alt.Color("parametrization:N", title="parametrisation",
+                     scale=alt.Scale(domain=domain, range=[PARAMETRIZATION_COLORS[p] for p in domain]))
+
+
+def coord_check_chart(frame: pd.DataFrame, *, over: str = "width", value: str = "delta",
+                      layer: str = "last") -> alt.FacetChart:
+    """A coordinate check (frame from `dwlib.transfer.coord_check`): activation size (log) against
+    width or depth (log), one panel per parametrisation (rows) × site (columns), one line per training
+    step (darker = later). Flat lines: the parametrisation keeps every layer's activations O(1) as the
+    model grows; lines rising to the right: drift. `value` 'delta' is the change since initialisation,
+    'scale' the activation itself; layer-indexed sites are read at the last block or averaged over
+    blocks (`layer`), as `dwlib.transfer.coord_drift` does."""
+    if over not in ("width", "depth") or value not in ("delta", "scale") or layer not in ("last", "mean"):
+        raise ValueError(f"over must be width|depth, value delta|scale, layer last|mean; got {over!r}, "
+                         f"{value!r}, {layer!r}")
+    data = frame[frame["step"] > 0] if value == "delta" else frame
+    if layer == "last":
+        last = data.groupby(["parametrization", "width", "depth", "site"])["layer"].transform("max")
+        data = data[data["layer"] == last]
+    other = "depth" if over == "width" else "width"
+    data = data.groupby(["parametrization", "site", over, other, "step"], as_index=False)[value].mean()
+    data = data[data[value] > 0]
+    if data.empty:
+        raise ValueError("nothing to chart: the frame has no positive activation sizes")
+    sites = [s for s in ("embedding", "residual", "attn_logits", "logits") if s in set(data["site"])]
+    what = "mean |x_t − x_0|" if value == "delta" else "mean |x_t|"
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X(f"{over}:Q", scale=_log(), title=over),
+        y=alt.Y(f"{value}:Q", scale=_log(), title=what),
+        color=alt.Color("step:O", scale=alt.Scale(scheme="blues"), title="step"),
+        detail=f"{other}:O",
+        tooltip=["parametrization", "site", over, other, "step", alt.Tooltip(f"{value}:Q", format=".3g")],
+    ).properties(width=150, height=120).facet(
+        row=alt.Row("parametrization:N", sort=list(PARAMETRIZATION_COLORS), title=None),
+        column=alt.Column("site:N", sort=sites, title=None),
+    ).resolve_scale(y="independent").properties(title=f"coordinate check: {what} per site vs {over}")
+
+
+def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, loss: str = "val_loss",
+                    color: str = "width", y_max: float | None = None) -> alt.HConcatChart:
+    """Loss against learning rate (log axis), one panel per parametrisation, one line per shape coloured
+    by `color` (width or depth); with `best` (from `dwlib.transfer.best_lr`) each shape's best lr is
+    marked with its interval. Where the marks line up vertically the learning rate transfers.
+    Diverged runs are left out; the y axis is cut at `y_max` (default: a little above the region of the
+    minima, so divergent learning rates do not flatten the curves)."""
+    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
+    if frame.empty:
+        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    means = frame.groupby(["parametrization", "depth", "width", "lr"], as_index=False)[loss].mean()
+    lo = float(means[loss].min())
+    if y_max is None:
+        y_max = min(float(means[loss].max()), lo + 4 * (float(means[loss].median()) - lo) + 1e-3)
+    y_scale = alt.Scale(domain=[lo - 0.02 * (y_max - lo) - 1e-3, y_max], zero=False)
+    x = alt.X("lr:Q", scale=_log(), title="learning rate")
+    enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis"), title=color)
+    panels = []
+    for parametrization in [p for p in PARAMETRIZATION_COLORS if p in set(means["parametrization"])]:
+        m = means[means["parametrization"] == parametrization]
+        layers = [alt.Chart(m).mark_line(point=True, clip=True).encode(
+            x=x, y=alt.Y(f"{loss}:Q", scale=y_scale, title=loss.replace("_", " ")), color=enc_color,
+            detail="shape:N", tooltip=["depth", "width", "lr", alt.Tooltip(f"{loss}:Q", format=".4f")],
+        ).transform_calculate(shape="datum.depth + 'x' + datum.width")]
+        if best is not None:
+            b = best[(best["parametrization"] == parametrization) & best["best_lr"].notna()].copy()
+            b["best_loss"] = b["best_loss"].clip(upper=y_max)
+            b["lr_low"] = b["lr_low"].fillna(b["best_lr"])
+            b["lr_high"] = b["lr_high"].fillna(b["best_lr"])
+            layers.append(alt.Chart(b).mark_rule(strokeWidth=2).encode(
+                x="lr_low:Q", x2="lr_high:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color))
+            layers.append(alt.Chart(b).mark_point(shape="diamond", size=90, filled=True).encode(
+                x="best_lr:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color,
+                tooltip=["depth", "width", alt.Tooltip("best_lr:Q", format=".3g"), alt.Tooltip("lr_low:Q", format=".3g"),
+                         alt.Tooltip("lr_high:Q", format=".3g"), "at_edge", "method"]))
+        panels.append(alt.layer(*layers).properties(width=260, height=220, title=parametrization))
+    return alt.hconcat(*panels).resolve_scale(color="shared").properties(
+        title=f"{loss.replace('_', ' ')} vs learning rate (◆ best lr with its interval)")
+
+
+def best_lr_chart(best: pd.DataFrame, *, over: str = "width") -> alt.LayerChart:
+    """The best learning rate (log) against width or depth (log), one line per parametrisation, with
+    the intervals from `dwlib.transfer.best_lr`; hollow marks are optima at the edge of the sweep
+    (bounds, not estimates). A flat line is a learning rate that transfers."""
+    if over not in ("width", "depth"):
+        raise ValueError(f"over must be 'width' or 'depth', got {over!r}")
+    frame = best.dropna(subset=["best_lr"]).copy()
+    if frame.empty:
+        raise ValueError("no best learning rates to chart")
+    frame["lr_low"] = frame["lr_low"].fillna(frame["best_lr"])
+    frame["lr_high"] = frame["lr_high"].fillna(frame["best_lr"])
+    frame["estimate"] = np.where(frame["at_edge"], "edge of sweep (bound)", "interior optimum")
+    x = alt.X(f"{over}:Q", scale=_log(), title=over)
+    y = alt.Y("best_lr:Q", scale=_log(), title="best learning rate")
+    color = _parametrization_color(frame["parametrization"])
+    line = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color)
+    bars = alt.Chart(frame).mark_errorbar().encode(x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"),
+                                                   y2="lr_high:Q", color=color)
+    tooltip = ["parametrization", "depth", "width", alt.Tooltip("best_lr:Q", format=".3g"),
+               alt.Tooltip("lr_low:Q", format=".3g"), alt.Tooltip("lr_high:Q", format=".3g"), "estimate"]
+    interior = alt.Chart(frame[~frame["at_edge"].astype(bool)]).mark_point(size=60, filled=True).encode(
+        x=x, y=y, color=color, tooltip=tooltip)
+    edge = alt.Chart(frame[frame["at_edge"].astype(bool)]).mark_point(size=60, filled=False).encode(
+        x=x, y=y, color=color, tooltip=tooltip)
+    return alt.layer(line, bars, interior, edge).properties(width=WIDTH, height=HEIGHT,
+                                                    title=f"best learning rate vs {over}")
+
