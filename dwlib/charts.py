@@ -564,6 +564,23 @@ def live_curves_chart(points: list[dict], *, title: str = "validation loss") -> 
     return alt.hconcat(by_tokens, by_time).properties(title=title)
 
 
+def isoflop_points_chart(runs: pd.DataFrame, *, loss: str = "val_loss") -> alt.Chart:
+    """The isoFLOP data without a fit: final loss against non-embedding parameters (log axis), one line
+    per FLOP budget (runs' FLOPs grouped to 2 significant figures), each run labelled with its shape."""
+    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
+    if frame.empty:
+        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    frame["budget"] = frame["flops"].map(lambda f: float(f"{f:.2g}"))
+    frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
+    frame = frame.sort_values(["budget", "non_embedding_params"])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("non_embedding_params:Q", scale=_log(), title="non-embedding parameters N"),
+        y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
+        color=alt.Color("budget:O", title="budget (FLOPs)", scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(format=".2e")),
+        detail="budget:O", tooltip=["shape", "seed", "non_embedding_params", "tokens", "flops", loss],
+    ).properties(width=WIDTH, height=HEIGHT, title="isoFLOP profiles (data)")
+
 def to_svg(chart) -> str:
     """The chart as SVG markup (vl-convert, offline): for ipywidgets.HTML views, which redraw by setting
     a value instead of capturing display output (nbclient's Output-widget mimic can deadlock papermill)."""

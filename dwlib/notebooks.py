@@ -1,0 +1,270 @@
+"""Notebook plumbing: what every notebook in notebooks/ calls, and a runner that executes them.
+
+Inside a notebook (after its papermill parameters cell):
+
+    nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, …)   # settings, store, output dir
+    pairs = nb.design()            # the runs this notebook trains at this preset (dwlib.presets)
+    nb.show_design(pairs)          # what will run, and its predicted cost
+    runs = nb.run(pairs)           # train what the store lacks (tqdm progress), the frame of those runs
+    nb.figure(chart, "loss_vs_depth")   # display a chart and save it as PNG + SVG under the output dir
+    nb.say(f"D* = {…}")            # a Markdown sentence whose numbers come from this run
+    nb.finish()                    # manifest.json: charts written, settings, wall time
+
+From a shell (papermill needs .ipynb, so the runner converts the jupytext source in memory):
+
+    python -m dwlib.notebooks 02_baseline_sweep -p preset cpu -p widths "[64, 128]"
+    python -m dwlib.notebooks all -p preset smoke        # every notebook, in order
+
+Each executed notebook lands beside its charts: outputs/<name>/<name>.ipynb (or under -p output_dir).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import presets
+
+MANIFEST = "manifest.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inside a notebook
+# ---------------------------------------------------------------------------------------------
+
+class Session:
+    """One notebook execution: resolved settings (attributes pass through: nb.widths, nb.budget …),
+    the results store, the output folder, and the charts written so far."""
+
+    def __init__(self, s: presets.Settings):
+        from .store import Store
+        self.settings = s
+        self.store = Store(s.store_path)
+        s.output_dir.mkdir(parents=True, exist_ok=True)
+        self.charts: list[str] = []
+        self.started = time.perf_counter()
+
+    def __getattr__(self, name):
+        if name == "settings":   # not set yet: avoid recursion during unpickling / init
+            raise AttributeError(name)
+        return getattr(self.settings, name)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def design(self) -> list[tuple]:
+        """The (ModelConfig, TrainConfig) pairs this notebook trains with its settings."""
+        return presets.design(self.settings)
+
+    def show_design(self, pairs):
+        """Display the design — one row per distinct shape, with its seeds — and its predicted cost."""
+        from IPython.display import display
+        from .sweep import design_frame
+        frame = design_frame(pairs)
+        keys = [c for c in ("depth", "width", "heads", "params", "non_embedding_params", "flops_per_token",
+                            "steps", "tokens", "flops") if c in frame]
+        table = frame.groupby(keys, sort=False, dropna=False)["seed"].apply(
+            lambda s: ", ".join(map(str, sorted(s)))).reset_index(name="seeds")
+        cost = presets.design_cost(pairs)
+        display(table)
+        device = "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
+        if self.executor == "parallel":   # one single-thread worker per core
+            from .sweep import available_cores
+            minutes = presets.estimate_seconds(pairs, device, 1, workers=available_cores()) / 60
+        else:
+            minutes = presets.estimate_seconds(pairs, device, self.threads) / 60
+        self.say(f"**{cost['runs']} runs**, {cost['flops']:.3g} training FLOPs in all. Predicted time on "
+                 f"this machine's {device.upper()} (before the store's cache): about **{_minutes(minutes)}** "
+                 f"with the `{self.executor}` executor — a rough guide from `dwlib.presets.estimate_seconds`; "
+                 f"runs the store already holds cost nothing.")
+
+    def run(self, pairs):
+        """Train every pair the store does not hold yet, one progress bar per run; returns the store's
+        frame of exactly these runs (finished ones from the cache)."""
+        from .sweep import run_sweep
+        return run_sweep(pairs, store=self.store, executor=self.executor)
+
+    def store_runs(self, like):
+        """Every complete run in the store comparable with the runs in `like`: same corpus fingerprint,
+        tokenizer, context, batch size, learning rate and block design (MLP, norm, sharing,
+        parametrisation) — e.g. other notebooks' runs that a scaling law may be fitted to as well."""
+        frame = self.store.runs_frame()
+        frame = frame[frame["status"] == "complete"]
+        for col in ("corpus_fingerprint", "tokenizer", "context", "batch_size", "lr", "mlp", "norm", "share",
+                    "parametrization"):
+            frame = frame[frame[col].isin(like[col].unique())]
+        return frame.reset_index(drop=True)
+
+    def curves(self, runs):
+        """Loss curves (long format) of the runs in a frame."""
+        return self.store.curves_frame(keys=list(runs["run_key"]))
+
+    def grad_norms(self, runs):
+        """Per-layer gradient norms (long format) of the runs in a frame."""
+        return self.store.grad_norms_frame(keys=list(runs["run_key"]))
+
+    # -- output -------------------------------------------------------------------------------
+
+    def figure(self, chart, name: str) -> None:
+        """Display `chart` in this cell and save it as <output_dir>/<name>.png and .svg."""
+        from IPython.display import display
+        from .charts import save_chart
+        save_chart(chart, self.output_dir / name)
+        self.charts.append(name)
+        display(chart)
+
+    def say(self, text: str):
+        """Display Markdown (use f-strings so the numbers come from this run)."""
+        from IPython.display import Markdown, display
+        display(Markdown(text))
+
+    @staticmethod
+    def attempt(fn, *args, **kwargs):
+        """(fn(*args, **kwargs), None), or (None, the reason) when the fitter refuses the data with a
+        ValueError — so a notebook can say in prose why a fit was not made instead of stopping."""
+        try:
+            return fn(*args, **kwargs), None
+        except ValueError as err:
+            return None, str(err)
+
+    def finish(self) -> dict:
+        """Write <output_dir>/manifest.json (charts, settings, wall time) and say where outputs are."""
+        seconds = time.perf_counter() - self.started
+        s = self.settings
+        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, wall_seconds=seconds,
+                        store=str(s.store_path), output_dir=str(s.output_dir),
+                        settings={k: _plain(v) for k, v in vars(s).items()})
+        (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self.say(f"Done in {seconds:.0f} s. Charts (PNG and SVG): `{s.output_dir}`; runs: `{s.store_path}`.")
+        return manifest
+
+
+def start(notebook: str, **params) -> Session:
+    """Begin a notebook: resolve its parameters against the preset (`dwlib.presets.settings`), open the
+    store, create the output folder, size torch's thread pool, and let altair embed any data size."""
+    import altair as alt
+    s = presets.settings(notebook, **params)
+    _set_threads(s.threads)
+    alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
+    return Session(s)
+
+
+def _set_threads(threads: int):
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _minutes(m: float) -> str:
+    if m < 1:
+        return f"{m * 60:.0f} s"
+    if m < 120:
+        return f"{m:.0f} min"
+    return f"{m / 60:.1f} h"
+
+
+def _plain(v):
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Running notebooks headless (papermill)
+# ---------------------------------------------------------------------------------------------
+
+def notebook_dir() -> Path:
+    return presets.repo_root() / "notebooks"
+
+
+def available() -> list[str]:
+    """Notebook names (jupytext sources notebooks/NN_name.py), in order."""
+    return sorted(p.stem for p in notebook_dir().glob("[0-9][0-9]_*.py"))
+
+
+def execute(name: str, parameters: dict | None = None, *, log_output: bool = False,
+            progress_bar: bool = False) -> dict:
+    """Execute notebooks/<name>.py with papermill and `parameters`; write the executed notebook to
+    <output_dir>/<name>.ipynb. Returns {name, path, output_dir, seconds}. Raises papermill's
+    PapermillExecutionError (with the failing cell) if a cell fails."""
+    import jupytext
+    import papermill as pm
+    source = notebook_dir() / f"{name}.py"
+    if not source.exists():
+        raise ValueError(f"no notebook {name!r}; available: {', '.join(available())}")
+    parameters = dict(parameters or {})
+    output_dir = Path(parameters.get("output_dir") or presets.default_output_dir(name)).resolve()
+    parameters["output_dir"] = str(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / f"{name}.ipynb"
+    started = time.perf_counter()
+    pm.execute_notebook(jupytext.read(source), str(target), parameters=parameters, kernel_name="python3",
+                        cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar)
+    return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
+
+
+def parse_value(text: str):
+    """A -p value: a Python literal (3, 1e12, [64, 128], None, True) when it reads as one, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dwlib.notebooks",
+        description="Execute dwlib's notebooks headless with papermill (jupytext sources converted in "
+                    "memory). Each lands at <output_dir>/<name>.ipynb beside its charts; output_dir "
+                    "defaults to outputs/<name>/.")
+    parser.add_argument("names", nargs="*", help="notebook names (e.g. 02_baseline_sweep, or 02), or 'all'")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a notebook parameter; VALUE is read as a Python literal when it is one "
+                             "(-p preset cpu -p widths '[64, 128]' -p budget 1e12)")
+    parser.add_argument("--list", action="store_true", help="list the notebooks and stop")
+    parser.add_argument("--log-output", action="store_true", help="stream the cells' output to this terminal")
+    parser.add_argument("--times", default=None, help="also write {name: seconds} as JSON to this file")
+    args = parser.parse_args(argv)
+    names = available()
+    if args.list or not args.names:
+        print("\n".join(names))
+        return 0
+    chosen = []
+    for n in args.names:
+        match = names if n == "all" else [x for x in names if x == n or x.split("_")[0] == n]
+        if not match:
+            print(f"error: no notebook {n!r}; available: {', '.join(names)}", file=sys.stderr)
+            return 2
+        chosen += [m for m in match if m not in chosen]
+    parameters = {k: parse_value(v) for k, v in args.parameter}
+    if "output_dir" in parameters and len(chosen) > 1:
+        print("error: -p output_dir names one folder; give it for one notebook at a time", file=sys.stderr)
+        return 2
+    times = {}
+    for name in chosen:
+        print(f"{name}: running ({', '.join(f'{k}={v!r}' for k, v in parameters.items()) or 'defaults'}) …",
+              flush=True)
+        try:
+            result = execute(name, parameters, log_output=args.log_output)
+        except Exception as err:   # papermill's error names the failing cell; keep it short here
+            print(f"{name}: FAILED — {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
+                  file=sys.stderr)
+            return 1
+        times[name] = round(result["seconds"], 1)
+        print(f"{name}: done in {result['seconds']:.0f} s → {result['path']}", flush=True)
+    if args.times:
+        Path(args.times).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.times).write_text(json.dumps(times, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

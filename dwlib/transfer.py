@@ -1,0 +1,499 @@
+"""Learning-rate transfer: coordinate checks, learning-rate sweeps and the best learning rate per shape.
+
+Why this module exists: the Depth Delusion paper trained every shape at one learning rate. Under the
+standard parametrisation (SP) the best learning rate moves with width and depth, so "deeper got worse"
+can mean "the learning rate was wrong for that depth". μP (Yang et al., arXiv 2203.03466) makes the
+optimum stay put across widths, CompleteP (Dey et al., arXiv 2505.01618) across depths as well; the
+rules themselves live in `dwlib.model` (forward pass) and `dwlib.train.param_groups` (optimizer).
+
+    coord_check     activation size per layer after a few Adam steps, over widths (and depths): the
+                    standard test of a parametrisation (Yang et al.'s "coordinate check")
+    coord_drift     log-log slope of those sizes against width (or depth): ≈ 0 when the
+                    parametrisation is right, ≈ 1 when updates grow with width as under SP
+    worst_drift     the largest |slope| per parametrisation: one number to hold against a threshold
+    lr_sweep        the sweep design: log-spaced learning rates × shapes × parametrisations
+    best_lr         the best learning rate per shape from a sweep's runs frame, with an interval
+    lr_spread       how far the best learning rate moves across widths or depths
+
+Position in the data flow: config → model → data → train → store → sweep → transfer → fit → charts.
+Designing a sweep and picking learning rates need no torch; only `coord_check` trains.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from .config import PARAMETRIZATIONS, ModelConfig, TrainConfig
+from .sweep import make_pair
+
+# Activation sites a coordinate check measures, in the order they are drawn.
+SITES = ("embedding", "residual", "attn_logits", "logits")
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordinate checks
+# ---------------------------------------------------------------------------------------------
+
+def coord_check(widths=(64, 128, 256, 512), *, depths=(2,), parametrizations=PARAMETRIZATIONS, steps: int = 4,
+                lr: float = 3e-3, model: ModelConfig | None = None, train: TrainConfig | None = None,
+                tokens=None, corpus: str = "stdlib", tokenizer: str = "byte", batch_size: int = 8,
+                context: int = 32, seed: int = 0) -> pd.DataFrame:
+    """Activation size per layer during the first `steps` Adam steps, for every width × depth ×
+    parametrisation: the coordinate check of Yang et al. (arXiv 2203.03466), as EleutherAI's
+    nanoGPT-mup and Dey et al.'s depth version run it.
+
+    Each model starts from seed `seed` and takes `steps` AdamW steps at a constant learning rate `lr`
+    (no warmup, no clipping: the check is about the size of the updates the rules allow) on training
+    batches; after every step (and at step 0, at initialisation) one fixed validation batch is run
+    through it and each site is measured:
+        embedding    the token embeddings entering block 0                    (layer −1)
+        residual     the residual stream after each block                     (layer 0 … D−1)
+        attn_logits  the attention logits q·k·scale of each block (causal part) (layer 0 … D−1)
+        logits       the output logits                                        (layer D)
+    `scale` is the mean |x| over the activation's entries; `delta` is the mean |x_t − x_0|, the
+    change since initialisation on the same batch. Under a correct parametrisation both stay O(1) as
+    width grows (and, under CompleteP, as depth grows); under SP with Adam the change grows like width
+    or faster (each Adam step moves every weight by ~lr, a layer sums `width` of those moves, and the
+    growth compounds through consecutive layers).
+
+    model: base ModelConfig for every other field (base_width, base_depth, head_dim …); by default
+        base_width = min(widths) and base_depth = min(depths). train: TrainConfig for betas, ε and
+        weight decay (its lr, schedule and budget are ignored). tokens: a `dwlib.data.Tokens`, else
+        loaded from `corpus` / `tokenizer`.
+    Returns a long frame: parametrization, width, depth, step, site, layer, scale, delta.
+    """
+    import torch
+
+    from .data import get_batch, load_tokens, val_batches
+    from .model import Transformer
+    from .train import param_groups
+
+    widths, depths = _positive_ints("widths", widths), _positive_ints("depths", depths)
+    parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if tokens is None:
+        tokens = load_tokens(corpus, tokenizer)
+    base = model or ModelConfig(base_width=min(widths), base_depth=min(depths))
+    train = train or TrainConfig()
+    probe, _ = val_batches(tokens, 1, batch_size, context)[0]
+
+    rows = []
+    for parametrization in parametrizations:
+        for depth in depths:
+            for width in widths:
+                cfg = dataclasses.replace(base, depth=depth, width=width, context=context,
+                                          vocab_size=tokens.vocab_size, parametrization=parametrization)
+                torch.manual_seed(seed)
+                net = Transformer(cfg)
+                groups = param_groups(net, cfg, train)
+                for g in groups:
+                    g["lr"] = lr * g["lr_mult"]
+                optimizer = torch.optim.AdamW(groups, lr=lr, betas=(train.beta1, train.beta2))
+                first = None
+                for step in range(steps + 1):
+                    if step > 0:
+                        x, y = get_batch(tokens.train, step - 1, batch_size, context, seed)
+                        _, loss = net(x, y)
+                        loss.backward()
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    acts = _activations(net, probe)
+                    first = first or acts
+                    for (site, layer), value in acts.items():
+                        rows.append(dict(parametrization=parametrization, width=width, depth=depth, step=step,
+                                         site=site, layer=layer, scale=value.abs().mean().item(),
+                                         delta=(value - first[site, layer]).abs().mean().item()))
+    return pd.DataFrame(rows)
+
+
+def _activations(net, idx) -> dict:
+    """{(site, layer): tensor} for one forward pass of `idx` through `net` (no grad, eval mode)."""
+    import torch
+
+    from .model import apply_rope
+
+    acts, hooks = {}, []
+
+    def attention_logits(i):
+        def hook(module, args, output):
+            x, cos, sin = args
+            B, T, _ = x.shape
+            q, k, _ = module.qkv(x).view(B, T, 3, module.heads, module.head_size).permute(2, 0, 3, 1, 4)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            logits = (q @ k.transpose(-2, -1)) * module.scale
+            causal = torch.ones(T, T, dtype=torch.bool).tril()
+            acts["attn_logits", i] = logits[..., causal]      # the entries softmax actually sees
+        return hook
+
+    def residual(i):
+        def hook(module, args, output):
+            acts["residual", i] = output                      # with sharing: after the last application
+        return hook
+
+    hooks.append(net.embed.register_forward_hook(lambda m, a, out: acts.__setitem__(("embedding", -1), out)))
+    for i, block in enumerate(net.blocks):
+        hooks.append(block.attn.register_forward_hook(attention_logits(i)))
+        hooks.append(block.register_forward_hook(residual(i)))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            acts["logits", len(net.blocks)] = net(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(was_training)
+    return {key: acts[key].detach().float() for key in sorted(acts, key=lambda k: (SITES.index(k[0]), k[1]))}
+
+
+def coord_drift(frame: pd.DataFrame, *, over: str = "width", value: str = "delta", step: int | None = None,
+                layer: str = "last") -> pd.DataFrame:
+    """How fast each site's activation size grows with width (or depth): the least-squares slope of
+    log(size) against log(width) at `step` (default: the last step), one row per parametrization ×
+    site (× the other size, when the frame varies both).
+
+    A layer-indexed site (residual, attention logits) is read at its last block (`layer='last'`, the
+    default: the residual stream the head reads, where SP's per-layer changes have all added up, so
+    depth drift shows most clearly) or averaged over its blocks (`layer='mean'`).
+    Reading the slope: 0 means the size does not change with width; 1 means it doubles when width
+    doubles, which is what SP's Adam updates do per layer (more where layers compound); μP and
+    CompleteP should stay near 0. `ratio` is largest over smallest size across the sizes tried.
+    Columns: parametrization, site, over, <other size>, slope, ratio, n_sizes, step.
+    """
+    if over not in ("width", "depth"):
+        raise ValueError(f"over must be 'width' or 'depth', got {over!r}")
+    if value not in ("delta", "scale"):
+        raise ValueError(f"value must be 'delta' or 'scale', got {value!r}")
+    if layer not in ("last", "mean"):
+        raise ValueError(f"layer must be 'last' or 'mean', got {layer!r}")
+    missing = {"parametrization", "width", "depth", "step", "site", "layer", value} - set(frame.columns)
+    if missing:
+        raise ValueError(f"frame lacks column(s) {sorted(missing)}: pass the frame coord_check returned")
+    step = int(frame["step"].max()) if step is None else step
+    at = frame[frame["step"] == step]
+    if at.empty:
+        raise ValueError(f"no rows at step {step}; steps in the frame: {sorted(frame['step'].unique())}")
+    other = "depth" if over == "width" else "width"
+    if layer == "last":   # embedding (−1) and logits (D) have one layer each; blocks keep their last
+        at = at[at["layer"] == at.groupby(["parametrization", "width", "depth", "site"])["layer"].transform("max")]
+    sizes = at.groupby(["parametrization", "site", other, over], sort=False)[value].mean().reset_index()
+    rows = []
+    for (parametrization, site, fixed), g in sizes.groupby(["parametrization", "site", other], sort=False):
+        g = g.sort_values(over)
+        if len(g) < 2:
+            raise ValueError(f"coord_drift over {over} needs at least 2 {over}s; the frame has {g[over].tolist()} "
+                             f"at {other} {fixed}")
+        x, y = np.log(g[over].to_numpy(float)), g[value].to_numpy(float)
+        slope = float(np.polyfit(x, np.log(y), 1)[0]) if (y > 0).all() else math.nan
+        rows.append({"parametrization": parametrization, "site": site, "over": over, other: fixed,
+                     "slope": slope, "ratio": float(y.max() / y.min()) if y.min() > 0 else math.inf,
+                     "n_sizes": len(g), "step": step})
+    return pd.DataFrame(rows)
+
+
+def worst_drift(drift: pd.DataFrame, sites=("residual", "attn_logits", "logits")) -> pd.Series:
+    """The largest |slope| over `sites` per parametrisation, from `coord_drift`'s frame: one number
+    per parametrisation to hold against a threshold (the embedding is left out by default: its
+    size never depends on width, in any parametrisation, so it cannot fail)."""
+    chosen = drift[drift["site"].isin(_as_list("sites", sites))]
+    if chosen.empty:
+        raise ValueError(f"no rows for sites {sites}; sites in the frame: {sorted(drift['site'].unique())}")
+    return chosen.groupby("parametrization", sort=False)["slope"].apply(lambda s: float(s.abs().max()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate sweeps
+# ---------------------------------------------------------------------------------------------
+
+def log_spaced(low: float, high: float, n: int) -> list[float]:
+    """`n` learning rates spaced evenly in log between `low` and `high` (inclusive), rounded to
+    3 significant digits so they read well in tables and hash stably into run keys."""
+    if not (low > 0 and high > low):
+        raise ValueError(f"need 0 < low < high, got low={low!r}, high={high!r}")
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    return [float(f"{v:.3g}") for v in np.geomspace(low, high, n)]
+
+
+def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), model: ModelConfig | None = None,
+             train: TrainConfig | None = None, **fields) -> list[tuple]:
+    """The learning-rate sweep design: every lr × (depth, width) shape × parametrization × seed, as
+    (ModelConfig, TrainConfig) pairs for `dwlib.sweep.run_sweep`. `fields` fix any config field
+    (steps=…, base_width=…, corpus=…). Give `lrs` log-spaced (see `log_spaced`): the loss is
+    roughly a parabola in log(lr) near its minimum, which is what `best_lr` fits.
+
+        pairs = lr_sweep(log_spaced(1e-3, 3e-2, 6), [(2, 64), (2, 128), (2, 256)],
+                         parametrizations=["sp", "mup"], base_width=64, steps=300)
+    """
+    lrs = [float(v) for v in _as_list("lrs", lrs)]
+    for v in lrs:
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"learning rates must be positive and finite, got {v!r}")
+    shapes = _as_list("shapes", shapes)
+    for shape in shapes:
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
+            raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
+    seeds = _as_list("seeds", seeds)
+    parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
+    pairs = []
+    for parametrization in parametrizations:
+        for depth, width in shapes:
+            for lr in lrs:
+                for seed in seeds:
+                    pairs.append(make_pair(model, train, **{**fields, "parametrization": parametrization,
+                                                            "depth": int(depth), "width": int(width),
+                                                            "lr": lr, "seed": int(seed)}))
+    return pairs
+
+
+def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization", "depth", "width"),
+            window: int = 5, n_boot: int = 1000, level: float = 0.95, random_state: int = 0) -> pd.DataFrame:
+    """The best learning rate of each shape in a sweep's runs frame, with a bootstrap interval.
+
+    Method, per group of `by`: average the loss over seeds at each learning rate; take the grid
+    minimum; fit a parabola in log(lr) to the `window` learning rates centred on it (every run a point);
+    the best lr is the parabola's vertex, kept inside that window. Why a parabola: sweeps are coarse
+    (steps of 2× or more) and the quantity we report — how far the optimum moves across widths — is
+    smaller than a grid step; near its minimum the loss is smooth in log(lr), and the vertex of a local
+    quadratic interpolates between grid points (the same device Everett et al., arXiv 2407.05872, and
+    DeepSeek LLM, arXiv 2401.02954, use to read optima off sweeps). A window rather than all points,
+    because far from the optimum the curve is not a parabola (divergence walls, flat plateaus).
+
+    Interval: percentiles of the vertex over `n_boot` resamples. With ≥ 2 seeds at every lr of the
+    window the runs at each lr are resampled (the seed-to-seed noise is then the measured noise);
+    with one seed the parabola's residuals are resampled (rough: few degrees of freedom).
+
+    Runs that diverged (or have no finite loss) count as infinitely bad: they bound the optimum but
+    are left out of the parabola. When the grid minimum has no finite neighbour on one side — it is
+    the smallest or largest lr tried, or the next lr diverged — the loss was never seen rising on that
+    side: `at_edge` is True, `method` 'edge', best_lr is the grid minimum and the interval spans its
+    neighbouring grid lrs (NaN where the range ends: the optimum may lie beyond it). When the local
+    parabola opens downward or its vertex falls outside the window, it does not describe the minimum
+    (noise, a late loss spike): `method` 'grid', the grid minimum with its neighbours as the interval.
+
+    Columns: the `by` columns, best_lr, lr_low, lr_high, best_loss (fitted loss at best_lr),
+    grid_lr, grid_loss, at_edge, method, n_lrs, n_runs, n_diverged, seeds.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    if not isinstance(window, int) or window < 3:
+        raise ValueError(f"window must be an integer >= 3 (a parabola needs 3 points), got {window!r}")
+    if n_boot < 100:
+        raise ValueError(f"n_boot must be at least 100, got {n_boot!r}")
+    by = [by] if isinstance(by, str) else list(by)
+    missing = (set(by) | {"lr", loss}) - set(frame.columns)
+    if missing:
+        raise ValueError(f"runs frame lacks column(s) {sorted(missing)} (columns: {list(frame.columns)})")
+    runs = frame.copy()
+    if "status" in runs.columns:
+        runs = runs[runs["status"].isin(["complete", "diverged"])]
+    if runs.empty:
+        raise ValueError("no complete or diverged runs in the frame")
+    runs["_loss"] = runs[loss].astype(float).where(np.isfinite(runs[loss].astype(float)), np.inf)
+    if "status" in runs.columns:
+        runs.loc[runs["status"] == "diverged", "_loss"] = np.inf
+    if "seed" not in runs.columns:
+        runs["seed"] = 0
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for key, g in runs.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), **_best_lr_one(g, window, n_boot, level, rng)})
+    return pd.DataFrame(rows)
+
+
+def _best_lr_one(g: pd.DataFrame, window: int, n_boot: int, level: float, rng) -> dict:
+    lrs = np.sort(g["lr"].unique())
+    mean = np.array([g.loc[g["lr"] == v, "_loss"].mean() for v in lrs])
+    n_diverged = int(np.isinf(g["_loss"]).sum())
+    base = dict(n_lrs=len(lrs), n_runs=len(g), n_diverged=n_diverged, seeds=int(g["seed"].nunique()))
+    if not np.isfinite(mean).any():
+        return dict(best_lr=math.nan, lr_low=math.nan, lr_high=math.nan, best_loss=math.nan, grid_lr=math.nan,
+                    grid_loss=math.nan, at_edge=False, method="none", **base)
+    i = int(np.argmin(mean))
+    grid = dict(grid_lr=float(lrs[i]), grid_loss=float(mean[i]))
+    finite = np.isfinite(mean)
+
+    def grid_answer(method, at_edge=False):
+        # the grid minimum, its neighbouring grid lrs as the interval (NaN where the range ends)
+        return dict(best_lr=float(lrs[i]), lr_low=float(lrs[i - 1]) if i > 0 else math.nan,
+                    lr_high=float(lrs[i + 1]) if i < len(lrs) - 1 else math.nan, best_loss=float(mean[i]),
+                    at_edge=at_edge, method=method, **grid, **base)
+
+    if not (0 < i < len(lrs) - 1 and finite[i - 1] and finite[i + 1]):
+        # no finite neighbour on one side (the range ends, or the next lr diverged): the loss was
+        # never seen rising there, so there is no minimum to fit
+        return grid_answer("edge", at_edge=True)
+    half = window // 2
+    lo, hi = max(0, i - half), min(len(lrs), i + half + 1)
+    chosen = lrs[lo:hi][np.isfinite(mean[lo:hi])]
+    pts = g[g["lr"].isin(chosen) & np.isfinite(g["_loss"])]
+    x_all = np.log(pts["lr"].to_numpy(float))
+    y_all = pts["_loss"].to_numpy(float)
+    x_mid = float(np.log(lrs[i]))
+    x, x_lo, x_hi = x_all - x_mid, float(np.log(chosen.min())) - x_mid, float(np.log(chosen.max())) - x_mid
+    coef = _quadratic(x, y_all[None])[0]
+    if not coef[2] > 0 or not x_lo <= -coef[1] / (2 * coef[2]) <= x_hi:
+        # the local parabola opens downward or its vertex lies outside the window: it does not
+        # describe this minimum (noise, a loss spike), so the grid minimum is the safer answer
+        return grid_answer("grid")
+    vertex = _vertex(coef[None], x_lo, x_hi)[0]
+    # bootstrap: resample runs at each lr when every lr has ≥ 2, else the parabola's residuals
+    counts = pts.groupby("lr").size()
+    Y = np.empty((n_boot, len(x)))
+    if counts.min() >= 2:
+        for v in chosen:
+            members = np.flatnonzero(pts["lr"].to_numpy() == v)
+            k = len(members)
+            m = y_all[members].mean()
+            draws = rng.choice(members, size=(n_boot, k), replace=True)
+            Y[:, members] = m + math.sqrt(k / (k - 1)) * (y_all[draws] - m)   # unbiased spread
+        how = "runs"
+    else:
+        X = np.column_stack([np.ones_like(x), x, x * x])
+        fitted = X @ coef
+        resid = y_all - fitted
+        dof = max(1, len(x) - 3)
+        resid = resid * math.sqrt(len(x) / dof)                             # inflate for the 3 fitted coefs
+        Y = fitted + rng.choice(resid, size=(n_boot, len(x)), replace=True)
+        how = "residual"
+    boot = _quadratic(x, Y)
+    vertices = _vertex(boot, x_lo, x_hi)
+    q = 100 * (1 - level) / 2
+    low, high = np.percentile(vertices, [q, 100 - q])
+    best_loss = float(coef[0] + coef[1] * vertex + coef[2] * vertex ** 2)
+    return dict(best_lr=float(np.exp(vertex + x_mid)), lr_low=float(np.exp(low + x_mid)),
+                lr_high=float(np.exp(high + x_mid)), best_loss=best_loss, at_edge=False,
+                method=f"parabola ({how} bootstrap)", **grid, **base)
+
+
+def _quadratic(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Least-squares c0 + c1·x + c2·x² for each row of Y (same x): rows of (c0, c1, c2)."""
+    X = np.column_stack([np.ones_like(x), x, x * x])
+    coef, *_ = np.linalg.lstsq(X, Y.T, rcond=None)
+    return coef.T
+
+
+def _vertex(coef: np.ndarray, x_lo: float, x_hi: float) -> np.ndarray:
+    """Minimiser over [x_lo, x_hi] of each quadratic (rows of coef); an edge when it opens downward."""
+    c0, c1, c2 = coef[:, 0], coef[:, 1], coef[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = np.where(c2 > 0, -c1 / (2 * c2), np.nan)
+    at = lambda x: c0 + c1 * x + c2 * x * x
+    edge = np.where(at(x_lo) <= at(x_hi), x_lo, x_hi)
+    return np.where(c2 > 0, np.clip(vertex, x_lo, x_hi), edge)
+
+
+def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") -> pd.DataFrame:
+    """How far the best learning rate moves across sizes, from `best_lr`'s frame: per group of `by`
+    (and the other size held fixed), the ratio of the largest to the smallest best lr, the same in
+    octaves (log2), and the least-squares slope of log(best lr) against log(width or depth) —
+    ≈ −1 under SP's width scaling of Adam, ≈ 0 when the learning rate transfers. Shapes whose optimum
+    lies at the edge of the sweep are counted in `n_at_edge` (their best lr is only a bound).
+    Columns: by…, <other size>, over, n_sizes, lr_min, lr_max, ratio, octaves, slope, n_at_edge."""
+    if over not in ("width", "depth"):
+        raise ValueError(f"over must be 'width' or 'depth', got {over!r}")
+    by = [by] if isinstance(by, str) else list(by)
+    other = "depth" if over == "width" else "width"
+    need = set(by) | {over, other, "best_lr", "at_edge"}
+    if need - set(best.columns):
+        raise ValueError(f"frame lacks column(s) {sorted(need - set(best.columns))}: pass best_lr's frame")
+    rows = []
+    for key, g in best.dropna(subset=["best_lr"]).groupby(by + [other], sort=True):
+        g = g.sort_values(over)
+        if g[over].nunique() < 2:
+            continue
+        x, y = np.log(g[over].to_numpy(float)), np.log(g["best_lr"].to_numpy(float))
+        rows.append({**dict(zip(by + [other], key)), "over": over, "n_sizes": len(g),
+                     "lr_min": float(np.exp(y.min())), "lr_max": float(np.exp(y.max())),
+                     "ratio": float(np.exp(y.max() - y.min())), "octaves": float((y.max() - y.min()) / math.log(2)),
+                     "slope": float(np.polyfit(x, y, 1)[0]), "n_at_edge": int(g["at_edge"].sum())})
+    if not rows:
+        raise ValueError(f"no group has at least 2 {over}s to compare")
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Fair-depth notebook's presets and design (notebooks/07_fair_depth.py)
+# ---------------------------------------------------------------------------------------------
+# In the format of dwlib.presets.TABLES (keys override presets.BASE[preset]). Chosen on cost before
+# any result was seen. widths[0] is the width of the depth sweeps; the learning-rate grid holds the
+# preset's fixed lr (3e-3 on CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs.
+# base_depth is the shallowest depth: CompleteP's lr is tuned there and transferred to the rest;
+# the base width is widths[0], so the depth sweeps run at m_w = 1.
+FAIR_DEPTH_PRESETS = {
+    "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
+                  transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
+    # ~100k tokens per run (200 steps of 8 × 64): the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4,
+    # bracketed by depths 2 … 16; 5 learning rates a factor 2 apart around the preset's 3e-3
+    "cpu": dict(widths=[32], depths=[2, 4, 8, 16], budget=200 * 8 * 64, seeds=[0, 1], batch_size=8,
+                lrs=[7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2], transfer_widths=[16, 32, 64, 128], transfer_seeds=[0],
+                base_depth=2),
+    "gpu": dict(widths=[256], depths=[2, 4, 8, 16, 32], budget=50_000_000, seeds=[0, 1],
+                lrs=[1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3], transfer_widths=[128, 256, 512, 1024],
+                transfer_seeds=[0], base_depth=2),
+}
+
+
+def fair_depth_design(s, transferred_lr: float | None = None) -> dict[str, list[tuple]]:
+    """The Fair-depth notebook's runs from its settings `s` (a `dwlib.presets.Settings`), by part:
+        width_transfer  lr grid × transfer_widths at the base depth, SP and μP (transfer_seeds)
+        depth_transfer  lr grid × depths at widths[0], SP and CompleteP (seeds): also the input of
+                        the depth sweeps (a) fixed lr and (b) per-depth best lr under SP
+        transferred     with `transferred_lr`: every depth at that one lr under CompleteP — arm (c)
+    All runs share `budget` training tokens, the base shape (widths[0], base_depth) and the
+    notebook's model and training settings."""
+    width = s.widths[0]
+    model = s.model(base_width=width, base_depth=s.base_depth)
+    common = dict(model=model, train=s.train(), tokens=int(s.budget))
+    parts = {
+        "width_transfer": lr_sweep(s.lrs, [(s.base_depth, w) for w in s.transfer_widths], s.transfer_seeds,
+                                   parametrizations=["sp", "mup"], **common),
+        "depth_transfer": lr_sweep(s.lrs, [(d, width) for d in s.depths], s.seeds,
+                                   parametrizations=["sp", "completep"], **common),
+    }
+    if transferred_lr is not None:
+        parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
+                                        parametrizations=["completep"], **common)
+    return parts
+
+
+def fair_depth_pairs(s) -> list[tuple]:
+    """Every run of the Fair-depth notebook as one list, for cost estimates: arm (c) is priced at the
+    preset's lr, since its real lr is only known once the base shape has been tuned."""
+    parts = fair_depth_design(s, transferred_lr=s.lr)
+    return [pair for part in parts.values() for pair in part]
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+def _as_list(name, values) -> list:
+    scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
+    values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]
+    if not values:
+        raise ValueError(f"{name} is empty")
+    return values
+
+
+def _positive_ints(name, values) -> list[int]:
+    values = _as_list(name, values)
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be positive integers, got {v!r}")
+    return values
+
+
+def _choices(name, values, options) -> list[str]:
+    values = _as_list(name, values)
+    for v in values:
+        if v not in options:
+            raise ValueError(f"{name}: {v!r} is not one of {', '.join(options)}")
+    return values

@@ -1,0 +1,329 @@
+"""ipywidgets explorers for the notebooks: a parameter/FLOP calculator, the gradient-persistence picture,
+a live training chart, a deep-vs-wide race, and a shape explorer whose Train button adds a run to a sweep.
+
+Patterns that work both live in JupyterLab and headless under papermill:
+- controls' defaults come from the notebook's parameters;
+- derived views are `ipywidgets.HTML` widgets whose value (text, or a chart as inline SVG) is set again on
+  every change (`view(draw, controls)`). Not `interactive_output`: it captures display output into an
+  Output widget, and nbclient's Output-widget mimic answers each captured output with a message on the
+  shell channel, which intermittently deadlocks a papermill run (observed here on this project's
+  notebooks; nbclient issue #312). Setting a widget's value sends only kernel-to-frontend updates;
+- nothing trains from a slider: training sits behind a Train button (papermill never clicks it), or in a
+  plain cell (the race) whose final chart is also shown outside any widget;
+- charts inside widgets exist only in widget state, so notebooks show key figures in plain cells too.
+"""
+from __future__ import annotations
+
+import html
+import math
+import time
+
+import ipywidgets as widgets
+from IPython.display import display
+
+from . import charts, presets
+from .config import (ModelConfig, count_params, embedding_params, flops_per_token, non_embedding_params,
+                     paper_critical_depth, paper_critical_depth_power, steps_for_budget)
+
+PAPER_VOCAB = 50257          # GPT-2's vocabulary, which the Depth Delusion's parameter counts imply
+SLIDER_LAYOUT = widgets.Layout(width="420px")
+SLIDER_STYLE = {"description_width": "90px"}
+
+
+def depth_slider(value: int, *, low: int = 1, high: int = 64, description: str = "depth") -> widgets.IntSlider:
+    """An IntSlider for a depth; redraws on release (continuous_update off) so nothing heavy runs mid-drag."""
+    return widgets.IntSlider(value=value, min=low, max=max(high, value), step=1, description=description,
+                             continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+
+
+def width_slider(value: int, *, step: int = 16, low: int | None = None, high: int = 512,
+                 description: str = "width") -> widgets.IntSlider:
+    """An IntSlider for a width in multiples of `step` (the head size, so every value is a valid shape)."""
+    return widgets.IntSlider(value=value, min=low if low is not None else step, max=max(high, value), step=step,
+                             description=description, continuous_update=False, layout=SLIDER_LAYOUT,
+                             style=SLIDER_STYLE)
+
+
+def view(draw, controls: dict) -> widgets.VBox:
+    """Controls plus a view that redraws on every change: `draw(**values)` returns an altair chart, an
+    HTML string, or a list of them (shown one below the other). The safe replacement for
+    `interactive_output` + `display` under papermill (see the module docstring)."""
+    out = widgets.HTML()
+
+    def update(_=None):
+        out.value = render(draw(**{name: c.value for name, c in controls.items()}))
+
+    for c in controls.values():
+        c.observe(update, names="value")
+    update()
+    return widgets.VBox(list(controls.values()) + [out])
+
+
+def render(item) -> str:
+    """HTML for a view: an altair chart becomes inline SVG, a string passes as HTML, a list stacks."""
+    if item is None:
+        return ""
+    if isinstance(item, (list, tuple)):
+        return "".join(f"<div>{render(i)}</div>" for i in item)
+    if isinstance(item, str):
+        return item
+    return charts.to_svg(item)
+
+
+def flops_slider(value: float, *, low: float = 1e8, high: float = 1e20,
+                 description: str = "FLOPs") -> widgets.FloatLogSlider:
+    """A log-scale slider for a FLOP budget (quarter-decade steps)."""
+    return widgets.FloatLogSlider(value=value, base=10, min=math.log10(low), max=math.log10(max(high, value)),
+                                  step=0.25, description=description, readout_format=".2e",
+                                  continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calculator: where parameters and FLOPs go
+# ---------------------------------------------------------------------------------------------
+
+def shape_facts(depth: int, width: int, context: int, flops: float, vocab_size: int = PAPER_VOCAB,
+                head_dim: int = 64) -> dict:
+    """Numbers the calculator shows for one shape (plain data, also handy in prose)."""
+    cfg = ModelConfig(depth=depth, width=width, context=context, vocab_size=vocab_size, head_dim=head_dim)
+    fpt = flops_per_token(cfg)
+    tokens = flops / fpt
+    n = non_embedding_params(cfg)
+    return dict(depth=depth, width=width, context=context, non_embedding_params=n,
+                embedding_params=embedding_params(cfg), params=count_params(cfg), flops_per_token=fpt,
+                attention_flops_share=6.0 * depth * context * width / fpt, budget=flops, tokens=tokens,
+                tokens_per_param=tokens / n, d_crit_log=paper_critical_depth(width),
+                d_crit_power=paper_critical_depth_power(width), aspect_ratio=width / depth)
+
+
+def calculator_html(f: dict) -> str:
+    """The calculator's readout (HTML). Its first line is "non-embedding parameters: 1,234,567"."""
+    over = f["depth"] > f["d_crit_log"]
+    verdict = (f"<b style='color:#d62728'>deeper</b> than the paper's critical depth: it predicts extra layers "
+               f"here raise the loss" if over else
+               f"<b style='color:#1f77b4'>within</b> the paper's critical depth: it predicts depth still helps")
+    return (
+        f"<div style='font-family:sans-serif;line-height:1.5'>"
+        f"<b>non-embedding parameters: {f['non_embedding_params']:,}</b> "
+        f"(12·D·W² = {12 * f['depth'] * f['width'] ** 2:,} plus norm gains)<br>"
+        f"all parameters with untied embeddings (vocab {PAPER_VOCAB:,}): {f['params']:,} "
+        f"(embeddings {f['embedding_params']:,})<br>"
+        f"training FLOPs per token: {f['flops_per_token']:,.0f} (6N + 6·D·T·W; attention over the context "
+        f"is {f['attention_flops_share']:.0%} of it)<br>"
+        f"tokens a budget of {f['budget']:.3g} FLOPs buys: {f['tokens']:,.0f} "
+        f"({f['tokens_per_param']:.1f} tokens per parameter; Chinchilla's optimum is ≈ 20)<br>"
+        f"aspect ratio W/D = {f['aspect_ratio']:.1f}; the paper's critical depth at W = {f['width']:,}: "
+        f"2.43·ln W = {f['d_crit_log']:.1f} (its W^0.44 law: {f['d_crit_power']:.1f}) — "
+        f"D = {f['depth']} is {verdict}</div>")
+
+
+def calculator(depth: int = 12, width: int = 768, context: int = 1024, flops: float = 1e19,
+               *, head_dim: int = 64, chart: bool = True) -> widgets.VBox:
+    """Sliders "depth", "width", "context" and a FLOP budget; the readout (an HTML widget with CSS class
+    `dwlib-calc`) updates on every change, and so does a chart of where parameters and FLOPs go."""
+    d = depth_slider(depth, high=128)
+    w = width_slider(width, step=head_dim, low=head_dim, high=8192)
+    c = widgets.IntSlider(value=context, min=64, max=max(8192, context), step=64, description="context",
+                          continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+    b = widgets.FloatLogSlider(value=flops, base=10, min=15, max=25, step=0.25, description="budget (FLOPs)",
+                               continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE,
+                               readout_format=".2e")
+    readout = widgets.HTML()
+    readout.add_class("dwlib-calc")
+
+    def update(_=None):
+        readout.value = calculator_html(shape_facts(d.value, w.value, c.value, b.value, head_dim=head_dim))
+
+    picture = widgets.HTML()
+
+    def update(_=None):
+        readout.value = calculator_html(shape_facts(d.value, w.value, c.value, b.value, head_dim=head_dim))
+        if chart:
+            cfg = ModelConfig(depth=d.value, width=w.value, context=c.value, vocab_size=PAPER_VOCAB, head_dim=head_dim)
+            picture.value = render(charts.budget_breakdown_chart(cfg))
+
+    for s in (d, w, c, b):
+        s.observe(update, names="value")
+    update()
+    return widgets.VBox([d, w, c, b, readout, picture])
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient persistence: ‖∇_ℓ‖ ≈ ‖∇_D‖·exp(−(D − ℓ)/τ)
+# ---------------------------------------------------------------------------------------------
+
+def persistence_explorer(depth: int = 24, tau: float = 8.0) -> widgets.VBox:
+    """Sliders for depth D and persistence length τ; the per-layer gradient profile and how much of the
+    top layer's gradient reaches the first block redraw on every change."""
+    d = depth_slider(depth, high=96, description="layers D")
+    t = widgets.FloatSlider(value=tau, min=0.5, max=64.0, step=0.5, description="τ (layers)",
+                            continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+
+    def draw(depth, tau):
+        text = (f"<div style='font-family:sans-serif'>The first block receives "
+                f"<b>{math.exp(-(depth - 1) / tau):.1%}</b> of the last block's gradient "
+                f"(e<sup>−(D−1)/τ</sup>); {min(depth, math.ceil(tau))} of {depth} blocks lie within one τ "
+                f"of the output.</div>")
+        return [text, charts.persistence_profile_chart(depth, tau)]
+
+    return view(draw, {"depth": d, "tau": t})
+
+
+# ---------------------------------------------------------------------------------------------
+# Live training chart and the race
+# ---------------------------------------------------------------------------------------------
+
+class LiveChart:
+    """A view (`.out`, an HTML widget: display it) that redraws a loss-vs-tokens and vs-seconds chart as
+    evaluations arrive. `callback(label)` gives a trainer `on_eval` function; `points` is the tidy list
+    of what was drawn."""
+
+    def __init__(self, title: str = "validation loss", min_interval: float = 0.5):
+        self.out = widgets.HTML()
+        self.points: list[dict] = []
+        self.title = title
+        self.min_interval = min_interval   # seconds between redraws: rendering an SVG costs ~0.1 s
+        self._last = 0.0
+
+    def callback(self, label: str):
+        started = time.perf_counter()
+
+        def on_eval(point: dict):
+            self.points.append(dict(label=label, tokens=point["tokens"], step=point["step"],
+                                    val_loss=point["val_loss"], train_loss=point["train_loss"],
+                                    seconds=time.perf_counter() - started))
+            if time.perf_counter() - self._last >= self.min_interval:
+                self.redraw()
+        return on_eval
+
+    def add_record(self, label: str, record: dict):
+        """Add a finished run's stored curve (a cached run shows at once, its seconds pro rata)."""
+        per_step = (record.get("wall_seconds") or 0.0) / max(1, record.get("steps") or 1)
+        for c in record.get("curve", []):
+            if c.get("val_loss") is not None:
+                self.points.append(dict(label=label, tokens=c["tokens"], step=c["step"], val_loss=c["val_loss"],
+                                        train_loss=c["train_loss"], seconds=c["step"] * per_step))
+
+    def chart(self):
+        return charts.live_curves_chart(self.points, title=self.title)
+
+    def redraw(self):
+        self._last = time.perf_counter()
+        if not self.points:
+            return
+        self.out.value = render(self.chart())
+
+
+def race(pairs, labels, *, store, live: LiveChart | None = None):
+    """Train each (ModelConfig, TrainConfig) pair through the store, one after another, drawing their
+    validation losses live; a pair the store already holds is drawn from its stored curve at once.
+    Returns the store's frame of the runs. Display `live.out` before calling to watch it."""
+    from . import sweep
+    live = live or LiveChart()
+    keys = []
+    for (m, t), label in zip(pairs, labels):
+        tokens = sweep.load_tokens(t.corpus, t.tokenizer)
+        keys.append(sweep.key_for(m, t, tokens))
+        stored = store.get(keys[-1])
+        if stored is not None and stored["status"] in ("complete", "diverged"):
+            live.add_record(label, stored["result"])
+            live.redraw()
+            continue
+        sweep.run(m, t, store=store, on_eval=live.callback(label), tokens=tokens, progress=False)
+        live.redraw()
+    return store.runs_frame(keys=keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape explorer: choose a shape, see predictions at once, train it on request
+# ---------------------------------------------------------------------------------------------
+
+class ShapeExplorer:
+    """Controls (sliders) → `pair_for(**values)` → (ModelConfig, TrainConfig). Every change redraws
+    `predict(model, train)` (an HTML/Markdown string, or None) above the cost and the store's status of
+    that run; the Train button trains it with a live loss chart, stores it, remembers its key in
+    `trained`, and calls `on_trained(record)` (e.g. to redraw the sweep's chart with it)."""
+
+    def __init__(self, pair_for, controls: dict, *, store, predict=None, on_trained=None, threads: int = 1):
+        self.pair_for, self.controls, self.store = pair_for, controls, store
+        self.predict, self.on_trained, self.threads = predict, on_trained, threads
+        self.trained: list[str] = []
+        self.button = widgets.Button(description="Train", button_style="primary", icon="play",
+                                     tooltip="train this shape (stored; re-running finds it in the store)")
+        self.status = widgets.HTML()
+        self.live = LiveChart("this shape, live")
+        self.prediction = widgets.HTML()
+        for c in controls.values():
+            c.observe(self._show, names="value")
+        self._show()
+        self.button.on_click(self._train)
+
+    def widget(self) -> widgets.VBox:
+        return widgets.VBox(list(self.controls.values()) + [self.prediction, widgets.HBox([self.button, self.status]),
+                                                            self.live.out])
+
+    def _ipython_display_(self):
+        display(self.widget())
+
+    def _show(self, _change=None):
+        values = {name: c.value for name, c in self.controls.items()}
+        try:
+            m, t = self.pair_for(**values)
+        except ValueError as err:
+            self.prediction.value = f"<span style='color:#d62728'>{html.escape(str(err))}</span>"
+            return
+        lines = []
+        if self.predict is not None:
+            text = self.predict(m, t)
+            if text:
+                lines.append(text)
+        steps = steps_for_budget(m, t)
+        tokens = steps * t.batch_size * t.grad_accum * m.context
+        seconds = presets.estimate_seconds([(m, t)], "cpu", self.threads)
+        lines.append(f"D = {m.depth}, W = {m.width}" + (f", each block applied {m.share}×" if m.share > 1 else "")
+                     + f": {non_embedding_params(m):,} non-embedding parameters, {steps:,} steps "
+                     f"({tokens:,} tokens, {flops_per_token(m) * tokens:.3g} FLOPs); about {seconds:.0f} s to "
+                     f"train on one CPU thread. The paper's D_crit at this width: {paper_critical_depth(m.width):.1f}.")
+        self.prediction.value = "<div style='font-family:sans-serif'>" + "<br>".join(lines) + "</div>"
+
+    def _train(self, _button=None):
+        from . import sweep
+        values = {name: c.value for name, c in self.controls.items()}
+        m, t = self.pair_for(**values)
+        self.button.disabled = True
+        self.status.value = "training…"
+        self.live.points.clear()
+        try:
+            label = f"D={m.depth} W={m.width}" + (f" ×{m.share}" if m.share > 1 else "")
+            record = sweep.run(m, t, store=self.store, on_eval=self.live.callback(label), progress=False)
+            if record is not None and not any(p["label"] == label for p in self.live.points):
+                self.live.add_record(label, record)   # it was in the store already
+            self.live.redraw()
+            self.trained.append(record["run_key"])
+            self.status.value = (f"{record['status']}: validation loss {record['val_loss']:.4f}"
+                                 if record.get("val_loss") is not None else record["status"])
+            if self.on_trained is not None:
+                self.on_trained(record)
+        except Exception as err:   # show it beside the button; the notebook keeps working
+            self.status.value = f"<span style='color:#d62728'>{type(err).__name__}: {html.escape(str(err))}</span>"
+        finally:
+            self.button.disabled = False
+
+
+class ChartView:
+    """A view (an HTML widget, `.out`) of a chart that `refresh()` redraws from `make_chart()` (e.g. the
+    sweep's chart with runs the explorer added). Errors from the chart (too few runs) show as text."""
+
+    def __init__(self, make_chart):
+        self.make_chart = make_chart
+        self.out = widgets.HTML()
+
+    def refresh(self, *_):
+        try:
+            self.out.value = render(self.make_chart())
+        except ValueError as err:
+            self.out.value = f"<i>{html.escape(str(err))}</i>"
+
+    def _ipython_display_(self):
+        self.refresh()
+        display(self.out)

@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5 · Scaling-law fits: the Depth Delusion ansatz, the Chinchilla form, compute-optimal shapes
+#
+# A sweep answers "which depth is best at this width and budget". A scaling law answers it for every
+# budget at once. This notebook fits two laws to the store's runs:
+#
+# - the **Chinchilla form** L(N, T) = E + A/N^α + B/T^β (Hoffmann et al. 2022), which knows size and data
+#   but not shape;
+# - the **Depth Delusion ansatz** L(D, W, T) = A·N^−α + B·T^−δ + Φ(D, W), N = 12·D·W², whose depth
+#   penalty Φ is zero up to a critical depth D_crit(W) = κ·W^γ and grows beyond it. The paper did not
+#   publish its Φ; `dwlib.fit.fit_depth_width_law` documents the one used here.
+#
+# From the fitted ansatz follow the compute-optimal depth and width, D\*(C) ∝ C^a and W\*(C) ∝ C^b, to
+# set beside the paper's a = 0.12 and b = 0.34. An **isoFLOP** design (several budgets, many shapes each
+# trained to exactly that budget) gives the same exponents without assuming a law (Chinchilla's
+# approach 2). Finally the fitter is checked on Epoch AI's replication of Chinchilla: if it does not
+# reproduce their published refit on their data, none of the numbers above should be trusted.
+
+# %% tags=["parameters"]
+preset = "smoke"       # smoke (CI) | cpu (a laptop result) | gpu (one GPU)
+corpus = "stdlib"
+tokenizer = "byte"
+widths = None          # isoFLOP shapes: widths; None: from the preset
+depths = None          # isoFLOP shapes: depths; None: from the preset
+budget = None          # list of FLOP budgets, each shape trained to each; None: from the preset
+seeds = None
+device = "auto"
+store_path = None      # None: outputs/runs.sqlite
+executor = "local"     # local | parallel | ray
+output_dir = None      # None: outputs/05_scaling_fit/
+threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+use_store = True       # fit the laws to every comparable run in the store, not only this design
+epoch_data = None      # Epoch AI points (svg_extracted_data.csv); None: ../shared/data beside the checkout
+
+# %%
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+from dwlib import charts, fit, notebooks, presets, sweep, widgets
+from dwlib.config import steps_for_budget
+
+alt.renderers.enable("svg")
+nb = notebooks.start("05_scaling_fit", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
+                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
+                     executor=executor, output_dir=output_dir, threads=threads)
+
+# %% [markdown]
+# ## What each preset runs
+#
+# Every depth × width is trained to each FLOP budget; a shape that a budget would buy fewer than
+# `min_steps` optimizer steps is left out (a handful of steps measures the warm-up, not the shape).
+
+# %%
+presets.preset_table("05_scaling_fit")
+
+# %%
+pairs = nb.design()
+nb.show_design(pairs)
+
+# %%
+runs = nb.run(pairs)
+runs[["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops", "val_loss"]]
+
+# %% [markdown]
+# ## The data the laws are fitted to
+#
+# This design's runs and — with `use_store` — every other complete run in the store trained the same way
+# (same corpus, tokenizer, context, batch, learning rate and block design): other notebooks' sweeps add
+# shapes and token counts for free. Sizes are non-embedding parameters (Kaplan's N).
+
+# %%
+data = nb.store_runs(runs) if use_store else runs[runs["status"] == "complete"]
+data = data.drop_duplicates("run_key")
+nb.say(f"**{len(data)} runs** ({len(runs)} from this design): depths {sorted(map(int, data.depth.unique()))}, widths "
+       f"{sorted(map(int, data.width.unique()))}, {data.tokens.min():,.0f}–{data.tokens.max():,.0f} tokens, "
+       f"{data.non_embedding_params.min():,}–{data.non_embedding_params.max():,} non-embedding parameters.")
+
+# %% [markdown]
+# ## The Depth Delusion ansatz
+
+# %%
+law, why = nb.attempt(fit.fit_depth_width_law, data["depth"], data["width"], data["tokens"], data["val_loss"],
+                      n_boot=nb.n_boot)
+if law is None:
+    nb.say(f"**Not fitted** — {why}")
+else:
+    nb.figure(charts.depth_width_law_chart(law), "depth_width_law")
+    nb.say(law.summary())
+
+# %% [markdown]
+# ## Compute-optimal depth and width from the ansatz
+
+# %%
+optimal, why = (nb.attempt(fit.compute_optimal_exponents, law) if law is not None else (None, "no fitted law"))
+if optimal is None:
+    nb.say(f"**Not derived** — {why}")
+else:
+    nb.figure(charts.compute_optimal_chart(optimal), "compute_optimal")
+    nb.say(optimal.summary())
+    a, (a_lo, a_hi) = optimal.params["depth_exponent"], optimal.ci["depth_exponent"]
+    b, (b_lo, b_hi) = optimal.params["width_exponent"], optimal.ci["width_exponent"]
+    nb.say(f"Depth exponent {a:.3f} (95% CI {a_lo:.3f} to {a_hi:.3f}) against the paper's 0.12 — "
+           + ("**consistent**" if a_lo <= 0.12 <= a_hi else "**not reproduced**")
+           + f"; width exponent {b:.3f} ({b_lo:.3f} to {b_hi:.3f}) against 0.34 — "
+           + ("**consistent**" if b_lo <= 0.34 <= b_hi else "**not reproduced**") + ".")
+
+# %% [markdown]
+# ## The Chinchilla form on the same runs
+
+# %%
+chinchilla, why = nb.attempt(fit.fit_chinchilla, data["non_embedding_params"], data["tokens"], data["val_loss"],
+                             n_boot=nb.n_boot)
+if chinchilla is None:
+    nb.say(f"**Not fitted** — {why}")
+else:
+    nb.figure(charts.chinchilla_chart(chinchilla), "chinchilla_form")
+    nb.say(chinchilla.summary())
+
+# %%
+if law is not None and chinchilla is not None:
+    nb.say(f"On these {len(data)} runs the shape-aware ansatz explains R² = {law.r2:.3f} of the loss, the "
+           f"shape-blind Chinchilla form R² = {chinchilla.r2:.3f}: "
+           + ("knowing the depth **helps**" if law.r2 > chinchilla.r2 + 0.01 else
+              "knowing the depth adds **little** beyond size and tokens at this scale") + ".")
+
+# %% [markdown]
+# ## IsoFLOP profiles (Chinchilla's approach 2)
+#
+# For each budget, a parabola of loss in ln N (and in ln D, ln W) locates the best size; power laws of
+# those optima against C give the exponents without assuming a law.
+
+# %%
+design_runs = runs[runs["status"] == "complete"]
+iso, why = nb.attempt(fit.fit_isoflop, design_runs["flops"], design_runs["non_embedding_params"],
+                      design_runs["val_loss"], depths=design_runs["depth"], widths=design_runs["width"],
+                      n_boot=max(100, nb.n_boot))
+if iso is None:
+    nb.figure(charts.isoflop_points_chart(design_runs), "isoflop")
+    nb.say(f"**Not fitted** — {why}. The chart shows the profiles as measured: a budget whose loss still falls "
+           f"at the largest size tried (or rises from the smallest) has no optimum inside the sweep.")
+else:
+    nb.figure(charts.isoflop_chart(iso), "isoflop")
+    nb.say(iso.summary())
+    display(iso.extra["optima"])
+
+# %% [markdown]
+# ## Is the fitter sound? Epoch AI's Chinchilla replication
+#
+# Besiroglu et al. (2024) digitised the points of Chinchilla's Figure 4 and refitted the law the way
+# Hoffmann et al. describe: E = 1.817 (95% CI 1.769–1.871), A = 482, B = 2085, α = 0.348 (0.317–0.373),
+# β = 0.366 (0.331–0.415). The same fitter, on their points (the 5 highest-loss ones excluded, as they did):
+
+# %%
+epoch_path = Path(epoch_data) if epoch_data else presets.repo_root().parent / "shared" / "data" / "svg_extracted_data.csv"
+if not epoch_path.exists():
+    epoch = None
+    nb.say(f"Epoch AI's data file is not at `{epoch_path}`: the check is skipped (pass `epoch_data`).")
+else:
+    points = fit.read_epoch_points(epoch_path)
+    epoch = fit.fit_chinchilla(points["params"], points["tokens"], points["loss"], n_boot=max(200, nb.n_boot))
+    nb.figure(charts.chinchilla_chart(epoch), "epoch_replication")
+    table = pd.DataFrame({k: dict(this_fit=epoch.params[k], ci_low=epoch.ci[k][0], ci_high=epoch.ci[k][1],
+                                  epoch_ai=fit.CHINCHILLA_EPOCH[k],
+                                  epoch_ci=str(fit.CHINCHILLA_EPOCH_CI[k])) for k in fit.CHINCHILLA_EPOCH}).T
+    display(table)
+    inside = [k for k in ("E", "alpha", "beta") if fit.CHINCHILLA_EPOCH_CI[k][0] <= epoch.params[k] <= fit.CHINCHILLA_EPOCH_CI[k][1]]
+    nb.say(f"On {len(points)} points: E = {epoch.params['E']:.3f}, α = {epoch.params['alpha']:.3f}, "
+           f"β = {epoch.params['beta']:.3f}; {len(inside)} of 3 (E, α, β) inside Epoch AI's published intervals"
+           + (" — the fitter reproduces their refit." if len(inside) == 3 else " — **check the fitter** before trusting the fits above."))
+
+# %% [markdown]
+# ## Predict, then train
+#
+# Choose a shape and a budget: the fitted ansatz (when there is one) predicts its loss at once; **Train**
+# trains it to that budget, stores it, and adds the measured point beside the prediction below.
+
+# %%
+def pair_for(depth, width, flops):
+    return sweep.make_pair(nb.model(), nb.train(seed=nb.seeds[0]), depth=depth, width=width, flops=flops)
+
+
+def predict(m, t):
+    if law is None:
+        return "No fitted law to predict from."
+    steps = steps_for_budget(m, t)
+    tokens = steps * t.batch_size * m.context
+    loss = float(fit.depth_width_loss(law.params, m.depth, m.width, tokens))
+    return f"The fitted ansatz predicts a validation loss of <b>{loss:.3f}</b> after {tokens:,} tokens."
+
+
+def prediction_chart():
+    frame = nb.store.runs_frame(keys=list(data["run_key"]) + explorer.trained)
+    frame = frame[frame["status"] == "complete"].copy()
+    if law is not None:
+        frame["predicted"] = fit.depth_width_loss(law.params, frame["depth"], frame["width"], frame["tokens"])
+    frame["source"] = np.where(frame["run_key"].isin(explorer.trained), "trained here", "fitted runs")
+    y = "predicted:Q" if law is not None else "val_loss:Q"
+    return alt.Chart(frame).mark_point(filled=True).encode(
+        x=alt.X("val_loss:Q", scale=alt.Scale(zero=False), title="measured loss"),
+        y=alt.Y(y, scale=alt.Scale(zero=False), title="predicted loss"), color="source:N",
+        tooltip=["run_id", "depth", "width", "tokens", "val_loss"]).properties(title="measured vs predicted")
+
+
+budgets = nb.budget if isinstance(nb.budget, list) else [nb.budget]
+view = widgets.ChartView(prediction_chart)
+explorer = widgets.ShapeExplorer(
+    pair_for, {"depth": widgets.depth_slider(nb.depths[len(nb.depths) // 2], high=max(64, max(nb.depths))),
+               "width": widgets.width_slider(nb.widths[0], step=nb.head_dim, high=max(512, max(nb.widths))),
+               "flops": widgets.flops_slider(budgets[-1])},
+    store=nb.store, predict=predict, on_trained=view.refresh, threads=nb.threads)
+display(explorer, view)
+
+# %%
+nb.finish();

@@ -1,0 +1,150 @@
+"""Every notebook in notebooks/ executed headless with papermill at the `smoke` preset, as CI runs them:
+no error output, every expected chart written (PNG and SVG, non-empty), the manifest present.
+
+Each notebook gets the stdlib corpus, one torch thread and a store and output folder under tmp_path
+(one store shared by all, as outputs/runs.sqlite is shared in real use). Wall times are printed and
+written to outputs/notebook_times.json. Not marked slow: CI must run them, so the smoke preset keeps each
+one near a minute on 2 cores.
+"""
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dwlib import notebooks, presets, widgets
+from dwlib.config import ModelConfig, non_embedding_params
+
+REPO = Path(__file__).resolve().parents[1]
+# Charts each notebook must write (stems; .png and .svg both) — a contract with their readers.
+EXPECTED_CHARTS = {
+    "01_primer": ["budget_breakdown", "gradient_persistence", "race"],
+    "02_baseline_sweep": ["loss_vs_depth", "critical_depth", "critical_depth_trajectory", "loss_curves"],
+    "03_width_validation": ["loss_vs_width", "grad_norm_profiles"],
+    "04_compute_matched": ["loss_gap", "loss_vs_flops", "inference_speed"],
+    "05_scaling_fit": ["depth_width_law", "compute_optimal", "chinchilla_form", "isoflop"],
+    "06_mobilellm_counterpoint": ["loss_vs_depth_sharing", "loss_curves"],
+    "07_fair_depth": ["coord_check_width", "coord_check_depth", "lr_curves_width", "best_lr_width",
+                      "lr_curves_depth", "best_lr_depth", "loss_vs_depth_three_ways", "critical_depth_three_ways"],
+}
+TIMES = {}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebooks")
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    # the kernel inherits the environment: one torch / OpenMP thread, as in the rest of the suite
+    for name in ("DWLIB_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
+
+
+def test_every_notebook_is_listed():
+    assert set(EXPECTED_CHARTS) <= set(notebooks.available())
+
+
+def test_parameters_cells_are_papermill_readable():
+    # papermill reads one assignment per line: a second "=" (even in a comment) hides the parameter
+    for name in notebooks.available():
+        source = (notebooks.notebook_dir() / f"{name}.py").read_text()
+        assert 'formats: ipynb,py:percent' in source and "name: python3" in source, name
+        start = source.index('# %% tags=["parameters"]')
+        cell = source[start:source.index("# %%", start + 10)].splitlines()[1:]
+        bad = [line for line in cell if line.strip() and line.count("=") != 1]
+        assert not bad, f"{name}: parameter lines papermill cannot parse: {bad}"
+        names = {line.split("=")[0].strip() for line in cell if "=" in line}
+        assert {"preset", "corpus", "tokenizer", "widths", "depths", "budget", "seeds", "device", "store_path",
+                "executor", "output_dir", "threads"} <= names, name
+
+
+@pytest.mark.parametrize("notebook", list(presets.DESIGNS))
+def test_presets_resolve_and_price_every_design(notebook):
+    for preset in presets.PRESETS:
+        s = presets.settings(notebook, preset)
+        pairs = presets.design(s)
+        assert pairs, (notebook, preset)
+        cost = presets.design_cost(pairs)
+        if preset == "smoke":     # CI runs every notebook at smoke: keep each one's training short
+            assert cost["cpu_minutes"] < 1.0, (notebook, cost)
+        if preset == "cpu":       # "well under an hour" with one single-thread worker per core
+            assert cost["cpu_minutes_2_workers"] < 40, (notebook, cost)
+            assert len(s.seeds) >= 3 or notebook == "01_primer", (notebook, s.seeds)
+    assert presets.settings(notebook, "smoke", widths=[48]).widths == [48]
+    with pytest.raises(ValueError, match="preset"):
+        presets.settings(notebook, "huge")
+
+
+def test_calculator_readout_updates_with_the_sliders():
+    calc = widgets.calculator(depth=12, width=768, context=1024, flops=1e18)
+    sliders = {c.description: c for c in calc.children if hasattr(c, "description") and c.description}
+    assert {"depth", "width", "context"} <= set(sliders)
+    readout = next(c for c in calc.children if "dwlib-calc" in getattr(c, "_dom_classes", ()))
+    expected = non_embedding_params(ModelConfig(depth=12, width=768))
+    assert f"non-embedding parameters: {expected:,}" in readout.value
+    sliders["depth"].value = 24
+    doubled = non_embedding_params(ModelConfig(depth=24, width=768))
+    assert f"non-embedding parameters: {doubled:,}" in readout.value and doubled > expected
+    assert "<svg" in calc.children[-1].value       # the breakdown chart redrew as inline SVG
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_CHARTS))
+def test_notebook_runs_under_papermill(name, shared):
+    out = shared / name
+    started = time.perf_counter()
+    result = notebooks.execute(name, dict(preset="smoke", corpus="stdlib", store_path=str(shared / "runs.sqlite"),
+                                          output_dir=str(out)))
+    seconds = time.perf_counter() - started
+    TIMES[name] = round(seconds, 1)
+    print(f"\n{name}: {seconds:.1f} s under papermill (smoke)")
+    _record_times()
+
+    executed = nbformat.read(result["path"], as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"
+              or (o.get("output_type") == "stream" and o.get("name") == "stderr" and "Traceback" in o.get("text", ""))]
+    assert not errors, f"{name}: error output {errors[0]}"
+    for stem in EXPECTED_CHARTS[name]:
+        for ext in ("png", "svg"):
+            path = out / f"{stem}.{ext}"
+            assert path.exists() and path.stat().st_size > 0, f"{name}: chart {path.name} missing or empty"
+    manifest = json.loads((out / notebooks.MANIFEST).read_text())
+    assert manifest["preset"] == "smoke" and set(EXPECTED_CHARTS[name]) <= set(manifest["charts"])
+    # every prose sentence from nb.say is Markdown built from the run: at least one per notebook
+    assert any("text/markdown" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
+
+
+def _record_times():
+    path = REPO / "outputs" / "notebook_times.json"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**old, **TIMES}, indent=1))
+    except OSError:   # a read-only checkout: the times are printed anyway
+        pass
+
+
+def test_train_button_trains_stores_and_refreshes(tmp_path):
+    from dwlib import sweep
+    from dwlib.store import Store
+    store = Store(tmp_path / "runs.sqlite")
+    refreshed = []
+
+    def pair_for(depth, width):
+        return sweep.make_pair(ModelConfig(context=16, head_dim=16), None, depth=depth, width=width, steps=4,
+                               batch_size=2, eval_every=2, eval_batches=1, threads=1)
+
+    explorer = widgets.ShapeExplorer(pair_for, {"depth": widgets.depth_slider(1), "width": widgets.width_slider(32)},
+                                     store=store, on_trained=refreshed.append)
+    assert "non-embedding parameters" in explorer.prediction.value
+    explorer.controls["depth"].value = 2                 # the prediction follows the slider at once
+    assert "D = 2" in explorer.prediction.value and not explorer.trained
+    explorer.button.click()                              # what a click in JupyterLab does
+    assert len(explorer.trained) == 1 and store.get(explorer.trained[0])["status"] == "complete"
+    assert refreshed and refreshed[0]["run_key"] == explorer.trained[0]
+    assert "<svg" in explorer.live.out.value and "complete" in explorer.status.value
+    explorer.button.click()                              # the same shape again: served from the store
+    assert explorer.trained[0] == explorer.trained[1] and len(store.keys()) == 1
