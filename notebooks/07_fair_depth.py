@@ -310,6 +310,21 @@ a = fits.get("(a) SP, fixed lr")
 fair = {"(b)": fits.get("(b) SP, best lr per depth"), "(c)": fits.get("(c) CompleteP, transferred lr")}
 if a is None:
     nb.say("The paper-style sweep (a) could not be fitted, so there is nothing to compare against.")
+elif a.verdict == "monotone increasing":
+    shallowest = a.extra["depth_range"][0]
+    moved = {k: r for k, r in fair.items() if r is not None}
+    nb.say(f"**At one fixed learning rate the loss rises from the shallowest depth tried**: the critical depth of "
+           f"(a) is at or below D = {shallowest:g}, far below the paper's 2.43·ln W = {a.extra['paper_d_crit_log']:.1f}. "
+           "With a fair learning rate the fitted minimum lies at "
+           + "; ".join(f"D\\* = {r.params['d_star']:.1f} ({r.ci['d_star'][0]:.1f}–{r.ci['d_star'][1]:.1f}) under {k}"
+                       for k, r in moved.items())
+           + ". " + " ".join(
+               f"Under {k} the interval excludes D = {shallowest:g}: the fair learning rate **moves the critical "
+               f"depth deeper**." if r.ci["d_star"][0] > shallowest else
+               f"Under {k} the interval still reaches D = {shallowest:g}: the data cannot say that the fair learning "
+               f"rate moves it." for k, r in moved.items())
+           + " Read it with the intervals above: with few seeds and a short budget these are statements about "
+             "this run, not about the paper's scale.")
 elif a.verdict != "U-shaped":
     nb.say(f"**Nothing to explain away at this scale**: the paper-style sweep (a) is itself {a.verdict}, so "
            "there is no critical depth here whose survival a fair learning rate could test. A larger budget, "
