@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 NORMS = ("layernorm", "rmsnorm")
@@ -168,6 +169,22 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.grad_accum  # × context, which lives in ModelConfig
+
+
+
+def default_threads() -> int:
+    """Torch threads for a run that names none: $DWLIB_THREADS if set (tests and CI set 1), else the
+    cores this process may run on. Callers running several trainings side by side must divide them:
+    two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
+    env = os.environ.get("DWLIB_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 EXECUTION_FIELDS = ("device", "threads", "compile", "checkpoint_every")

@@ -19,11 +19,10 @@ Plain data and arithmetic on configs (no torch, no widgets): notebooks and the r
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import (ModelConfig, TrainConfig, count_params, flops_per_token, flops_per_token_with_head,
+from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token, flops_per_token_with_head,
                      steps_for_budget)
 
 PRESETS = ("smoke", "cpu", "gpu")
@@ -109,20 +108,6 @@ def default_output_dir(notebook: str) -> Path:
 
 def default_store_path() -> Path:
     return repo_root() / "outputs" / "runs.sqlite"
-
-
-def default_threads() -> int:
-    """Torch threads per run: $DWLIB_THREADS if set (CI and tests set 1), else the cores this process
-    may use. Parallel sweeps divide the cores among their workers themselves."""
-    env = os.environ.get("DWLIB_THREADS")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def preset_values(notebook: str, preset: str) -> dict:

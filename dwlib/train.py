@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import (ModelConfig, TrainConfig, count_params, flops_per_token, flops_per_token_with_head,
+from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token, flops_per_token_with_head,
                      non_embedding_params, run_key, steps_for_budget, to_dict)
 from .data import Tokens, get_batch, load_tokens, val_batches
 from .model import Transformer
@@ -48,21 +48,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}")
     return device
-
-
-def default_threads() -> int:
-    """Torch threads for a run that names none: $DWLIB_THREADS if set (tests and CI set 1), else the
-    cores this process may run on. Callers running several trainings side by side must divide them:
-    two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
-    env = os.environ.get("DWLIB_THREADS")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def peak_flops(device: torch.device) -> float | None:
