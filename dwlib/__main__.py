@@ -293,7 +293,7 @@ def cmd_runs(args) -> int:
     from .store import Store
     if not Path(args.store).exists():
         raise FileNotFoundError(f"no store at {args.store} (run `python -m dwlib sweep --store {args.store}` first)")
-    frame = Store(args.store).runs_frame()
+    frame = Store(args.store, readonly=True).runs_frame()   # listing never writes, not even to an empty file
     if args.status:
         frame = frame[frame["status"] == args.status]
     print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "params", "tokens", "flops",
@@ -337,11 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .store import StoreError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -104,30 +104,48 @@ def _holder_is_dead(owner: str | None) -> bool:
     return False
 
 
-# sqlite's primary result codes for "this is not (or no longer) a database"
+# sqlite's primary result codes for "this is not (or no longer) a database", and for "it cannot be
+# opened or written": PERM, BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_SQLITE_UNWRITABLE = (3, 5, 6, 8, 10, 13, 14)
+
+
+class StoreError(RuntimeError):
+    """The store's file could not be opened or written: a read-only file or folder, a full disk, a lock
+    held past the timeout. A sweep stops on it: a result that cannot be stored must not look like none."""
 
 
 class Store:
     """A results store at `path` (created with its folder if missing).
 
     Raises ValueError naming the path if the file is not SQLite, is corrupted, or is an SQLite
-    database that belongs to something else. `check` runs sqlite's quick_check over the whole file
-    (~50 ms for 35 MB); worker processes of a sweep skip it, their parent has checked. Each method
+    database that belongs to something else, and StoreError naming it if it cannot be opened or
+    written. `check` runs sqlite's quick_check over the whole file (~50 ms for 35 MB); worker processes
+    of a sweep skip it, their parent has checked. `readonly` opens an existing store for listing only:
+    it never creates or changes the file (an empty file is refused, not made a store). Each method
     opens its own short connection, so a Store is cheap to pickle into worker processes and safe to
     use from a heartbeat thread.
     """
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, *, timeout: float = 60.0, check: bool = True):
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, *, timeout: float = 60.0, check: bool = True,
+                 readonly: bool = False):
         self.path = Path(path)
         self.timeout = timeout
+        self.readonly = readonly
         if self.path.is_dir():
             raise ValueError(f"store path {str(self.path)!r} is a directory; give a file such as "
                              f"{str(self.path / 'runs.sqlite')!r}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder of the results store {str(self.path)!r}: {e}") from None
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            if not readonly:
+                con.execute("PRAGMA journal_mode=WAL")
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables and readonly:
+                raise ValueError(f"{str(self.path)!r} is empty: not a dwlib store (a sweep creates one)")
             if tables and "meta" not in tables:
                 raise ValueError(f"{str(self.path)!r} is an SQLite database but not a dwlib store "
                                  f"(it holds tables {sorted(tables)}); give another path")
@@ -152,10 +170,15 @@ class Store:
 
     @contextmanager
     def _connect(self):
-        """A connection in autocommit mode; corruption errors become a ValueError naming the file."""
+        """A connection in autocommit mode; corruption errors become a ValueError naming the file,
+        failures to open or write it (read-only, disk full, locked too long) a StoreError naming it."""
         con = None
         try:
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if self.readonly:   # mode=ro: sqlite itself refuses every write, even to an empty file
+                con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                      timeout=self.timeout, isolation_level=None)
+            else:
+                con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             con.execute("PRAGMA foreign_keys = ON")
             yield con
@@ -163,6 +186,8 @@ class Store:
             code = getattr(e, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
                 raise ValueError(f"{str(self.path)!r} is not a readable dwlib store: {e}") from None
+            if code is not None and code & 0xFF in _SQLITE_UNWRITABLE:
+                raise StoreError(f"cannot open or write the results store {str(self.path)!r}: {e}") from None
             raise
         finally:
             if con is not None:

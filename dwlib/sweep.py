@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .config import (ModelConfig, TrainConfig, count_params, flops_per_token, non_embedding_params,
                      paper_critical_depth, run_key, steps_for_budget, to_dict)
-from .store import DONE, Store, owner_id
+from .store import DONE, Store, StoreError, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
 POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
@@ -399,8 +399,9 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
 
 
 def _sweep_task(model_dict, train_dict, store, wait, lease_seconds, threads, progress=False):
-    """One run of a sweep in whichever process executes it; never raises for the run's own failure.
-    Takes plain dicts and a store path so that it pickles into worker processes and Ray tasks."""
+    """One run of a sweep in whichever process executes it; never raises for the run's own failure,
+    only StoreError (a store that cannot be written stops the sweep). Takes plain dicts and a store
+    path so that it pickles into worker processes and Ray tasks."""
     from .config import model_config_from_dict, train_config_from_dict
     if threads is not None:
         import torch
@@ -416,6 +417,8 @@ def _sweep_task(model_dict, train_dict, store, wait, lease_seconds, threads, pro
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
     try:
         result, how = _run(model_cfg, train_cfg, store, progress, None, tokens, lease_seconds, wait)
+    except StoreError:
+        raise
     except Exception as e:
         return dict(key=key, how="trained", status="failed", error=f"{type(e).__name__}: {e}")
     return dict(key=key, how=how, status=result["status"] if result else "running", error=None)
@@ -491,6 +494,8 @@ def _ray(pairs, indices, *, wait, report, store, lease_seconds, ray_address, gpu
                 i = refs.pop(ref)
                 try:
                     outcome = ray.get(ref)
+                except StoreError:   # Ray's error for it is also a StoreError
+                    raise
                 except Exception as e:   # the worker process itself died (OOM, node lost)
                     outcome = dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")
                 report(i, outcome)

@@ -1,6 +1,7 @@
 """Shared test setup: one torch thread (tests run beside other processes on 2 cores, where 2-thread
 OpenMP slows ~50x), a private cache dir, and the path of the shared data files beside the checkout."""
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,27 @@ def shakespeare_path():
     if not path.exists():
         pytest.skip(f"{path} is absent (the shared data folder sits beside the checkout in CI)")
     return path
+
+
+@pytest.fixture
+def read_only():
+    """make(path): make a file or folder unwritable for real, undone after the test. chmod a-w does
+    not stop root, so as root the file is made immutable (chattr +i), which does."""
+    undo = []
+
+    def make(path):
+        path = Path(path)
+        if os.geteuid() != 0:
+            mode = path.stat().st_mode
+            path.chmod(mode & ~0o222)
+            undo.append(lambda: path.chmod(mode))
+            return
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"running as root and chattr +i failed ({done.stderr.strip()}): cannot make "
+                        f"{path} read-only for real")
+        undo.append(lambda: subprocess.run(["chattr", "-i", str(path)], check=True))
+
+    yield make
+    for step in reversed(undo):
+        step()

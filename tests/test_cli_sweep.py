@@ -111,6 +111,38 @@ def test_runs_on_a_missing_or_foreign_store(tmp_path, capsys):
     assert "notes.txt" in capsys.readouterr().err
 
 
+def test_a_read_only_store_fails_the_sweep_naming_the_file(tmp_path, corpus, capsys, read_only):
+    store = tmp_path / "runs.sqlite"
+    argv = ["sweep", "--widths", "32", "--steps", "10", "--store", str(store)] + tiny_flags(corpus)
+    assert main(argv + ["--depths", "1"]) == 0
+    capsys.readouterr()
+    read_only(store)
+    assert main(argv + ["--depths", "1"]) == 0               # everything cached: reading is enough
+    capsys.readouterr()
+    assert main(argv + ["--depths", "1,2"]) == 2             # a new run cannot be recorded
+    out, err = capsys.readouterr()
+    assert "runs.sqlite" in err and "readonly" in err and "(no runs)" not in out
+
+
+def test_a_store_in_a_read_only_folder_is_a_clear_error(tmp_path, corpus, read_only):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    read_only(folder)
+    argv = ["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--store", str(folder / "runs.sqlite")]
+    out = subprocess.run([sys.executable, "-m", "dwlib"] + argv + tiny_flags(corpus), cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"error: cannot open or write the results store '{folder / 'runs.sqlite'}'" in out.stderr
+
+
+def test_runs_on_an_empty_file_says_so_and_leaves_it_empty(tmp_path, capsys):
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    assert main(["runs", "--store", str(path)]) == 2
+    assert "empty.sqlite' is empty: not a dwlib store" in capsys.readouterr().err
+    assert path.stat().st_size == 0
+
+
 def test_runs_does_not_import_torch(tmp_path):
     Store(tmp_path / "runs.sqlite")
     code = ("import sys; from dwlib.__main__ import main; main(['runs', '--store', sys.argv[1]]); "

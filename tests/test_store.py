@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dwlib.config import ModelConfig, TrainConfig, count_params, run_key, to_dict
-from dwlib.store import Store
+from dwlib.store import Store, StoreError
 
 
 def make_run(depth=2, width=64, seed=0, steps=30):
@@ -233,6 +233,44 @@ def test_foreign_sqlite_database_is_rejected(tmp_path):
 def test_directory_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="directory"):
         Store(tmp_path)
+
+
+def test_a_read_only_store_refuses_writes_naming_the_file(tmp_path, read_only):
+    path = tmp_path / "runs.sqlite"
+    m, t, key, config = make_run(depth=1)
+    Store(path).claim(key, config, owner="a")
+    read_only(path)
+    store = Store(path)                       # reading still works: cached runs can be served
+    assert store.get(key)["status"] == "running"
+    m, t, key2, config2 = make_run(depth=2)
+    with pytest.raises(StoreError, match="runs.sqlite"):
+        store.claim(key2, config2, owner="a")
+
+
+def test_a_store_in_a_read_only_folder_is_a_clear_error(tmp_path, read_only):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    read_only(folder)
+    with pytest.raises(StoreError, match="locked/runs.sqlite"):
+        Store(folder / "runs.sqlite")
+    with pytest.raises(StoreError, match="locked/deeper/runs.sqlite"):
+        Store(folder / "deeper" / "runs.sqlite")
+
+
+def test_readonly_open_never_writes_even_an_empty_file(tmp_path):
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    with pytest.raises(ValueError, match="empty.sqlite.*empty"):
+        Store(path, readonly=True)
+    assert path.stat().st_size == 0 and not list(tmp_path.glob("empty.sqlite-*"))
+    store = Store(tmp_path / "runs.sqlite")
+    m, t, key, config = make_run()
+    store.claim(key, config, owner="a")
+    store.finish(key, fake_result(m, t, key))
+    listing = Store(tmp_path / "runs.sqlite", readonly=True)
+    assert list(listing.runs_frame()["run_key"]) == [key]
+    with pytest.raises(StoreError, match="runs.sqlite"):
+        listing.delete(key)
 
 
 # -- concurrency ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from dwlib import sweep
 from dwlib.config import (ModelConfig, TrainConfig, flops_per_token, non_embedding_params, steps_for_budget,
                           to_dict)
-from dwlib.store import Store
+from dwlib.store import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,6 +252,16 @@ def test_parallel_executor_sizes_threads_and_survives_failure(tmp_path, tiny):
     # same runs, in-process: all cached, nothing trained
     again = sweep.run_sweep(pairs[::2], store=tmp_path / "runs.sqlite", progress=False)
     assert again["attempts"].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("executor", ["local", "parallel"])
+def test_a_store_that_cannot_be_written_stops_the_sweep(tmp_path, tiny, read_only, executor):
+    path = tmp_path / "runs.sqlite"
+    sweep.run_sweep([sweep.make_pair(depth=1, width=32, steps=10, **tiny)], store=path, progress=False)
+    read_only(path)
+    pairs = sweep.grid([1, 2], [32], steps=10, **tiny)     # depth 1 is cached, depth 2 needs the store
+    with pytest.raises(StoreError, match="runs.sqlite"):
+        sweep.run_sweep(pairs, store=path, executor=executor, workers=1, progress=False)
 
 
 def spawned_workers():
