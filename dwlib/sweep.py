@@ -449,7 +449,7 @@ def _parallel(pairs, indices, *, wait, report, store, lease_seconds, workers, **
     threads = max(1, cores // workers)   # never more torch threads than cores: oversubscription is ~50× slower
     # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(_sweep_task, to_dict(pairs[i][0]), to_dict(pairs[i][1]), str(store.path.resolve()),
                                wait, lease_seconds, threads): i for i in indices}
         try:
@@ -468,10 +468,33 @@ def _parallel(pairs, indices, *, wait, report, store, lease_seconds, workers, **
             raise
 
 
-def _init_worker(threads):
+def _init_worker(threads, parent):
     # before torch is imported in the worker, so OpenMP starts with the right pool size
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker die with the sweep that started it (kill -9 included): an orphaned worker
+    would otherwise wait for tasks forever, holding its memory and the resource tracker beside it.
+    On Linux the kernel kills it (prctl PR_SET_PDEATHSIG); everywhere, a thread polls the parent's
+    pid, which also covers a parent that died before the prctl call."""
+    import ctypes
+    import signal
+    try:
+        prctl = getattr(ctypes.CDLL(None), "prctl", None)   # libc's, on Linux only
+    except OSError:
+        prctl = None
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dwlib-parent-watch", daemon=True).start()
 
 
 def _ray(pairs, indices, *, wait, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run, **_):

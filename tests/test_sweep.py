@@ -264,8 +264,9 @@ def test_a_store_that_cannot_be_written_stops_the_sweep(tmp_path, tiny, read_onl
         sweep.run_sweep(pairs, store=path, executor=executor, workers=1, progress=False)
 
 
-def spawned_workers():
-    """PIDs of this process's multiprocessing workers (not its resource tracker), read from /proc."""
+def spawned_workers(parent=None, marker="spawn_main"):
+    """PIDs of a process's multiprocessing workers (by default this one's; marker="resource_tracker"
+    for its resource tracker), read from /proc."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -273,9 +274,51 @@ def spawned_workers():
             cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == os.getpid() and "spawn_main" in cmdline:
+        if ppid == (parent or os.getpid()) and marker in cmdline:
             pids.append(int(stat.parent.name))
     return pids
+
+
+def alive(pid):
+    """True while `pid` runs; a zombie (dead, not yet reaped by its new parent) counts as gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_workers_exit_when_the_parallel_sweep_is_killed(tmp_path, corpus):
+    store = Store(tmp_path / "runs.sqlite")
+    argv = [sys.executable, "-m", "dwlib", "sweep", "--executor", "parallel", "--workers", "2",
+            "--depths", "1,2", "--widths", "32", "--steps", "200000", "--context", "32", "--head-dim", "16",
+            "--batch-size", "4", "--eval-every", "1000", "--eval-batches", "1", "--corpus", corpus,
+            "--store", str(store.path), "--quiet"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while (store.runs_frame()["status"] == "running").sum() < 2:   # both workers are training
+            assert proc.poll() is None, f"sweep ended before it could be killed:\n{proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the workers never started their runs"
+            time.sleep(0.05)
+        workers = spawned_workers(proc.pid)
+        trackers = spawned_workers(proc.pid, "resource_tracker")
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers + trackers):
+            assert time.monotonic() < deadline, "workers outlived their killed parent"
+            time.sleep(0.05)
+    finally:
+        for pid in workers:   # never leave a hog behind when the test fails
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
