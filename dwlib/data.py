@@ -25,6 +25,7 @@ import sysconfig
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from dataclasses import dataclass
 from functools import cache as cache_result, lru_cache
 from pathlib import Path
@@ -78,6 +79,7 @@ class Tokens:
     tokenizer: str
     tokenizer_file: str | None = None   # the trained BPE tokenizer (JSON); None for byte
     val_bytes: int | None = None        # UTF-8 bytes of validation text: loss·n_val/val_bytes is nats per byte
+    trained_vocab_size: int | None = None   # ids in use: a bpe:N trained on little text learns fewer than N
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -126,28 +128,67 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
         ids = np.concatenate([train_ids, val_ids]).astype(_token_dtype(vocab_size))
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / "tokens.npy", lambda f: np.save(f, ids))
+        trained = _load_bpe(str(tokenizer_file)).get_vocab_size() if tokenizer_file else vocab_size
         meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "corpus": corpus, "tokenizer": tokenizer,
-                "vocab_size": vocab_size, "content_sha256": content_sha, "val_fraction": val_fraction,
-                "max_tokens": max_tokens, "n_train": int(len(train_ids)), "n_val": int(len(val_ids)),
-                "val_bytes": len(val_text.encode("utf-8")), "dtype": ids.dtype.name}
+                "vocab_size": vocab_size, "trained_vocab_size": trained, "content_sha256": content_sha,
+                "val_fraction": val_fraction, "max_tokens": max_tokens, "n_train": int(len(train_ids)),
+                "n_val": int(len(val_ids)), "val_bytes": len(val_text.encode("utf-8")), "dtype": ids.dtype.name,
+                "tokens_sha256": _tokens_sha256(folder / "tokens.npy")}
         # meta.json is written last: its presence says the arrays beside it are complete
         _atomic_write(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    if meta["trained_vocab_size"] < 0.9 * vocab_size:
+        trained = meta["trained_vocab_size"]
+        warnings.warn(f"{tokenizer} learned only {trained} tokens from corpus {corpus!r} (too little text for "
+                      f"more merges): a model with vocab_size {vocab_size} wastes {vocab_size - trained} rows of "
+                      f"its embedding and head; use tokenizer {f'bpe:{trained}' if trained > 256 else 'byte'}",
+                      RuntimeWarning, stacklevel=2)
     ids = np.load(folder / "tokens.npy", mmap_mode="r")
     n_train = meta["n_train"]
     return Tokens(train=ids[:n_train], val=ids[n_train:], fingerprint=fingerprint, vocab_size=vocab_size,
                   corpus=corpus, tokenizer=tokenizer,
-                  tokenizer_file=str(tokenizer_file) if tokenizer_file else None, val_bytes=meta["val_bytes"])
+                  tokenizer_file=str(tokenizer_file) if tokenizer_file else None, val_bytes=meta["val_bytes"],
+                  trained_vocab_size=meta["trained_vocab_size"])
 
 
 def _read_meta(folder: Path) -> dict | None:
+    """The cache entry's meta.json if its token file is complete and unchanged since it was written;
+    None (rebuild it) if absent, truncated, older than the checksum, or corrupted (with a warning)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         ids = np.load(folder / "tokens.npy", mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if meta.get("format") != FORMAT_VERSION or len(ids) != meta["n_train"] + meta["n_val"]:
+    if (meta.get("format") != FORMAT_VERSION or len(ids) != meta["n_train"] + meta["n_val"]
+            or "tokens_sha256" not in meta or "trained_vocab_size" not in meta):
+        return None
+    if _tokens_sha256(folder / "tokens.npy") != meta["tokens_sha256"]:
+        warnings.warn(f"token cache {folder} fails its checksum (tokens.npy changed after it was written): "
+                      "rebuilding it", RuntimeWarning, stacklevel=3)
         return None
     return meta
+
+
+# (path, size, mtime_ns) → sha256 of the token files this process has hashed: a sweep that loads the
+# same tokens for 50 runs reads them once (hashing runs at ~1 GB/s; a large corpus would add seconds)
+_HASHED: dict[tuple, str] = {}
+
+
+def _tokens_sha256(path: Path) -> str:
+    """sha256 of a token file, remembered while its size and mtime stay the same (writing into the
+    file, even in place, changes its mtime)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = _sha256_file(path)
+    return _HASHED[key]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _split_text(text: str, val_fraction: float, corpus: str) -> tuple[str, str]:

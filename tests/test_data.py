@@ -3,12 +3,14 @@
 Fixtures only: tests/fixtures/corpus and ../shared/data/tinyshakespeare.txt (skipped if absent).
 Nothing here may touch the network: urlopen is replaced by a function that fails the test.
 """
+import json
 import os
 import subprocess
 import sys
 import sysconfig
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -477,6 +479,61 @@ def test_broken_cache_entry_is_rebuilt(fresh_cache):
     again = data.load_tokens(f"file:{FIXTURES}")
     assert bytes(again.train) + bytes(again.val) == fixture_text().encode("utf-8")
     assert not list(fresh_cache.rglob("*.tmp"))
+
+
+def test_corrupted_token_cache_is_rebuilt_with_a_warning(fresh_cache):
+    tokens = data.load_tokens(f"file:{FIXTURES}")
+    path = fresh_cache / "tokens" / tokens.fingerprint / "tokens.npy"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:                 # scribble over the middle, in place: same size
+        f.seek(size // 2)
+        f.write(b"\x00" * 64)
+    assert path.stat().st_size == size
+    # the next process to load the corpus (a later run of a sweep) must not train on it
+    code = (f"import sys; from dwlib import data; t = data.load_tokens('file:{FIXTURES}'); "
+            "print(t.fingerprint); sys.stdout.flush(); sys.stdout.buffer.write(bytes(t.train) + bytes(t.val))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    fingerprint, _, text = out.stdout.partition(b"\n")
+    assert fingerprint.decode() == tokens.fingerprint               # rebuilt under the same key
+    assert text == fixture_text().encode("utf-8")
+    assert f"token cache {path.parent} fails its checksum" in out.stderr.decode()
+    assert not list(fresh_cache.rglob("*.tmp"))
+
+
+def test_cache_without_a_checksum_is_rebuilt_under_the_same_fingerprint(fresh_cache):
+    tokens = data.load_tokens(f"file:{FIXTURES}")
+    meta_path = fresh_cache / "tokens" / tokens.fingerprint / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    old = {k: v for k, v in meta.items() if k not in ("tokens_sha256", "trained_vocab_size")}
+    meta_path.write_text(json.dumps(old))                        # as written before checksums
+    again = data.load_tokens(f"file:{FIXTURES}")
+    assert again.fingerprint == tokens.fingerprint
+    assert json.loads(meta_path.read_text())["tokens_sha256"] == meta["tokens_sha256"]
+
+
+def test_a_process_hashes_the_same_token_file_once(fresh_cache, monkeypatch):
+    data.load_tokens(f"file:{FIXTURES}")
+    monkeypatch.setattr(data, "_HASHED", {})                     # as in a fresh process (a sweep worker)
+    hashed = []
+    real = data._sha256_file
+    monkeypatch.setattr(data, "_sha256_file", lambda path: hashed.append(path) or real(path))
+    for _ in range(20):
+        data.load_tokens(f"file:{FIXTURES}")
+    assert len(hashed) == 1 and hashed[0].name == "tokens.npy"
+
+
+def test_bpe_vocabulary_smaller_than_asked_is_reported(fresh_cache):
+    with pytest.warns(RuntimeWarning, match=r"bpe:4096 learned only (\d+) tokens .* wastes .* use tokenizer bpe:"):
+        tokens = data.load_tokens(f"file:{FIXTURES}", "bpe:4096")
+    trained = tokens.trained_vocab_size
+    assert tokens.vocab_size == 4096 and 256 < trained < 0.9 * 4096
+    assert int(max(tokens.train.max(), tokens.val.max())) < trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                           # the suggested size fits: no warning
+        exact = data.load_tokens(f"file:{FIXTURES}", f"bpe:{trained}")
+    assert exact.trained_vocab_size == exact.vocab_size == trained
+    assert np.array_equal(exact.train, tokens.train)
 
 
 def test_two_processes_share_one_cache(tmp_path):
