@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import sys
 import time
@@ -193,22 +194,53 @@ def available() -> list[str]:
 def execute(name: str, parameters: dict | None = None, *, log_output: bool = False,
             progress_bar: bool = False) -> dict:
     """Execute notebooks/<name>.py with papermill and `parameters`; write the executed notebook to
-    <output_dir>/<name>.ipynb. Returns {name, path, output_dir, seconds}. Raises papermill's
-    PapermillExecutionError (with the failing cell) if a cell fails."""
-    import jupytext
+    <output_dir>/<name>.ipynb. Returns {name, path, output_dir, seconds}. Raises ValueError before
+    running anything for a parameter the notebook does not declare or an output_dir that cannot be a
+    folder (see `check_parameters`), and papermill's PapermillExecutionError (with the failing cell)
+    if a cell fails."""
     import papermill as pm
+    parameters = dict(parameters or {})
+    notebook = check_parameters(name, parameters)
+    output_dir = Path(parameters.get("output_dir") or presets.default_output_dir(name)).resolve()
+    parameters["output_dir"] = str(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file in the way: FileExistsError or NotADirectoryError
+        raise ValueError(f"output_dir {str(output_dir)!r} cannot be a folder ({e.strerror}); the executed "
+                         "notebook and its charts go there: give a folder") from None
+    target = output_dir / f"{name}.ipynb"
+    started = time.perf_counter()
+    pm.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
+                        cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar)
+    return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
+
+
+def check_parameters(name: str, parameters: dict):
+    """The notebook (jupytext-read) if every parameter is one its parameters cell assigns; ValueError
+    naming the others and listing the declared ones if not. Papermill only warns and runs on the
+    default, so a misspelt `-p widht` would quietly sweep the preset's widths. Also refuses an
+    output_dir that is an existing file."""
+    import jupytext
     source = notebook_dir() / f"{name}.py"
     if not source.exists():
         raise ValueError(f"no notebook {name!r}; available: {', '.join(available())}")
-    parameters = dict(parameters or {})
-    output_dir = Path(parameters.get("output_dir") or presets.default_output_dir(name)).resolve()
-    parameters["output_dir"] = str(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target = output_dir / f"{name}.ipynb"
-    started = time.perf_counter()
-    pm.execute_notebook(jupytext.read(source), str(target), parameters=parameters, kernel_name="python3",
-                        cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar)
-    return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
+    notebook = jupytext.read(source)
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    declared = [target.id for cell in cells for node in ast.parse(cell.source).body
+                if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name)]
+    unknown = [key for key in parameters if key not in declared]
+    if unknown:
+        hints = [f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, declared, 1)) else ""
+                 for k in unknown]
+        raise ValueError(f"notebook {name} has no parameter " + ", ".join(f"{k!r}{h}" for k, h in zip(unknown, hints))
+                         + f"; its parameters are: {', '.join(declared)}")
+    output_dir = parameters.get("output_dir")
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"output_dir {str(output_dir)!r} is a file; the executed notebook and its charts "
+                         "go there: give a folder")
+    return notebook
 
 
 def parse_value(text: str):
@@ -247,6 +279,12 @@ def main(argv=None) -> int:
     parameters = {k: parse_value(v) for k, v in args.parameter}
     if "output_dir" in parameters and len(chosen) > 1:
         print("error: -p output_dir names one folder; give it for one notebook at a time", file=sys.stderr)
+        return 2
+    try:   # refuse a misspelt parameter before running anything, also in the middle of `all`
+        for name in chosen:
+            check_parameters(name, parameters)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     times = {}
     for name in chosen:

@@ -61,6 +61,29 @@ def test_parameters_cells_are_papermill_readable():
                 "executor", "output_dir", "threads"} <= names, name
 
 
+def test_runner_refuses_a_parameter_the_notebook_does_not_declare(tmp_path, capsys):
+    params = dict(preset="smoke", widht=[64], store_path=str(tmp_path / "runs.sqlite"), output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"no parameter 'widht' \(did you mean 'widths'\?\).*preset, corpus"):
+        notebooks.execute("02_baseline_sweep", params)
+    assert not list(tmp_path.iterdir())                          # refused before anything ran
+    assert notebooks.main(["02", "-p", "preset", "smoke", "-p", "widht", "[64]"]) == 2
+    err = capsys.readouterr().err
+    assert "'widht'" in err and "widths" in err and "output_dir" in err
+    # with several notebooks, one that lacks the parameter stops the lot before any runs
+    assert notebooks.main(["01", "02", "-p", "tau", "4"]) == 2
+    assert "notebook 02_baseline_sweep has no parameter 'tau'" in capsys.readouterr().err
+
+
+def test_runner_output_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    for output_dir in (blocker, blocker / "inside"):
+        with pytest.raises(ValueError, match=f"output_dir '{blocker}.*give a folder"):
+            notebooks.execute("02_baseline_sweep", dict(preset="smoke", output_dir=str(output_dir)))
+    assert notebooks.main(["02", "-p", "output_dir", str(blocker)]) == 2
+    assert f"error: output_dir '{blocker}' is a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("notebook", list(presets.DESIGNS))
 def test_presets_resolve_and_price_every_design(notebook):
     for preset in presets.PRESETS:
