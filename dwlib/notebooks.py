@@ -225,17 +225,20 @@ def check_parameters(name: str, parameters: dict):
     if not source.exists():
         raise ValueError(f"no notebook {name!r}; available: {', '.join(available())}")
     notebook = jupytext.read(source)
-    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    declared = [target.id for cell in cells for node in ast.parse(cell.source).body
-                if isinstance(node, (ast.Assign, ast.AnnAssign))
-                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                if isinstance(target, ast.Name)]
-    unknown = [key for key in parameters if key not in declared]
+    declared = []
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:   # `name = value` (or `name: type = value`) lines
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                declared += [t.id for t in targets if isinstance(t, ast.Name)]
+    unknown = []
+    for key in parameters:
+        if key not in declared:
+            close = difflib.get_close_matches(key, declared, 1)
+            unknown.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     if unknown:
-        hints = [f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, declared, 1)) else ""
-                 for k in unknown]
-        raise ValueError(f"notebook {name} has no parameter " + ", ".join(f"{k!r}{h}" for k, h in zip(unknown, hints))
-                         + f"; its parameters are: {', '.join(declared)}")
+        raise ValueError(f"notebook {name} has no parameter {', '.join(unknown)}; its parameters are: "
+                         f"{', '.join(declared)}")
     output_dir = parameters.get("output_dir")
     if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise ValueError(f"output_dir {str(output_dir)!r} is a file; the executed notebook and its charts "
