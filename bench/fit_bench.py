@@ -20,8 +20,9 @@ import pandas as pd
 from scipy import optimize
 
 from dwlib import fit
+from dwlib.fit import laws, stats
 
-EPOCH_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "svg_extracted_data.csv"
+EPOCH_CSV = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "epoch_chinchilla_points.csv"
 
 
 def timed(label, fn, rows):
@@ -44,22 +45,19 @@ def epoch(n_boot, scipy_check, full_grid, rows):
                       lambda: fit.fit_chinchilla(N, T, L, n_boot=0), rows)
     r = timed(f"Chinchilla fit, {len(points)} Epoch points, grid + {n_boot} bootstrap refits",
               lambda: fit.fit_chinchilla(N, T, L, n_boot=n_boot), rows)
-    sec = r.extra["seconds"]
-    print(f"  → of which: grid of starts {sec['grid']:.2f} s, "
-          f"{n_boot} bootstrap refits {sec['bootstrap']:.2f} s (wall)")
     print(f"\n  {'':6s} {'this fit':>9s} {'95% CI':>22s}   {'Epoch AI':>9s} {'95% CI':>20s}")
     for name in ("E", "A", "B", "alpha", "beta"):
         lo, hi = r.ci[name]
         elo, ehi = fit.CHINCHILLA_EPOCH_CI[name]
-        print(f"  {name:6s} {fit._fmt(r.params[name]):>9s} {fit._fmt(lo):>10s} – {fit._fmt(hi):<9s}"
-              f"   {fit._fmt(fit.CHINCHILLA_EPOCH[name]):>9s} {fit._fmt(elo):>9s} – {fit._fmt(ehi):<9s}")
-    print(f"  {grid_only.extra['starts_at_best']} of the {grid_only.extra['n_polish']} polished starts reach the "
-          f"best objective {grid_only.extra['objective']:.10g}\n")
+        print(f"  {name:6s} {fit.fmt(r.params[name]):>9s} {fit.fmt(lo):>10s} – {fit.fmt(hi):<9s}"
+              f"   {fit.fmt(fit.CHINCHILLA_EPOCH[name]):>9s} {fit.fmt(elo):>9s} – {fit.fmt(ehi):<9s}")
+    print(f"  {grid_only.starts_at_best} of the polished starts reach the best objective {grid_only.objective:.10g}; "
+          f"identified: {r.identified}\n")
     if full_grid:
         full = timed("Chinchilla fit, every one of the 4500 starts to full convergence (n_polish=None)",
-                     lambda: fit.fit_chinchilla(N, T, L, n_boot=0, n_polish=None), rows)
+                     lambda: fit.fit_chinchilla(N, T, L, n_boot=0, n_polish=4500), rows)
         diff = max(abs(full.params[k] / grid_only.params[k] - 1) for k in full.params)
-        print(f"  {full.extra['starts_at_best']} of 4500 starts reach objective {full.extra['objective']:.10g}; "
+        print(f"  {full.starts_at_best} of 4500 starts reach objective {full.objective:.10g}; "
               f"largest relative parameter difference from the default route {diff:.1e}\n")
     if scipy_check:
         scipy_reference(points, r, rows)
@@ -69,11 +67,11 @@ def scipy_reference(points, result, rows, n=100):
     """The same objective minimised by scipy's L-BFGS-B one resample at a time from the same start:
     how long the unbatched route takes, and whether it finds the same optima."""
     log_n, log_t, log_l = (np.log(points[c].to_numpy()) for c in ("params", "tokens", "loss"))
-    log_pred_vjp = fit._chinchilla_log_pred(log_n, log_t)
+    log_pred_vjp = laws._chinchilla_log_pred(log_n, log_t)
     rng = np.random.default_rng(0)
-    weights = fit._bootstrap_weights(len(points), n, rng)
-    theta = result.extra["theta"]
-    fun_grad = fit._huber_fun_grad(log_pred_vjp, log_l, weights, 1e-3)
+    weights = stats.bootstrap_weights(len(points), n, rng)
+    theta = result.theta
+    fun_grad = stats.huber_objective(log_pred_vjp, log_l, weights, 1e-3)
 
     def loop():
         out = []
@@ -82,7 +80,7 @@ def scipy_reference(points, result, rows, n=100):
             out.append(optimize.minimize(one, theta, jac=True, method="L-BFGS-B"))
         return out
     ref = timed(f"  reference: scipy L-BFGS-B, {n} resamples one at a time", loop, rows)
-    batched = timed(f"  batched L-BFGS, the same {n} resamples", lambda: fit._lbfgs_batch(
+    batched = timed(f"  batched L-BFGS, the same {n} resamples", lambda: stats.lbfgs_batch(
         fun_grad, np.repeat(theta[None], n, axis=0)), rows)
     worse = np.array([b - r.fun for b, r in zip(batched[1], ref)])
     print(f"  batched objective minus scipy's: max {worse.max():+.2e}, median {np.median(worse):+.2e} "
@@ -96,28 +94,28 @@ def synthetic(rows):
     seeds = np.tile([0, 1, 2], 10)
     timed("critical depth, 30 runs (10 depths × 3 seeds), 1000 resamples",
           lambda: fit.fit_critical_depth(depths, losses, seeds=seeds, width=512), rows)
-    curves = []
-    for depth in np.unique(depths):
-        for i, t in enumerate(np.geomspace(1e6, 1e8, 40)):
-            d_star = 6 * (t / 1e6) ** 0.3
-            curves.append(dict(run_id=f"d{depth}", depth=depth, width=512, seed=0, tokens=t,
+    rows_b = []
+    for T, d_star in ((1e6, 5.0), (4e6, 8.0), (1.6e7, 12.0)):
+        for depth, seed in zip(depths, seeds):
+            rows_b.append(dict(run_id=f"{T}-{depth}-{seed}", depth=depth, width=512, seed=seed, tokens=T,
+                               status="complete", schedule="wsd-sqrt",
                                val_loss=3 + 0.06 * (math.log(depth) - math.log(d_star)) ** 2 + rng.normal(0, 0.005)))
-    timed("critical depth trajectory, 10 runs × 40 checkpoints, 500 resamples each",
-          lambda: fit.critical_depth_trajectory(pd.DataFrame(curves)), rows)
+    timed("D* at 3 annealed budgets + paired movement tests, 1000 resamples",
+          lambda: fit.critical_depth_by_budget(pd.DataFrame(rows_b)), rows)
     layers = np.arange(48)
     norms = np.exp(-(48 - layers) / 8 + rng.normal(0, 0.05, 48))
     timed("gradient persistence, 48 blocks, 1000 resamples", lambda: fit.fit_gradient_persistence(norms), rows)
     widths = np.array([64, 128, 256, 512, 1024, 2048])
-    timed("τ(W) power law + log form, 6 widths",
-          lambda: fit.fit_tau_scaling(widths, 0.5 * widths ** 0.44 * np.exp(rng.normal(0, 0.03, 6))), rows)
+    timed("τ(W) power law + log form, 6 widths, 500 resamples, leave-one-width-out",
+          lambda: fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 6))), rows)
     truth = dict(A=40.0, alpha=0.3, B=60.0, delta=0.3, c=0.15, kappa=1.2, gamma=0.4)
     grid = [(d, w, t) for w in (64, 128, 256, 512) for d in (2, 4, 8, 16, 32, 64) for t in (3e7, 1e8, 3e8)]
     D, W, T = (np.array(v, float) for v in zip(*grid))
     L = fit.depth_width_loss(truth, D, W, T) * np.exp(rng.normal(0, 0.005, len(D)))
-    law = timed(f"depth–width law, {len(D)} runs, power D_crit, 300 resamples",
-                lambda: fit.fit_depth_width_law(D, W, T, L, n_boot=300), rows)
-    timed("compute-optimal exponents from it (300 draws × 12 budgets)",
-          lambda: fit.compute_optimal_exponents(law), rows)
+    timed(f"depth–width law, {len(D)} runs, power D_crit, 300 resamples",
+          lambda: fit.fit_depth_width_law(D, W, T, L, n_boot=300), rows)
+    timed(f"shape-aware vs shape-blind law, leave-one-shape-out ({len(set(zip(D, W)))} shapes)",
+          lambda: fit.compare_laws(D, W, T, L), rows)
     iso = []
     for C in (1e15, 1e16, 1e17, 1e18, 1e19):
         for k in np.linspace(-1.5, 1.5, 9):

@@ -4,7 +4,7 @@ Sections: export · fits (one chart per fitter in `dwlib.fit`, drawing the fitte
 curve, its interval band and the published value it is compared with). Other chart families (runs,
 loss curves, widgets' live views) get their own section below the fits.
 
-Charts take a `FitResult` (or the frame a helper returned) and read its `.data`, `.curve`,
+Charts take a `fit.Fit` result (or the frame a helper returned) and read its `.data`, `.curve`,
 `.samples`, `.params`, `.ci`; they never refit. Colours: fits blue, the paper's claims red (dashed),
 other published references grey. Titles avoid glyphs the bundled fonts lack (∝, ‖, ∇), which would
 otherwise switch the whole title to a fallback font. Axes of sizes, depths and FLOPs are logarithmic.
@@ -75,64 +75,73 @@ def _styled_lines(labels, colors, dashes, title=None):
 # Fits
 # ---------------------------------------------------------------------------------------------
 
-def critical_depth_chart(result: fit.FitResult) -> alt.LayerChart:
-    """Loss vs depth (log axis): runs (faint) and their mean ± standard error per depth, the fitted
-    quadratic in ln D with its bootstrap band, D* with its interval (shaded), and the paper's
-    2.43·ln W and W^0.44 critical depths as dashed rules when the width is known."""
+def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
+    """Loss vs depth (log axis): runs (faint) and their mean ± standard error per depth, the two saturating
+    laws the U-test compares (monotone, and one that may rise), D* with its interval when the verdict is
+    U-shaped, and the paper's 2.43·ln W and W^0.44 critical depths as dashed rules when the width is known."""
     _expect(result, "critical_depth")
     data, curve = result.data, result.curve
     stats = data.groupby("depth")["loss"].agg(["mean", "std", "count"]).reset_index()
     stats["sem"] = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
     stats["low"], stats["high"] = stats["mean"] - stats["sem"], stats["mean"] + stats["sem"]
     x = alt.X("depth:Q", scale=_log(), title="depth D (blocks)")
-    y_scale = alt.Scale(zero=False)
-    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
-        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q")
-    line = alt.Chart(curve).mark_line(color=FIT_COLOR).encode(x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"))
+    y = lambda field: alt.Y(field, scale=alt.Scale(zero=False), title="validation loss")
+    laws = list(dict.fromkeys(curve["law"]))
+    lines = alt.Chart(curve).mark_line().encode(
+        x=x, y=y("loss:Q"), **_styled_lines(laws, [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law"))
     runs = alt.Chart(data).mark_circle(color="black", opacity=0.3, size=25).encode(
-        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), tooltip=list(data.columns))
+        x=x, y=y("loss:Q"), tooltip=list(data.columns))
     means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
-        x=x, y=alt.Y("mean:Q", scale=y_scale, title="loss"), tooltip=["depth", "mean", "sem", "count"])
-    bars = alt.Chart(stats).mark_errorbar(color="black").encode(
-        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q")
-    lo, hi = result.ci["d_star"]
-    star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
-    ci_rect = alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q")
-    star_rule = alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x)
-    layers = [ci_rect, band, line, runs, bars, means, star_rule]
-    width = result.extra.get("width")
-    title = f"D* = {fit._fmt(result.params['d_star'])} ({fit._fmt_ci(result.ci['d_star'])}): {result.verdict}"
-    if width is not None:
-        refs = pd.DataFrame({"depth": [paper_critical_depth(width), paper_critical_depth_power(width)],
+        x=x, y=y("mean:Q"), tooltip=["depth", "mean", "sem", "count"])
+    bars = alt.Chart(stats).mark_errorbar(color="black").encode(x=x, y=y("low:Q"), y2="high:Q")
+    layers = [lines, runs, bars, means]
+    if result.verdict == "U-shaped":
+        lo, hi = result.ci["d_star"]
+        star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
+        layers = [alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q"),
+                  *layers, alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x)]
+        title = f"D* = {fit.fmt(result.params['d_star'])} ({fit.fmt_ci(result.ci['d_star'])}): U-shaped"
+    else:
+        title = f"{result.verdict}" + (f": {result.bound}" if result.bound else "")
+    if result.width is not None:
+        refs = pd.DataFrame({"depth": [result.paper_log, result.paper_power],
                              "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
         layers.append(_legend_rules(refs, x=x))
-        title = f"W = {width:g}: " + title
-    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+        title = f"W = {result.width:g}: " + title
+    return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
+        width=WIDTH, height=HEIGHT, title=title)
 
 
-def critical_depth_trajectory_chart(trajectory: pd.DataFrame, *, width=None) -> alt.LayerChart:
-    """D*(T) from `fit.critical_depth_trajectory`: D* with its interval at each checkpoint (tokens,
-    log axis), marked by verdict; the paper's 2.43·ln W as a dashed rule when `width` is given."""
-    frame = trajectory.dropna(subset=["d_star"]).copy()
+def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
+    """D* across annealed budgets (`fit.critical_depth_by_budget`): D* with its interval where the verdict
+    is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is monotone; the paper's 2.43·ln W
+    as a dashed rule when `width` is given."""
+    frame = by_budget.copy()
+    frame["depth"] = frame["d_star"].where(frame["verdict"] == "U-shaped", frame.get("bound_depth"))
+    frame = frame.dropna(subset=["depth"])
     if frame.empty:
-        raise ValueError("no checkpoint of the trajectory was fitted (see its verdict column)")
-    x = alt.X("tokens:Q", scale=_log(), title="training tokens T", axis=alt.Axis(format="~s"))
-    y = alt.Y("d_star:Q", scale=_log(), title="loss-minimising depth D*")
-    band = alt.Chart(frame).mark_area(opacity=0.2, color=FIT_COLOR).encode(
-        x=x, y=alt.Y("low:Q", scale=_log(), title="loss-minimising depth D*"), y2="high:Q")
-    line = alt.Chart(frame).mark_line(color=FIT_COLOR).encode(x=x, y=y)
-    points = alt.Chart(frame).mark_point(filled=True, size=45).encode(
-        x=x, y=y, shape=alt.Shape("verdict:N"), color=alt.value(FIT_COLOR),
-        tooltip=["tokens", "d_star", "low", "high", "verdict", "n_runs"])
-    layers = [band, line, points]
+        raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
+    frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
+                               np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
+    x = alt.X("tokens:Q", scale=_log(), title="training tokens T (annealed)", axis=alt.Axis(format="~s"))
+    y = alt.Y("depth:Q", scale=_log(), title="loss-minimising depth D*")
+    u = frame[frame["verdict"] == "U-shaped"]
+    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=alt.Y("low:Q", scale=_log(),
+                                                                               title="loss-minimising depth D*"), y2="high:Q"),
+              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
+                  x=x, y=y, color=alt.value(FIT_COLOR),
+                  shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
+                      domain=["D* (U-shaped)", "bound D* ≥", "bound D* ≤"],
+                      range=["circle", "triangle-up", "triangle-down"])),
+                  tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
     if width is not None:
-        refs = pd.DataFrame({"d_star": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
-        layers.append(_legend_rules(refs, y=alt.Y("d_star:Q", scale=_log(), title="loss-minimising depth D*")))
-    title = "critical depth over training" + (f" (W = {width:g})" if width is not None else "")
+        refs = pd.DataFrame({"depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
+        layers.append(_legend_rules(refs, y=y))
+    title = "critical depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
-def gradient_persistence_chart(result: fit.FitResult) -> alt.LayerChart:
+def gradient_persistence_chart(result: fit.Fit) -> alt.LayerChart:
     """Per-block gradient norm (log axis) vs layer: measured norms (range over repeats when given),
     the fitted exponential with its band, τ in the title."""
     _expect(result, "gradient_persistence")
@@ -150,42 +159,39 @@ def gradient_persistence_chart(result: fit.FitResult) -> alt.LayerChart:
         layers.append(alt.Chart(data).mark_errorbar(color="black").encode(
             x=x, y=alt.Y("low:Q", scale=y_scale, title="gradient norm of block ℓ"), y2="high:Q"))
     tau, ci = result.params["tau"], result.ci["tau"]
-    title = f"τ = {fit._fmt(tau)} layers ({fit._fmt_ci(ci)}), R² = {result.r2:.3f}: {result.verdict}"
+    title = f"τ = {fit.fmt(tau)} layers ({fit.fmt_ci(ci)}), R² = {result.r2:.3f}: {result.verdict}"
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
-def tau_scaling_chart(result: fit.FitResult) -> alt.LayerChart:
-    """τ vs width (log-log): the measured τ, the power-law fit with its band, the logarithmic fit, and
-    the paper's slope 0.44 drawn through the fitted τ at the geometric-mean width."""
+def tau_scaling_chart(result: fit.Fit) -> alt.LayerChart:
+    """Decay rate 1/τ vs width (log x): every run's rate (any sign), the power-law fit (τ ∝ W^γ), the
+    logarithmic fit, and the paper's slope 0.44 drawn through the fitted rate at the geometric-mean width."""
     _expect(result, "tau_scaling")
     data, curve = result.data, result.curve
-    x = alt.X("width:Q", scale=_log(), title="width W (d_model)")
-    y_scale = _log()
-    fits = pd.concat([
-        pd.DataFrame({"width": curve["width"], "tau": curve["tau"],
-                      "label": f"fit: τ = c·W^{result.params['gamma']:.2f} (R² {result.extra['r2_power']:.3f})"}),
-        pd.DataFrame({"width": curve["width"], "tau": curve["tau_log_form"],
-                      "label": f"fit: τ = a + b·ln W (R² {result.extra['r2_log']:.3f})"}),
-    ])
     w_mid = float(np.exp(np.log(data["width"]).mean()))
-    tau_mid = result.params["c"] * w_mid ** result.params["gamma"]
-    paper = pd.DataFrame({"width": curve["width"], "tau": tau_mid * (curve["width"] / w_mid) ** fit.PAPER_TAU_EXPONENT,
-                          "label": f"paper: slope {fit.PAPER_TAU_EXPONENT}"})
-    lines = pd.concat([fits, paper])
+    rate_mid = result.params["k"] * w_mid ** -result.params["gamma"]
+    lines = [pd.DataFrame({"width": curve["width"], "rate": 1 / curve["tau"],
+                           "label": f"fit: tau ~ W^{result.params['gamma']:.2f}"})]
+    if "tau_log_form" in curve:
+        lines.append(pd.DataFrame({"width": curve["width"], "rate": 1 / curve["tau_log_form"],
+                                   "label": "fit: tau = a + b ln W"}))
+    lines.append(pd.DataFrame({"width": curve["width"], "label": f"paper: tau ~ W^{fit.PAPER_TAU_EXPONENT}",
+                               "rate": rate_mid * (curve["width"] / w_mid) ** -fit.PAPER_TAU_EXPONENT}))
+    lines = pd.concat(lines)
     labels = list(dict.fromkeys(lines["label"]))
-    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
-        x=x, y=alt.Y("low:Q", scale=y_scale, title="τ (layers)"), y2="high:Q")
-    line = alt.Chart(lines).mark_line().encode(
-        x=x, y=alt.Y("tau:Q", scale=y_scale, title="τ (layers)"),
-        **_styled_lines(labels, [FIT_COLOR, "#ff7f0e", PAPER_COLOR], [[1, 0], [4, 2], [6, 3]]))
-    points = alt.Chart(data).mark_point(color="black", filled=True, size=50).encode(
-        x=x, y=alt.Y("tau:Q", scale=y_scale, title="τ (layers)"), tooltip=list(data.columns))
-    title = (f"τ(W): γ = {result.params['gamma']:.3f} ({fit._fmt_ci(result.ci['gamma'])}); "
-             f"data prefer the {result.extra['preferred']}")
-    return alt.layer(band, line, points).properties(width=WIDTH, height=HEIGHT, title=title)
+    x = alt.X("width:Q", scale=_log(), title="width W (d_model)")
+    y = alt.Y("rate:Q", scale=alt.Scale(zero=False), title="decay rate 1/τ (per layer)")
+    colors = [PAPER_COLOR if lab.startswith("paper") else "#ff7f0e" if "ln W" in lab else FIT_COLOR for lab in labels]
+    dashes = [[6, 3] if lab.startswith("paper") else [4, 2] if "ln W" in lab else [1, 0] for lab in labels]
+    line = alt.Chart(lines).mark_line().encode(x=x, y=y, **_styled_lines(labels, colors, dashes))
+    points = alt.Chart(data).mark_point(color="black", filled=True, size=50).encode(x=x, y=y, tooltip=list(data.columns))
+    title = (f"tau(W): gamma = {result.params['gamma']:.3f} ({fit.fmt_ci(result.ci['gamma'])}); "
+             + ("widths cannot tell power from log" if abs(result.form_correlation) > 0.99 else
+                f"held-out widths prefer the {result.preferred}"))
+    return alt.layer(line, points).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
-def chinchilla_chart(result: fit.FitResult) -> alt.HConcatChart:
+def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
     """Left: loss vs model size (log), points coloured by training FLOPs, the fitted law along isoFLOP
     lines with bootstrap bands. Right: the exponents α, β with their intervals beside Hoffmann et al.'s
     and Epoch AI's published values."""
@@ -230,7 +236,7 @@ def chinchilla_chart(result: fit.FitResult) -> alt.HConcatChart:
     return alt.hconcat(left, right).resolve_scale(color="independent")
 
 
-def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
+def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     """Left: loss vs depth (log) coloured by width — observed runs (points) and the fitted law at each
     run's own (D, W, T) (lines with bootstrap bands). Right: the fitted D_crit(W) with its bootstrap band
     against the paper's 2.43·ln W and its W^0.44 law."""
@@ -255,11 +261,11 @@ def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(result.data.columns)))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=f"fitted law, R² = {result.r2:.3f}")
 
-    form = result.extra["dcrit_form"]
+    form = result.law
     widths = np.exp(np.linspace(np.log(data["width"].min()), np.log(data["width"].max()), 60))
-    dc = pd.DataFrame({"width": widths, "d_crit": fit._dcrit(result.params, widths, form)})
+    dc = pd.DataFrame({"width": widths, "d_crit": fit.d_crit(result.params, widths, form)})
     if result.samples is not None and len(result.samples):
-        draws = np.stack([fit._dcrit(dict(zip(result.samples.columns, r)), widths, form)
+        draws = np.stack([fit.d_crit(dict(zip(result.samples.columns, r)), widths, form)
                          for r in result.samples.to_numpy()])
         q = 100 * (1 - result.level) / 2
         dc["low"], dc["high"] = np.percentile(draws, [q, 100 - q], axis=0)
@@ -284,51 +290,13 @@ def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 
-def compute_optimal_chart(result: fit.FitResult) -> alt.LayerChart:
-    """D*(C) and W*(C) from `fit.compute_optimal_exponents` (log-log) with bootstrap bands, beside the
-    paper's slopes 0.12 (depth) and 0.34 (width) drawn through the first budget's optimum."""
-    _expect(result, "compute_optimal")
-    shapes = result.data
-    rows = []
-    for name, paper in (("depth", fit.PAPER_DEPTH_EXPONENT), ("width", fit.PAPER_WIDTH_EXPONENT)):
-        part = pd.DataFrame({"flops": shapes["flops"], "value": shapes[name], "quantity": f"{name} (fit)"})
-        if f"{name}_low" in shapes.columns:
-            part["low"], part["high"] = shapes[f"{name}_low"], shapes[f"{name}_high"]
-        rows.append(part)
-        anchor_c, anchor_v = shapes["flops"].iloc[0], shapes[name].iloc[0]
-        rows.append(pd.DataFrame({"flops": shapes["flops"], "value": anchor_v * (shapes["flops"] / anchor_c) ** paper,
-                                  "quantity": f"{name}: paper slope {paper}"}))
-    frame = pd.concat(rows, ignore_index=True)
-    x = alt.X("flops:Q", scale=_log(), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
-    y_scale = _log()
-    domain = list(dict.fromkeys(frame["quantity"]))
-    color_scale = alt.Scale(domain=domain, range=[FIT_COLOR, PAPER_COLOR, "#ff7f0e", PAPER_COLOR])
-    color = alt.Color("quantity:N", title=None, scale=color_scale)
-    dash = alt.StrokeDash("quantity:N", title=None,
-                          scale=alt.Scale(domain=domain, range=[[1, 0], [6, 3], [1, 0], [2, 2]]))
-    layers = []
-    if "low" in frame.columns:
-        # one band per quantity in a fixed colour (a field-encoded fill would suppress the line legend)
-        for quantity, band in frame.dropna(subset=["low"]).groupby("quantity"):
-            band_color = color_scale.range[domain.index(quantity)]
-            layers.append(alt.Chart(band).mark_area(opacity=0.2, color=band_color).encode(
-                x=x, y=alt.Y("low:Q", scale=y_scale, title="optimal depth / width"), y2="high:Q"))
-    layers.append(alt.Chart(frame).mark_line().encode(x=x,
-                                                      y=alt.Y("value:Q", scale=y_scale, title="optimal depth / width"),
-                                                      color=color, strokeDash=dash))
-    p, ci = result.params, result.ci
-    title = (f"D* ~ C^{p['depth_exponent']:.3f} ({fit._fmt_ci(ci['depth_exponent'])}), "
-             f"W* ~ C^{p['width_exponent']:.3f} ({fit._fmt_ci(ci['width_exponent'])})")
-    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
-
-
-def isoflop_chart(result: fit.FitResult) -> alt.VConcatChart:
+def isoflop_chart(result: fit.Fit) -> alt.VConcatChart:
     """Top: loss vs parameters per FLOP budget with the fitted parabolas (in ln N) and the optima.
     Below: the optima (N, and D, W when fitted) against C with their intervals and power-law fits; the
     paper's slopes 0.12 (depth) and 0.34 (width) dashed, through the fitted line's middle."""
     _expect(result, "isoflop")
     data = result.data.copy()
-    optima = result.extra["optima"]
+    optima = result.optima
     color = alt.Color("budget:O", title="budget (FLOPs)", scale=alt.Scale(scheme="viridis"),
                       legend=alt.Legend(format=".2e"))
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
@@ -368,8 +336,10 @@ def isoflop_chart(result: fit.FitResult) -> alt.VConcatChart:
                 x=xc, y=alt.Y("low:Q", scale=_log(), title=f"optimal {name}"), y2="high:Q"),
             alt.Chart(pts).mark_point(color="black", filled=True).encode(x=xc, y=yv, tooltip=list(pts.columns)),
         ).properties(width=220, height=HEIGHT,
-                     title=f"{name}: C^{a:.3f} ({fit._fmt_ci(result.ci[f'{name}_exponent'])})")
+                     title=f"{name}: C^{a:.3f} ({fit.fmt_ci(result.ci[f'{name}_exponent'])})")
         panels.append(panel)
+    if not panels:
+        return left
     right = alt.hconcat(*panels).resolve_scale(color="independent", strokeDash="independent")
     return alt.vconcat(left, right).resolve_scale(color="independent")
 
@@ -380,28 +350,27 @@ FIT_CHARTS = {
     "tau_scaling": tau_scaling_chart,
     "chinchilla": chinchilla_chart,
     "depth_width_law": depth_width_law_chart,
-    "compute_optimal": compute_optimal_chart,
     "isoflop": isoflop_chart,
 }
 
 
-def fit_chart(result: fit.FitResult):
-    """The chart that goes with any `FitResult` (dispatch on `result.kind`)."""
+def fit_chart(result: fit.Fit):
+    """The chart that goes with any fit result (dispatch on `result.kind`)."""
     if result.kind not in FIT_CHARTS:
         raise ValueError(f"no chart for a {result.kind!r} result; known: {', '.join(FIT_CHARTS)}")
     return FIT_CHARTS[result.kind](result)
 
 
 def _expect(result, kind):
-    if not isinstance(result, fit.FitResult) or result.kind != kind:
-        got = result.kind if isinstance(result, fit.FitResult) else type(result).__name__
-        raise ValueError(f"expected a {kind!r} FitResult, got {got!r}")
+    if not isinstance(result, fit.Fit) or result.kind != kind:
+        got = result.kind if isinstance(result, fit.Fit) else type(result).__name__
+        raise ValueError(f"expected a {kind!r} fit result, got {got!r}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Sweep results and teaching charts (used by the notebooks and dwlib.widgets)
 # ---------------------------------------------------------------------------------------------
-# These take the store's frames (runs, curves, grad norms) or plain numbers, never a FitResult.
+# These take the store's frames (runs, curves, grad norms) or plain numbers, never a fit result.
 
 def _mean_band(runs, x, loss, by=()):
     """Mean, standard error and 95% t-interval of `loss` per x (and per `by` columns), over seeds."""

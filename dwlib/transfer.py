@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .config import PARAMETRIZATIONS, ModelConfig, TrainConfig
+from .fit.stats import local_vertex
 from .sweep import make_pair
 
 # Activation sites a coordinate check measures, in the order they are drawn.
@@ -292,12 +293,12 @@ def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization
         raise ValueError(f"runs frame lacks column(s) {sorted(missing)} (columns: {list(frame.columns)})")
     runs = frame.copy()
     if "status" in runs.columns:
-        runs = runs[runs["status"].isin(["complete", "diverged"])]
+        runs = runs[runs["status"].isin(["complete", "diverged", "unstable"])]
     if runs.empty:
         raise ValueError("no complete or diverged runs in the frame")
     runs["_loss"] = runs[loss].astype(float).where(np.isfinite(runs[loss].astype(float)), np.inf)
     if "status" in runs.columns:
-        runs.loc[runs["status"] == "diverged", "_loss"] = np.inf
+        runs.loc[runs["status"].isin(["diverged", "unstable"]), "_loss"] = np.inf
     if "seed" not in runs.columns:
         runs["seed"] = 0
     rng = np.random.default_rng(random_state)
@@ -310,84 +311,18 @@ def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization
 
 def _best_lr_one(g: pd.DataFrame, window: int, n_boot: int, level: float, rng) -> dict:
     lrs = np.sort(g["lr"].unique())
-    mean = np.array([g.loc[g["lr"] == v, "_loss"].mean() for v in lrs])
-    n_diverged = int(np.isinf(g["_loss"]).sum())
-    base = dict(n_lrs=len(lrs), n_runs=len(g), n_diverged=n_diverged, seeds=int(g["seed"].nunique()))
-    if not np.isfinite(mean).any():
+    base = dict(n_lrs=len(lrs), n_runs=len(g), n_diverged=int(np.isinf(g["_loss"]).sum()), seeds=int(g["seed"].nunique()))
+    if not np.isfinite(g["_loss"]).any():
         return dict(best_lr=math.nan, lr_low=math.nan, lr_high=math.nan, best_loss=math.nan, grid_lr=math.nan,
                     grid_loss=math.nan, at_edge=False, method="none", **base)
-    i = int(np.argmin(mean))
-    grid = dict(grid_lr=float(lrs[i]), grid_loss=float(mean[i]))
-    finite = np.isfinite(mean)
-
-    def grid_answer(method, at_edge=False):
-        # the grid minimum, its neighbouring grid lrs as the interval (NaN where the range ends)
-        return dict(best_lr=float(lrs[i]), lr_low=float(lrs[i - 1]) if i > 0 else math.nan,
-                    lr_high=float(lrs[i + 1]) if i < len(lrs) - 1 else math.nan, best_loss=float(mean[i]),
-                    at_edge=at_edge, method=method, **grid, **base)
-
-    if not (0 < i < len(lrs) - 1 and finite[i - 1] and finite[i + 1]):
-        # no finite neighbour on one side (the range ends, or the next lr diverged): the loss was
-        # never seen rising there, so there is no minimum to fit
-        return grid_answer("edge", at_edge=True)
-    half = window // 2
-    lo, hi = max(0, i - half), min(len(lrs), i + half + 1)
-    chosen = lrs[lo:hi][np.isfinite(mean[lo:hi])]
-    pts = g[g["lr"].isin(chosen) & np.isfinite(g["_loss"])]
-    x_all = np.log(pts["lr"].to_numpy(float))
-    y_all = pts["_loss"].to_numpy(float)
-    x_mid = float(np.log(lrs[i]))
-    x, x_lo, x_hi = x_all - x_mid, float(np.log(chosen.min())) - x_mid, float(np.log(chosen.max())) - x_mid
-    coef = _quadratic(x, y_all[None])[0]
-    if not coef[2] > 0 or not x_lo <= -coef[1] / (2 * coef[2]) <= x_hi:
-        # the local parabola opens downward or its vertex lies outside the window: it does not
-        # describe this minimum (noise, a loss spike), so the grid minimum is the safer answer
-        return grid_answer("grid")
-    vertex = _vertex(coef[None], x_lo, x_hi)[0]
-    # bootstrap: resample runs at each lr when every lr has ≥ 2, else the parabola's residuals
-    counts = pts.groupby("lr").size()
-    Y = np.empty((n_boot, len(x)))
-    if counts.min() >= 2:
-        for v in chosen:
-            members = np.flatnonzero(pts["lr"].to_numpy() == v)
-            k = len(members)
-            m = y_all[members].mean()
-            draws = rng.choice(members, size=(n_boot, k), replace=True)
-            Y[:, members] = m + math.sqrt(k / (k - 1)) * (y_all[draws] - m)   # unbiased spread
-        how = "runs"
-    else:
-        X = np.column_stack([np.ones_like(x), x, x * x])
-        fitted = X @ coef
-        resid = y_all - fitted
-        dof = max(1, len(x) - 3)
-        resid = resid * math.sqrt(len(x) / dof)                             # inflate for the 3 fitted coefs
-        Y = fitted + rng.choice(resid, size=(n_boot, len(x)), replace=True)
-        how = "residual"
-    boot = _quadratic(x, Y)
-    vertices = _vertex(boot, x_lo, x_hi)
-    q = 100 * (1 - level) / 2
-    low, high = np.percentile(vertices, [q, 100 - q])
-    best_loss = float(coef[0] + coef[1] * vertex + coef[2] * vertex ** 2)
-    return dict(best_lr=float(np.exp(vertex + x_mid)), lr_low=float(np.exp(low + x_mid)),
-                lr_high=float(np.exp(high + x_mid)), best_loss=best_loss, at_edge=False,
-                method=f"parabola ({how} bootstrap)", **grid, **base)
-
-
-def _quadratic(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Least-squares c0 + c1·x + c2·x² for each row of Y (same x): rows of (c0, c1, c2)."""
-    X = np.column_stack([np.ones_like(x), x, x * x])
-    coef, *_ = np.linalg.lstsq(X, Y.T, rcond=None)
-    return coef.T
-
-
-def _vertex(coef: np.ndarray, x_lo: float, x_hi: float) -> np.ndarray:
-    """Minimiser over [x_lo, x_hi] of each quadratic (rows of coef); an edge when it opens downward."""
-    c0, c1, c2 = coef[:, 0], coef[:, 1], coef[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vertex = np.where(c2 > 0, -c1 / (2 * c2), np.nan)
-    at = lambda x: c0 + c1 * x + c2 * x * x
-    edge = np.where(at(x_lo) <= at(x_hi), x_lo, x_hi)
-    return np.where(c2 > 0, np.clip(vertex, x_lo, x_hi), edge)
+    v = local_vertex(np.log(g["lr"].to_numpy(float)), g["_loss"].to_numpy(float), window=window, n_boot=n_boot,
+                     level=level, rng=rng)
+    on_grid = lambda x: float(lrs[np.argmin(np.abs(np.log(lrs) - x))]) if np.isfinite(x) else math.nan
+    exact = v["method"].startswith("parabola")          # else best, low and high are grid learning rates
+    lr = (lambda x: math.exp(x)) if exact else on_grid
+    return dict(best_lr=lr(v["x"]), lr_low=lr(v["low"]), lr_high=lr(v["high"]), best_loss=v["value"],
+                grid_lr=on_grid(v["grid_x"]), grid_loss=v["grid_y"], at_edge=v["method"] == "edge",
+                method=v["method"], **base)
 
 
 def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") -> pd.DataFrame:

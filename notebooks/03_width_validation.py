@@ -91,14 +91,14 @@ if trend is None:
     nb.say(f"**Not judged** — {why}")
 else:
     nb.say(trend.summary())
-    display(trend.extra["steps"])
+    display(trend.steps)
 
 # %%
 if trend is not None:
     holds = trend.verdict.startswith("monotone")
     nb.say(f"At depth {depth}, widening the model "
            + ("**lowered the loss at every step** tried, as the paper reports" if holds else
-              f"**did not lower the loss steadily**: {trend.extra['reason']}")
+              f"**did not lower the loss steadily**: {trend.reason}")
            + f". Over the whole range the loss changes by {trend.params['slope']:+.4f} nats per e-fold of width "
            f"(95% CI {trend.ci['slope'][0]:+.4f} to {trend.ci['slope'][1]:+.4f}).")
 
@@ -120,27 +120,20 @@ taus = fit.tau_by_width(grads, n_boot=min(nb.n_boot, 500))
 taus
 
 # %%
-decaying = taus[(taus["tau"] > 0) & (taus["verdict"] == "decays toward the input")]
+decaying = taus[taus["verdict"] == "decays toward the input"]
 growing = taus[taus["verdict"] == "grows toward the input"]
 nb.say(f"In {len(decaying)} of {len(taus)} runs the block gradients **decay** toward the input (the interval of "
-       f"1/τ lies above zero), in {len(growing)} they **grow** toward it, in the rest there is no clear trend. "
-       + (f"The decaying runs' τ runs from {decaying.tau.min():.1f} to {decaying.tau.max():.1f} layers."
-          if len(decaying) else "With no decaying run there is no persistence length to scale: the paper's "
-                                "exponential-decay picture does **not** describe these models."))
-scaling, why = nb.attempt(fit.fit_tau_scaling, decaying["width"], decaying["tau"])
+       f"the decay rate 1/τ lies above zero), in {len(growing)} they **grow** toward it, in the rest there is no "
+       "clear trend. τ(W) is fitted to every run's decay rate, whatever its sign: a run whose gradients do not "
+       "decay is a result, not a reason to leave it out.")
+rate_se = (taus["rate_high"] - taus["rate_low"]) / (2 * 1.96)
+scaling, why = nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6),
+                          n_boot=min(nb.n_boot, 500))
 if scaling is None:
     nb.say(f"**τ(W) not fitted** — {why}. The paper's τ ∝ W^0.44 cannot be tested on this run.")
 else:
     nb.figure(charts.tau_scaling_chart(scaling), "tau_scaling")
     nb.say(scaling.summary())
-
-# %%
-if scaling is not None:
-    g, (lo, hi) = scaling.params["gamma"], scaling.ci["gamma"]
-    nb.say(f"Measured exponent γ = {g:.2f} (95% CI {lo:.2f} to {hi:.2f}) against the paper's 0.44: "
-           + ("**consistent** with it" if scaling.extra["paper_gamma_in_ci"] else "**not reproduced** at this scale")
-           + f". The power law explains R² = {scaling.extra['r2_power']:.3f} of τ's variation, the logarithm "
-           f"R² = {scaling.extra['r2_log']:.3f}: the data prefer the **{scaling.extra['preferred']}**.")
 
 # %% [markdown]
 # ## One model's gradient profile, fitted

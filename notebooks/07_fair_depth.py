@@ -229,17 +229,15 @@ nb.figure(charts.loss_vs_chart(both, "depth", color="arm",
           "loss_vs_depth_three_ways")
 
 # %%
-fitted = [charts.critical_depth_chart(r).properties(title=f"{arm}: D* = {r.params['d_star']:.1f} "
-                                                    f"({r.ci['d_star'][0]:.1f}–{r.ci['d_star'][1]:.1f}), {r.verdict}")
+fitted = [charts.critical_depth_chart(r).properties(title=f"{arm}: {r.verdict}" + (f", {r.bound}" if r.bound else ""))
           for arm, r in fits.items() if r is not None]
 if fitted:
     nb.figure(alt.vconcat(*fitted), "critical_depth_three_ways")
 
 # %%
-table = pd.DataFrame([dict(arm=arm, d_star=r.params["d_star"], ci_low=r.ci["d_star"][0], ci_high=r.ci["d_star"][1],
-                           verdict=r.verdict, r2=r.r2, runs=r.n_points,
-                           paper_2_43_ln_w=r.extra["paper_d_crit_log"])
-                      for arm, r in fits.items() if r is not None])
+table = pd.DataFrame([dict(arm=arm, verdict=r.verdict, d_star=r.params["d_star"], ci_low=r.ci["d_star"][0],
+                           ci_high=r.ci["d_star"][1], bound=r.bound, p_rise=r.p_rise, runs=r.n_points,
+                           paper_2_43_ln_w=r.paper_log) for arm, r in fits.items() if r is not None])
 table
 
 # %% [markdown]
@@ -267,27 +265,9 @@ display(widgets.view(depth_curve_at, {"lr": lr_slider}))
 # ## What this run shows
 
 # %%
-def arm_sentence(arm, r):
-    lo, hi = r.ci["d_star"]
-    if r.verdict == "U-shaped":
-        return f"{arm}: **U-shaped**, D\\* = {r.params['d_star']:.1f} (95% CI {lo:.1f}–{hi:.1f})"
-    if r.verdict == "monotone decreasing":
-        return f"{arm}: **still falling** at the deepest depth tried (D\\* ≥ {r.extra['depth_range'][1]:g})"
-    if r.verdict == "monotone increasing":
-        return f"{arm}: **rising from the shallowest depth** (D\\* ≤ {r.extra['depth_range'][0]:g})"
-    return f"{arm}: **inconclusive**, D\\* = {r.params['d_star']:.1f} with an interval ({lo:.1f}–{hi:.1f}) reaching an end of the range"
-
-
-def overlap(r1, r2):
-    (a1, b1), (a2, b2) = r1.ci["d_star"], r2.ci["d_star"]
-    return not (b1 < a2 or b2 < a1)
-
-
 mean_loss = both[both["status"] == "complete"].groupby(["arm", "depth"])["val_loss"].mean().unstack("arm")
 gain = (mean_loss["(a) SP, fixed lr"] - mean_loss["(b) SP, best lr per depth"]).dropna()
-sentences = [arm_sentence(arm, r) for arm, r in fits.items() if r is not None]
-nb.say(f"Depth sweeps at W = {W}, {int(nb.budget):,} tokens per run, seeds {nb.seeds}, preset `{nb.preset}`: "
-       + "; ".join(sentences) + ".")
+nb.say(f"Depth sweeps at W = {W}, {int(nb.budget):,} tokens per run, seeds {nb.seeds}, preset `{nb.preset}`.")
 if len(gain):
     nb.say("Re-tuning the learning rate per depth lowered SP's loss by "
            + ", ".join(f"{g:.3f} at D = {d}" for d, g in gain.items())
@@ -295,57 +275,5 @@ if len(gain):
               "deep models more than shallow ones." if gain.iloc[-1] > gain.iloc[0] else
               " nats — no more at the deepest depth than at the shallowest, so the fixed learning rate did "
               "not single out deep models."))
-def fair_outcome(fair, fixed):
-    """What a fair-lr sweep says about the fixed-lr sweep's critical depth, in a few words."""
-    if fair.verdict == "U-shaped":
-        return "survives" if overlap(fair, fixed) else "moves"
-    if fair.verdict == "monotone decreasing":
-        return "vanishes (the loss keeps falling with depth)"
-    if fair.verdict == "monotone increasing":
-        return "collapses to the shallowest depth"
-    return "cannot be told (inconclusive)"
-
-
-a = fits.get("(a) SP, fixed lr")
-fair = {"(b)": fits.get("(b) SP, best lr per depth"), "(c)": fits.get("(c) CompleteP, transferred lr")}
-if a is None:
-    nb.say("The paper-style sweep (a) could not be fitted, so there is nothing to compare against.")
-elif a.verdict == "monotone increasing":
-    shallowest = a.extra["depth_range"][0]
-    moved = {k: r for k, r in fair.items() if r is not None}
-    nb.say(f"**At one fixed learning rate the loss rises from the shallowest depth tried**: the critical depth of "
-           f"(a) is at or below D = {shallowest:g}, far below the paper's 2.43·ln W = {a.extra['paper_d_crit_log']:.1f}. "
-           "With a fair learning rate the fitted minimum lies at "
-           + "; ".join(f"D\\* = {r.params['d_star']:.1f} ({r.ci['d_star'][0]:.1f}–{r.ci['d_star'][1]:.1f}) under {k}"
-                       for k, r in moved.items())
-           + ". " + " ".join(
-               f"Under {k} the interval excludes D = {shallowest:g}: the fair learning rate **moves the critical "
-               f"depth deeper**." if r.ci["d_star"][0] > shallowest else
-               f"Under {k} the interval still reaches D = {shallowest:g}: the data cannot say that the fair learning "
-               f"rate moves it." for k, r in moved.items())
-           + " Read it with the intervals above: with few seeds and a short budget these are statements about "
-             "this run, not about the paper's scale.")
-elif a.verdict != "U-shaped":
-    nb.say(f"**Nothing to explain away at this scale**: the paper-style sweep (a) is itself {a.verdict}, so "
-           "there is no critical depth here whose survival a fair learning rate could test. A larger budget, "
-           "more seeds or deeper models would be needed.")
-else:
-    outcomes = {k: fair_outcome(r, a) for k, r in fair.items() if r is not None}
-    if outcomes and all(o == "survives" for o in outcomes.values()):
-        head = ("**The critical depth survives a fair learning rate**: every sweep is U-shaped and the intervals "
-                "for D\\* overlap.")
-    elif any(o.startswith("vanishes") or o.startswith("collapses") for o in outcomes.values()):
-        head = ("**The fixed-lr critical depth does not survive**: with a fair learning rate the U-shape of (a) "
-                "is gone in at least one sweep — at this scale the rise beyond D\\* is at least partly a "
-                "learning-rate effect.")
-    elif any(o == "moves" for o in outcomes.values()):
-        head = ("**A minimum remains, but it moves**: the fair sweeps' D\\* intervals do not all overlap (a)'s, "
-                "so the depth measured at one fixed learning rate is biased.")
-    else:
-        head = ("**Undecided**: (a) is U-shaped, but at least one fair sweep cannot tell a minimum from a trend "
-                "— more seeds or depths would decide it.")
-    nb.say(head + " In detail, the critical depth of (a) "
-           + "; ".join(f"under {k} {o}" for k, o in outcomes.items())
-           + ". Read it with the intervals above: with few seeds and a short budget these are statements about "
-             "this run, not about the paper's scale.")
+nb.say(fit.verdicts.fair_depth_text(fits))
 nb.finish();

@@ -24,14 +24,15 @@ def assert_written(paths):
 def results():
     rng = np.random.default_rng(0)
     out = {}
-    depths = np.repeat([2, 4, 8, 16, 32], 2)
+    depths = np.repeat([2, 4, 6, 8, 12, 16, 32], 3)
     losses = 3 + 0.06 * (np.log(depths) - math.log(10)) ** 2 + rng.normal(0, 0.005, len(depths))
-    out["critical_depth"] = fit.fit_critical_depth(depths, losses, seeds=np.tile([0, 1], 5), width=256, n_boot=200)
+    out["critical_depth"] = fit.fit_critical_depth(depths, losses, seeds=np.tile([0, 1, 2], 7), width=256, n_boot=200)
+    assert out["critical_depth"].verdict == "U-shaped"
     layers = np.arange(16)
     out["gradient_persistence"] = fit.fit_gradient_persistence(
         np.exp(-(16 - layers) / 5.0 + rng.normal(0, 0.05, (3, 16))), n_boot=200)
     widths = np.array([64, 128, 256, 512, 1024])
-    out["tau_scaling"] = fit.fit_tau_scaling(widths, 0.5 * widths ** 0.44 * np.exp(rng.normal(0, 0.03, 5)))
+    out["tau_scaling"] = fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 5)), n_boot=100)
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40))
     T = np.exp(rng.uniform(np.log(1e9), np.log(1e11), 40))
     L = 1.8 + 400 / N ** 0.34 + 1500 / T ** 0.3
@@ -42,7 +43,6 @@ def results():
     losses = fit.depth_width_loss(truth, D, W, Tk) * np.exp(rng.normal(0, 0.003, len(D)))
     law = fit.fit_depth_width_law(D, W, Tk, losses, n_boot=30, n_polish=16)
     out["depth_width_law"] = law
-    out["compute_optimal"] = fit.compute_optimal_exponents(law, max_samples=30)
     rows = []
     for C in (1e15, 1e16, 1e17):
         for k in np.linspace(-1.5, 1.5, 6):
@@ -61,15 +61,14 @@ def test_every_fit_has_a_chart_written_as_png_and_svg(results, kind, tmp_path):
     assert_written(charts.save_chart(chart, tmp_path / "sub" / kind))
 
 
-def test_trajectory_chart(tmp_path):
-    traj = pd.DataFrame({"tokens": [1e6, 4e6, 1.6e7, 6.4e7], "d_star": [6.0, 9.0, np.nan, 20.0],
-                         "low": [4.0, 7.0, np.nan, 15.0], "high": [8.0, 12.0, np.nan, 24.0],
-                         "verdict": ["U-shaped", "U-shaped", "not fitted: too few", "inconclusive"],
-                         "n_runs": [5, 5, 2, 5], "n_depths": [5, 5, 2, 5]})
-    chart = charts.critical_depth_trajectory_chart(traj, width=512)
-    assert_written(charts.save_chart(chart, tmp_path / "trajectory"))
-    with pytest.raises(ValueError, match="no checkpoint"):
-        charts.critical_depth_trajectory_chart(traj.assign(d_star=np.nan))
+def test_critical_depth_by_budget_chart(tmp_path):
+    by_budget = pd.DataFrame({"tokens": [1e6, 4e6, 1.6e7], "verdict": ["monotone decreasing", "U-shaped", "inconclusive"],
+                              "d_star": [np.nan, 9.0, np.nan], "low": [np.nan, 7.0, np.nan], "high": [np.nan, 12.0, np.nan],
+                              "bound": ["D* ≥ 8", "", ""], "bound_depth": [8.0, None, None]})
+    chart = charts.critical_depth_by_budget_chart(by_budget, width=512)
+    assert_written(charts.save_chart(chart, tmp_path / "by_budget"))
+    with pytest.raises(ValueError, match="no budget"):
+        charts.critical_depth_by_budget_chart(by_budget.iloc[[2]])
 
 
 def test_chart_refuses_the_wrong_result(results):
@@ -81,5 +80,5 @@ def test_paper_reference_is_drawn(results):
     spec = charts.critical_depth_chart(results["critical_depth"]).to_dict()
     text = str(spec)
     assert "2.43·ln W" in text and "(W/512)^0.44" in text
-    assert "paper: slope 0.44" in str(charts.tau_scaling_chart(results["tau_scaling"]).to_dict())
+    assert "paper: tau ~ W^0.44" in str(charts.tau_scaling_chart(results["tau_scaling"]).to_dict())
     assert "paper: C^0.12" in str(charts.isoflop_chart(results["isoflop"]).to_dict())

@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Charts each notebook must write (stems; .png and .svg both) — a contract with their readers.
 EXPECTED_CHARTS = {
     "01_primer": ["budget_breakdown", "gradient_persistence", "race"],
-    "02_baseline_sweep": ["loss_vs_depth", "critical_depth", "critical_depth_trajectory", "loss_curves"],
+    "02_baseline_sweep": ["loss_vs_depth", "critical_depth", "loss_curves"],
     "03_width_validation": ["loss_vs_width", "grad_norm_profiles"],
     "04_compute_matched": ["loss_gap", "loss_vs_flops", "inference_speed"],
-    "05_scaling_fit": ["depth_width_law", "compute_optimal", "chinchilla_form", "isoflop"],
+    "05_scaling_fit": ["depth_width_law", "chinchilla_form", "isoflop"],
     "06_mobilellm_counterpoint": ["loss_vs_depth_sharing", "loss_curves"],
     "07_fair_depth": ["coord_check_width", "coord_check_depth", "lr_curves_width", "best_lr_width",
                       "lr_curves_depth", "best_lr_depth", "loss_vs_depth_three_ways", "critical_depth_three_ways"],

@@ -1,0 +1,188 @@
+"""The sentences notebooks print: one function per kind of verdict, so every notebook words the same
+evidence the same way and no notebook cell holds a decision tree of its own.
+
+Each takes a fit result (or the frames a fitter returned) and returns Markdown. Numbers come from the
+result; nothing here decides anything the fitter did not.
+"""
+from __future__ import annotations
+
+import math
+
+from .stats import CHINCHILLA_TOKENS_PER_PARAM, FALLING_FAST, fmt, fmt_ci
+
+
+def regime_sentence(regime: dict) -> str:
+    """Which regime a set of runs comes from: tokens per non-embedding parameter (Chinchilla-optimal is
+    about 20), and whether the best and deepest runs were still falling when training stopped."""
+    if not regime:
+        return ""
+    parts = []
+    tpp = regime.get("tokens_per_param")
+    if tpp:
+        lo, hi = tpp
+        parts.append(f"Regime: {fmt(lo)}–{fmt(hi)} tokens per non-embedding parameter")
+        if hi < CHINCHILLA_TOKENS_PER_PARAM:
+            parts[-1] += (f", below the ≈ {CHINCHILLA_TOKENS_PER_PARAM:g} of compute-optimal training: these models "
+                          "are under-trained, and a comparison between them measures how fast each shape learns "
+                          "at this budget more than what it can reach")
+    slopes = {k: regime[f"slope_{k}"] for k in ("best", "deepest") if f"slope_{k}" in regime}
+    fast = {k: v for k, v in slopes.items() if v < FALLING_FAST}
+    if fast:
+        effect = regime.get("effect")
+        txt = " and ".join(f"the {k} runs by {-v:.3f}" for k, v in fast.items())
+        parts.append(f"at the end of training the loss was still falling — {txt} nats per doubling of tokens"
+                     + (f", more than the {effect:.3f}-nat difference the verdict rests on" if effect and
+                        max(-v for v in fast.values()) > effect else ""))
+    elif slopes:
+        parts.append("the loss had levelled off by the end of training (under "
+                     f"{-FALLING_FAST:g} nats per doubling of tokens at the best and deepest depths)")
+    return "; ".join(parts) + "." if parts else ""
+
+
+def excluded_sentence(excluded) -> str:
+    if not excluded:
+        return ""
+    return f"Excluded from the fit ({len(excluded)}): " + "; ".join(excluded) + "."
+
+
+def critical_depth_text(r) -> str:
+    """The summary paragraph of a critical-depth fit: data, tests, verdict, regime, exclusions, paper."""
+    lo, hi = r.depth_range
+    seeds = f", {r.data['seed'].nunique()} seed(s)" if "seed" in r.data else ""
+    where = f" at W = {r.width:g}" if r.width is not None else ""
+    text = (f"Critical depth{where} from {r.n_points} runs ({r.data['depth'].nunique()} depths {fmt(lo)}–{fmt(hi)}"
+            f"{seeds}). Verdict: **{r.verdict}** — {r.reason}.")
+    if r.verdict == "U-shaped":
+        text += f" {r.bound} (local parabola in ln D around the best depth, bootstrap over the runs at each depth)."
+    elif r.bound:
+        text += f" {r.bound}."
+    text += (f" Tests: rise beyond the best depth p = {r.p_rise:.3g}, fall before it p = {r.p_fall:.3g}"
+             + (f"; held-out error of a saturating law {r.cv_saturating:.3g} vs a law that may rise {r.cv_rising:.3g}."
+                if math.isfinite(r.cv_saturating) else "."))
+    text += " " + paper_comparison(r)
+    return " ".join(s for s in (text, regime_sentence(r.regime), excluded_sentence(r.excluded)) if s)
+
+
+def paper_comparison(r) -> str:
+    """The Depth Delusion's critical depth beside ours — graded only when we found a U-shape."""
+    if r.paper_log is None:
+        return ""
+    claim = (f"The paper's 2.43·ln W gives {r.paper_log:.1f} and its W^0.44 law (anchored at W = 512) "
+             f"{r.paper_power:.1f}")
+    if r.verdict == "U-shaped":
+        lo, hi = r.ci["d_star"]
+        inside = lambda v: "inside" if lo <= v <= hi else "outside"
+        return f"{claim}: {inside(r.paper_log)} and {inside(r.paper_power)} our interval respectively."
+    return f"{claim}; with no U-shape found here there is no critical depth to set beside them."
+
+
+def critical_depth_sentence(r) -> str:
+    """One headline sentence for a notebook: what the sweep at this width shows, in its regime."""
+    w = f"At W = {r.width:g}" if r.width is not None else "Here"
+    lo, hi = r.depth_range
+    if r.verdict == "U-shaped":
+        head = (f"{w} the loss is **U-shaped**: lowest at D\\* = {fmt(r.params['d_star'])} "
+                f"({r.level:.0%} CI {fmt_ci(r.ci['d_star'])}) and {r.rise:.3f} nats higher at worst beyond it "
+                f"(rise test p = {r.p_rise:.2g}). {paper_comparison(r)}")
+    elif r.verdict == "monotone decreasing":
+        head = (f"{w} the paper's rise beyond a critical depth is **not reproduced**: the loss "
+                + ("keeps falling to the deepest depth tried" if r.d_plateau >= hi else
+                   f"levels off from D ≈ {fmt(r.d_plateau)} and no deeper depth is measurably worse")
+                + f" (up to D = {fmt(hi)}; rise test p = {r.p_rise:.2g}), so {r.bound}.")
+    elif r.verdict == "monotone increasing":
+        head = f"{w} the loss **rises from the shallowest depth tried**: {r.bound}."
+    else:
+        head = f"{w} the data are **inconclusive**: {r.reason}."
+    return " ".join(s for s in (head, regime_sentence(r.regime)) if s)
+
+
+def movement_sentence(by_budget, moves, width=None) -> str:
+    """D* across annealed budgets: the verdict at each budget and whether D* moves (paired test)."""
+    w = f" at W = {width:g}" if width is not None else ""
+    per = "; ".join(f"{row.tokens:,.0f} tokens: {row.verdict}"
+                    + (f" D\\* = {fmt(row.d_star)} ({fmt(row.low)}–{fmt(row.high)})" if row.verdict == "U-shaped"
+                       else (f" ({row.bound})" if isinstance(row.bound, str) and row.bound else ""))
+                    for row in by_budget.itertuples())
+    text = f"Across annealed budgets{w} — {per}."
+    if moves is None or moves.empty:
+        return text + (" The movement of D\\* is only tested between budgets that are both U-shaped; "
+                       "there is no such pair here.")
+    for row in moves.itertuples():
+        text += (f" From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens D\\* shifts by {row.shift:+.1f} "
+                 f"layers (paired bootstrap 95% CI {row.low:+.1f} to {row.high:+.1f}): "
+                 + ("**it moves with the budget**." if row.moves else "no significant movement."))
+    return text
+
+
+def isoflop_text(r) -> str:
+    """The isoFLOP summary: optima per budget, the exponents (graded against the paper only when the
+    design identified them), and what is missing."""
+    from .isoflop import PAPER_DEPTH_EXPONENT, PAPER_WIDTH_EXPONENT
+    budgets = len(r.optima)
+    bracketed = int(r.optima.get("opt_params", []).notna().sum()) if "opt_params" in r.optima else 0
+    text = f"IsoFLOP profiles: {budgets} budgets from {r.n_points} runs; the size optimum is bracketed at {bracketed}."
+    paper = {"depth": PAPER_DEPTH_EXPONENT, "width": PAPER_WIDTH_EXPONENT}
+    parts = []
+    for row in (r.exponents.itertuples() if r.exponents is not None else []):
+        label = {"params": "N*", "depth": "D*", "width": "W*"}[row.coordinate]
+        part = f"{label} ∝ C^{row.exponent:.3f} ({r.level:.0%} CI {fmt_ci((row.low, row.high))}; {row.budgets} budgets)"
+        if row.coordinate in paper and r.identified:
+            inside = row.low <= paper[row.coordinate] <= row.high
+            part += f" — the paper's {paper[row.coordinate]} is {'inside' if inside else 'outside'}"
+        parts.append(part)
+    if "tokens_exponent" in r.params:
+        lo, hi = r.ci["tokens_exponent"]
+        parts.append(f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((lo, hi))})")
+    if parts:
+        text += " " + "; ".join(parts) + "."
+    if r.notes:
+        text += " " + "; ".join(r.notes) + "."
+    if not r.identified:
+        text += " **Not identified** — " + "; ".join(r.health) + ". Nothing here is compared with the paper."
+    return text
+
+
+def _overlap(r1, r2) -> bool:
+    (a1, b1), (a2, b2) = r1.ci["d_star"], r2.ci["d_star"]
+    return not (b1 < a2 or b2 < a1)
+
+
+def arm_sentence(arm: str, r) -> str:
+    """One depth sweep's verdict in a few words, for a list of arms."""
+    if r.verdict == "U-shaped":
+        return f"{arm}: **U-shaped**, D\\* = {fmt(r.params['d_star'])} ({r.level:.0%} CI {fmt_ci(r.ci['d_star'])})"
+    return f"{arm}: **{r.verdict}**" + (f" ({r.bound})" if r.bound else f" — {r.reason}")
+
+
+def fair_depth_text(fits: dict) -> str:
+    """Notebook 07's verdict: does the critical depth of the paper-style sweep (the first arm: one fixed
+    learning rate) survive a fair learning rate (the other arms)? 'moves' requires the two D* intervals
+    not to overlap — a conservative test (two disjoint 95% intervals differ at well below 5%)."""
+    (name_a, a), *others = fits.items()
+    others = [(k, r) for k, r in others if r is not None]
+    if a is None:
+        return "The paper-style sweep could not be fitted, so there is nothing to compare against."
+    detail = "; ".join(arm_sentence(k, r) for k, r in [(name_a, a)] + others) + "."
+    caveat = (" Read it with the intervals above: with few seeds and a short budget these are statements about "
+              "this run, not about the paper's scale.")
+    if a.verdict != "U-shaped":
+        return (f"**Nothing to explain away at this scale**: the paper-style sweep {name_a} is itself {a.verdict}, "
+                f"so there is no critical depth here whose survival a fair learning rate could test. {detail}{caveat}")
+    outcome = {}
+    for k, r in others:
+        outcome[k] = {"U-shaped": "survives" if _overlap(r, a) else "moves",
+                      "monotone decreasing": "vanishes (the loss keeps falling with depth)",
+                      "monotone increasing": "collapses to the shallowest depth"}.get(r.verdict, "cannot be told (inconclusive)")
+    values = list(outcome.values())
+    if values and all(v == "survives" for v in values):
+        head = "**The critical depth survives a fair learning rate**: every sweep is U-shaped and the D\\* intervals overlap."
+    elif any(v.startswith(("vanishes", "collapses")) for v in values):
+        head = ("**The fixed-lr critical depth does not survive**: with a fair learning rate its U-shape is gone in at "
+                "least one sweep — at this scale the rise beyond D\\* is at least partly a learning-rate effect.")
+    elif "moves" in values:
+        head = ("**A minimum remains, but it moves**: a fair sweep's D\\* interval does not overlap the fixed-lr one, "
+                "so the depth measured at one fixed learning rate is biased.")
+    else:
+        head = "**Undecided**: at least one fair sweep cannot tell a minimum from a trend — more seeds or depths would decide it."
+    return (head + " The critical depth of the fixed-lr sweep " + "; ".join(f"under {k} {v}" for k, v in outcome.items())
+            + f". {detail}{caveat}")
