@@ -79,7 +79,9 @@ def _noise_se2(Y, index, n):
         ss = ((Y - means[:, index]) ** 2) @ S.T
         dof = np.maximum(n - 1, 0)
         pooled = ss.sum(axis=1, keepdims=True) / dof.sum()
-        var = (PRIOR_DOF * pooled + ss) / (PRIOR_DOF + dof)
+        shrunk = (PRIOR_DOF * pooled + ss) / (PRIOR_DOF + dof)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.fmax(shrunk, ss / dof)          # never below a depth's own spread: deep runs scatter more
     else:
         second = means[:, 2:] - 2 * means[:, 1:-1] + means[:, :-2]
         var = np.repeat((second ** 2).mean(axis=1, keepdims=True) / 6, len(n), axis=1)
@@ -104,8 +106,13 @@ def rise_test(depths, losses, *, n_sim=2000, rng=None) -> dict:
     levels, index, n, _, _ = group_means(depths, losses)
     means, se2 = _noise_se2(losses[None], index, n)
     R, F = _rise_fall(means, se2)
-    sd = np.sqrt(se2[0] * n)                           # per-run noise of each depth
-    Z = rng.standard_normal((n_sim, len(losses))) * sd[index]
+    # Noise of each depth for the null draws: the estimate, redrawn from its own sampling distribution
+    # (scaled inverse χ² with the estimate's degrees of freedom) so the null also carries the
+    # uncertainty of a variance measured from three seeds; plugging the estimate in as if exact makes
+    # the test too eager where the noise is uneven across depths.
+    dof = PRIOR_DOF + np.maximum(n - 1, 0) if n.max() >= 2 else np.full(len(n), max(1, len(n) - 2))
+    var = se2[0] * n * dof / rng.chisquare(dof, size=(n_sim, len(n)))
+    Z = rng.standard_normal((n_sim, len(losses))) * np.sqrt(var[:, index])
     R_null, F_null = _rise_fall(*_noise_se2(Z, index, n))
     p = lambda obs, null: 1.0 if not np.isfinite(obs) else float((1 + np.sum(null >= obs)) / (1 + n_sim))
     table = pd.DataFrame({"depth": levels, "n": n.astype(int), "mean": means[0], "se": np.sqrt(se2[0])})
