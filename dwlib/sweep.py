@@ -76,7 +76,7 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, *, store=None, progress:
     this raises RuntimeError with its error instead of repeating it). Interrupted runs resume
     from `<store dir>/checkpoints/<run_key>.pt`; the checkpoint is deleted once the result is stored.
     An exception is recorded as status 'failed' with its message and re-raised; Ctrl-C leaves the run
-    resumable and re-raises. The result record gains `resumed_from_step` (0 for a fresh start).
+    resumable and re-raises. The record's `resumed_from_step` says where training began (0: a fresh start).
     """
     return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait)[0]
 
@@ -120,7 +120,6 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
         from .train import train
-        resumed_from = checkpoint_step(checkpoint)
         result = train(model_cfg, train_cfg, checkpoint=checkpoint, progress=progress, on_eval=on_eval,
                        tokens=tokens)
     except BaseException as e:
@@ -133,10 +132,8 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
         raise
     stop.set()
     beat.join()
-    result.setdefault("resumed_from_step", resumed_from)
     if store.finish(key, result, owner):
         checkpoint.unlink(missing_ok=True)
-        checkpoint.with_suffix(".tmp").unlink(missing_ok=True)
     else:
         warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
                       "that process's result is the one stored", RuntimeWarning)
@@ -144,15 +141,15 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
 
 
 def checkpoint_step(path: Path) -> int:
-    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights."""
+    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights.
+    An unreadable file is a ValueError naming it (the trainer moves such a file aside and starts over)."""
     if not Path(path).exists():
         return 0
     import torch
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:   # unreadable: the trainer will say so with its own message
-        return 0
-    return int(saved.get("state", {}).get("step", 0))
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state"]["step"])
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The trainer: determinism, exact resume, budgets, divergence, records, CLI."""
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import torch
 
 from dwlib.config import ModelConfig, TrainConfig, flops_per_token
 from dwlib.data import load_tokens
-from dwlib.train import lr_at, param_groups, resolve_device, train
+from dwlib.train import instability, lr_at, param_groups, resolve_device, train
 from dwlib.model import Transformer
 
 TINY = ModelConfig(depth=2, width=64, context=32)
@@ -30,7 +31,8 @@ def test_record_has_the_documented_fields(tokens):
     r = run(tokens)
     for key in ("status", "params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss",
                 "tokens", "tokens_per_second", "wall_seconds", "curve", "grad_norms", "corpus_fingerprint",
-                "run_key", "best_val_loss", "flops", "device", "versions"):
+                "run_key", "best_val_loss", "flops", "device", "versions", "tokens_per_param", "final_slope",
+                "clip_fraction", "unstable_reason", "resumed_from_step"):
         assert key in r, key
     assert r["status"] == "complete" and r["steps"] == 20
     assert r["tokens"] == 20 * 4 * 32
@@ -38,17 +40,55 @@ def test_record_has_the_documented_fields(tokens):
     assert r["corpus_fingerprint"] == tokens.fingerprint
     assert [c["step"] for c in r["curve"] if c["val_loss"] is not None] == [10, 20]
     assert r["val_loss"] < math.log(256)  # it learned something
+    assert r["unstable_reason"] is None and r["resumed_from_step"] == 0
+    seconds = [c["seconds"] for c in r["curve"]]   # train seconds at every row, from the first step
+    assert 0 < seconds[0] and seconds == sorted(seconds) and seconds[-1] == pytest.approx(r["train_seconds"])
     json.dumps(r)  # plain data
 
 
-def test_grad_norms_per_layer_at_evals_and_end(tokens):
+def test_the_record_says_its_regime(tokens):
+    r = run(tokens, steps=40, eval_every=5)
+    assert r["tokens_per_param"] == pytest.approx(r["tokens"] / r["non_embedding_params"])
+    # still learning fast at 40 steps: validation loss falls with every doubling of tokens
+    assert r["final_slope"] < -0.05
+    evals = [(c["tokens"], c["val_loss"]) for c in r["curve"] if c["val_loss"] is not None and c["step"] >= 30]
+    assert len(evals) == 3   # the slope comes from the evaluations of the last quarter: 30, 35, 40
+    few = run(tokens, steps=20, eval_every=10)   # one evaluation there: the train-loss curve's points
+    assert few["final_slope"] is not None and math.isfinite(few["final_slope"])
+
+
+def test_clip_fraction_counts_clipped_steps(tokens):
+    assert run(tokens, grad_clip=1e-9)["clip_fraction"] == 1.0   # every step's norm exceeds it
+    assert run(tokens, grad_clip=0.0)["clip_fraction"] == 0.0     # clipping off
+    assert 0.0 <= run(tokens, grad_clip=1.0)["clip_fraction"] <= 1.0
+
+
+def test_a_run_no_better_than_guessing_is_unstable(tokens):
+    r = run(tokens, lr=3.0, steps=40)     # finite losses, but worse than a uniform guess at the end
+    assert r["status"] == "unstable" and r["val_loss"] >= math.log(256)
+    assert "ln(vocab)" in r["unstable_reason"]
+
+
+def test_instability_rule():
+    uniform = math.log(256)
+    assert instability(None, None, 256) is None
+    assert instability(3.0, 2.9, 256) is None                       # mild overfitting: fine
+    assert "spike" in instability(2.0 + 0.11 * (uniform - 2.0), 2.0, 256)
+    assert instability(2.0 + 0.09 * (uniform - 2.0), 2.0, 256) is None
+    assert "uniform" in instability(uniform, uniform, 256)
+
+
+def test_grad_norms_per_layer_over_four_steps_at_evals_and_end(tokens):
     r = run(tokens, grad_norm_steps=(5,))
     steps = sorted({g["step"] for g in r["grad_norms"]})
-    assert steps == [5, 10, 20]
+    assert steps == [2, 3, 4, 5, 7, 8, 9, 10, 17, 18, 19, 20]   # s-3 … s for s = 5 (asked), 10 (eval), 20 (end)
     at_end = [g for g in r["grad_norms"] if g["step"] == 20]
     assert [g["layer"] for g in at_end] == [-1, 0, 1, 2]
     assert [g["name"] for g in at_end] == ["embedding", "block0", "block1", "head"]
     assert all(g["norm"] > 0 and math.isfinite(g["norm"]) for g in at_end)
+    # four different batches: four different norms per layer, for fitters to average
+    block0 = [g["norm"] for g in r["grad_norms"] if g["name"] == "block0" and 17 <= g["step"] <= 20]
+    assert len(set(block0)) == 4
 
 
 def test_same_seed_same_curve_other_seed_differs(tokens):
@@ -68,20 +108,41 @@ def test_resume_matches_straight_run(tokens, tmp_path):
 
     cfg = TrainConfig(steps=40, batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1,
                       checkpoint_every=20)
+    points = []
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt, on_eval=stop_at_20)
+        train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt, on_eval=lambda p: (points.append(p), stop_at_20(p)))
     assert ckpt.exists()
     resumed = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    assert resumed["resumed_from_step"] == 20
     assert [p["train_loss"] for p in resumed["curve"]] == [p["train_loss"] for p in straight["curve"]]
     assert resumed["val_loss"] == straight["val_loss"]
+    assert resumed["clip_fraction"] == straight["clip_fraction"]   # the clip count is in the checkpoint
+    # the train clock continues from the checkpoint: every eval point carries its seconds
+    assert [p["step"] for p in points] == [10, 20] and 0 < points[0]["seconds"] < points[1]["seconds"]
+    seconds = {c["step"]: c["seconds"] for c in resumed["curve"]}
+    assert seconds[20] == points[1]["seconds"] < seconds[30] < seconds[40]
 
 
-def test_checkpoint_of_another_run_is_refused(tokens, tmp_path):
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "another run's"])
+def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tokens, tmp_path, damage):
     ckpt = tmp_path / "run.pt"
     cfg = TrainConfig(steps=10, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1, checkpoint_every=5)
-    train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        train(ModelConfig(depth=3, width=64, context=32), cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):   # a real checkpoint at step 5, of this run or of another
+        train(TINY, TrainConfig(**{**cfg.__dict__, "seed": 1}) if damage == "another run's" else cfg,
+              progress=False, tokens=tokens, checkpoint=ckpt, on_eval=stop)
+    if damage == "random bytes":
+        ckpt.write_bytes(os.urandom(ckpt.stat().st_size))
+    elif damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {ckpt} cannot be resumed.*moved it to run.pt.corrupt-"):
+        r = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    assert r["status"] == "complete" and r["resumed_from_step"] == 0
+    assert r["val_loss"] == train(TINY, cfg, progress=False, tokens=tokens)["val_loss"]
+    assert len(list(tmp_path.glob("run.pt.corrupt-*"))) == 1
 
 
 def test_flop_budget_is_matched_across_shapes(tokens):
