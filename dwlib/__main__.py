@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -77,22 +78,35 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Build (ModelConfig, TrainConfig) from parsed flags; the vocab size follows the tokenizer."""
+    """Build (ModelConfig, TrainConfig) from parsed flags; the vocab size follows the tokenizer. Bad values
+    are a ValueError naming the flag; so is a budget that plans more than config.MAX_STEPS steps."""
+    from .config import steps_for_budget
     from .data import tokenizer_vocab_size
-    model = ModelConfig(
-        depth=args.depth, width=args.width, n_heads=args.heads, head_dim=args.head_dim, context=args.context,
-        vocab_size=tokenizer_vocab_size(args.tokenizer), mlp=args.mlp, norm=args.norm,
-        residual_scale=args.residual_scale, share=args.share, tie_embeddings=args.tie_embeddings,
-        parametrization=args.parametrization, base_width=args.base_width, base_depth=args.base_depth,
-        depth_alpha=args.depth_alpha)
-    train = TrainConfig(
-        corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
-        lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule,
-        weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
-        eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
-        grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
-        device=args.device, threads=args.threads, compile=args.compile)
+    for flag in ("tokens", "flops"):   # argparse reads "inf" and "nan" as floats: refuse them before int()
+        if getattr(args, flag) is not None and not math.isfinite(getattr(args, flag)):
+            raise ValueError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    try:
+        model = ModelConfig(
+            depth=args.depth, width=args.width, n_heads=args.heads, head_dim=args.head_dim, context=args.context,
+            vocab_size=tokenizer_vocab_size(args.tokenizer), mlp=args.mlp, norm=args.norm,
+            residual_scale=args.residual_scale, share=args.share, tie_embeddings=args.tie_embeddings,
+            parametrization=args.parametrization, base_width=args.base_width, base_depth=args.base_depth,
+            depth_alpha=args.depth_alpha)
+        train = TrainConfig(
+            corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
+            lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule,
+            weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
+            eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
+            grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
+            device=args.device, threads=args.threads, compile=args.compile)
+        steps_for_budget(model, train)   # a plan too long for any sane run: refused before anything loads
+    except ValueError as e:
+        # config errors start with the field's name: say the flag instead ("lr must …" → "--lr must …")
+        name, space, rest = str(e).partition(" ")
+        if space and name in vars(args):
+            raise ValueError(f"--{name.replace('_', '-')} {rest}") from None
+        raise
     return model, train
 
 
@@ -106,21 +120,44 @@ def parse_ints(text: str, flag: str) -> tuple[int, ...]:
 def cmd_train(args) -> int:
     from .train import train
     model_cfg, train_cfg = configs_from_args(args)
-    record = train(model_cfg, train_cfg, progress=not args.quiet)
     if args.record:
-        with open(args.record, "w") as f:
-            json.dump(record, f, indent=1)
+        check_writable(args.record)
+    record = train(model_cfg, train_cfg, progress=not args.quiet)
     summary = {k: v for k, v in record.items() if k not in ("curve", "grad_norms")}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{record['status']}: D={model_cfg.depth} W={model_cfg.width}  params {record['params']:,} "
-              f"(non-embedding {record['non_embedding_params']:,})  tokens {record['tokens']:,}  "
-              f"FLOPs {record['flops']:.3g}")
-        val = record["val_loss"]
-        print(f"train loss {record['train_loss']:.4f}  val loss {val if val is None else round(val, 4)}  "
-              f"{record['tokens_per_second']:,.0f} tok/s  {record['wall_seconds']:.1f} s on {record['device']}")
+        status = record["status"] + (f" at step {record['diverged_step']}" if record["diverged_step"] else "")
+        print(f"{status}: D={model_cfg.depth} W={model_cfg.width}  params {record['params']:,} "
+              f"(non-embedding {record['non_embedding_params']:,})  tokens {record['tokens']:,} "
+              f"({record['tokens_per_param']:.3g} per parameter)  FLOPs {record['flops']:.3g}")
+        print(f"train loss {number(record['train_loss'], '.4f')}  val loss {number(record['val_loss'], '.4f')}  "
+              f"{number(record['tokens_per_second'], ',.0f')} tok/s  {record['wall_seconds']:.1f} s on {record['device']}")
+        if record["unstable_reason"]:
+            print(f"unstable: {record['unstable_reason']}")
+    if args.record:
+        try:
+            with open(args.record, "w") as f:
+                json.dump(record, f, indent=1)
+        except OSError as e:   # the summary above is printed: the run is not lost without a word
+            print(f"error: could not write the record to --record {args.record}: {e}", file=sys.stderr)
+            return 4
     return 0 if record["status"] == "complete" else 3
+
+
+def number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def check_writable(path: str) -> None:
+    """Refuse a --record path that cannot be written before training, not after."""
+    existed = os.path.exists(path)
+    try:
+        open(path, "a").close()
+    except OSError as e:
+        raise ValueError(f"--record {path} cannot be written: {e.strerror or e}") from None
+    if not existed:
+        os.unlink(path)
 
 
 # -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
@@ -308,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,runs}")
     p = sub.add_parser("train", help="train one model and print its result",
                        description="Train one model of the given shape and print its losses, "
-                                   "parameter and FLOP counts and throughput.")
+                                   "parameter and FLOP counts and throughput.",
+                       epilog="exit status: 0 the run completed; 3 it diverged or is unstable (the record "
+                              "says why); 2 bad input; 4 the run finished but --record could not be written "
+                              "(the summary is printed); 130 interrupted")
     add_model_flags(p)
     add_train_flags(p)
     p.add_argument("--json", action="store_true", help="print the result record as one JSON line (last line)")
@@ -337,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # no source lines on a CLI
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

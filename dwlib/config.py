@@ -282,7 +282,7 @@ def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     else:
         return 200
     if steps > MAX_STEPS:
-        raise ValueError(f"{name} {value:.3g} is {steps:,} optimizer steps of {tokens_per_step:,} tokens, more "
+        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {tokens_per_step:,} tokens, more "
                          f"than the {MAX_STEPS:,} a run may plan (a budget in the wrong unit?)")
     return max(1, steps)
 

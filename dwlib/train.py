@@ -212,7 +212,7 @@ def save_checkpoint(path: Path, key: str, model, optimizer, state: dict) -> None
 def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
     """Legal but probably not what was meant: say so, then train as asked."""
     tokens_per_step = train_cfg.batch_size * train_cfg.grad_accum * model_cfg.context
-    if train_cfg.tokens is not None and train_cfg.tokens < tokens_per_step / 2:
+    if train_cfg.tokens is not None and train_cfg.tokens < tokens_per_step:
         warnings.warn(f"tokens={train_cfg.tokens:,} is less than one step of {tokens_per_step:,} tokens; "
                       "training one step", UserWarning, stacklevel=3)
     if train_cfg.warmup is not None and train_cfg.warmup > steps:

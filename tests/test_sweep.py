@@ -183,6 +183,28 @@ def test_ctrl_c_leaves_the_run_resumable(tmp_path, tiny, monkeypatch):
     assert store.runs_frame()["attempts"].tolist() == [2]
 
 
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_trains_from_step_0(tmp_path, tiny):
+    """issue 13: random bytes in a run's checkpoint used to fail the run on every rerun."""
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=30, **tiny)
+    ckpt = store.checkpoint_path(sweep.key_for(m, t))
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(m, t, store=store, progress=False, on_eval=stop)   # interrupted at step 10, checkpointed
+    assert sweep.checkpoint_step(ckpt) == 10
+    ckpt.write_bytes(os.urandom(ckpt.stat().st_size))
+    with pytest.raises(ValueError, match=f"checkpoint {ckpt} cannot be read"):
+        sweep.checkpoint_step(ckpt)                                   # does not pass it off as step 0
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {ckpt} cannot be resumed"):
+        frame = sweep.run_sweep([(m, t)], store=store, progress=False)
+    assert frame["status"].tolist() == ["complete"]
+    assert store.get(frame["run_key"][0])["result"]["resumed_from_step"] == 0
+    assert [p.name.startswith(ckpt.name + ".corrupt-") for p in ckpt.parent.iterdir()] == [True]
+
+
 def test_a_lapsed_lease_is_taken_over(tmp_path, tiny, monkeypatch):
     """A run held by a process on another machine that stopped heartbeating: waited for while the
     lease is live, trained once it lapses."""

@@ -223,12 +223,90 @@ def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
 @pytest.mark.parametrize("flags, needle", [
     (["--depth", "0"], "depth"), (["--width", "100"], "100"), (["--corpus", "nosuch"], "nosuch"),
     (["--tokenizer", "wordpiece"], "wordpiece"), (["--device", "tpu"], "tpu"), (["--steps", "-3"], "steps"),
+    # issue 13: non-finite numbers, and plans no run could finish, are refused up front naming the flag
+    (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--min-lr", "nan"], "--min-lr"),
+    (["--weight-decay", "inf"], "--weight-decay"), (["--grad-clip", "nan"], "--grad-clip"),
+    (["--tokens", "1e30"], "--tokens"), (["--tokens", "1e12"], "--tokens"), (["--tokens", "inf"], "--tokens"),
+    (["--tokens", "nan"], "--tokens"), (["--flops", "inf"], "--flops"), (["--flops", "nan"], "--flops"),
+    (["--steps", "1000000000"], "--steps"), (["--record", "/no/such/folder/record.json"], "--record"),
 ])
 def test_cli_bad_input_is_one_line_not_a_traceback(flags, needle):
     out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--quiet", "--threads", "1", *flags],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and needle in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+TINY_CLI = [sys.executable, "-m", "dwlib", "train", "--threads", "1", "--context", "32", "--batch-size", "4",
+            "--depth", "2", "--width", "32", "--quiet"]
+
+
+def test_cli_diverged_run_prints_its_summary_and_real_or_null_rates():
+    out = subprocess.run(TINY_CLI + ["--steps", "50", "--lr", "1e6"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr          # documented: 3 = diverged or unstable
+    assert out.stdout.startswith("diverged at step") and "train loss -" in out.stdout and not out.stderr
+    out = subprocess.run(TINY_CLI + ["--steps", "50", "--lr", "1e6", "--json"], capture_output=True, text=True,
+                         timeout=300)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["status"] == "diverged" and record["diverged_step"] <= 50
+    for rate in ("tokens_per_second", "flops_per_second"):   # measured or null, never divided by ~0
+        assert record[rate] is None or record["train_seconds"] >= 1e-3
+    if record["tokens_per_second"] is not None:
+        assert record["tokens_per_second"] == pytest.approx(record["tokens"] / record["train_seconds"])
+
+
+def test_cli_record_that_cannot_be_written_after_training_keeps_the_summary(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (a device that refuses writes: a full disk)")
+    out = subprocess.run(TINY_CLI + ["--steps", "5", "--record", "/dev/full"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 4
+    assert out.stdout.startswith("complete:") and "val loss" in out.stdout
+    assert "could not write the record to --record /dev/full" in out.stderr and "Traceback" not in out.stderr
+    good = tmp_path / "record.json"
+    assert subprocess.run(TINY_CLI + ["--steps", "5", "--record", str(good)], timeout=300).returncode == 0
+    assert json.loads(good.read_text())["curve"]
+
+
+def test_cli_warns_about_surprising_but_legal_budgets():
+    out = subprocess.run(TINY_CLI + ["--tokens", "100", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "less than one step of 128 tokens; training one step" in out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 1
+    out = subprocess.run(TINY_CLI + ["--steps", "10", "--warmup", "50"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "warmup of 50 steps is longer than the run (10 steps)" in out.stderr
+
+
+def test_nothing_is_allocated_per_planned_step(tokens):
+    """A plan of MAX_STEPS costs no more host memory than a short one (the old trainer built a set of
+    every eval step and a tensor of every step's loss)."""
+    import tracemalloc
+    from dwlib.config import MAX_STEPS
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    peaks = []
+    for steps in (10, 10, MAX_STEPS):   # the first run pays for lazy imports
+        tracemalloc.start()
+        cfg = TrainConfig(steps=steps, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(TINY, cfg, progress=False, tokens=tokens, on_eval=stop)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[2] < peaks[1] + 1_000_000
+
+
+def test_the_curve_stays_bounded_however_long_the_run():
+    from dwlib.train import CURVE_POINTS, add_step, new_state
+    state = new_state()
+    for step in range(1, 5001):
+        add_step(state, step, float(step), seconds=step / 100)
+    assert CURVE_POINTS // 2 <= len(state["buckets"]) < CURVE_POINTS
+    width = state["bucket_width"]
+    assert width == 8 and [b[0] for b in state["buckets"]] == list(range(width, 5001 - 5000 % width, width))
+    end, mean, seconds = state["buckets"][0]                 # each bucket: the mean of its steps' losses
+    assert mean == pytest.approx(sum(range(1, width + 1)) / width) and seconds == end / 100
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
