@@ -29,8 +29,10 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context", type=int, default=128, help="context length T in tokens (default 128)")
     g.add_argument("--mlp", choices=["gelu", "swiglu"], default="gelu", help="MLP type (default gelu, ratio 4)")
     g.add_argument("--norm", choices=["layernorm", "rmsnorm"], default="layernorm", help="normalisation (default layernorm)")
-    g.add_argument("--residual-scale", choices=["none", "rezero", "deepnorm"], default="none",
-                   help="residual-branch scaling: learned ReZero gate or fixed 1/sqrt(2L) (default none)")
+    g.add_argument("--residual-scale", default="none", metavar="{none,rezero,inv-sqrt-2l}",
+                   help="residual-branch scaling: none (default), rezero (a learned gate per branch, starting "
+                        "at 0) or inv-sqrt-2l (every Pre-LN branch x 1/sqrt(2L); called 'deepnorm' before, "
+                        "but it is not DeepNet)")
     g.add_argument("--share", type=int, default=1,
                    help="MobileLLM immediate block-wise sharing: apply each block k times (default 1)")
     g.add_argument("--tie-embeddings", action="store_true", help="share input embedding and output head")

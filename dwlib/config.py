@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
-RESIDUAL_SCALES = ("none", "rezero", "deepnorm")
+RESIDUAL_SCALES = ("none", "rezero", "inv-sqrt-2l")
 PARAMETRIZATIONS = ("sp", "mup", "completep")
 SCHEDULES = ("cosine", "wsd", "wsd-sqrt", "constant")
 WSD_SCHEDULES = ("wsd", "wsd-sqrt")      # warmup, constant, then a cooldown over the last `cooldown` of the steps
@@ -40,7 +40,7 @@ class ModelConfig:
     mlp: str = "gelu"                # gelu (4W hidden) or swiglu (hidden ≈ 8W/3: same params as gelu)
     mlp_ratio: float = 4.0
     norm: str = "layernorm"          # layernorm or rmsnorm, both without bias
-    residual_scale: str = "none"     # none | rezero (learned gate, starts at 0) | deepnorm (× 1/√(2D))
+    residual_scale: str = "none"     # none | rezero (learned gate, starts at 0) | inv-sqrt-2l (branches × 1/√(2L))
     share: int = 1                   # MobileLLM immediate block-wise sharing: each block applied `share` times
     tie_embeddings: bool = False
     bias: bool = False
@@ -59,6 +59,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         _choice("mlp", self.mlp, MLPS)
         _choice("norm", self.norm, NORMS)
+        if self.residual_scale == "deepnorm":
+            raise ValueError("residual_scale 'deepnorm' was renamed 'inv-sqrt-2l': it multiplies every Pre-LN "
+                             "residual branch by 1/sqrt(2L), which is not DeepNet (Post-LN with a scaled skip)")
         _choice("residual_scale", self.residual_scale, RESIDUAL_SCALES)
         _choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         if self.n_heads is not None:
@@ -91,6 +94,11 @@ class ModelConfig:
     @property
     def head_size(self) -> int:
         return self.width // self.heads
+
+    @property
+    def base_head_size(self) -> float:
+        """Head size of this model at base_width (μP/CompleteP's reference shape)."""
+        return self.base_width / (self.n_heads or max(1, self.base_width // self.head_dim))
 
     @property
     def hidden(self) -> int:
@@ -320,7 +328,10 @@ def to_dict(cfg) -> dict:
 
 def model_config_from_dict(d: dict) -> ModelConfig:
     names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in d.items() if k in names})
+    d = {k: v for k, v in d.items() if k in names}
+    if d.get("residual_scale") == "deepnorm":   # stores written before the rename hold the old name
+        d["residual_scale"] = "inv-sqrt-2l"
+    return ModelConfig(**d)
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:
@@ -338,5 +349,8 @@ def run_key(model: ModelConfig, train: TrainConfig, corpus_fingerprint: str) -> 
     if train.schedule not in WSD_SCHEDULES:
         del t["cooldown"]   # it changes nothing else, so cosine and constant runs keep their keys
     payload = {"model": to_dict(model), "train": t, "corpus": corpus_fingerprint}
+    if model.parametrization != "sp":
+        # μP / CompleteP attention became √(base head size)/head size: their earlier runs are other models
+        payload["attention"] = "sqrt(base_head_size)/head_size"
     payload = json.dumps(payload, sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -229,6 +229,7 @@ def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
     (["--tokens", "1e30"], "--tokens"), (["--tokens", "1e12"], "--tokens"), (["--tokens", "inf"], "--tokens"),
     (["--tokens", "nan"], "--tokens"), (["--flops", "inf"], "--flops"), (["--flops", "nan"], "--flops"),
     (["--steps", "1000000000"], "--steps"), (["--record", "/no/such/folder/record.json"], "--record"),
+    (["--residual-scale", "deepnorm"], "--residual-scale 'deepnorm' was renamed 'inv-sqrt-2l'"),
 ])
 def test_cli_bad_input_is_one_line_not_a_traceback(flags, needle):
     out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--quiet", "--threads", "1", *flags],
