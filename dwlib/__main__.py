@@ -60,7 +60,12 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     g.add_argument("--min-lr", type=float, default=None, help="final learning rate (default lr/10)")
     g.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of steps)")
-    g.add_argument("--schedule", choices=["cosine", "wsd", "constant"], default="cosine", help="LR schedule")
+    g.add_argument("--schedule", choices=["cosine", "wsd", "wsd-sqrt", "constant"], default=None,
+                   help="LR schedule after warmup: cosine to --min-lr (default; with --anneal-at: wsd-sqrt), "
+                        "constant, or warmup-stable-decay: constant, then a cooldown to --min-lr over the last "
+                        "--cooldown of the steps, linear (wsd) or 1-sqrt (wsd-sqrt, Hagele et al. 2024)")
+    g.add_argument("--cooldown", type=float, default=0.2,
+                   help="wsd schedules: fraction of the steps in the final decay (default 0.2)")
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices (default 0.1)")
     g.add_argument("--beta1", type=float, default=0.9)
     g.add_argument("--beta2", type=float, default=0.95)
@@ -97,7 +102,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         train = TrainConfig(
             corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
             steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
-            lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule,
+            lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule or "cosine",
+            cooldown=args.cooldown,
             weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
             eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
             grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
@@ -166,7 +172,7 @@ def check_writable(path: str) -> None:
 
 SWEEP_DESIGNS = ("grid", "depth", "width", "compute-matched", "critical-depth", "isoflop")
 SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops",
-                   "train_loss", "val_loss", "wall_seconds", "error"]
+                   "tokens_per_param", "train_loss", "val_loss", "final_slope", "wall_seconds", "error"]
 
 
 def add_sweep_flags(p: argparse.ArgumentParser) -> None:
@@ -182,6 +188,12 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shapes", default=None,
                    help="explicit shapes DxW for compute-matched / isoflop, e.g. 2x256,8x128,32x64")
     g.add_argument("--budgets", default=None, help="isoflop: comma-separated FLOP budgets, e.g. 1e12,3e12,1e13")
+    g.add_argument("--anneal-at", default=None, metavar="T1,T2,...",
+                   help="token budgets, e.g. 2e4,4e4,8e4: every shape and seed of the design is trained once per "
+                        "budget with a warmup-stable-decay schedule (--schedule wsd-sqrt unless wsd is given; "
+                        "--cooldown; --warmup steps shared by all budgets, default 5%% of the smallest's): one "
+                        "constant-LR trunk to the largest budget, a cooldown branch from it for each other "
+                        "budget. Each budget is stored as its own fully annealed run")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
     g.add_argument("--match", choices=["params", "flops"], default="params",
@@ -251,7 +263,18 @@ def parse_vary(items: list[str]) -> dict:
 
 
 def sweep_pairs(args) -> list:
-    """The (ModelConfig, TrainConfig) pairs the sweep flags describe."""
+    """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
+    from . import sweep
+    pairs = design_pairs(args)
+    if not args.anneal_at:
+        return pairs
+    if args.schedule not in (None, "wsd", "wsd-sqrt"):
+        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {args.schedule}")
+    return sweep.anneal(pairs, parse_floats(args.anneal_at, "--anneal-at"), schedule=args.schedule or "wsd-sqrt",
+                        cooldown=args.cooldown, warmup=args.warmup)
+
+
+def design_pairs(args) -> list:
     from . import sweep
     model, train = configs_from_args(args)
     depths = parse_ints(args.depths, "--depths") if args.depths else (model.depth,)
@@ -310,10 +333,18 @@ def print_frame(frame, columns, as_json=False, as_csv=False) -> None:
 def cmd_sweep(args) -> int:
     from . import sweep
     pairs = sweep_pairs(args)
+    cost = sweep.anneal_cost(pairs)
+    cost_line = (f"cost: {cost['tokens_branched']:,} training tokens with cooldown branches ({cost['trunks']} "
+                 f"trunks) vs {cost['tokens_separate']:,} for {cost['runs']} separate runs "
+                 f"({cost['tokens_branched'] / cost['tokens_separate']:.0%})")
     if args.dry_run:
         print_frame(sweep.design_frame(pairs), ["depth", "width", "heads", "params", "non_embedding_params",
                                                 "flops_per_token", "steps", "tokens", "flops", "lr", "seed"])
+        if cost["trunks"] < cost["runs"]:
+            print(cost_line)
         return 0
+    if cost["trunks"] < cost["runs"]:
+        print(cost_line, file=sys.stderr if args.json else sys.stdout, flush=True)
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
                             progress=not args.quiet, ray_address=args.ray_address,
                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
@@ -335,8 +366,8 @@ def cmd_runs(args) -> int:
     frame = Store(args.store).runs_frame()
     if args.status:
         frame = frame[frame["status"] == args.status]
-    print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "params", "tokens", "flops",
-                        "val_loss", "wall_seconds", "attempts", "updated", "error"],
+    print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "schedule", "params", "tokens", "flops",
+                        "tokens_per_param", "val_loss", "wall_seconds", "attempts", "updated", "error"],
                 as_json=args.json, as_csv=args.csv)
     return 0
 
@@ -369,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the runs in a results store",
                        description="List the runs in a results store, one line per run.")
     p.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
-    p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "failed"],
+    p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "unstable", "failed"],
                    default=None, help="only runs with this status")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="all columns as JSON records")

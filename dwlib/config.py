@@ -300,11 +300,16 @@ def warmup_steps(total: int, train: TrainConfig) -> int:
     return train.warmup if train.warmup is not None else max(1, round(0.05 * total))
 
 
+def cooldown_steps(total: int, train: TrainConfig) -> int:
+    """Steps in a wsd schedule's final decay: cooldown·total, rounded half up (never Python's round to
+    even, so the decay start total − cooldown_steps never decreases as the budget grows)."""
+    return math.floor(train.cooldown * total + 0.5)
+
+
 def decay_start(total: int, train: TrainConfig) -> int:
-    """First step of a wsd schedule's cooldown: total − cooldown·total (rounded half up, so the start
-    never decreases as the budget grows), and never inside the warmup. A run to budget T with an explicit
-    warmup is, up to this step, the same computation as any longer run of the same config."""
-    return max(total - math.floor(train.cooldown * total + 0.5), min(warmup_steps(total, train), total))
+    """First step of a wsd schedule's cooldown, never inside the warmup. A run to budget T with an
+    explicit warmup is, up to this step, the same computation as any longer run of the same config."""
+    return max(total - cooldown_steps(total, train), min(warmup_steps(total, train), total))
 
 
 def paper_critical_depth(width: float) -> float:

@@ -168,6 +168,15 @@ def add_step(state: dict, step: int, loss: float, seconds: float) -> None:
             state["bucket_width"] *= 2
 
 
+def setup_device(train_cfg: TrainConfig):
+    """The run's device and its autocast context (bf16 and TF32 on CUDA; plain fp32 on CPU)."""
+    device = resolve_device(train_cfg.device)
+    torch.set_num_threads(train_cfg.threads or default_threads())
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device):
     """A freshly initialised model (seeded) and its AdamW optimizer."""
     torch.manual_seed(train_cfg.seed)
@@ -221,15 +230,17 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | Path | None = None,
-          progress: bool = True, on_eval=None, tokens: Tokens | None = None) -> dict:
+          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path; the run resumes from it if the file exists and saves to it every
         `train_cfg.checkpoint_every` steps (atomically). The file is left in place; callers delete it.
         A checkpoint that cannot be resumed is moved aside (`<name>.corrupt-<time>`) with a warning.
-    progress: show a tqdm progress bar.
-    on_eval: called with {step, tokens, train_loss, val_loss, seconds, depth, width} after each evaluation.
+    progress: show a tqdm progress bar. on_eval: called after each evaluation with {step, tokens,
+        train_loss, val_loss, seconds, depth, width}.
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
+    fork_at: {step: [(run_key, path), …]}: on passing `step`, also save a checkpoint *as each of those
+        runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=path)` of it resumes.
     """
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
@@ -238,22 +249,17 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | P
                          f"{train_cfg.tokenizer!r} (vocab {tokens.vocab_size}); set vocab_size={tokens.vocab_size}")
     steps = steps_for_budget(model_cfg, train_cfg)
     warn_surprises(model_cfg, train_cfg, steps)
-    device = resolve_device(train_cfg.device)
-    torch.set_num_threads(train_cfg.threads or default_threads())
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    B, T, accum = train_cfg.batch_size, model_cfg.context, train_cfg.grad_accum
+    device, autocast = setup_device(train_cfg)
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     model, optimizer, state = resume(checkpoint, key, model_cfg, train_cfg, device)
     start_step = state["step"]
     forward = torch.compile(model) if train_cfg.compile else model
+    B, T = train_cfg.batch_size, model_cfg.context
     val = [(x.to(device), y.to(device)) for x, y in val_batches(tokens, train_cfg.eval_batches, B, T)]
     # Per-step values stay on the device in fixed-size buffers until the next sync (at most SYNC_EVERY steps)
     losses, clipped = torch.zeros(SYNC_EVERY, device=device), torch.zeros(SYNC_EVERY, device=device)
-    pending_norms = []   # (step, device tensor)
-    status = "complete"
+    pending_norms, status = [], "complete"   # pending_norms: (step, device tensor) until the next sync
     bar = tqdm(total=steps, initial=start_step, disable=not progress, leave=False,
                desc=f"D={model_cfg.depth} W={model_cfg.width}")
     wall_start = time.perf_counter() - state["wall_seconds"]
@@ -276,12 +282,13 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | P
 
         at_eval = done % train_cfg.eval_every == 0 or done == steps
         at_checkpoint = checkpoint is not None and done % train_cfg.checkpoint_every == 0 and done < steps
-        if at_eval or at_checkpoint or slot + 1 == SYNC_EVERY:
+        forks = (fork_at or {}).get(done, ())
+        if at_eval or at_checkpoint or forks or slot + 1 == SYNC_EVERY:
             # .tolist() waits for the device, so the clock read after it is honest
             host_losses, host_clipped = losses[:slot + 1].tolist(), clipped[:slot + 1].tolist()
             finite = sync(state, host_losses, host_clipped, pending_norms, time.perf_counter() - segment_start)
             if finite and at_eval:
-                point = evaluation(state, forward, val, autocast, tokens_per_step=B * T * accum)
+                point = evaluation(state, forward, val, autocast, tokens_per_step=train_cfg.tokens_per_step * T)
                 bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{point['val_loss']:.3f}")
                 finite = math.isfinite(point["val_loss"])
             if not finite:
@@ -290,6 +297,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | P
             state["wall_seconds"] = time.perf_counter() - wall_start
             if at_checkpoint:
                 save_checkpoint(checkpoint, key, model, optimizer, state)
+            for fork_key, fork_path in forks:
+                save_checkpoint(Path(fork_path), fork_key, model, optimizer, state)
             if at_eval and on_eval is not None:
                 on_eval(dict(point, depth=model_cfg.depth, width=model_cfg.width))
             segment_start = time.perf_counter()

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from dwlib.config import ModelConfig, TrainConfig, flops_per_token
+from dwlib.config import ModelConfig, TrainConfig, decay_start, flops_per_token, run_key
 from dwlib.data import load_tokens
 from dwlib.train import instability, lr_at, param_groups, resolve_device, train
 from dwlib.model import Transformer
@@ -181,8 +181,42 @@ def test_schedules():
     assert lr_at(0, 100, cfg) == pytest.approx(0.1)
     assert lr_at(9, 100, cfg) == pytest.approx(1.0)
     assert lr_at(99, 100, cfg) == pytest.approx(0.1)
-    wsd = TrainConfig(lr=1.0, min_lr=0.0, warmup=10, schedule="wsd")
-    assert lr_at(50, 100, wsd) == 1.0 and lr_at(99, 100, wsd) == pytest.approx(0.0)
+    wsd = TrainConfig(lr=1.0, min_lr=0.0, warmup=10, schedule="wsd")         # cooldown: the last 20%
+    assert lr_at(79, 100, wsd) == 1.0 and lr_at(99, 100, wsd) == pytest.approx(0.0)
+    assert lr_at(89, 100, wsd) == pytest.approx(0.5)                           # linear
+    sqrt = TrainConfig(lr=1.0, min_lr=0.1, warmup=10, schedule="wsd-sqrt", cooldown=0.5)
+    assert lr_at(49, 100, sqrt) == 1.0 and lr_at(99, 100, sqrt) == pytest.approx(0.1)
+    assert lr_at(74, 100, sqrt) == pytest.approx(1 - 0.9 * math.sqrt(0.5))    # 1 − sqrt(progress)
+    # the constant phase of every budget is the same: a shorter run's schedule is the longer one's until
+    # its own cooldown starts
+    for total, start in ((37, 18), (40, 20), (64, 32)):    # 37 − 18.5 rounds half up: 19 cooldown steps
+        assert decay_start(total, sqrt) == start
+        assert [lr_at(s, total, sqrt) for s in range(start)] == [lr_at(s, 100, sqrt) for s in range(start)]
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "wsd-sqrt"])
+def test_a_cooldown_branch_is_the_standalone_wsd_run(tokens, tmp_path, schedule):
+    """A trunk to 100 steps forks at the 40-step run's decay start; resuming that fork computes only the
+    cooldown and gives the same record as training the 40-step run from scratch."""
+    common = dict(batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1, schedule=schedule,
+                  warmup=5, grad_norm_steps=(20,))
+    long, short = TrainConfig(steps=100, **common), TrainConfig(steps=40, **common)
+    fork_step = decay_start(40, short)
+    fork = tmp_path / "short.pt"
+    trunk = train(TINY, long, progress=False, tokens=tokens,
+                  fork_at={fork_step: [(run_key(TINY, short, tokens.fingerprint), fork)]})
+    assert trunk["val_loss"] == run(tokens, **{**common, "steps": 100})["val_loss"]   # forking changes nothing
+    branch = train(TINY, short, progress=False, tokens=tokens, checkpoint=fork)
+    standalone = train(TINY, short, progress=False, tokens=tokens)
+    assert fork_step == 32 and branch["resumed_from_step"] == 32 and branch["steps"] == 40
+    assert branch["val_loss"] == pytest.approx(standalone["val_loss"], abs=1e-6)
+    assert [(c["step"], c["val_loss"] is None) for c in branch["curve"]] == [
+        (c["step"], c["val_loss"] is None) for c in standalone["curve"]]
+    for key in ("train_loss", "val_loss", "lr"):
+        values = [c[key] for c in branch["curve"] if c[key] is not None]
+        assert values == pytest.approx([c[key] for c in standalone["curve"] if c[key] is not None], abs=1e-6)
+    assert [(g["step"], g["name"]) for g in branch["grad_norms"]] == [(g["step"], g["name"]) for g in standalone["grad_norms"]]
+    assert branch["clip_fraction"] == standalone["clip_fraction"]
 
 
 def test_mup_and_completep_learning_rate_rules():
