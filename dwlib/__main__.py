@@ -268,10 +268,16 @@ def sweep_pairs(args) -> list:
     pairs = design_pairs(args)
     if not args.anneal_at:
         return pairs
+    if args.design in ("compute-matched", "critical-depth", "isoflop"):
+        raise ValueError(f"--anneal-at sets token budgets; --design {args.design} matches FLOP budgets (use "
+                         "--design grid, depth or width)")
     if args.schedule not in (None, "wsd", "wsd-sqrt"):
         raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {args.schedule}")
-    return sweep.anneal(pairs, parse_floats(args.anneal_at, "--anneal-at"), schedule=args.schedule or "wsd-sqrt",
-                        cooldown=args.cooldown, warmup=args.warmup)
+    budgets = parse_floats(args.anneal_at, "--anneal-at")
+    if not all(math.isfinite(b) and b > 0 for b in budgets):
+        raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
+    return sweep.anneal(pairs, budgets, schedule=args.schedule or "wsd-sqrt", cooldown=args.cooldown,
+                        warmup=args.warmup)
 
 
 def design_pairs(args) -> list:
@@ -410,8 +416,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    import warnings
-    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # no source lines on a CLI
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -425,4 +429,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import warnings
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # no source lines on a CLI
     sys.exit(main())

@@ -163,16 +163,15 @@ class Store:
                                  f"(it holds tables {sorted(tables)}); give another path")
             if "meta" in tables:
                 row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is not None and row[0] == "dwlib-runs-1":
-                    _migrate_from_1(con)
-                    row = (SCHEMA,)
-                if row is None or row[0] != SCHEMA:
+                if row is None or row[0] not in (SCHEMA, "dwlib-runs-1"):
                     raise ValueError(f"{str(self.path)!r} is not a dwlib store of schema {SCHEMA!r} "
                                      f"(found {row[0] if row else None!r})")
                 # A damaged page deep in the file would otherwise surface later, mid-sweep.
                 verdict = con.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
                 if verdict != "ok":
                     raise ValueError(f"store {str(self.path)!r} is corrupted (sqlite quick_check: {verdict})")
+                if row[0] == "dwlib-runs-1":
+                    _migrate_from_1(con)
             else:
                 # one transaction, so a second process opening the file meanwhile sees all or nothing
                 con.executescript(f"BEGIN IMMEDIATE; {_TABLES} "

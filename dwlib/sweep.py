@@ -499,10 +499,14 @@ def fork_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
     return decay_start(steps_for_budget(model_cfg, train_cfg), train_cfg)
 
 
+def _plain(pairs, group) -> list[tuple[dict, dict]]:
+    """A group's pairs as plain dicts: they pickle into worker processes and Ray tasks."""
+    return [(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group]
+
+
 def _local(pairs, groups, *, wait, report, store, progress, lease_seconds, **_):
     for group in groups:
-        outcomes = _sweep_task([(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group], store, wait,
-                               lease_seconds, None, progress)
+        outcomes = _sweep_task(_plain(pairs, group), store, wait, lease_seconds, None, progress)
         for i, outcome in zip(group, outcomes):
             report(i, outcome)
             yield i, outcome
@@ -525,8 +529,8 @@ def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, **_
     # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(_sweep_task, [(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group],
-                               str(store.path.resolve()), wait, lease_seconds, threads): group for group in groups}
+        futures = {pool.submit(_sweep_task, _plain(pairs, group), str(store.path.resolve()), wait, lease_seconds,
+                               threads): group for group in groups}
         try:
             for future in as_completed(futures):
                 group = futures[future]
@@ -561,8 +565,8 @@ def _ray(pairs, groups, *, wait, report, store, lease_seconds, ray_address, gpus
     if gpus_per_run is None:
         gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_sweep_task)
-    refs = {task.remote([(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group], str(store.path.resolve()),
-                        wait, lease_seconds, cpus_per_run): group for group in groups}
+    refs = {task.remote(_plain(pairs, group), str(store.path.resolve()), wait, lease_seconds, cpus_per_run): group
+            for group in groups}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)

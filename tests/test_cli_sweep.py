@@ -97,6 +97,10 @@ def test_dry_run_shows_the_design(capsys):
     (["--design", "compute-matched", "--flops", "1e12", "--shapes", "2by64"], "DxW"),
     (["--depths", "2,four"], "--depths"),
     (["--widths", "100"], "not divisible"),
+    (["--anneal-at", "1e4,2e4", "--schedule", "cosine"], "--anneal-at trains warmup-stable-decay runs"),
+    (["--anneal-at", "1e4", "--design", "isoflop", "--budgets", "1e12"], "--design isoflop matches FLOP budgets"),
+    (["--anneal-at", "1e3,1e6", "--warmup", "100"], "before the 100-step warmup ends"),
+    (["--anneal-at", "1e4,inf"], "--anneal-at takes positive token budgets"),
 ])
 def test_bad_sweep_flags_are_clear_errors(argv, message, capsys):
     assert main(["sweep", "--dry-run"] + argv) == 2

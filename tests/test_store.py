@@ -335,6 +335,26 @@ def test_a_store_of_schema_1_is_migrated_in_place_with_its_runs(tmp_path):
     assert Store(path).get(key)["status"] == "unstable"
 
 
+def _open_and_count(path, queue):
+    queue.put(len(Store(path).runs_frame()))
+
+
+def test_processes_opening_a_schema_1_store_at_once_migrate_it_once(tmp_path):
+    import shutil
+    from pathlib import Path
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-v1.sqlite", path)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_count, args=(path, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    counts = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert counts == [5, 5, 5] and all(p.exitcode == 0 for p in procs)
+
+
 def test_unstable_is_final_and_curve_seconds_round_trip(store):
     m, t, key, config = make_run()
     store.claim(key, config, owner="a")
