@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -28,8 +29,10 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context", type=int, default=128, help="context length T in tokens (default 128)")
     g.add_argument("--mlp", choices=["gelu", "swiglu"], default="gelu", help="MLP type (default gelu, ratio 4)")
     g.add_argument("--norm", choices=["layernorm", "rmsnorm"], default="layernorm", help="normalisation (default layernorm)")
-    g.add_argument("--residual-scale", choices=["none", "rezero", "deepnorm"], default="none",
-                   help="residual-branch scaling: learned ReZero gate or fixed 1/sqrt(2L) (default none)")
+    g.add_argument("--residual-scale", default="none", metavar="{none,rezero,inv-sqrt-2l}",
+                   help="residual-branch scaling: none (default), rezero (a learned gate per branch, starting "
+                        "at 0) or inv-sqrt-2l (every Pre-LN branch x 1/sqrt(2L); called 'deepnorm' before, "
+                        "but it is not DeepNet)")
     g.add_argument("--share", type=int, default=1,
                    help="MobileLLM immediate block-wise sharing: apply each block k times (default 1)")
     g.add_argument("--tie-embeddings", action="store_true", help="share input embedding and output head")
@@ -57,7 +60,12 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     g.add_argument("--min-lr", type=float, default=None, help="final learning rate (default lr/10)")
     g.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of steps)")
-    g.add_argument("--schedule", choices=["cosine", "wsd", "constant"], default="cosine", help="LR schedule")
+    g.add_argument("--schedule", choices=["cosine", "wsd", "wsd-sqrt", "constant"], default=None,
+                   help="LR schedule after warmup: cosine to --min-lr (default; with --anneal-at: wsd-sqrt), "
+                        "constant, or warmup-stable-decay: constant, then a cooldown to --min-lr over the last "
+                        "--cooldown of the steps, linear (wsd) or 1-sqrt (wsd-sqrt, Hagele et al. 2024)")
+    g.add_argument("--cooldown", type=float, default=0.2,
+                   help="wsd schedules: fraction of the steps in the final decay (default 0.2)")
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices (default 0.1)")
     g.add_argument("--beta1", type=float, default=0.9)
     g.add_argument("--beta2", type=float, default=0.95)
@@ -77,22 +85,36 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Build (ModelConfig, TrainConfig) from parsed flags; the vocab size follows the tokenizer."""
+    """Build (ModelConfig, TrainConfig) from parsed flags; the vocab size follows the tokenizer. Bad values
+    are a ValueError naming the flag; so is a budget that plans more than config.MAX_STEPS steps."""
+    from .config import steps_for_budget
     from .data import tokenizer_vocab_size
-    model = ModelConfig(
-        depth=args.depth, width=args.width, n_heads=args.heads, head_dim=args.head_dim, context=args.context,
-        vocab_size=tokenizer_vocab_size(args.tokenizer), mlp=args.mlp, norm=args.norm,
-        residual_scale=args.residual_scale, share=args.share, tie_embeddings=args.tie_embeddings,
-        parametrization=args.parametrization, base_width=args.base_width, base_depth=args.base_depth,
-        depth_alpha=args.depth_alpha)
-    train = TrainConfig(
-        corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
-        lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule,
-        weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
-        eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
-        grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
-        device=args.device, threads=args.threads, compile=args.compile)
+    for flag in ("tokens", "flops"):   # argparse reads "inf" and "nan" as floats: refuse them before int()
+        if getattr(args, flag) is not None and not math.isfinite(getattr(args, flag)):
+            raise ValueError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    try:
+        model = ModelConfig(
+            depth=args.depth, width=args.width, n_heads=args.heads, head_dim=args.head_dim, context=args.context,
+            vocab_size=tokenizer_vocab_size(args.tokenizer), mlp=args.mlp, norm=args.norm,
+            residual_scale=args.residual_scale, share=args.share, tie_embeddings=args.tie_embeddings,
+            parametrization=args.parametrization, base_width=args.base_width, base_depth=args.base_depth,
+            depth_alpha=args.depth_alpha)
+        train = TrainConfig(
+            corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
+            lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule or "cosine",
+            cooldown=args.cooldown,
+            weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
+            eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
+            grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
+            device=args.device, threads=args.threads, compile=args.compile)
+        steps_for_budget(model, train)   # a plan too long for any sane run: refused before anything loads
+    except ValueError as e:
+        # config errors start with the field's name: say the flag instead ("lr must …" → "--lr must …")
+        name, space, rest = str(e).partition(" ")
+        if space and name in vars(args):
+            raise ValueError(f"--{name.replace('_', '-')} {rest}") from None
+        raise
     return model, train
 
 
@@ -106,28 +128,51 @@ def parse_ints(text: str, flag: str) -> tuple[int, ...]:
 def cmd_train(args) -> int:
     from .train import train
     model_cfg, train_cfg = configs_from_args(args)
-    record = train(model_cfg, train_cfg, progress=not args.quiet)
     if args.record:
-        with open(args.record, "w") as f:
-            json.dump(record, f, indent=1)
+        check_writable(args.record)
+    record = train(model_cfg, train_cfg, progress=not args.quiet)
     summary = {k: v for k, v in record.items() if k not in ("curve", "grad_norms")}
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{record['status']}: D={model_cfg.depth} W={model_cfg.width}  params {record['params']:,} "
-              f"(non-embedding {record['non_embedding_params']:,})  tokens {record['tokens']:,}  "
-              f"FLOPs {record['flops']:.3g}")
-        val = record["val_loss"]
-        print(f"train loss {record['train_loss']:.4f}  val loss {val if val is None else round(val, 4)}  "
-              f"{record['tokens_per_second']:,.0f} tok/s  {record['wall_seconds']:.1f} s on {record['device']}")
+        status = record["status"] + (f" at step {record['diverged_step']}" if record["diverged_step"] else "")
+        print(f"{status}: D={model_cfg.depth} W={model_cfg.width}  params {record['params']:,} "
+              f"(non-embedding {record['non_embedding_params']:,})  tokens {record['tokens']:,} "
+              f"({record['tokens_per_param']:.3g} per parameter)  FLOPs {record['flops']:.3g}")
+        print(f"train loss {number(record['train_loss'], '.4f')}  val loss {number(record['val_loss'], '.4f')}  "
+              f"{number(record['tokens_per_second'], ',.0f')} tok/s  {record['wall_seconds']:.1f} s on {record['device']}")
+        if record["unstable_reason"]:
+            print(f"unstable: {record['unstable_reason']}")
+    if args.record:
+        try:
+            with open(args.record, "w") as f:
+                json.dump(record, f, indent=1)
+        except OSError as e:   # the summary above is printed: the run is not lost without a word
+            print(f"error: could not write the record to --record {args.record}: {e}", file=sys.stderr)
+            return 4
     return 0 if record["status"] == "complete" else 3
+
+
+def number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def check_writable(path: str) -> None:
+    """Refuse a --record path that cannot be written before training, not after."""
+    existed = os.path.exists(path)
+    try:
+        open(path, "a").close()
+    except OSError as e:
+        raise ValueError(f"--record {path} cannot be written: {e.strerror or e}") from None
+    if not existed:
+        os.unlink(path)
 
 
 # -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
 
 SWEEP_DESIGNS = ("grid", "depth", "width", "compute-matched", "critical-depth", "isoflop")
 SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops",
-                   "train_loss", "val_loss", "wall_seconds", "error"]
+                   "tokens_per_param", "train_loss", "val_loss", "final_slope", "wall_seconds", "error"]
 
 
 def add_sweep_flags(p: argparse.ArgumentParser) -> None:
@@ -143,6 +188,12 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shapes", default=None,
                    help="explicit shapes DxW for compute-matched / isoflop, e.g. 2x256,8x128,32x64")
     g.add_argument("--budgets", default=None, help="isoflop: comma-separated FLOP budgets, e.g. 1e12,3e12,1e13")
+    g.add_argument("--anneal-at", default=None, metavar="T1,T2,...",
+                   help="token budgets, e.g. 2e4,4e4,8e4: every shape and seed of the design is trained once per "
+                        "budget with a warmup-stable-decay schedule (--schedule wsd-sqrt unless wsd is given; "
+                        "--cooldown; --warmup steps shared by all budgets, default 5%% of the smallest's): one "
+                        "constant-LR trunk to the largest budget, a cooldown branch from it for each other "
+                        "budget. Each budget is stored as its own fully annealed run")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
     g.add_argument("--match", choices=["params", "flops"], default="params",
@@ -212,7 +263,24 @@ def parse_vary(items: list[str]) -> dict:
 
 
 def sweep_pairs(args) -> list:
-    """The (ModelConfig, TrainConfig) pairs the sweep flags describe."""
+    """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
+    from . import sweep
+    pairs = design_pairs(args)
+    if not args.anneal_at:
+        return pairs
+    if args.design in ("compute-matched", "critical-depth", "isoflop"):
+        raise ValueError(f"--anneal-at sets token budgets; --design {args.design} matches FLOP budgets (use "
+                         "--design grid, depth or width)")
+    if args.schedule not in (None, "wsd", "wsd-sqrt"):
+        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {args.schedule}")
+    budgets = parse_floats(args.anneal_at, "--anneal-at")
+    if not all(math.isfinite(b) and b > 0 for b in budgets):
+        raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
+    return sweep.anneal(pairs, budgets, schedule=args.schedule or "wsd-sqrt", cooldown=args.cooldown,
+                        warmup=args.warmup)
+
+
+def design_pairs(args) -> list:
     from . import sweep
     model, train = configs_from_args(args)
     depths = parse_ints(args.depths, "--depths") if args.depths else (model.depth,)
@@ -271,10 +339,18 @@ def print_frame(frame, columns, as_json=False, as_csv=False) -> None:
 def cmd_sweep(args) -> int:
     from . import sweep
     pairs = sweep_pairs(args)
+    cost = sweep.anneal_cost(pairs)
+    cost_line = (f"cost: {cost['tokens_branched']:,} training tokens with cooldown branches ({cost['trunks']} "
+                 f"trunks) vs {cost['tokens_separate']:,} for {cost['runs']} separate runs "
+                 f"({cost['tokens_branched'] / cost['tokens_separate']:.0%})")
     if args.dry_run:
         print_frame(sweep.design_frame(pairs), ["depth", "width", "heads", "params", "non_embedding_params",
                                                 "flops_per_token", "steps", "tokens", "flops", "lr", "seed"])
+        if cost["trunks"] < cost["runs"]:
+            print(cost_line)
         return 0
+    if cost["trunks"] < cost["runs"]:
+        print(cost_line, file=sys.stderr if args.json else sys.stdout, flush=True)
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
                             progress=not args.quiet, ray_address=args.ray_address,
                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
@@ -296,8 +372,8 @@ def cmd_runs(args) -> int:
     frame = Store(args.store, readonly=True).runs_frame()   # listing never writes, not even to an empty file
     if args.status:
         frame = frame[frame["status"] == args.status]
-    print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "params", "tokens", "flops",
-                        "val_loss", "wall_seconds", "attempts", "updated", "error"],
+    print_frame(frame, ["run_id", "status", "depth", "width", "seed", "lr", "schedule", "params", "tokens", "flops",
+                        "tokens_per_param", "val_loss", "wall_seconds", "attempts", "updated", "error"],
                 as_json=args.json, as_csv=args.csv)
     return 0
 
@@ -308,7 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,runs}")
     p = sub.add_parser("train", help="train one model and print its result",
                        description="Train one model of the given shape and print its losses, "
-                                   "parameter and FLOP counts and throughput.")
+                                   "parameter and FLOP counts and throughput.",
+                       epilog="exit status: 0 the run completed; 3 it diverged or is unstable (the record "
+                              "says why); 2 bad input; 4 the run finished but --record could not be written "
+                              "(the summary is printed); 130 interrupted")
     add_model_flags(p)
     add_train_flags(p)
     p.add_argument("--json", action="store_true", help="print the result record as one JSON line (last line)")
@@ -327,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the runs in a results store",
                        description="List the runs in a results store, one line per run.")
     p.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
-    p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "failed"],
+    p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "unstable", "failed"],
                    default=None, help="only runs with this status")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="all columns as JSON records")
@@ -351,4 +430,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import warnings
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # no source lines on a CLI
     sys.exit(main())

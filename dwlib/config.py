@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
-RESIDUAL_SCALES = ("none", "rezero", "deepnorm")
+RESIDUAL_SCALES = ("none", "rezero", "inv-sqrt-2l")
 PARAMETRIZATIONS = ("sp", "mup", "completep")
-SCHEDULES = ("cosine", "wsd", "constant")
+SCHEDULES = ("cosine", "wsd", "wsd-sqrt", "constant")
+WSD_SCHEDULES = ("wsd", "wsd-sqrt")      # warmup, constant, then a cooldown over the last `cooldown` of the steps
+# A plan longer than this is refused up front. At the fastest step this trainer takes (~1 ms: a tiny model
+# on a GPU) ten million steps are about 3 hours, on a CPU days; the gpu preset's runs are ~3k steps. A
+# bigger plan is almost surely a budget in the wrong unit (--tokens 1e12 meant as FLOPs), and the
+# trainer's bookkeeping stays small only for plans of sane length.
+MAX_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class ModelConfig:
     mlp: str = "gelu"                # gelu (4W hidden) or swiglu (hidden ≈ 8W/3: same params as gelu)
     mlp_ratio: float = 4.0
     norm: str = "layernorm"          # layernorm or rmsnorm, both without bias
-    residual_scale: str = "none"     # none | rezero (learned gate, starts at 0) | deepnorm (× 1/√(2D))
+    residual_scale: str = "none"     # none | rezero (learned gate, starts at 0) | inv-sqrt-2l (branches × 1/√(2L))
     share: int = 1                   # MobileLLM immediate block-wise sharing: each block applied `share` times
     tie_embeddings: bool = False
     bias: bool = False
@@ -53,6 +59,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         _choice("mlp", self.mlp, MLPS)
         _choice("norm", self.norm, NORMS)
+        if self.residual_scale == "deepnorm":
+            raise ValueError("residual_scale 'deepnorm' was renamed 'inv-sqrt-2l': it multiplies every Pre-LN "
+                             "residual branch by 1/sqrt(2L), which is not DeepNet (Post-LN with a scaled skip)")
         _choice("residual_scale", self.residual_scale, RESIDUAL_SCALES)
         _choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         if self.n_heads is not None:
@@ -85,6 +94,11 @@ class ModelConfig:
     @property
     def head_size(self) -> int:
         return self.width // self.heads
+
+    @property
+    def base_head_size(self) -> float:
+        """Head size of this model at base_width (μP/CompleteP's reference shape)."""
+        return self.base_width / (self.n_heads or max(1, self.base_width // self.head_dim))
 
     @property
     def hidden(self) -> int:
@@ -122,7 +136,8 @@ class TrainConfig:
     lr: float = 3e-3
     min_lr: float | None = None      # default lr / 10
     warmup: int | None = None        # default 5% of the steps
-    schedule: str = "cosine"         # cosine | wsd (warmup-stable-decay, last 20% decays) | constant
+    schedule: str = "cosine"         # cosine | wsd / wsd-sqrt (constant, then a linear / 1−sqrt cooldown) | constant
+    cooldown: float = 0.2            # wsd schedules: fraction of the run's steps in the final decay
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -143,12 +158,19 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("steps", "tokens", "flops", "lr", "min_lr", "weight_decay", "grad_clip", "eps", "beta1",
+                     "beta2", "cooldown"):
+            value = getattr(self, name)   # inf and nan pass every comparison below: refuse them here
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         given = [n for n in ("steps", "tokens", "flops") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"give one budget, not {' and '.join(given)}")
         for name in given:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} budget must be positive, got {getattr(self, name)!r}")
+        if self.steps is not None and self.steps > MAX_STEPS:
+            raise ValueError(f"steps {self.steps:,} is more than the {MAX_STEPS:,} a run may plan")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
@@ -161,6 +183,8 @@ class TrainConfig:
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 disables it), got {self.grad_clip!r}")
+        if not 0 <= self.cooldown <= 1:
+            raise ValueError(f"cooldown must lie in [0, 1] (a fraction of the run's steps), got {self.cooldown!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
         _choice("schedule", self.schedule, SCHEDULES)
@@ -255,15 +279,37 @@ def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:
 
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     """Optimizer steps for the run's budget. FLOP and token budgets round to the nearest whole step
-    so compute-matched runs differ by less than one step's FLOPs."""
+    so compute-matched runs differ by less than one step's FLOPs. A plan beyond MAX_STEPS is an error."""
     tokens_per_step = train.batch_size * train.grad_accum * cfg.context
     if train.steps is not None:
         return int(train.steps)
     if train.tokens is not None:
-        return max(1, round(train.tokens / tokens_per_step))
-    if train.flops is not None:
-        return max(1, round(train.flops / (flops_per_token(cfg) * tokens_per_step)))
-    return 200
+        name, value, steps = "tokens", train.tokens, round(train.tokens / tokens_per_step)
+    elif train.flops is not None:
+        name, value, steps = "flops", train.flops, round(train.flops / (flops_per_token(cfg) * tokens_per_step))
+    else:
+        return 200
+    if steps > MAX_STEPS:
+        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {tokens_per_step:,} tokens, more "
+                         f"than the {MAX_STEPS:,} a run may plan (a budget in the wrong unit?)")
+    return max(1, steps)
+
+
+def warmup_steps(total: int, train: TrainConfig) -> int:
+    """Linear-warmup steps of a run of `total` steps: as given, else 5% of the steps (at least 1)."""
+    return train.warmup if train.warmup is not None else max(1, round(0.05 * total))
+
+
+def cooldown_steps(total: int, train: TrainConfig) -> int:
+    """Steps in a wsd schedule's final decay: cooldown·total, rounded half up (never Python's round to
+    even, so the decay start total − cooldown_steps never decreases as the budget grows)."""
+    return math.floor(train.cooldown * total + 0.5)
+
+
+def decay_start(total: int, train: TrainConfig) -> int:
+    """First step of a wsd schedule's cooldown, never inside the warmup. A run to budget T with an
+    explicit warmup is, up to this step, the same computation as any longer run of the same config."""
+    return max(total - cooldown_steps(total, train), min(warmup_steps(total, train), total))
 
 
 def paper_critical_depth(width: float) -> float:
@@ -287,7 +333,10 @@ def to_dict(cfg) -> dict:
 
 def model_config_from_dict(d: dict) -> ModelConfig:
     names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in d.items() if k in names})
+    d = {k: v for k, v in d.items() if k in names}
+    if d.get("residual_scale") == "deepnorm":   # stores written before the rename hold the old name
+        d["residual_scale"] = "inv-sqrt-2l"
+    return ModelConfig(**d)
 
 
 def train_config_from_dict(d: dict) -> TrainConfig:
@@ -302,6 +351,11 @@ def run_key(model: ModelConfig, train: TrainConfig, corpus_fingerprint: str) -> 
     """Stable hash of everything that determines a run's outcome (execution-only fields excluded).
     The corpus fingerprint covers the corpus content and the tokenizer; the seed is in `train`."""
     t = {k: v for k, v in to_dict(train).items() if k not in EXECUTION_FIELDS}
-    payload = json.dumps({"model": to_dict(model), "train": t, "corpus": corpus_fingerprint},
-                         sort_keys=True, default=list)
+    if train.schedule not in WSD_SCHEDULES:
+        del t["cooldown"]   # it changes nothing else, so cosine and constant runs keep their keys
+    payload = {"model": to_dict(model), "train": t, "corpus": corpus_fingerprint}
+    if model.parametrization != "sp":
+        # μP / CompleteP attention became √(base head size)/head size: their earlier runs are other models
+        payload["attention"] = "sqrt(base_head_size)/head_size"
+    payload = json.dumps(payload, sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()

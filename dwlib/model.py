@@ -2,7 +2,7 @@
 
 Pre-LN blocks, rotary position embeddings, causal attention through
 `torch.nn.functional.scaled_dot_product_attention`, a GELU (or SwiGLU) MLP, no biases by default.
-One flag each: RMSNorm, SwiGLU, residual-branch scaling (ReZero gate / DeepNorm-style 1/√(2L)),
+One flag each: RMSNorm, SwiGLU, residual-branch scaling (ReZero gate / a fixed 1/√(2L)),
 MobileLLM's immediate block-wise weight sharing, and the μP / CompleteP parametrisations
 (the forward-pass half; the learning-rate half lives in `dwlib.train.param_groups`).
 """
@@ -42,9 +42,10 @@ class Attention(nn.Module):
         self.heads, self.head_size = cfg.heads, cfg.head_size
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width, bias=cfg.bias)
         self.proj = nn.Linear(cfg.width, cfg.width, bias=cfg.bias)
-        # μP scales attention logits by 1/d_head (not 1/√d_head) so they stay O(1) as width grows
+        # μP scales attention logits by 1/d_head (not 1/√d_head) so they stay O(1) as heads widen; the
+        # multiplier √(base d_head) makes that exactly SP's 1/√d_head at the base shape
         mup = cfg.parametrization in ("mup", "completep")
-        self.scale = 1.0 / self.head_size if mup else 1.0 / math.sqrt(self.head_size)
+        self.scale = math.sqrt(cfg.base_head_size) / self.head_size if mup else 1.0 / math.sqrt(self.head_size)
 
     def forward(self, x, cos, sin):
         B, T, W = x.shape
@@ -91,9 +92,10 @@ class Block(nn.Module):
 
 
 def residual_branch_scale(cfg: ModelConfig) -> float:
-    """Fixed multiplier on every residual branch: DeepNorm-style 1/√(2L), CompleteP's m_L^−α, else 1."""
+    """Fixed multiplier on every residual branch: 1/√(2L) ("inv-sqrt-2l": Pre-LN with scaled branches, not
+    DeepNet's Post-LN recipe), CompleteP's m_L^−α, else 1."""
     scale = 1.0
-    if cfg.residual_scale == "deepnorm":
+    if cfg.residual_scale == "inv-sqrt-2l":
         scale /= math.sqrt(2 * cfg.layers)
     if cfg.parametrization == "completep":
         scale *= cfg.depth_mult ** -cfg.depth_alpha

@@ -6,7 +6,7 @@ digits are the short id users see.
 
 A run moves through these states:
 
-    (absent) --claim--> running --finish--> complete | diverged     (final: served from the cache)
+    (absent) --claim--> running --finish--> complete | diverged | unstable   (final: served from the cache)
                            |  \--fail----> failed                   (claimable again: errors may be transient)
                            \-- holder dies / Ctrl-C --> "interrupted" in runs_frame: claimable again,
                                                         resumes from its checkpoint
@@ -33,24 +33,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import (count_params, flops_per_token, model_config_from_dict, non_embedding_params,
-                     steps_for_budget, train_config_from_dict)
+                     steps_for_budget, train_config_from_dict, warmup_steps)
 
 DEFAULT_PATH = Path("outputs") / "runs.sqlite"
-SCHEMA = "dwlib-runs-1"
+SCHEMA = "dwlib-runs-2"      # 2: status 'unstable', curves.seconds (stores of schema 1 are migrated on open)
 SHORT_ID_LENGTH = 10
-STATUSES = ("running", "complete", "diverged", "failed")
-DONE = ("complete", "diverged")   # a final result: served from the cache, never retrained
+DONE = ("complete", "diverged", "unstable")   # a final result: served from the cache, never retrained
 
-_TABLES = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
+_RUNS = """
+CREATE TABLE {name} (
     run_key       TEXT PRIMARY KEY,
     short_id      TEXT NOT NULL,
-    status        TEXT NOT NULL CHECK (status IN ('running', 'complete', 'diverged', 'failed')),
-    config        TEXT NOT NULL,          -- json: {"model": {...}, "train": {...}, "corpus_fingerprint": ...}
+    status        TEXT NOT NULL CHECK (status IN ('running', 'complete', 'diverged', 'unstable', 'failed')),
+    config        TEXT NOT NULL,          -- json: {{"model": {{...}}, "train": {{...}}, "corpus_fingerprint": ...}}
     result        TEXT,                   -- json: the trainer's result record without curve / grad_norms
     error         TEXT,
     lease_owner   TEXT,
@@ -60,6 +55,13 @@ CREATE TABLE IF NOT EXISTS runs (
     created       REAL NOT NULL,
     updated       REAL NOT NULL
 );
+"""
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+""" + _RUNS.format(name="IF NOT EXISTS runs") + """
 CREATE INDEX IF NOT EXISTS runs_short_id ON runs (short_id);
 CREATE TABLE IF NOT EXISTS curves (
     run_key    TEXT NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS curves (
     train_loss REAL,
     val_loss   REAL,
     lr         REAL,
+    seconds    REAL,           -- train seconds since the run's first step
     PRIMARY KEY (run_key, step)
 );
 CREATE TABLE IF NOT EXISTS grad_norms (
@@ -80,6 +83,33 @@ CREATE TABLE IF NOT EXISTS grad_norms (
     PRIMARY KEY (run_key, step, layer, name)
 );
 """
+_CURVE_COLUMNS = "step, tokens, flops, train_loss, val_loss, lr, seconds"
+
+
+def _migrate_from_1(con) -> None:
+    """Schema 1 → 2 in one transaction (a crash leaves schema 1 intact): SQLite cannot alter a CHECK
+    constraint, so the runs table is rebuilt with 'unstable' allowed; curves gain `seconds`. Foreign
+    keys are off meanwhile, or dropping the old runs table would cascade-delete every curve."""
+    con.execute("PRAGMA foreign_keys = OFF")
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "dwlib-runs-1":
+            con.execute(_RUNS.format(name="runs_new"))
+            con.execute("INSERT INTO runs_new SELECT run_key, short_id, status, config, result, error, lease_owner, "
+                        "lease_expires, checkpoint, attempts, created, updated FROM runs")
+            con.execute("DROP TABLE runs")
+            con.execute("ALTER TABLE runs_new RENAME TO runs")
+            con.execute("CREATE INDEX runs_short_id ON runs (short_id)")
+            con.execute("ALTER TABLE curves ADD COLUMN seconds REAL")
+            con.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA,))
+            if con.execute("PRAGMA foreign_key_check").fetchall():
+                raise sqlite3.DatabaseError("migration left curves or gradient norms without their run")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    con.execute("PRAGMA foreign_keys = ON")
+
 
 def owner_id() -> str:
     """A fresh lease-holder name, "host:pid:token". Claims read it back to see whether a holder on this
@@ -151,13 +181,15 @@ class Store:
                                  f"(it holds tables {sorted(tables)}); give another path")
             if "meta" in tables:
                 row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None or row[0] != SCHEMA:
+                if row is None or row[0] not in (SCHEMA, "dwlib-runs-1"):
                     raise ValueError(f"{str(self.path)!r} is not a dwlib store of schema {SCHEMA!r} "
                                      f"(found {row[0] if row else None!r})")
                 # A damaged page deep in the file would otherwise surface later, mid-sweep.
                 verdict = con.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
                 if verdict != "ok":
                     raise ValueError(f"store {str(self.path)!r} is corrupted (sqlite quick_check: {verdict})")
+                if row[0] == "dwlib-runs-1":
+                    _migrate_from_1(con)
             else:
                 # one transaction, so a second process opening the file meanwhile sees all or nothing
                 con.executescript(f"BEGIN IMMEDIATE; {_TABLES} "
@@ -238,8 +270,7 @@ class Store:
             if rec["result"] is not None:
                 result = json.loads(rec["result"])
                 result["curve"] = [dict(r) for r in con.execute(
-                    "SELECT step, tokens, flops, train_loss, val_loss, lr FROM curves "
-                    "WHERE run_key=? ORDER BY step", (run_key,))]
+                    f"SELECT {_CURVE_COLUMNS} FROM curves WHERE run_key=? ORDER BY step", (run_key,))]
                 result["grad_norms"] = [dict(r) for r in con.execute(
                     "SELECT step, layer, name, norm FROM grad_norms WHERE run_key=? "
                     "ORDER BY step, layer, name", (run_key,))]
@@ -289,14 +320,14 @@ class Store:
                         "AND status='running'", (time.time(), time.time(), run_key, owner))
 
     def finish(self, run_key: str, result: dict, owner: str | None = None) -> bool:
-        """Record a run's result; its status ('complete' or 'diverged') comes from `result['status']`.
+        """Record a run's result; its status (one of DONE) comes from `result['status']`.
         With `owner`, only the current lease holder may finish (False otherwise, nothing written)."""
         status = result.get("status")
         if status not in DONE:
             raise ValueError(f"result status must be one of {DONE}, got {status!r}")
         scalars = {k: v for k, v in result.items() if k not in ("curve", "grad_norms")}
         curve = [(run_key, int(c["step"]), c.get("tokens"), c.get("flops"), c.get("train_loss"),
-                  c.get("val_loss"), c.get("lr")) for c in result.get("curve") or []]
+                  c.get("val_loss"), c.get("lr"), c.get("seconds")) for c in result.get("curve") or []]
         norms = [(run_key, int(g["step"]), int(g["layer"]), str(g["name"]), g.get("norm"))
                  for g in result.get("grad_norms") or []]
         now = time.time()
@@ -308,7 +339,8 @@ class Store:
                 return False
             con.execute("DELETE FROM curves WHERE run_key=?", (run_key,))
             con.execute("DELETE FROM grad_norms WHERE run_key=?", (run_key,))
-            con.executemany("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?, ?)", curve)
+            con.executemany(f"INSERT OR REPLACE INTO curves (run_key, {_CURVE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            curve)
             con.executemany("INSERT OR REPLACE INTO grad_norms VALUES (?, ?, ?, ?, ?)", norms)
             con.execute("UPDATE runs SET status=?, result=?, error=NULL, lease_owner=NULL, "
                         "lease_expires=NULL, updated=? WHERE run_key=?",
@@ -336,10 +368,12 @@ class Store:
     def runs_frame(self, keys=None):
         """One row per run (oldest first, or in the order of `keys`), tidy columns for charting:
         identity (run_id = short id, run_key, status), shape (depth, width, heads, context, mlp, norm,
-        share, parametrization), training (lr, seed, batch_size, steps, tokens, flops), size
-        (params, non_embedding_params, flops_per_token), outcome (train_loss, val_loss, best_val_loss,
-        diverged_step, wall_seconds, tokens_per_second, device), data (corpus, tokenizer,
-        corpus_fingerprint) and bookkeeping (attempts, error, created, updated).
+        share, parametrization), training (lr, schedule, warmup = its resolved steps, cooldown, seed,
+        batch_size, steps, tokens, flops), size (params, non_embedding_params, flops_per_token), regime
+        (tokens_per_param, final_slope: val-loss change per doubling of tokens over the last quarter),
+        outcome (train_loss, val_loss, best_val_loss, diverged_step, unstable_reason, clip_fraction,
+        wall_seconds, tokens_per_second, device), data (corpus, tokenizer, corpus_fingerprint) and
+        bookkeeping (attempts, error, created, updated).
         Runs not yet finished show their planned steps/tokens/FLOPs; a 'running' run whose holder
         died (lease expired, or its process on this host is gone) shows status 'interrupted'."""
         import pandas as pd
@@ -353,23 +387,27 @@ class Store:
             result = json.loads(result) if result else {}
             m = model_config_from_dict(config["model"])
             t = train_config_from_dict(config["train"])
-            steps = steps_for_budget(m, t)
-            planned_tokens = steps * t.batch_size * t.grad_accum * m.context
+            try:
+                steps = steps_for_budget(m, t)
+            except ValueError:   # a plan too long to train: only ever stored as a failed run
+                steps = 0
+            tokens = result.get("tokens", steps * t.batch_size * t.grad_accum * m.context)
             if status == "running" and (expires is None or expires <= now or _holder_is_dead(holder)):
                 status = "interrupted"
             records.append({
                 "run_id": short_id, "run_key": run_key, "status": status,
                 "depth": m.depth, "width": m.width, "heads": m.heads, "context": m.context,
                 "mlp": m.mlp, "norm": m.norm, "share": m.share, "parametrization": m.parametrization,
-                "lr": t.lr, "seed": t.seed, "batch_size": t.batch_size,
+                "lr": t.lr, "schedule": t.schedule, "warmup": warmup_steps(steps, t), "cooldown": t.cooldown,
+                "seed": t.seed, "batch_size": t.batch_size,
                 "steps": result.get("steps", steps),
                 "params": result.get("params", count_params(m)),
-                "non_embedding_params": result.get("non_embedding_params", non_embedding_params(m)),
-                "flops_per_token": result.get("flops_per_token", flops_per_token(m)),
-                "tokens": result.get("tokens", planned_tokens),
-                "flops": result.get("flops", planned_tokens * flops_per_token(m)),
+                "non_embedding_params": non_embedding_params(m), "flops_per_token": flops_per_token(m),
+                "tokens": tokens, "flops": tokens * flops_per_token(m),
+                "tokens_per_param": tokens / non_embedding_params(m), "final_slope": result.get("final_slope"),
                 "train_loss": result.get("train_loss"), "val_loss": result.get("val_loss"),
                 "best_val_loss": result.get("best_val_loss"), "diverged_step": result.get("diverged_step"),
+                "unstable_reason": result.get("unstable_reason"), "clip_fraction": result.get("clip_fraction"),
                 "wall_seconds": result.get("wall_seconds"),
                 "tokens_per_second": result.get("tokens_per_second"), "device": result.get("device"),
                 "corpus": t.corpus, "tokenizer": t.tokenizer,
@@ -379,21 +417,22 @@ class Store:
                 "updated": pd.Timestamp(updated, unit="s", tz="UTC"),
             })
         columns = ["run_id", "run_key", "status", "depth", "width", "heads", "context", "mlp", "norm",
-                   "share", "parametrization", "lr", "seed", "batch_size", "steps", "params",
-                   "non_embedding_params", "flops_per_token", "tokens", "flops", "train_loss", "val_loss",
-                   "best_val_loss", "diverged_step", "wall_seconds", "tokens_per_second", "device",
+                   "share", "parametrization", "lr", "schedule", "warmup", "cooldown", "seed", "batch_size",
+                   "steps", "params", "non_embedding_params", "flops_per_token", "tokens", "flops",
+                   "tokens_per_param", "final_slope", "train_loss", "val_loss", "best_val_loss", "diverged_step",
+                   "unstable_reason", "clip_fraction", "wall_seconds", "tokens_per_second", "device",
                    "corpus", "tokenizer", "corpus_fingerprint", "attempts", "error", "created", "updated"]
         frame = pd.DataFrame.from_records(records, columns=columns)
-        for col in ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second",
-                    "flops", "flops_per_token", "lr"):
+        for col in ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops",
+                    "flops_per_token", "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction"):
             frame[col] = frame[col].astype("float64")
         return frame
 
     def curves_frame(self, keys=None):
         """Loss curves in long format: run_id, run_key, step, tokens, flops, train_loss, val_loss, lr,
-        plus depth, width, seed, status for colouring charts. val_loss is NaN between evaluations."""
-        return self._long_frame("curves", "c.step, c.tokens, c.flops, c.train_loss, c.val_loss, c.lr",
-                                "c.step", keys)
+        seconds (train seconds so far), plus depth, width, seed, status for colouring charts. val_loss is
+        NaN between evaluations."""
+        return self._long_frame("curves", ", ".join(f"c.{c}" for c in _CURVE_COLUMNS.split(", ")), "c.step", keys)
 
     def grad_norms_frame(self, keys=None):
         """Per-layer gradient norms in long format: run_id, run_key, step, layer (-1 embedding,
@@ -437,6 +476,6 @@ class Store:
         for i, name in enumerate(("depth", "width", "seed")):
             frame[name] = frame["run_key"].map({k: v[i] for k, v in shape.items()}).astype("int64")
         for col in frame.columns:
-            if col in ("tokens", "flops", "train_loss", "val_loss", "lr", "norm"):
+            if col in ("tokens", "flops", "train_loss", "val_loss", "lr", "seconds", "norm"):
                 frame[col] = frame[col].astype("float64")
         return frame

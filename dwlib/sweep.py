@@ -14,6 +14,8 @@ Designs (any config field may be fixed with a keyword, or varied with `vary={fie
     critical_depth_pair  the paper's third experiment: the shape at the predicted D_crit vs one at
                     2×D_crit made narrower to match parameters (or FLOPs per token), same budget C
     isoflop         several budgets C, a set of shapes at each: the input of compute-optimal fits
+    anneal          any design × token budgets, each run fully annealed (warmup-stable-decay); runs that
+                    differ only in budget train as one trunk with a cooldown branch per smaller budget
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
 the machine's cores: small models use cores far better side by side than with many threads each),
@@ -32,8 +34,9 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import (ModelConfig, TrainConfig, count_params, flops_per_token, non_embedding_params,
-                     paper_critical_depth, run_key, steps_for_budget, to_dict)
+from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, cooldown_steps, count_params, decay_start,
+                     flops_per_token, non_embedding_params, paper_critical_depth, run_key, steps_for_budget,
+                     to_dict)
 from .store import DONE, Store, StoreError, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
@@ -76,12 +79,12 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, *, store=None, progress:
     this raises RuntimeError with its error instead of repeating it). Interrupted runs resume
     from `<store dir>/checkpoints/<run_key>.pt`; the checkpoint is deleted once the result is stored.
     An exception is recorded as status 'failed' with its message and re-raised; Ctrl-C leaves the run
-    resumable and re-raises. The result record gains `resumed_from_step` (0 for a fresh start).
+    resumable and re-raises. The record's `resumed_from_step` says where training began (0: a fresh start).
     """
     return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait)[0]
 
 
-def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait):
+def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait, fork_at=None):
     """run(), also saying how the result came: 'cached', 'trained', or 'busy' (held elsewhere, no wait)."""
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
@@ -120,9 +123,8 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
         from .train import train
-        resumed_from = checkpoint_step(checkpoint)
         result = train(model_cfg, train_cfg, checkpoint=checkpoint, progress=progress, on_eval=on_eval,
-                       tokens=tokens)
+                       tokens=tokens, fork_at=fork_at)
     except BaseException as e:
         stop.set()
         beat.join()
@@ -133,10 +135,8 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
         raise
     stop.set()
     beat.join()
-    result.setdefault("resumed_from_step", resumed_from)
     if store.finish(key, result, owner):
         checkpoint.unlink(missing_ok=True)
-        checkpoint.with_suffix(".tmp").unlink(missing_ok=True)
     else:
         warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
                       "that process's result is the one stored", RuntimeWarning)
@@ -144,15 +144,15 @@ def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, 
 
 
 def checkpoint_step(path: Path) -> int:
-    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights."""
+    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights.
+    An unreadable file is a ValueError naming it (the trainer moves such a file aside and starts over)."""
     if not Path(path).exists():
         return 0
     import torch
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:   # unreadable: the trainer will say so with its own message
-        return 0
-    return int(saved.get("state", {}).get("step", 0))
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state"]["step"])
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +281,60 @@ def isoflop(budgets, *, depths=None, widths=None, aspect_ratios=None, shapes=Non
     return pairs
 
 
+# ---------------------------------------------------------------------------------------------
+# Cooldown branches: annealed budgets from one run (Hägele et al. 2024, arXiv 2405.18392)
+# ---------------------------------------------------------------------------------------------
+
+def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2, warmup: int | None = None):
+    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is fully annealed
+    at its own budget (its cooldown is the last `cooldown` of its steps; "wsd-sqrt" the 1 − sqrt shape
+    Hägele et al. found best, "wsd" linear). All budgets of a pair share one absolute `warmup` (default 5%
+    of the smallest budget's steps), so they are the same computation up to each one's decay start and
+    `run_sweep` trains the largest once, branching the others' cooldowns from it (see `anneal_cost`)."""
+    if schedule not in WSD_SCHEDULES:
+        raise ValueError(f"anneal needs a warmup-stable-decay schedule ({', '.join(WSD_SCHEDULES)}), got {schedule!r}")
+    budgets = sorted(dict.fromkeys(_list("budgets", budgets)))
+    for tokens in budgets:
+        _positive("budget", tokens)
+    out = []
+    for m, t in pairs:
+        smallest = steps_for_budget(m, make_pair(m, t, tokens=int(budgets[0]))[1])
+        steps_warmup = warmup if warmup is not None else max(1, round(0.05 * smallest))
+        for tokens in budgets:
+            _, t_budget = make_pair(m, t, tokens=int(tokens), schedule=schedule, cooldown=cooldown, warmup=steps_warmup)
+            steps = steps_for_budget(m, t_budget)
+            if steps - cooldown_steps(steps, t_budget) < steps_warmup:
+                raise ValueError(f"budget {tokens:.3g} tokens ({steps} steps): its cooldown would start at step "
+                                 f"{steps - cooldown_steps(steps, t_budget)}, before the {steps_warmup}-step "
+                                 "warmup ends; give larger budgets, a shorter warmup or cooldown")
+            out.append((m, t_budget))
+    return out
+
+
+def branch_groups(pairs) -> list[list[int]]:
+    """Indices of the pairs that differ only in their budget and share a trunk (a wsd schedule with an
+    explicit warmup), largest budget first; every other pair is a group of its own."""
+    groups = {}
+    for i, (m, t) in enumerate(pairs):
+        shared = t.schedule in WSD_SCHEDULES and t.warmup is not None
+        groups.setdefault((m, dataclasses.replace(t, steps=None, tokens=None, flops=None)) if shared else i, []).append(i)
+    return [sorted(g, key=lambda i: -steps_for_budget(*pairs[i])) for g in groups.values()]
+
+
+def anneal_cost(pairs) -> dict:
+    """Training tokens of a design with cooldown branches (per group: its largest budget plus the others'
+    cooldowns) against training every run from scratch."""
+    groups = branch_groups(pairs)
+    branched = separate = 0
+    for group in groups:
+        for position, i in enumerate(group):
+            m, t = pairs[i]
+            steps, per_step = steps_for_budget(m, t), t.batch_size * t.grad_accum * m.context
+            separate += steps * per_step
+            branched += (steps if position == 0 else steps - decay_start(steps, t)) * per_step
+    return dict(runs=len(pairs), trunks=len(groups), tokens_branched=branched, tokens_separate=separate)
+
+
 def design_frame(pairs):
     """A preview of a design: one row per pair with its shape, size and budget (no training)."""
     import pandas as pd
@@ -381,13 +435,16 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]
         kwargs = dict(store=store, progress=progress, lease_seconds=lease_seconds, workers=workers,
                       ray_address=ray_address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
-        # First pass: train what is free; runs another process holds come back 'busy'.
-        busy = [i for i, outcome in submit(pairs, range(len(pairs)), wait=False, report=report, **kwargs)
-                if outcome["how"] == "busy"]
+        # First pass: train what is free, a group (a trunk and its cooldown branches) per task; runs
+        # another process holds come back 'busy'.
+        groups = branch_groups(pairs)
+        busy = {i for i, outcome in submit(pairs, groups, wait=False, report=report, **kwargs)
+                if outcome["how"] == "busy"}
         # Second pass: wait for those (or take them over if their holder dies).
         if busy:
             bar.set_description(f"sweep (waiting on {len(busy)} held elsewhere)")
-            list(submit(pairs, busy, wait=True, report=report, **kwargs))
+            groups = [g for g in ([i for i in group if i in busy] for group in groups) if g]
+            list(submit(pairs, groups, wait=True, report=report, **kwargs))
     finally:
         bar.close()
     if lost:
@@ -398,41 +455,66 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     return frame
 
 
-def _sweep_task(model_dict, train_dict, store, wait, lease_seconds, threads, progress=False):
-    """One run of a sweep in whichever process executes it; never raises for the run's own failure,
-    only StoreError (a store that cannot be written stops the sweep). Takes plain dicts and a store
-    path so that it pickles into worker processes and Ray tasks."""
+def _sweep_task(group, store, wait, lease_seconds, threads, progress=False) -> list[dict]:
+    """One group of a sweep, [(model dict, train dict)] with the largest budget first, in whichever process
+    executes it: an outcome per run; never raises for a run's own failure. Each run goes through `_run`
+    (its own claim) and saves a fork checkpoint for each later run not yet in the store, which that run
+    then resumes from: only its cooldown is computed. A run whose fork is missing trains from step 0.
+    Two processes writing one run's checkpoint are harmless: any checkpoint of a run at any step is a
+    valid state of that run. Raises only StoreError (a store that cannot be written stops the sweep).
+    Takes plain dicts and a store path so that it pickles into worker processes and Ray tasks."""
     from .config import model_config_from_dict, train_config_from_dict
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
-    model_cfg, train_cfg = model_config_from_dict(model_dict), train_config_from_dict(train_dict)
-    if threads is not None and train_cfg.threads is None:
-        train_cfg = dataclasses.replace(train_cfg, threads=threads)   # execution-only: same run key
+    pairs = [(model_config_from_dict(m), train_config_from_dict(t)) for m, t in group]
+    if threads is not None:   # execution-only: same run keys
+        pairs = [(m, t if t.threads is not None else dataclasses.replace(t, threads=threads)) for m, t in pairs]
     store = store if isinstance(store, Store) else Store(store, check=False)   # the parent checked it
     try:
-        tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
+        tokens = load_tokens(pairs[0][1].corpus, pairs[0][1].tokenizer)
     except Exception as e:   # a bad corpus name: nothing to claim, report it against no key
-        return dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")
-    key = run_key(model_cfg, train_cfg, tokens.fingerprint)
-    try:
-        result, how = _run(model_cfg, train_cfg, store, progress, None, tokens, lease_seconds, wait)
-    except StoreError:
-        raise
-    except Exception as e:
-        return dict(key=key, how="trained", status="failed", error=f"{type(e).__name__}: {e}")
-    return dict(key=key, how=how, status=result["status"] if result else "running", error=None)
+        return [dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")] * len(pairs)
+    keys = [run_key(m, t, tokens.fingerprint) for m, t in pairs]
+    outcomes = []
+    for j, (m, t) in enumerate(pairs):
+        if any(o["how"] == "busy" for o in outcomes):   # its trunk is held elsewhere: wait on the second pass
+            outcomes.append(dict(key=keys[j], how="busy", status="running", error=None))
+            continue
+        forks = {}
+        for k in range(j + 1, len(pairs)):
+            row = store.get(keys[k])
+            if row is None or row["status"] not in DONE:
+                forks.setdefault(fork_step(*pairs[k]), []).append((keys[k], store.checkpoint_path(keys[k])))
+        try:
+            result, how = _run(m, t, store, progress, None, tokens, lease_seconds, wait, fork_at=forks)
+            outcomes.append(dict(key=keys[j], how=how, status=result["status"] if result else "running", error=None))
+        except StoreError:
+            raise
+        except Exception as e:
+            outcomes.append(dict(key=keys[j], how="trained", status="failed", error=f"{type(e).__name__}: {e}"))
+    return outcomes
 
 
-def _local(pairs, indices, *, wait, report, store, progress, lease_seconds, **_):
-    for i in indices:
-        m, t = pairs[i]
-        outcome = _sweep_task(to_dict(m), to_dict(t), store, wait, lease_seconds, None, progress)
-        report(i, outcome)
-        yield i, outcome
+def fork_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
+    """The step at which a branch leaves its trunk: its own decay start."""
+    return decay_start(steps_for_budget(model_cfg, train_cfg), train_cfg)
 
 
-def _parallel(pairs, indices, *, wait, report, store, lease_seconds, workers, **_):
+def _plain(pairs, group) -> list[tuple[dict, dict]]:
+    """A group's pairs as plain dicts: they pickle into worker processes and Ray tasks."""
+    return [(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group]
+
+
+def _local(pairs, groups, *, wait, report, store, progress, lease_seconds, **_):
+    for group in groups:
+        outcomes = _sweep_task(_plain(pairs, group), store, wait, lease_seconds, None, progress)
+        for i, outcome in zip(group, outcomes):
+            report(i, outcome)
+            yield i, outcome
+
+
+def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, **_):
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -443,26 +525,26 @@ def _parallel(pairs, indices, *, wait, report, store, lease_seconds, workers, **
         raise ValueError(f"executor='parallel' starts fresh worker processes, which re-import the main "
                          f"script, but it is {main_file!r} (read from stdin?); save it to a file, or use "
                          "executor='local'")
-    indices = list(indices)
     cores = available_cores()
-    workers = workers or max(1, min(len(indices), cores))
+    workers = workers or max(1, min(len(groups), cores))
     threads = max(1, cores // workers)   # never more torch threads than cores: oversubscription is ~50× slower
     # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(_sweep_task, to_dict(pairs[i][0]), to_dict(pairs[i][1]), str(store.path.resolve()),
-                               wait, lease_seconds, threads): i for i in indices}
+        futures = {pool.submit(_sweep_task, _plain(pairs, group), str(store.path.resolve()), wait, lease_seconds,
+                               threads): group for group in groups}
         try:
             for future in as_completed(futures):
-                i = futures[future]
+                group = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except BrokenProcessPool:   # a worker was killed (OOM killer, kill -9): the pool is gone
-                    outcome = dict(key=None, how="failed", status="failed",
-                                   error="a worker process died (killed, or out of memory); rerun the sweep "
-                                         "to resume its runs from their checkpoints")
-                report(i, outcome)
-                yield i, outcome
+                    outcomes = [dict(key=None, how="failed", status="failed",
+                                     error="a worker process died (killed, or out of memory); rerun the sweep "
+                                           "to resume its runs from their checkpoints")] * len(group)
+                for i, outcome in zip(group, outcomes):
+                    report(i, outcome)
+                    yield i, outcome
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -497,7 +579,7 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="dwlib-parent-watch", daemon=True).start()
 
 
-def _ray(pairs, indices, *, wait, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run, **_):
+def _ray(pairs, groups, *, wait, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run, **_):
     try:
         import ray
     except ImportError:
@@ -508,21 +590,22 @@ def _ray(pairs, indices, *, wait, report, store, lease_seconds, ray_address, gpu
     if gpus_per_run is None:
         gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_sweep_task)
-    refs = {task.remote(to_dict(pairs[i][0]), to_dict(pairs[i][1]), str(store.path.resolve()), wait,
-                        lease_seconds, cpus_per_run): i for i in indices}
+    refs = {task.remote(_plain(pairs, group), str(store.path.resolve()), wait, lease_seconds, cpus_per_run): group
+            for group in groups}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                i = refs.pop(ref)
+                group = refs.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except StoreError:   # Ray's error for it is also a StoreError
                     raise
                 except Exception as e:   # the worker process itself died (OOM, node lost)
-                    outcome = dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")
-                report(i, outcome)
-                yield i, outcome
+                    outcomes = [dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")] * len(group)
+                for i, outcome in zip(group, outcomes):
+                    report(i, outcome)
+                    yield i, outcome
     except BaseException:
         for ref in refs:
             ray.cancel(ref)

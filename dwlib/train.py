@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,16 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token, flops_per_token_with_head,
-                     non_embedding_params, run_key, steps_for_budget, to_dict)
+from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, count_params, decay_start, default_threads,
+                     flops_per_token, flops_per_token_with_head, non_embedding_params, run_key, steps_for_budget,
+                     to_dict, warmup_steps)
 from .data import Tokens, get_batch, load_tokens, val_batches
 from .model import Transformer
 
-SYNC_EVERY = 50  # steps between host syncs that check the loss is still finite
+SYNC_EVERY = 50        # steps between host syncs that check the loss is still finite
+CURVE_POINTS = 1000    # the train-loss curve keeps 500–1000 buckets, however long the run
+PROBE_STEPS = 4        # per-layer gradient norms at s−3 … s for each gradient-norm step s
+MIN_TIMED_SECONDS = 1e-3
 
 # Dense bf16 peak FLOP/s by device name, from the vendors' datasheets (no sparsity). Used for MFU.
 PEAK_BF16_FLOPS = {
@@ -96,25 +101,24 @@ def param_groups(model: Transformer, cfg: ModelConfig, train: TrainConfig) -> li
 
 
 def lr_at(step: int, total: int, train: TrainConfig) -> float:
-    """Learning rate for 0-based `step`: linear warmup, then cosine, warmup-stable-decay or constant."""
-    warmup = default_warmup(total, train)
+    """Learning rate for 0-based `step` of `total`: linear warmup, then cosine to min_lr, constant, or
+    warmup-stable-decay: constant until `config.decay_start`, then a cooldown to min_lr over the last
+    `cooldown` of the steps, linear ("wsd") or 1 − sqrt(progress) ("wsd-sqrt", Hägele et al. 2024)."""
+    warmup = warmup_steps(total, train)
     min_lr = train.lr / 10 if train.min_lr is None else train.min_lr
     if step < warmup:
         return train.lr * (step + 1) / warmup
     if train.schedule == "constant":
         return train.lr
-    if train.schedule == "wsd":
-        decay_start = warmup + int(0.8 * (total - warmup))  # last 20% decays linearly
-        if step < decay_start:
+    if train.schedule in WSD_SCHEDULES:
+        start = decay_start(total, train)
+        if step < start:
             return train.lr
-        frac = (step - decay_start + 1) / max(1, total - decay_start)
-        return train.lr + (min_lr - train.lr) * frac
+        progress = (step - start + 1) / (total - start)
+        shape = progress if train.schedule == "wsd" else math.sqrt(progress)
+        return train.lr + (min_lr - train.lr) * shape
     frac = (step - warmup + 1) / max(1, total - warmup)
     return min_lr + 0.5 * (train.lr - min_lr) * (1 + math.cos(math.pi * frac))
-
-
-def default_warmup(total: int, train: TrainConfig) -> int:
-    return train.warmup if train.warmup is not None else max(1, round(0.05 * total))
 
 
 @torch.no_grad()
@@ -142,182 +146,303 @@ def layer_grad_norms(model: Transformer) -> torch.Tensor:
     return torch.stack(parts)
 
 
+def new_state() -> dict:
+    """What a run carries from step to step (and in its checkpoint). Its size does not grow with the
+    planned steps: the train-loss curve keeps CURVE_POINTS buckets at most, merging pairs when full."""
+    return dict(step=0, evals=[], grad_norms=[], buckets=[], bucket_width=1, bucket_sum=0.0, bucket_n=0,
+                eval_sum=0.0, eval_n=0, clipped=0, train_seconds=0.0, wall_seconds=0.0)
+
+
+def add_step(state: dict, step: int, loss: float, seconds: float) -> None:
+    """Fold one step's train loss into the curve buckets and the mean since the last evaluation."""
+    state["bucket_sum"] += loss
+    state["bucket_n"] += 1
+    state["eval_sum"] += loss
+    state["eval_n"] += 1
+    if step % state["bucket_width"] == 0:
+        state["buckets"].append([step, state["bucket_sum"] / state["bucket_n"], seconds])
+        state["bucket_sum"], state["bucket_n"] = 0.0, 0
+        if len(state["buckets"]) == CURVE_POINTS:   # even, so every bucket has a partner
+            b = state["buckets"]
+            state["buckets"] = [[b[i + 1][0], (b[i][1] + b[i + 1][1]) / 2, b[i + 1][2]] for i in range(0, len(b), 2)]
+            state["bucket_width"] *= 2
+
+
+def setup_device(train_cfg: TrainConfig):
+    """The run's device and its autocast context (bf16 and TF32 on CUDA; plain fp32 on CPU)."""
+    device = resolve_device(train_cfg.device)
+    torch.set_num_threads(train_cfg.threads or default_threads())
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def build(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device):
+    """A freshly initialised model (seeded) and its AdamW optimizer."""
+    torch.manual_seed(train_cfg.seed)
+    model = Transformer(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, model_cfg, train_cfg), lr=train_cfg.lr,
+                                  betas=(train_cfg.beta1, train_cfg.beta2), fused=device.type == "cuda")
+    return model, optimizer
+
+
+def resume(path: Path | None, key: str, model_cfg: ModelConfig, train_cfg: TrainConfig, device):
+    """(model, optimizer, state): resumed from the checkpoint at `path` if there is one, else fresh. A
+    checkpoint that cannot be resumed (corrupt, truncated, another run's) is moved aside with a warning
+    naming it, and the run starts over."""
+    model, optimizer = build(model_cfg, train_cfg, device)
+    if path is None or not path.exists():
+        return model, optimizer, new_state()
+    try:
+        saved = torch.load(path, map_location=device, weights_only=False)
+        if saved["run_key"] != key:
+            raise ValueError(f"it belongs to another run ({str(saved['run_key'])[:10]}, this run is {key[:10]})")
+        if set(saved["state"]) != set(new_state()):
+            raise ValueError("it was written by another version of dwlib")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        return model, optimizer, saved["state"]
+    except Exception as e:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(path, aside)
+        why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        warnings.warn(f"checkpoint {path} cannot be resumed ({why}); moved it to {aside.name}, "
+                      "training this run from step 0", RuntimeWarning, stacklevel=3)
+        return (*build(model_cfg, train_cfg, device), new_state())
+
+
+def save_checkpoint(path: Path, key: str, model, optimizer, state: dict) -> None:
+    """Write atomically (a private temporary file, then rename), so a kill never leaves half a file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), tmp)
+    os.replace(tmp, path)
+
+
+def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
+    """Legal but probably not what was meant: say so, then train as asked."""
+    tokens_per_step = train_cfg.batch_size * train_cfg.grad_accum * model_cfg.context
+    if train_cfg.tokens is not None and train_cfg.tokens < tokens_per_step:
+        warnings.warn(f"tokens={train_cfg.tokens:,} is less than one step of {tokens_per_step:,} tokens; "
+                      "training one step", UserWarning, stacklevel=3)
+    if train_cfg.warmup is not None and train_cfg.warmup > steps:
+        warnings.warn(f"warmup of {train_cfg.warmup:,} steps is longer than the run ({steps:,} steps): the "
+                      "learning rate never reaches its peak", UserWarning, stacklevel=3)
+
+
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | Path | None = None,
-          progress: bool = True, on_eval=None, tokens: Tokens | None = None) -> dict:
+          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path; the run resumes from it if the file exists and saves to it every
         `train_cfg.checkpoint_every` steps (atomically). The file is left in place; callers delete it.
-    progress: show a tqdm progress bar.
-    on_eval: called with {step, tokens, train_loss, val_loss} after each evaluation (live charts).
+        A checkpoint that cannot be resumed is moved aside (`<name>.corrupt-<time>`) with a warning.
+    progress: show a tqdm progress bar. on_eval: called after each evaluation with {step, tokens,
+        train_loss, val_loss, seconds, depth, width}.
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
+    fork_at: {step: [(run_key, path), …]}: on passing `step`, also save a checkpoint *as each of those
+        runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=path)` of it resumes.
     """
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
     if model_cfg.vocab_size != tokens.vocab_size:
         raise ValueError(f"model vocab_size {model_cfg.vocab_size} does not match tokenizer "
                          f"{train_cfg.tokenizer!r} (vocab {tokens.vocab_size}); set vocab_size={tokens.vocab_size}")
-    device = resolve_device(train_cfg.device)
-    torch.set_num_threads(train_cfg.threads or default_threads())
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
-
     steps = steps_for_budget(model_cfg, train_cfg)
-    B, T, accum = train_cfg.batch_size, model_cfg.context, train_cfg.grad_accum
-    tokens_per_step = B * T * accum
-    fpt = flops_per_token(model_cfg)
-
-    torch.manual_seed(train_cfg.seed)
-    model = Transformer(model_cfg).to(device)
-    groups = param_groups(model, model_cfg, train_cfg)
-    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
-                                  fused=cuda)
-    forward = torch.compile(model) if train_cfg.compile else model
-    val = [(x.to(device), y.to(device)) for x, y in val_batches(tokens, train_cfg.eval_batches, B, T)]
-
+    warn_surprises(model_cfg, train_cfg, steps)
+    device, autocast = setup_device(train_cfg)
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
-    state = dict(step=0, losses=[], evals=[], grad_norms=[], train_seconds=0.0, wall_seconds=0.0)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        if saved["run_key"] != key:
-            raise ValueError(f"checkpoint {checkpoint} belongs to another run ({saved['run_key'][:12]}, "
-                             f"this run is {key[:12]})")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
+    model, optimizer, state = resume(checkpoint, key, model_cfg, train_cfg, device)
     start_step = state["step"]
-
-    grad_norm_steps = set(train_cfg.grad_norm_steps) | {steps}
-    eval_steps = set(range(train_cfg.eval_every, steps + 1, train_cfg.eval_every)) | {steps}
-    step_losses = torch.zeros(steps, device=device)  # filled on device, read at sync points
-    pending_norms = []  # (step, device tensor)
-    status, diverged_step = "complete", None
+    forward = torch.compile(model) if train_cfg.compile else model
+    B, T = train_cfg.batch_size, model_cfg.context
+    val = [(x.to(device), y.to(device)) for x, y in val_batches(tokens, train_cfg.eval_batches, B, T)]
+    # Per-step values stay on the device in fixed-size buffers until the next sync (at most SYNC_EVERY steps)
+    losses, clipped = torch.zeros(SYNC_EVERY, device=device), torch.zeros(SYNC_EVERY, device=device)
+    pending_norms, status = [], "complete"   # pending_norms: (step, device tensor) until the next sync
     bar = tqdm(total=steps, initial=start_step, disable=not progress, leave=False,
                desc=f"D={model_cfg.depth} W={model_cfg.width}")
-
-    def sync(upto: int) -> bool:
-        """Move losses and grad norms of steps [state.step, upto) to the host; False if any is non-finite."""
-        nonlocal status, diverged_step
-        host = step_losses[state["step"]:upto].tolist()
-        for step, norms in pending_norms:
-            for layer, value in enumerate(norms.tolist()):
-                name = "embedding" if layer == 0 else ("head" if layer == len(norms) - 1 else f"block{layer - 1}")
-                state["grad_norms"].append(dict(step=step, layer=layer - 1, name=name, norm=value))
-        pending_norms.clear()
-        for i, loss in enumerate(host):
-            if not math.isfinite(loss):
-                status, diverged_step = "diverged", state["step"] + i + 1
-                state["losses"].extend(host[:i + 1])
-                state["step"] = state["step"] + i + 1
-                return False
-        state["losses"].extend(host)
-        state["step"] = upto
-        return True
-
-    def save_checkpoint():
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), tmp)
-        os.replace(tmp, checkpoint)
-
     wall_start = time.perf_counter() - state["wall_seconds"]
     segment_start = time.perf_counter()
     for step in range(start_step, steps):
         lr = lr_at(step, steps, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_mult"]
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(accum):
-            x, y = get_batch(tokens.train, step * accum + micro, B, T, train_cfg.seed)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast:
-                _, loss = forward(x, y)
-            (loss / accum).backward()
-            loss_sum += loss.detach().float()
-        done = step + 1
-        if done in grad_norm_steps or done in eval_steps:
+        loss = forward_backward(forward, tokens, step, train_cfg, T, device, autocast)
+        done, slot = step + 1, step - state["step"]
+        if probes_gradients(done, steps, train_cfg):
             pending_norms.append((done, layer_grad_norms(model)))  # raw gradients, before clipping
-        if train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip, foreach=True)
+        if train_cfg.grad_clip > 0:   # the pre-clip total norm, compared on the device: no host sync
+            total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip, foreach=True)
+            clipped[slot] = (total_norm > train_cfg.grad_clip).float()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        step_losses[step] = loss_sum / accum
+        losses[slot] = loss
         bar.update(1)
 
-        at_eval = done in eval_steps
+        at_eval = done % train_cfg.eval_every == 0 or done == steps
         at_checkpoint = checkpoint is not None and done % train_cfg.checkpoint_every == 0 and done < steps
-        if at_eval or at_checkpoint or done % SYNC_EVERY == 0:
-            if not sync(done):  # .tolist() synchronises the device, so the timer below is honest
+        forks = (fork_at or {}).get(done, ())
+        if at_eval or at_checkpoint or forks or slot + 1 == SYNC_EVERY:
+            # .tolist() waits for the device, so the clock read after it is honest
+            host_losses, host_clipped = losses[:slot + 1].tolist(), clipped[:slot + 1].tolist()
+            finite = sync(state, host_losses, host_clipped, pending_norms, time.perf_counter() - segment_start)
+            if finite and at_eval:
+                point = evaluation(state, forward, val, autocast, tokens_per_step=train_cfg.tokens_per_step * T)
+                bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{point['val_loss']:.3f}")
+                finite = math.isfinite(point["val_loss"])
+            if not finite:
+                status = "diverged"
                 break
-            now = time.perf_counter()
-            state["train_seconds"] += now - segment_start
-            if at_eval:
-                val_loss = evaluate(forward, val, autocast).item()
-                recent = state["losses"][-min(len(state["losses"]), train_cfg.eval_every):]
-                point = dict(step=done, tokens=done * tokens_per_step, train_loss=float(np.mean(recent)),
-                             val_loss=val_loss)
-                state["evals"].append(point)
-                bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{val_loss:.3f}")
-                if not math.isfinite(val_loss):
-                    status, diverged_step = "diverged", done
-                    break
             state["wall_seconds"] = time.perf_counter() - wall_start
             if at_checkpoint:
-                save_checkpoint()
+                save_checkpoint(checkpoint, key, model, optimizer, state)
+            for fork_key, fork_path in forks:
+                save_checkpoint(Path(fork_path), fork_key, model, optimizer, state)
             if at_eval and on_eval is not None:
                 on_eval(dict(point, depth=model_cfg.depth, width=model_cfg.width))
             segment_start = time.perf_counter()
     bar.close()
     state["wall_seconds"] = time.perf_counter() - wall_start
+    return dict(result_record(model_cfg, train_cfg, tokens, key, state, steps, status, device),
+                resumed_from_step=start_step)
 
-    return result_record(model_cfg, train_cfg, tokens, key, state, steps, status, diverged_step, device)
+
+def forward_backward(forward, tokens: Tokens, step: int, train_cfg: TrainConfig, context: int, device,
+                     autocast) -> torch.Tensor:
+    """Gradients of one optimizer step (its `grad_accum` micro-batches); the step's mean loss, on the device."""
+    accum = train_cfg.grad_accum
+    loss_sum = torch.zeros((), device=device)
+    for micro in range(accum):
+        x, y = get_batch(tokens.train, step * accum + micro, train_cfg.batch_size, context, train_cfg.seed)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast:
+            _, loss = forward(x, y)
+        (loss / accum).backward()
+        loss_sum += loss.detach().float()
+    return loss_sum / accum
 
 
-def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, diverged_step, device) -> dict:
+def probes_gradients(done: int, steps: int, train_cfg: TrainConfig) -> bool:
+    """Per-layer gradient norms are taken at steps s−3 … s (four different batches, for fitters to average)
+    for each step s that asks for them: `grad_norm_steps`, every evaluation and the end."""
+    for s in range(done, min(done + PROBE_STEPS, steps + 1)):
+        if s == steps or s % train_cfg.eval_every == 0 or s in train_cfg.grad_norm_steps:
+            return True
+    return False
+
+
+def sync(state: dict, losses: list, clipped: list, pending_norms: list, seconds: float) -> bool:
+    """Fold the steps since the last sync into `state`: losses (each stamped with train seconds,
+    interpolated across the segment's `seconds`), clip flags and gradient norms. False if a loss is not
+    finite: the run stops at that step."""
+    start, before = state["step"], state["train_seconds"]
+    for i, loss in enumerate(losses):
+        state["step"] = start + i + 1
+        state["train_seconds"] = before + seconds * (i + 1) / len(losses)
+        state["clipped"] += int(clipped[i])
+        add_step(state, state["step"], loss, state["train_seconds"])
+        if not math.isfinite(loss):
+            break
+    for step, norms in pending_norms:
+        values = norms.tolist()
+        for layer, value in enumerate(values):
+            name = "embedding" if layer == 0 else ("head" if layer == len(values) - 1 else f"block{layer - 1}")
+            if step <= state["step"]:
+                state["grad_norms"].append(dict(step=step, layer=layer - 1, name=name, norm=value))
+    pending_norms.clear()
+    return math.isfinite(losses[state["step"] - start - 1])
+
+
+def evaluation(state: dict, forward, val, autocast, tokens_per_step: int) -> dict:
+    """Validation loss now, with the mean train loss since the previous evaluation; appended to state."""
+    step = state["step"]
+    point = dict(step=step, tokens=step * tokens_per_step, train_loss=state["eval_sum"] / max(1, state["eval_n"]),
+                 val_loss=evaluate(forward, val, autocast).item(), seconds=state["train_seconds"])
+    state["eval_sum"], state["eval_n"] = 0.0, 0
+    state["evals"].append(point)
+    return point
+
+
+def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, device) -> dict:
     """Assemble the plain-data record the store, CLI and notebooks consume."""
-    B, T, accum = train_cfg.batch_size, model_cfg.context, train_cfg.grad_accum
-    tokens_per_step = B * T * accum
+    tokens_per_step = train_cfg.batch_size * model_cfg.context * train_cfg.grad_accum
     fpt = flops_per_token(model_cfg)
     done = state["step"]
-    losses = state["losses"]
-    evals = {e["step"]: e["val_loss"] for e in state["evals"]}
-    # train-loss curve: at most ~500 points, each the mean over its interval
-    every = max(1, math.ceil(len(losses) / 500))
-    curve = []
-    for end in sorted(set(range(every, len(losses) + 1, every)) | set(evals) | ({len(losses)} if losses else set())):
-        if end > len(losses):
-            continue
-        window = losses[max(0, end - every):end]
-        curve.append(dict(step=end, tokens=end * tokens_per_step, flops=end * tokens_per_step * fpt,
-                          train_loss=float(np.mean(window)), val_loss=evals.get(end),
-                          lr=lr_at(end - 1, steps, train_cfg)))
-    val_losses = [v for v in evals.values() if math.isfinite(v)]
+    curve = curve_points(state, tokens_per_step, fpt, steps, train_cfg)
+    tail = [c["train_loss"] for c in curve if c["step"] > done - max(1, done // 10) and math.isfinite(c["train_loss"])]
+    val_losses = [e["val_loss"] for e in state["evals"] if math.isfinite(e["val_loss"])]
+    val_loss = state["evals"][-1]["val_loss"] if status == "complete" and state["evals"] else None
+    unstable_reason = instability(val_loss, min(val_losses) if val_losses else None, model_cfg.vocab_size)
     trained_tokens = done * tokens_per_step
-    train_seconds = max(state["train_seconds"], 1e-9)
+    seconds = state["train_seconds"]
+    timed = seconds >= MIN_TIMED_SECONDS   # rates over less than a millisecond would be clock noise
     hw_flops = flops_per_token_with_head(model_cfg) * trained_tokens
     peak = peak_flops(device)
-    finite_losses = [x for x in losses[-max(1, len(losses) // 10):] if math.isfinite(x)]
     return dict(
-        status=status, diverged_step=diverged_step, run_key=key,
+        status="unstable" if unstable_reason else status, unstable_reason=unstable_reason,
+        diverged_step=done if status == "diverged" else None, run_key=key,
         model=to_dict(model_cfg), train=to_dict(train_cfg),
         corpus=tokens.corpus, tokenizer=tokens.tokenizer, corpus_fingerprint=tokens.fingerprint,
         params=count_params(model_cfg), non_embedding_params=non_embedding_params(model_cfg),
         flops_per_token=fpt, steps=done, planned_steps=steps, tokens=trained_tokens, flops=fpt * trained_tokens,
-        train_loss=float(np.mean(finite_losses)) if finite_losses else None,
-        val_loss=state["evals"][-1]["val_loss"] if status == "complete" and state["evals"] else None,
+        tokens_per_param=trained_tokens / non_embedding_params(model_cfg),
+        train_loss=float(np.mean(tail)) if tail else None, val_loss=val_loss,
         best_val_loss=min(val_losses) if val_losses else None,
+        final_slope=final_slope(state["evals"], curve, done) if status == "complete" else None,
+        clip_fraction=state["clipped"] / done if done else 0.0,
         curve=curve, grad_norms=state["grad_norms"],
-        wall_seconds=state["wall_seconds"], train_seconds=state["train_seconds"],
-        tokens_per_second=trained_tokens / train_seconds,
-        flops_per_second=hw_flops / train_seconds,
-        mfu=hw_flops / train_seconds / peak if peak else None,
+        wall_seconds=state["wall_seconds"], train_seconds=seconds,
+        tokens_per_second=trained_tokens / seconds if timed else None,
+        flops_per_second=hw_flops / seconds if timed else None,
+        mfu=hw_flops / seconds / peak if timed and peak else None,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         versions=dict(dwlib=__version__, torch=torch.__version__, numpy=np.__version__,
                       python=platform.python_version()),
     )
+
+
+def curve_points(state, tokens_per_step, fpt, steps, train_cfg) -> list[dict]:
+    """The curve: a row at each bucket end, each evaluation and the last step. train_loss is the bucket's
+    mean (at an evaluation between bucket ends: the mean since the previous evaluation)."""
+    rows = {e["step"]: (e["train_loss"], e["val_loss"], e["seconds"]) for e in state["evals"]}
+    for end, mean, seconds in state["buckets"]:
+        rows[end] = (mean, rows.get(end, (None, None))[1], seconds)
+    if state["bucket_n"]:   # the steps after the last full bucket
+        rows[state["step"]] = (state["bucket_sum"] / state["bucket_n"], rows.get(state["step"], (None, None))[1],
+                               state["train_seconds"])
+    return [dict(step=s, tokens=s * tokens_per_step, flops=s * tokens_per_step * fpt, train_loss=train_loss,
+                 val_loss=val_loss, lr=lr_at(s - 1, steps, train_cfg), seconds=seconds)
+            for s, (train_loss, val_loss, seconds) in sorted(rows.items())]
+
+
+def final_slope(evals: list, curve: list, done: int) -> float | None:
+    """Change of validation loss per doubling of tokens over the last quarter of the steps: the
+    least-squares slope of val_loss on log2(tokens) over the evaluations there (the train-loss curve's
+    points when fewer than two evaluations lie there). Negative: still falling."""
+    points = [(e["tokens"], e["val_loss"]) for e in evals if e["step"] >= 0.75 * done]
+    if len(points) < 2:
+        points = [(c["tokens"], c["train_loss"]) for c in curve if c["step"] >= 0.75 * done]
+    points = [(t, y) for t, y in points if t > 0 and y is not None and math.isfinite(y)]
+    if len(points) < 2:
+        return None
+    x, y = np.log2([t for t, _ in points]), np.array([y for _, y in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def instability(val_loss: float | None, best: float | None, vocab_size: int) -> str | None:
+    """Why a finished run counts as unstable, or None: its final validation loss is no better than
+    guessing uniformly (≥ ln V), or a spike that stayed high — more than 10% of the way from its own best
+    back to ln V (mild overfitting stays well below that)."""
+    if val_loss is None:
+        return None
+    uniform = math.log(vocab_size)
+    if val_loss >= uniform:
+        return f"final validation loss {val_loss:.4f} >= ln(vocab) = {uniform:.4f}: no better than uniform guessing"
+    if val_loss > best + 0.1 * (uniform - best):
+        return (f"final validation loss {val_loss:.4f} ended {val_loss - best:.4f} above its best {best:.4f}, more "
+                f"than 10% of the way back to ln(vocab) = {uniform:.4f}: a spike that stayed high")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,6 +97,10 @@ def test_dry_run_shows_the_design(capsys):
     (["--design", "compute-matched", "--flops", "1e12", "--shapes", "2by64"], "DxW"),
     (["--depths", "2,four"], "--depths"),
     (["--widths", "100"], "not divisible"),
+    (["--anneal-at", "1e4,2e4", "--schedule", "cosine"], "--anneal-at trains warmup-stable-decay runs"),
+    (["--anneal-at", "1e4", "--design", "isoflop", "--budgets", "1e12"], "--design isoflop matches FLOP budgets"),
+    (["--anneal-at", "1e3,1e6", "--warmup", "100"], "before the 100-step warmup ends"),
+    (["--anneal-at", "1e4,inf"], "--anneal-at takes positive token budgets"),
 ])
 def test_bad_sweep_flags_are_clear_errors(argv, message, capsys):
     assert main(["sweep", "--dry-run"] + argv) == 2
@@ -151,3 +155,37 @@ def test_runs_does_not_import_torch(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_anneal_at_trains_a_trunk_and_a_branch_per_budget(tmp_path, corpus, capsys):
+    """The contract: --anneal-at T1,T2,T3 on a depth design stores one fully annealed run per shape, seed
+    and budget (tokens within one step of the budget, schedule naming the cooldown), and costs one trunk
+    per shape and seed plus the other budgets' cooldowns."""
+    store = tmp_path / "runs.sqlite"
+    argv = ["sweep", "--design", "depth", "--depths", "1,2", "--width", "32", "--anneal-at", "2e4,4e4,8e4",
+            "--store", str(store)] + tiny_flags(corpus)
+    assert main(argv + ["--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "with cooldown branches (2 trunks) vs" in dry and "for 6 separate runs" in dry
+    assert main(argv) == 0
+    assert "with cooldown branches" in capsys.readouterr().out   # said at the start of the sweep too
+    assert main(["runs", "--store", str(store), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 6
+    per_step = 4 * 32
+    for depth in (1, 2):
+        for budget in (2e4, 4e4, 8e4):
+            (r,), = [[r for r in records if r["depth"] == depth and abs(r["tokens"] - budget) <= per_step]]
+            assert r["schedule"] == "wsd-sqrt" and r["status"] in ("complete", "unstable")
+            result = Store(store).get(r["run_key"])["result"]
+            assert result["curve"][-1]["lr"] == pytest.approx(r["lr"] / 10)            # fully annealed
+            # the largest budget is the trunk; the others resumed from its fork at their decay start
+            start = result["steps"] - int(0.2 * result["steps"] + 0.5)
+            assert result["resumed_from_step"] == (0 if budget == 8e4 else start)
+
+
+def test_anneal_at_is_documented():
+    help_text = subprocess.run([sys.executable, "-m", "dwlib", "sweep", "--help"], capture_output=True, text=True,
+                               cwd=REPO, timeout=60).stdout
+    assert "--anneal-at" in help_text and "wsd-sqrt" in help_text
+    assert "--anneal-at" in (REPO / "README.md").read_text()

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from dwlib.config import ModelConfig
+from dwlib.config import ModelConfig, model_config_from_dict
 from dwlib.model import Transformer, residual_branch_scale
 
 VARIANTS = [{}, {"norm": "rmsnorm"}, {"mlp": "swiglu"}, {"residual_scale": "rezero"},
-            {"residual_scale": "deepnorm"}, {"share": 2}, {"tie_embeddings": True},
+            {"residual_scale": "inv-sqrt-2l"}, {"share": 2}, {"tie_embeddings": True},
             {"parametrization": "mup"}, {"parametrization": "completep"}]
 
 
@@ -63,7 +63,7 @@ def test_weight_sharing_applies_blocks_k_times():
 
 def test_residual_branch_scales():
     assert residual_branch_scale(ModelConfig(depth=8)) == 1.0
-    assert math.isclose(residual_branch_scale(ModelConfig(depth=8, residual_scale="deepnorm")), 1 / 4)
+    assert math.isclose(residual_branch_scale(ModelConfig(depth=8, residual_scale="inv-sqrt-2l")), 1 / 4)
     assert math.isclose(residual_branch_scale(ModelConfig(depth=8, base_depth=2, parametrization="completep")), 1 / 4)
     assert math.isclose(residual_branch_scale(ModelConfig(depth=8, base_depth=2, parametrization="completep",
                                                           depth_alpha=0.5)), 1 / 2)
@@ -79,3 +79,33 @@ def test_heads_from_head_dim_or_explicit():
     assert ModelConfig(width=256).heads == 4
     assert ModelConfig(width=32).heads == 1  # narrower than one head: a single head
     assert ModelConfig(width=96, n_heads=3).head_size == 32
+
+
+def test_deepnorm_was_renamed_for_what_it_is():
+    with pytest.raises(ValueError, match="renamed 'inv-sqrt-2l'.*not DeepNet"):
+        ModelConfig(residual_scale="deepnorm")
+    # a store written before the rename still lists its runs, under the new name
+    assert model_config_from_dict({"depth": 2, "residual_scale": "deepnorm"}).residual_scale == "inv-sqrt-2l"
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_mup_and_completep_equal_sp_at_the_base_shape(parametrization):
+    """Same weights, same logits: at base width and depth the μP/CompleteP forward pass is SP's (their
+    init rules differ, which only changes the initial weights)."""
+    torch.manual_seed(0)
+    shape = dict(depth=2, width=128, context=32, base_width=128, base_depth=2)
+    sp = Transformer(ModelConfig(**shape)).eval()
+    mup = Transformer(ModelConfig(**shape, parametrization=parametrization)).eval()
+    mup.load_state_dict(sp.state_dict())
+    x = torch.randint(0, 256, (2, 32))
+    with torch.no_grad():
+        assert torch.equal(sp(x), mup(x))
+
+
+def test_mup_attention_scale_goes_as_one_over_head_size():
+    for width in (128, 256, 512):        # two heads: the head size grows with the width
+        cfg = ModelConfig(width=width, n_heads=2, base_width=128, parametrization="mup")
+        attn = Transformer(ModelConfig(**{**cfg.__dict__, "depth": 1})).blocks[0].attn
+        assert math.isclose(attn.scale, math.sqrt(64) / (width / 2))
+    sp = Transformer(ModelConfig(depth=1, width=512, n_heads=2)).blocks[0].attn
+    assert math.isclose(sp.scale, 1 / math.sqrt(256))

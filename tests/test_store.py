@@ -143,8 +143,12 @@ def test_frames(store):
     for col in ("run_id", "heads", "context", "mlp", "norm", "share", "parametrization", "lr",
                 "batch_size", "non_embedding_params", "flops_per_token", "flops", "train_loss",
                 "best_val_loss", "wall_seconds", "tokens_per_second", "device", "corpus",
-                "corpus_fingerprint", "attempts", "error", "created", "updated"):
+                "corpus_fingerprint", "attempts", "error", "created", "updated", "schedule", "warmup",
+                "cooldown", "tokens_per_param", "final_slope", "clip_fraction", "unstable_reason"):
         assert col in frame.columns, col
+    # the resolved warmup (5% of 30 steps), the regime in tokens per non-embedding parameter
+    assert frame["warmup"].tolist() == [2, 2, 2] and frame["schedule"].tolist() == ["cosine"] * 3
+    assert frame["tokens_per_param"].iloc[2] == pytest.approx(frame["tokens"].iloc[2] / frame["non_embedding_params"].iloc[2])
     # order follows `keys`
     assert store.runs_frame(keys=[runs[2][2], runs[0][2]])["depth"].tolist() == [2, 1]
 
@@ -323,3 +327,83 @@ def test_a_dead_local_holder_is_taken_over_at_once(store):
     _, _, key3, config3 = make_run(depth=4)
     assert store.claim(key3, config3, owner=parent, lease_seconds=600)
     assert not store.claim(key2, config2, owner="c") and not store.claim(key3, config3, owner="c")
+
+
+# -- schema migration -------------------------------------------------------------------------
+
+def test_a_store_of_schema_1_is_migrated_in_place_with_its_runs(tmp_path):
+    """tests/fixtures/store-v1.sqlite was written by the dwlib before schema 2 (a real tiny sweep:
+    two complete runs, one diverged, one failed, one still 'running' whose holder is gone)."""
+    import shutil
+    from pathlib import Path
+    from dwlib.config import model_config_from_dict, train_config_from_dict
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-v1.sqlite", path)
+    con = sqlite3.connect(path)
+    before = con.execute("SELECT run_key, status, result, attempts FROM runs ORDER BY run_key").fetchall()
+    curves_before = con.execute("SELECT run_key, step, train_loss, val_loss FROM curves ORDER BY 1, 2").fetchall()
+    norms_before = con.execute("SELECT COUNT(*) FROM grad_norms").fetchone()[0]
+    con.close()
+    assert sorted(r[1] for r in before) == ["complete", "complete", "diverged", "failed", "running"]
+
+    store = Store(path)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "dwlib-runs-2"
+    assert con.execute("SELECT run_key, status, result, attempts FROM runs ORDER BY run_key").fetchall() == before
+    assert con.execute("SELECT run_key, step, train_loss, val_loss FROM curves ORDER BY 1, 2").fetchall() == curves_before
+    assert con.execute("SELECT COUNT(*) FROM grad_norms").fetchone()[0] == norms_before > 0
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    frame = store.runs_frame()
+    assert sorted(frame["status"]) == ["complete", "complete", "diverged", "failed", "interrupted"]
+    done = frame[frame["status"] == "complete"]
+    assert done["val_loss"].notna().all() and done["final_slope"].isna().all()   # not recorded then
+    assert (done["tokens_per_param"] > 0).all() and set(frame["schedule"]) == {"cosine"}
+    curves = store.curves_frame()
+    assert len(curves) == len(curves_before) and curves["seconds"].isna().all()
+    # the runs keep their keys: a sweep asking for them again is served from the store
+    for key in done["run_key"]:
+        config = store.get(key)["config"]
+        assert run_key(model_config_from_dict(config["model"]), train_config_from_dict(config["train"]),
+                       config["corpus_fingerprint"]) == key
+    # the migrated store takes the new status, and opens again as schema 2
+    m, t, key, config = make_run(depth=5)
+    assert store.claim(key, config, owner="a")
+    assert store.finish(key, fake_result(m, t, key, status="unstable"), owner="a")
+    assert Store(path).get(key)["status"] == "unstable"
+
+
+def _open_and_count(path, queue):
+    queue.put(len(Store(path).runs_frame()))
+
+
+def test_processes_opening_a_schema_1_store_at_once_migrate_it_once(tmp_path):
+    import shutil
+    from pathlib import Path
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-v1.sqlite", path)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_count, args=(path, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    counts = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert counts == [5, 5, 5] and all(p.exitcode == 0 for p in procs)
+
+
+def test_unstable_is_final_and_curve_seconds_round_trip(store):
+    m, t, key, config = make_run()
+    store.claim(key, config, owner="a")
+    result = fake_result(m, t, key, status="unstable", val=6.0)
+    result["unstable_reason"] = "final validation loss 6.0 >= ln(vocab)"
+    for i, row in enumerate(result["curve"]):
+        row["seconds"] = 0.1 * (i + 1)
+    assert store.finish(key, result, owner="a")
+    assert not store.claim(key, config, owner="b")              # served from the store, never retrained
+    got = store.get(key)["result"]
+    assert got["curve"][-1]["seconds"] == pytest.approx(3.0)
+    row = store.runs_frame().iloc[0]
+    assert row["status"] == "unstable" and row["unstable_reason"].startswith("final validation loss")
+    assert store.curves_frame()["seconds"].iloc[-1] == pytest.approx(3.0)

@@ -183,6 +183,28 @@ def test_ctrl_c_leaves_the_run_resumable(tmp_path, tiny, monkeypatch):
     assert store.runs_frame()["attempts"].tolist() == [2]
 
 
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_trains_from_step_0(tmp_path, tiny):
+    """issue 13: random bytes in a run's checkpoint used to fail the run on every rerun."""
+    store = Store(tmp_path / "runs.sqlite")
+    m, t = sweep.make_pair(depth=1, width=32, steps=30, **tiny)
+    ckpt = store.checkpoint_path(sweep.key_for(m, t))
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(m, t, store=store, progress=False, on_eval=stop)   # interrupted at step 10, checkpointed
+    assert sweep.checkpoint_step(ckpt) == 10
+    ckpt.write_bytes(os.urandom(ckpt.stat().st_size))
+    with pytest.raises(ValueError, match=f"checkpoint {ckpt} cannot be read"):
+        sweep.checkpoint_step(ckpt)                                   # does not pass it off as step 0
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {ckpt} cannot be resumed"):
+        frame = sweep.run_sweep([(m, t)], store=store, progress=False)
+    assert frame["status"].tolist() == ["complete"]
+    assert store.get(frame["run_key"][0])["result"]["resumed_from_step"] == 0
+    assert [p.name.startswith(ckpt.name + ".corrupt-") for p in ckpt.parent.iterdir()] == [True]
+
+
 def test_a_lapsed_lease_is_taken_over(tmp_path, tiny, monkeypatch):
     """A run held by a process on another machine that stopped heartbeating: waited for while the
     lease is live, trained once it lapses."""
@@ -243,15 +265,17 @@ def test_parallel_executor_sizes_threads_and_survives_failure(tmp_path, tiny):
     pairs = [sweep.make_pair(depth=1, width=32, steps=20, **tiny),
              sweep.make_pair(depth=1, width=32, steps=20, vocab_size=300, **tiny),
              sweep.make_pair(depth=2, width=32, steps=20, **tiny)]
+    pairs += sweep.anneal(pairs[2:], [20 * 128, 40 * 128], warmup=2)     # a trunk and its branch: one task
     frame = sweep.run_sweep(pairs, store=tmp_path / "runs.sqlite", executor="parallel", workers=2,
                             progress=False)
-    assert frame["status"].tolist() == ["complete", "failed", "complete"]
+    assert frame["status"].tolist() == ["complete", "failed", "complete", "complete", "complete"]
+    assert Store(tmp_path / "runs.sqlite").get(frame["run_key"][3])["result"]["resumed_from_step"] == 16
     threads = max(1, sweep.available_cores() // 2)
     cpu_devices = [d for d in frame["device"].dropna() if d.startswith("cpu")]   # a GPU name has no threads
     assert all(f"{threads} threads" in d for d in cpu_devices)
     # same runs, in-process: all cached, nothing trained
     again = sweep.run_sweep(pairs[::2], store=tmp_path / "runs.sqlite", progress=False)
-    assert again["attempts"].tolist() == [1, 1]
+    assert again["attempts"].tolist() == [1, 1, 1]
 
 
 @pytest.mark.parametrize("executor", ["local", "parallel"])
@@ -474,3 +498,93 @@ def test_two_processes_sweeping_one_store_train_each_run_once(tmp_path, tiny):
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
+
+
+# -- cooldown branches --------------------------------------------------------------------------
+
+def test_anneal_design_and_its_cost(tiny):
+    pairs = sweep.grid([1, 2], [32], steps=50, **tiny)
+    per_step = 4 * 32
+    annealed = sweep.anneal(pairs, [80 * per_step, 240 * per_step, 160 * per_step], cooldown=0.2)
+    assert len(annealed) == 6
+    assert [steps_for_budget(m, t) for m, t in annealed[:3]] == [80, 160, 240]   # budgets sorted
+    assert {(t.schedule, t.cooldown, t.warmup) for _, t in annealed} == {("wsd-sqrt", 0.2, 4)}   # 5% of 80 steps
+    assert sweep.branch_groups(annealed) == [[2, 1, 0], [5, 4, 3]]                # largest budget first
+    cost = sweep.anneal_cost(annealed)
+    # per shape: the 240-step trunk, plus the cooldowns of the 80- and 160-step branches (16 and 32 steps)
+    assert cost == dict(runs=6, trunks=2, tokens_branched=2 * (240 + 16 + 32) * per_step,
+                        tokens_separate=2 * (80 + 160 + 240) * per_step)
+    # runs that cannot share a trunk are counted whole both ways
+    cosine = sweep.grid([1], [32], steps=80, **tiny) + sweep.grid([1], [32], steps=160, **tiny)
+    assert sweep.branch_groups(cosine) == [[0], [1]]
+    assert sweep.anneal_cost(cosine)["tokens_branched"] == sweep.anneal_cost(cosine)["tokens_separate"]
+    with pytest.raises(ValueError, match="before the 50-step warmup ends"):
+        sweep.anneal(pairs, [10 * per_step, 100 * per_step], warmup=50)
+    with pytest.raises(ValueError, match="warmup-stable-decay"):
+        sweep.anneal(pairs, [1e4], schedule="cosine")
+
+
+ANNEAL_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    import torch
+    torch.set_num_threads(1)
+    import dwlib.train
+    from dwlib import sweep
+    from dwlib.config import model_config_from_dict, train_config_from_dict
+
+    real = dwlib.train.get_batch
+    def slow(*args, **kw):      # >= 10 ms a step, so the test can kill it inside a known stretch
+        time.sleep(0.01)
+        return real(*args, **kw)
+    dwlib.train.get_batch = slow
+    pairs = [(model_config_from_dict(m), train_config_from_dict(t)) for m, t in json.load(open(sys.argv[1]))]
+    sweep.run_sweep(pairs, store=sys.argv[2], progress=False)
+""")
+
+
+def test_sigkill_in_a_trunk_and_in_a_branch_then_rerun_resumes_each(tmp_path, tiny):
+    per_step = 4 * 32
+    pairs = sweep.anneal(sweep.grid([1], [32], **tiny), [80 * per_step, 160 * per_step, 240 * per_step],
+                         cooldown=0.5, warmup=5)
+    small, middle, trunk = pairs                         # decay starts at steps 40, 80, 120
+    assert [sweep.fork_step(*p) for p in pairs] == [40, 80, 120]
+    store = Store(tmp_path / "runs.sqlite")
+    keys = [sweep.key_for(*p) for p in pairs]
+    ckpt = {k: store.checkpoint_path(k) for k in keys}
+    script = tmp_path / "anneal.py"
+    script.write_text(ANNEAL_SCRIPT)
+    (tmp_path / "pairs.json").write_text(json.dumps([[to_dict(m), to_dict(t)] for m, t in pairs]))
+
+    def sweep_until(ready):
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pairs.json"), str(store.path)],
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 180
+        while not ready():
+            assert proc.poll() is None, f"the sweep ended before it could be killed:\n{proc.stderr.read()}"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    # 1: killed while the trunk trains, past both forks (steps 40 and 80)
+    sweep_until(lambda: sweep.checkpoint_step(ckpt[keys[2]]) >= 90)
+    assert sweep.checkpoint_step(ckpt[keys[0]]) == 40 and sweep.checkpoint_step(ckpt[keys[1]]) == 80
+    # 2: the trunk resumes and finishes; killed in the middle branch's cooldown
+    sweep_until(lambda: (store.get(keys[2]) or {}).get("status") == "complete"
+                and sweep.checkpoint_step(ckpt[keys[1]]) >= 100)
+    assert store.get(keys[1])["status"] == "running" and store.get(keys[0]) is None   # not reached yet
+    assert sweep.checkpoint_step(ckpt[keys[0]]) == 40                                   # its fork is waiting
+    # 3: in-process, to the end
+    frame = sweep.run_sweep(pairs, store=store, progress=False)
+    assert frame["status"].tolist() == ["complete"] * 3 and len(store.runs_frame()) == 3
+    results = [store.get(k)["result"] for k in keys]
+    assert results[2]["resumed_from_step"] >= 90           # the trunk, from its own checkpoint
+    assert results[1]["resumed_from_step"] >= 100          # the branch, from its cooldown checkpoint
+    assert results[0]["resumed_from_step"] == 40           # the smallest, from its fork: cooldown only
+    assert not any(p.exists() for p in ckpt.values())
+
+    # the same losses as an uninterrupted sweep, and as training each budget on its own
+    fresh = sweep.run_sweep(pairs, store=tmp_path / "fresh" / "runs.sqlite", progress=False)
+    assert fresh["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in results], abs=1e-6)
+    alone = sweep.run(*small, store=tmp_path / "alone" / "runs.sqlite", progress=False)
+    assert alone["resumed_from_step"] == 0 and alone["val_loss"] == pytest.approx(results[0]["val_loss"], abs=1e-6)

@@ -37,17 +37,20 @@ def test_ray_sweep_on_a_local_instance(tmp_path, ray_local):
     tiny = dict(context=32, head_dim=16, batch_size=4, eval_every=10, eval_batches=2, corpus=f"file:{corpus}")
     pairs = sweep.grid([1, 2], [32], steps=20, **tiny)
     pairs.append(sweep.make_pair(depth=1, width=32, steps=20, lr=1e6, **tiny))     # diverges
+    pairs += sweep.anneal(sweep.grid([1], [32], **tiny), [20 * 128, 40 * 128], warmup=2)   # a trunk, a branch
     store = Store(tmp_path / "runs.sqlite")
     frame = sweep.run_sweep(pairs, store=store, executor="ray", progress=False)
-    assert frame["status"].tolist() == ["complete", "complete", "diverged"]
-    assert frame["attempts"].tolist() == [1, 1, 1]
+    assert frame["status"].tolist() == ["complete", "complete", "diverged", "complete", "complete"]
+    assert frame["attempts"].tolist() == [1] * 5
+    branch = store.get(frame["run_key"][3])["result"]
+    assert branch["steps"] == 20 and branch["resumed_from_step"] == 16    # one task: only its cooldown trained
     # the tasks wrote the results: curves and gradient norms are in the store
     assert set(store.curves_frame()["depth"]) == {1, 2} and not store.grad_norms_frame().empty
     # a task asks for one CPU and no GPU here, so torch runs one thread per task
     assert all("1 threads" in d for d in frame["device"])
     # the same sweep again: all cached
     again = sweep.run_sweep(pairs, store=store, executor="ray", progress=False)
-    assert again["attempts"].tolist() == [1, 1, 1] and again["updated"].tolist() == frame["updated"].tolist()
+    assert again["attempts"].tolist() == [1] * 5 and again["updated"].tolist() == frame["updated"].tolist()
 
 
 def test_missing_ray_gives_a_clear_message(tmp_path, monkeypatch):

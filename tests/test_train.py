@@ -1,15 +1,16 @@
 """The trainer: determinism, exact resume, budgets, divergence, records, CLI."""
 import json
 import math
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from dwlib.config import ModelConfig, TrainConfig, flops_per_token
+from dwlib.config import ModelConfig, TrainConfig, decay_start, flops_per_token, run_key
 from dwlib.data import load_tokens
-from dwlib.train import lr_at, param_groups, resolve_device, train
+from dwlib.train import instability, lr_at, param_groups, resolve_device, train
 from dwlib.model import Transformer
 
 TINY = ModelConfig(depth=2, width=64, context=32)
@@ -30,7 +31,8 @@ def test_record_has_the_documented_fields(tokens):
     r = run(tokens)
     for key in ("status", "params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss",
                 "tokens", "tokens_per_second", "wall_seconds", "curve", "grad_norms", "corpus_fingerprint",
-                "run_key", "best_val_loss", "flops", "device", "versions"):
+                "run_key", "best_val_loss", "flops", "device", "versions", "tokens_per_param", "final_slope",
+                "clip_fraction", "unstable_reason", "resumed_from_step"):
         assert key in r, key
     assert r["status"] == "complete" and r["steps"] == 20
     assert r["tokens"] == 20 * 4 * 32
@@ -38,17 +40,55 @@ def test_record_has_the_documented_fields(tokens):
     assert r["corpus_fingerprint"] == tokens.fingerprint
     assert [c["step"] for c in r["curve"] if c["val_loss"] is not None] == [10, 20]
     assert r["val_loss"] < math.log(256)  # it learned something
+    assert r["unstable_reason"] is None and r["resumed_from_step"] == 0
+    seconds = [c["seconds"] for c in r["curve"]]   # train seconds at every row, from the first step
+    assert 0 < seconds[0] and seconds == sorted(seconds) and seconds[-1] == pytest.approx(r["train_seconds"])
     json.dumps(r)  # plain data
 
 
-def test_grad_norms_per_layer_at_evals_and_end(tokens):
+def test_the_record_says_its_regime(tokens):
+    r = run(tokens, steps=40, eval_every=5)
+    assert r["tokens_per_param"] == pytest.approx(r["tokens"] / r["non_embedding_params"])
+    # still learning fast at 40 steps: validation loss falls with every doubling of tokens
+    assert r["final_slope"] < -0.05
+    evals = [(c["tokens"], c["val_loss"]) for c in r["curve"] if c["val_loss"] is not None and c["step"] >= 30]
+    assert len(evals) == 3   # the slope comes from the evaluations of the last quarter: 30, 35, 40
+    few = run(tokens, steps=20, eval_every=10)   # one evaluation there: the train-loss curve's points
+    assert few["final_slope"] is not None and math.isfinite(few["final_slope"])
+
+
+def test_clip_fraction_counts_clipped_steps(tokens):
+    assert run(tokens, grad_clip=1e-9)["clip_fraction"] == 1.0   # every step's norm exceeds it
+    assert run(tokens, grad_clip=0.0)["clip_fraction"] == 0.0     # clipping off
+    assert 0.0 <= run(tokens, grad_clip=1.0)["clip_fraction"] <= 1.0
+
+
+def test_a_run_no_better_than_guessing_is_unstable(tokens):
+    r = run(tokens, lr=3.0, steps=40)     # finite losses, but worse than a uniform guess at the end
+    assert r["status"] == "unstable" and r["val_loss"] >= math.log(256)
+    assert "ln(vocab)" in r["unstable_reason"]
+
+
+def test_instability_rule():
+    uniform = math.log(256)
+    assert instability(None, None, 256) is None
+    assert instability(3.0, 2.9, 256) is None                       # mild overfitting: fine
+    assert "spike" in instability(2.0 + 0.11 * (uniform - 2.0), 2.0, 256)
+    assert instability(2.0 + 0.09 * (uniform - 2.0), 2.0, 256) is None
+    assert "uniform" in instability(uniform, uniform, 256)
+
+
+def test_grad_norms_per_layer_over_four_steps_at_evals_and_end(tokens):
     r = run(tokens, grad_norm_steps=(5,))
     steps = sorted({g["step"] for g in r["grad_norms"]})
-    assert steps == [5, 10, 20]
+    assert steps == [2, 3, 4, 5, 7, 8, 9, 10, 17, 18, 19, 20]   # s-3 … s for s = 5 (asked), 10 (eval), 20 (end)
     at_end = [g for g in r["grad_norms"] if g["step"] == 20]
     assert [g["layer"] for g in at_end] == [-1, 0, 1, 2]
     assert [g["name"] for g in at_end] == ["embedding", "block0", "block1", "head"]
     assert all(g["norm"] > 0 and math.isfinite(g["norm"]) for g in at_end)
+    # four different batches: four different norms per layer, for fitters to average
+    block0 = [g["norm"] for g in r["grad_norms"] if g["name"] == "block0" and 17 <= g["step"] <= 20]
+    assert len(set(block0)) == 4
 
 
 def test_same_seed_same_curve_other_seed_differs(tokens):
@@ -68,20 +108,41 @@ def test_resume_matches_straight_run(tokens, tmp_path):
 
     cfg = TrainConfig(steps=40, batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1,
                       checkpoint_every=20)
+    points = []
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt, on_eval=stop_at_20)
+        train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt, on_eval=lambda p: (points.append(p), stop_at_20(p)))
     assert ckpt.exists()
     resumed = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    assert resumed["resumed_from_step"] == 20
     assert [p["train_loss"] for p in resumed["curve"]] == [p["train_loss"] for p in straight["curve"]]
     assert resumed["val_loss"] == straight["val_loss"]
+    assert resumed["clip_fraction"] == straight["clip_fraction"]   # the clip count is in the checkpoint
+    # the train clock continues from the checkpoint: every eval point carries its seconds
+    assert [p["step"] for p in points] == [10, 20] and 0 < points[0]["seconds"] < points[1]["seconds"]
+    seconds = {c["step"]: c["seconds"] for c in resumed["curve"]}
+    assert seconds[20] == points[1]["seconds"] < seconds[30] < seconds[40]
 
 
-def test_checkpoint_of_another_run_is_refused(tokens, tmp_path):
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "another run's"])
+def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tokens, tmp_path, damage):
     ckpt = tmp_path / "run.pt"
     cfg = TrainConfig(steps=10, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1, checkpoint_every=5)
-    train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
-    with pytest.raises(ValueError, match="belongs to another run"):
-        train(ModelConfig(depth=3, width=64, context=32), cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):   # a real checkpoint at step 5, of this run or of another
+        train(TINY, TrainConfig(**{**cfg.__dict__, "seed": 1}) if damage == "another run's" else cfg,
+              progress=False, tokens=tokens, checkpoint=ckpt, on_eval=stop)
+    if damage == "random bytes":
+        ckpt.write_bytes(os.urandom(ckpt.stat().st_size))
+    elif damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {ckpt} cannot be resumed.*moved it to run.pt.corrupt-"):
+        r = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+    assert r["status"] == "complete" and r["resumed_from_step"] == 0
+    assert r["val_loss"] == train(TINY, cfg, progress=False, tokens=tokens)["val_loss"]
+    assert len(list(tmp_path.glob("run.pt.corrupt-*"))) == 1
 
 
 def test_flop_budget_is_matched_across_shapes(tokens):
@@ -120,8 +181,42 @@ def test_schedules():
     assert lr_at(0, 100, cfg) == pytest.approx(0.1)
     assert lr_at(9, 100, cfg) == pytest.approx(1.0)
     assert lr_at(99, 100, cfg) == pytest.approx(0.1)
-    wsd = TrainConfig(lr=1.0, min_lr=0.0, warmup=10, schedule="wsd")
-    assert lr_at(50, 100, wsd) == 1.0 and lr_at(99, 100, wsd) == pytest.approx(0.0)
+    wsd = TrainConfig(lr=1.0, min_lr=0.0, warmup=10, schedule="wsd")         # cooldown: the last 20%
+    assert lr_at(79, 100, wsd) == 1.0 and lr_at(99, 100, wsd) == pytest.approx(0.0)
+    assert lr_at(89, 100, wsd) == pytest.approx(0.5)                           # linear
+    sqrt = TrainConfig(lr=1.0, min_lr=0.1, warmup=10, schedule="wsd-sqrt", cooldown=0.5)
+    assert lr_at(49, 100, sqrt) == 1.0 and lr_at(99, 100, sqrt) == pytest.approx(0.1)
+    assert lr_at(74, 100, sqrt) == pytest.approx(1 - 0.9 * math.sqrt(0.5))    # 1 − sqrt(progress)
+    # the constant phase of every budget is the same: a shorter run's schedule is the longer one's until
+    # its own cooldown starts
+    for total, start in ((37, 18), (40, 20), (64, 32)):    # 37 − 18.5 rounds half up: 19 cooldown steps
+        assert decay_start(total, sqrt) == start
+        assert [lr_at(s, total, sqrt) for s in range(start)] == [lr_at(s, 100, sqrt) for s in range(start)]
+
+
+@pytest.mark.parametrize("schedule", ["wsd", "wsd-sqrt"])
+def test_a_cooldown_branch_is_the_standalone_wsd_run(tokens, tmp_path, schedule):
+    """A trunk to 100 steps forks at the 40-step run's decay start; resuming that fork computes only the
+    cooldown and gives the same record as training the 40-step run from scratch."""
+    common = dict(batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1, schedule=schedule,
+                  warmup=5, grad_norm_steps=(20,))
+    long, short = TrainConfig(steps=100, **common), TrainConfig(steps=40, **common)
+    fork_step = decay_start(40, short)
+    fork = tmp_path / "short.pt"
+    trunk = train(TINY, long, progress=False, tokens=tokens,
+                  fork_at={fork_step: [(run_key(TINY, short, tokens.fingerprint), fork)]})
+    assert trunk["val_loss"] == run(tokens, **{**common, "steps": 100})["val_loss"]   # forking changes nothing
+    branch = train(TINY, short, progress=False, tokens=tokens, checkpoint=fork)
+    standalone = train(TINY, short, progress=False, tokens=tokens)
+    assert fork_step == 32 and branch["resumed_from_step"] == 32 and branch["steps"] == 40
+    assert branch["val_loss"] == pytest.approx(standalone["val_loss"], abs=1e-6)
+    assert [(c["step"], c["val_loss"] is None) for c in branch["curve"]] == [
+        (c["step"], c["val_loss"] is None) for c in standalone["curve"]]
+    for key in ("train_loss", "val_loss", "lr"):
+        values = [c[key] for c in branch["curve"] if c[key] is not None]
+        assert values == pytest.approx([c[key] for c in standalone["curve"] if c[key] is not None], abs=1e-6)
+    assert [(g["step"], g["name"]) for g in branch["grad_norms"]] == [(g["step"], g["name"]) for g in standalone["grad_norms"]]
+    assert branch["clip_fraction"] == standalone["clip_fraction"]
 
 
 def test_mup_and_completep_learning_rate_rules():
@@ -162,12 +257,91 @@ def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
 @pytest.mark.parametrize("flags, needle", [
     (["--depth", "0"], "depth"), (["--width", "100"], "100"), (["--corpus", "nosuch"], "nosuch"),
     (["--tokenizer", "wordpiece"], "wordpiece"), (["--device", "tpu"], "tpu"), (["--steps", "-3"], "steps"),
+    # issue 13: non-finite numbers, and plans no run could finish, are refused up front naming the flag
+    (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"), (["--min-lr", "nan"], "--min-lr"),
+    (["--weight-decay", "inf"], "--weight-decay"), (["--grad-clip", "nan"], "--grad-clip"),
+    (["--tokens", "1e30"], "--tokens"), (["--tokens", "1e12"], "--tokens"), (["--tokens", "inf"], "--tokens"),
+    (["--tokens", "nan"], "--tokens"), (["--flops", "inf"], "--flops"), (["--flops", "nan"], "--flops"),
+    (["--steps", "1000000000"], "--steps"), (["--record", "/no/such/folder/record.json"], "--record"),
+    (["--residual-scale", "deepnorm"], "--residual-scale 'deepnorm' was renamed 'inv-sqrt-2l'"),
 ])
 def test_cli_bad_input_is_one_line_not_a_traceback(flags, needle):
     out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--quiet", "--threads", "1", *flags],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and needle in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+TINY_CLI = [sys.executable, "-m", "dwlib", "train", "--threads", "1", "--context", "32", "--batch-size", "4",
+            "--depth", "2", "--width", "32", "--quiet"]
+
+
+def test_cli_diverged_run_prints_its_summary_and_real_or_null_rates():
+    out = subprocess.run(TINY_CLI + ["--steps", "50", "--lr", "1e6"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr          # documented: 3 = diverged or unstable
+    assert out.stdout.startswith("diverged at step") and "train loss -" in out.stdout and not out.stderr
+    out = subprocess.run(TINY_CLI + ["--steps", "50", "--lr", "1e6", "--json"], capture_output=True, text=True,
+                         timeout=300)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["status"] == "diverged" and record["diverged_step"] <= 50
+    for rate in ("tokens_per_second", "flops_per_second"):   # measured or null, never divided by ~0
+        assert record[rate] is None or record["train_seconds"] >= 1e-3
+    if record["tokens_per_second"] is not None:
+        assert record["tokens_per_second"] == pytest.approx(record["tokens"] / record["train_seconds"])
+
+
+def test_cli_record_that_cannot_be_written_after_training_keeps_the_summary(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (a device that refuses writes: a full disk)")
+    out = subprocess.run(TINY_CLI + ["--steps", "5", "--record", "/dev/full"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 4
+    assert out.stdout.startswith("complete:") and "val loss" in out.stdout
+    assert "could not write the record to --record /dev/full" in out.stderr and "Traceback" not in out.stderr
+    good = tmp_path / "record.json"
+    assert subprocess.run(TINY_CLI + ["--steps", "5", "--record", str(good)], timeout=300).returncode == 0
+    assert json.loads(good.read_text())["curve"]
+
+
+def test_cli_warns_about_surprising_but_legal_budgets():
+    out = subprocess.run(TINY_CLI + ["--tokens", "100", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "less than one step of 128 tokens; training one step" in out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 1
+    out = subprocess.run(TINY_CLI + ["--steps", "10", "--warmup", "50"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "warmup of 50 steps is longer than the run (10 steps)" in out.stderr
+
+
+def test_nothing_is_allocated_per_planned_step(tokens):
+    """A plan of MAX_STEPS costs no more host memory than a short one (the old trainer built a set of
+    every eval step and a tensor of every step's loss)."""
+    import tracemalloc
+    from dwlib.config import MAX_STEPS
+
+    def stop(point):
+        raise KeyboardInterrupt
+
+    peaks = []
+    for steps in (10, 10, MAX_STEPS):   # the first run pays for lazy imports
+        tracemalloc.start()
+        cfg = TrainConfig(steps=steps, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1)
+        with pytest.raises(KeyboardInterrupt):
+            train(TINY, cfg, progress=False, tokens=tokens, on_eval=stop)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[2] < peaks[1] + 1_000_000
+
+
+def test_the_curve_stays_bounded_however_long_the_run():
+    from dwlib.train import CURVE_POINTS, add_step, new_state
+    state = new_state()
+    for step in range(1, 5001):
+        add_step(state, step, float(step), seconds=step / 100)
+    assert CURVE_POINTS // 2 <= len(state["buckets"]) < CURVE_POINTS
+    width = state["bucket_width"]
+    assert width == 8 and [b[0] for b in state["buckets"]] == list(range(width, 5001 - 5000 % width, width))
+    end, mean, seconds = state["buckets"][0]                 # each bucket: the mean of its steps' losses
+    assert mean == pytest.approx(sum(range(1, width + 1)) / width) and seconds == end / 100
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

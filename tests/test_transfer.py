@@ -61,7 +61,8 @@ def test_mup_forward_rules_at_the_base_width_and_beyond():
     assert ratio.item() == pytest.approx(0.5, rel=0.05)                   # hidden init ÷ √m_w
     # readout and embedding init do not change with width (Table 8: the 1/m_w multiplier does the work)
     assert wide.head.weight.std().item() == pytest.approx(base.head.weight.std().item(), rel=0.05)
-    assert wide.blocks[0].attn.scale == 1 / 64                             # 1/d_head, not 1/√d_head
+    # 1/d_head times √(base d_head): SP's temperature at the base head size, falling as 1/d_head beyond it
+    assert wide.blocks[0].attn.scale == base.blocks[0].attn.scale == 64 ** 0.5 / 64
 
 
 # ---------------------------------------------------------------------------------------------
