@@ -241,7 +241,8 @@ class Store:
     # -- paths and ids ---------------------------------------------------------------------------
 
     def checkpoint_path(self, run_key: str) -> Path:
-        """Where a run's checkpoint lives while it trains: beside the store."""
+        """Where a run's checkpoint lives while it trains, by default: beside the store (a sweep may put
+        it elsewhere, e.g. on storage all nodes of a cluster reach: `run_sweep(checkpoint_dir=…)`)."""
         return self.path.parent / "checkpoints" / f"{run_key}.pt"
 
     def resolve(self, key_or_id: str) -> str:
@@ -277,12 +278,14 @@ class Store:
                 rec["result"] = result
         return rec
 
-    def claim(self, run_key: str, config: dict, owner: str, lease_seconds: float = 60.0) -> bool:
+    def claim(self, run_key: str, config: dict, owner: str, lease_seconds: float = 60.0,
+              checkpoint: str | None = None) -> bool:
         """Take the lease on a run so that only the caller trains it. True if the caller now holds it:
         the run was absent, failed, held by `owner` already, or its lease expired (its holder died;
         a holder on this host whose process is gone counts as expired at once, see `owner_id`).
-        False if it is finished (read it with `get`) or someone else holds a live lease."""
-        now = time.time()
+        False if it is finished (read it with `get`) or someone else holds a live lease.
+        `checkpoint` records where the run's checkpoint goes (default `checkpoint_path`)."""
+        now, checkpoint = time.time(), str(checkpoint or self.checkpoint_path(run_key))
         with self._write() as con:
             row = con.execute("SELECT status, lease_owner, lease_expires FROM runs WHERE run_key=?",
                               (run_key,)).fetchone()
@@ -291,7 +294,7 @@ class Store:
                     "INSERT INTO runs (run_key, short_id, status, config, lease_owner, lease_expires, "
                     "checkpoint, attempts, created, updated) VALUES (?, ?, 'running', ?, ?, ?, ?, 1, ?, ?)",
                     (run_key, run_key[:SHORT_ID_LENGTH], json.dumps(config, sort_keys=True), owner,
-                     now + lease_seconds, str(self.checkpoint_path(run_key)), now, now))
+                     now + lease_seconds, checkpoint, now, now))
                 return True
             status, holder, expires = row
             if status in DONE:
@@ -300,8 +303,8 @@ class Store:
             if status == "running" and holder != owner and live:
                 return False
             con.execute("UPDATE runs SET status='running', error=NULL, lease_owner=?, lease_expires=?, "
-                        "attempts=attempts+1, updated=? WHERE run_key=?",
-                        (owner, now + lease_seconds, now, run_key))
+                        "checkpoint=?, attempts=attempts+1, updated=? WHERE run_key=?",
+                        (owner, now + lease_seconds, checkpoint, now, run_key))
             return True
 
     def heartbeat(self, run_key: str, owner: str, lease_seconds: float = 60.0) -> bool:

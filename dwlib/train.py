@@ -12,8 +12,8 @@ import math
 import os
 import platform
 import time
+import uuid
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -186,15 +186,28 @@ def build(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device):
     return model, optimizer
 
 
-def resume(path: Path | None, key: str, model_cfg: ModelConfig, train_cfg: TrainConfig, device):
-    """(model, optimizer, state): resumed from the checkpoint at `path` if there is one, else fresh. A
+def checkpoint_fs(location):
+    """(filesystem, path) of a checkpoint location: a local path, or a URI of storage that every node of
+    a cluster reaches — any fsspec URL: s3://… (needs s3fs), gs://… (gcsfs), file://…. fsspec comes with
+    torch. An unknown protocol, or one whose package is missing, is a ValueError naming the location."""
+    import fsspec
+    try:
+        return fsspec.core.url_to_fs(str(location))
+    except (ImportError, ValueError) as e:
+        raise ValueError(f"checkpoint location {str(location)!r} cannot be used: {e}") from None
+
+
+def resume(location, key: str, model_cfg: ModelConfig, train_cfg: TrainConfig, device):
+    """(model, optimizer, state): resumed from the checkpoint at `location` if there is one, else fresh. A
     checkpoint that cannot be resumed (corrupt, truncated, another run's) is moved aside with a warning
     naming it, and the run starts over."""
     model, optimizer = build(model_cfg, train_cfg, device)
-    if path is None or not path.exists():
+    fs, path = checkpoint_fs(location) if location is not None else (None, None)
+    if fs is None or not fs.exists(path):
         return model, optimizer, new_state()
     try:
-        saved = torch.load(path, map_location=device, weights_only=False)
+        with fs.open(path, "rb") as f:
+            saved = torch.load(f, map_location=device, weights_only=False)
         if saved["run_key"] != key:
             raise ValueError(f"it belongs to another run ({str(saved['run_key'])[:10]}, this run is {key[:10]})")
         if set(saved["state"]) != set(new_state()):
@@ -203,19 +216,34 @@ def resume(path: Path | None, key: str, model_cfg: ModelConfig, train_cfg: Train
         optimizer.load_state_dict(saved["optimizer"])
         return model, optimizer, saved["state"]
     except Exception as e:
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        os.replace(path, aside)
+        aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        fs.mv(path, aside)
         why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-        warnings.warn(f"checkpoint {path} cannot be resumed ({why}); moved it to {aside.name}, "
+        warnings.warn(f"checkpoint {location} cannot be resumed ({why}); moved it to {aside.rsplit('/', 1)[-1]}, "
                       "training this run from step 0", RuntimeWarning, stacklevel=3)
         return (*build(model_cfg, train_cfg, device), new_state())
 
 
-def save_checkpoint(path: Path, key: str, model, optimizer, state: dict) -> None:
-    """Write atomically (a private temporary file, then rename), so a kill never leaves half a file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), tmp)
-    os.replace(tmp, path)
+def save_checkpoint(location, key: str, model, optimizer, state: dict) -> None:
+    """Write under a private temporary name, then move it into place, so a kill mid-write never leaves
+    half a checkpoint under the real name: locally the move is an atomic rename; on object stores (s3,
+    gs) the object appears whole once the move's server-side copy completes."""
+    fs, path = checkpoint_fs(location)
+    if "file" in fs.protocol:   # a local folder (object stores have none to create)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"   # unique across the nodes that may write one run
+    with fs.open(tmp, "wb") as f:
+        torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), f)
+    fs.mv(tmp, path)
+
+
+def remove_checkpoint(location) -> None:
+    """Delete a run's checkpoint once its result is stored (nothing if there is none)."""
+    fs, path = checkpoint_fs(location)
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
@@ -229,18 +257,19 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -
                       "learning rate never reaches its peak", UserWarning, stacklevel=3)
 
 
-def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | Path | None = None,
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
           progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
-    checkpoint: a path; the run resumes from it if the file exists and saves to it every
-        `train_cfg.checkpoint_every` steps (atomically). The file is left in place; callers delete it.
+    checkpoint: a path or URI (s3://…, gs://…, see `checkpoint_fs`); the run resumes from it if it exists
+        and saves to it every `train_cfg.checkpoint_every` steps (atomically). It is left in place;
+        callers delete it (`remove_checkpoint`).
         A checkpoint that cannot be resumed is moved aside (`<name>.corrupt-<time>`) with a warning.
     progress: show a tqdm progress bar. on_eval: called after each evaluation with {step, tokens,
         train_loss, val_loss, seconds, depth, width}.
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
-    fork_at: {step: [(run_key, path), …]}: on passing `step`, also save a checkpoint *as each of those
-        runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=path)` of it resumes.
+    fork_at: {step: [(run_key, location), …]}: on passing `step`, also save a checkpoint *as each of those
+        runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=location)` of it resumes.
     """
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
@@ -251,7 +280,6 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | P
     warn_surprises(model_cfg, train_cfg, steps)
     device, autocast = setup_device(train_cfg)
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
     model, optimizer, state = resume(checkpoint, key, model_cfg, train_cfg, device)
     start_step = state["step"]
     forward = torch.compile(model) if train_cfg.compile else model
@@ -298,7 +326,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | P
             if at_checkpoint:
                 save_checkpoint(checkpoint, key, model, optimizer, state)
             for fork_key, fork_path in forks:
-                save_checkpoint(Path(fork_path), fork_key, model, optimizer, state)
+                save_checkpoint(fork_path, fork_key, model, optimizer, state)
             if at_eval and on_eval is not None:
                 on_eval(dict(point, depth=model_cfg.depth, width=model_cfg.width))
             segment_start = time.perf_counter()

@@ -145,6 +145,48 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_the_run_starts_over(tokens,
     assert len(list(tmp_path.glob("run.pt.corrupt-*"))) == 1
 
 
+def test_checkpoints_on_a_remote_filesystem_resume_and_a_torn_upload_is_never_read(tokens, monkeypatch):
+    """A checkpoint given as a URI goes through fsspec; its in-memory filesystem stands in for s3:// here
+    (a move there is a copy and a delete, as on object stores). A save killed half-way through its upload
+    leaves the previous checkpoint in force; garbage under the real name is moved aside."""
+    import io
+    import fsspec
+    from dwlib.sweep import checkpoint_step
+    from dwlib.train import checkpoint_fs, remove_checkpoint
+    fs, folder = fsspec.filesystem("memory"), "/dwlib-test-ckpts"
+    ckpt = f"memory://{folder}/run.pt"
+    cfg = TrainConfig(steps=30, batch_size=4, eval_every=10, eval_batches=2, device="cpu", threads=1,
+                      checkpoint_every=10)
+    straight = train(TINY, cfg, progress=False, tokens=tokens)
+    real_save = torch.save
+
+    def torn(obj, f, *args, **kw):   # the save at step 20 dies half-way through writing its bytes
+        if obj["state"]["step"] < 20:
+            return real_save(obj, f, *args, **kw)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", torn)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+        monkeypatch.undo()
+        assert checkpoint_step(ckpt) == 10                 # the torn step-20 upload is not under the real name
+        resumed = train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)
+        assert resumed["resumed_from_step"] == 10 and resumed["val_loss"] == straight["val_loss"]
+        remove_checkpoint(ckpt)
+        assert not fs.exists(f"{folder}/run.pt")
+        fs.pipe(f"{folder}/run.pt", b"not a checkpoint")
+        with pytest.warns(RuntimeWarning, match=f"checkpoint {ckpt} cannot be resumed.*moved it to run.pt.corrupt-"):
+            assert train(TINY, cfg, progress=False, tokens=tokens, checkpoint=ckpt)["resumed_from_step"] == 0
+    finally:
+        fs.rm(folder, recursive=True)
+    with pytest.raises(ValueError, match="checkpoint location 'nope://bucket/x.pt' cannot be used"):
+        checkpoint_fs("nope://bucket/x.pt")
+
+
 def test_flop_budget_is_matched_across_shapes(tokens):
     budget = 2e10
     wide = run(tokens, model=ModelConfig(depth=1, width=128, context=32), steps=None, flops=budget)
