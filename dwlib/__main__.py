@@ -207,6 +207,9 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
                         "ray: one Ray task per run")
     g.add_argument("--workers", type=int, default=None, help="parallel: worker processes (default one per core)")
     g.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local instance)")
+    g.add_argument("--checkpoint-dir", default=None,
+                   help="where runs checkpoint while they train: a folder, or a URI every node of a Ray "
+                        "cluster reaches (s3://bucket/dwlib, gs://..., file://...); default beside the store")
     g.add_argument("--gpus-per-run", type=float, default=None,
                    help="ray: GPUs per run, fractions allowed (default 1 when the cluster has GPUs)")
     g.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs (and torch threads) per run (default 1)")
@@ -353,7 +356,8 @@ def cmd_sweep(args) -> int:
         print(cost_line, file=sys.stderr if args.json else sys.stdout, flush=True)
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
                             progress=not args.quiet, ray_address=args.ray_address,
-                            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+                            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                            checkpoint_dir=args.checkpoint_dir)
     print_frame(frame, SUMMARY_COLUMNS, as_json=args.json)
     counts = frame["status"].value_counts().to_dict()
     lost = frame.attrs.get("lost", [])

@@ -71,88 +71,134 @@ def key_for(model_cfg: ModelConfig, train_cfg: TrainConfig, tokens=None) -> str:
 
 
 def run(model_cfg: ModelConfig, train_cfg: TrainConfig, *, store=None, progress: bool = True,
-        on_eval=None, tokens=None, lease_seconds: float = LEASE_SECONDS, wait: bool = True) -> dict | None:
+        on_eval=None, tokens=None, lease_seconds: float = LEASE_SECONDS, wait: bool = True,
+        checkpoint_dir=None) -> dict | None:
     """Train one run into the store, or return its stored result if it is already complete or diverged.
 
     The run is claimed first; while it trains, a background thread renews the lease. If another process
     holds the run, this waits for it (or returns None at once with wait=False; if that process fails,
-    this raises RuntimeError with its error instead of repeating it). Interrupted runs resume
-    from `<store dir>/checkpoints/<run_key>.pt`; the checkpoint is deleted once the result is stored.
+    this raises RuntimeError with its error instead of repeating it). Interrupted runs resume from their
+    checkpoint (`checkpoint_location`: in `checkpoint_dir`, by default `<store dir>/checkpoints/`),
+    which is deleted once the result is stored.
     An exception is recorded as status 'failed' with its message and re-raised; Ctrl-C leaves the run
     resumable and re-raises. The record's `resumed_from_step` says where training began (0: a fresh start).
     """
-    return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait)[0]
+    return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait,
+                checkpoint_dir=checkpoint_dir)[0]
 
 
-def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait, fork_at=None):
+def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait, fork_at=None,
+         checkpoint_dir=None):
     """run(), also saying how the result came: 'cached', 'trained', or 'busy' (held elsewhere, no wait)."""
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
     config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
               "corpus_fingerprint": tokens.fingerprint}
+    location = checkpoint_location(store, key, checkpoint_dir)
     owner = owner_id()
     waited = False
     while True:
-        row = store.get(key)
-        if row is not None and row["status"] in DONE:
-            return row["result"], "cached"
-        if waited and row is not None and row["status"] == "failed":
-            # the process we waited for hit an error: report it rather than repeat it
-            raise RuntimeError(f"run {key[:10]} failed in another process: {row['error']}")
-        if store.claim(key, config, owner, lease_seconds):
+        how, result = _claim(store, key, config, owner, lease_seconds, location, waited)
+        if how == "cached":
+            return result, "cached"
+        if how == "claimed":
             break
         if not wait:
             return None, "busy"
         waited = True
         time.sleep(POLL_SECONDS)
 
-    stop = threading.Event()
-
-    def heartbeat():
-        while not stop.wait(lease_seconds / 4):
-            try:
-                if not store.heartbeat(key, owner, lease_seconds):
-                    return  # taken over after we stalled past the lease; finish() will refuse our result
-            except Exception:   # a busy or briefly unreadable store: try again next beat
-                pass
-
-    beat = threading.Thread(target=heartbeat, name=f"dwlib-lease-{key[:10]}", daemon=True)
-    beat.start()
-    checkpoint = store.checkpoint_path(key)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    stop_renewing = _keep_leases(store, owner, {key}, lease_seconds)
     try:
         from .train import train
-        result = train(model_cfg, train_cfg, checkpoint=checkpoint, progress=progress, on_eval=on_eval,
+        result = train(model_cfg, train_cfg, checkpoint=location, progress=progress, on_eval=on_eval,
                        tokens=tokens, fork_at=fork_at)
     except BaseException as e:
-        stop.set()
-        beat.join()
+        stop_renewing()
         if isinstance(e, Exception):
             store.fail(key, f"{type(e).__name__}: {e}", owner)
         else:   # Ctrl-C, SystemExit: not the run's fault; the next claimant may resume it at once
             store.release(key, owner)
         raise
-    stop.set()
-    beat.join()
-    if store.finish(key, result, owner):
-        checkpoint.unlink(missing_ok=True)
-    else:
-        warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
-                      "that process's result is the one stored", RuntimeWarning)
+    stop_renewing()
+    _store_result(store, key, result, owner, location)
     return result, "trained"
 
 
-def checkpoint_step(path: Path) -> int:
-    """The step a checkpoint was saved at (0 if there is none). Memory-maps the file: reads no weights.
-    An unreadable file is a ValueError naming it (the trainer moves such a file aside and starts over)."""
-    if not Path(path).exists():
-        return 0
+def checkpoint_location(store: Store, key: str, checkpoint_dir=None) -> str:
+    """Where run `key` saves its checkpoint while it trains: `<checkpoint_dir>/<key>.pt`, a local folder or
+    the URI of storage every node of a cluster reaches (s3://bucket/dwlib, gs://…, file://…; see
+    `train.checkpoint_fs`), by default beside the store. Local paths are made absolute: a Ray worker's
+    working directory is not the driver's."""
+    if checkpoint_dir is None:
+        return str(store.checkpoint_path(key).resolve())
+    if "://" in str(checkpoint_dir):
+        return f"{str(checkpoint_dir).rstrip('/')}/{key}.pt"
+    return str(Path(checkpoint_dir).resolve() / f"{key}.pt")
+
+
+def _claim(store, key, config, owner, lease_seconds, location, waited) -> tuple[str, dict | None]:
+    """One try at a run: ('cached', its result) when it is final, ('claimed', None) when `owner` now holds
+    it, ('busy', None) when another holder has it. If the run failed in the process we `waited` for,
+    raises RuntimeError with that error rather than repeat it."""
+    row = store.get(key)
+    if row is not None and row["status"] in DONE:
+        return "cached", row["result"]
+    if waited and row is not None and row["status"] == "failed":
+        raise RuntimeError(f"run {key[:10]} failed in another process: {row['error']}")
+    if store.claim(key, config, owner, lease_seconds, checkpoint=location):
+        return "claimed", None
+    return "busy", None
+
+
+def _keep_leases(store, owner, keys: set, lease_seconds):
+    """Renew `owner`'s leases on `keys` (a set the caller may change meanwhile) from a background thread,
+    four times per lease; returns the function that stops it. A key taken over after we stalled past its
+    lease is dropped: `finish` will refuse our result."""
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(lease_seconds / 4):
+            for key in list(keys):
+                try:
+                    if not store.heartbeat(key, owner, lease_seconds):
+                        keys.discard(key)
+                except Exception:   # a busy or briefly unreadable store: try again next beat
+                    pass
+
+    thread = threading.Thread(target=renew, name="dwlib-leases", daemon=True)
+    thread.start()
+    return lambda: (stop.set(), thread.join())
+
+
+def _store_result(store, key, result, owner, location) -> None:
+    """Record a finished run and delete its checkpoint, unless another process took the run over after
+    our lease lapsed (then its result is the one stored)."""
+    from .train import remove_checkpoint
+    if store.finish(key, result, owner):
+        remove_checkpoint(location)
+    else:
+        warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
+                      "that process's result is the one stored", RuntimeWarning)
+
+
+def checkpoint_step(location) -> int:
+    """The step a checkpoint was saved at (0 if there is none). A local file is memory-mapped: no weights
+    are read. An unreadable file is a ValueError naming it (the trainer moves such a file aside and
+    starts over)."""
     import torch
+    from .train import checkpoint_fs
+    fs, path = checkpoint_fs(location)
+    if not fs.exists(path):
+        return 0
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state"]["step"])
+        if "file" in fs.protocol:
+            return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["state"]["step"])
+        with fs.open(path, "rb") as f:
+            return int(torch.load(f, map_location="cpu", weights_only=False)["state"]["step"])
     except Exception as e:
-        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+        raise ValueError(f"checkpoint {location} cannot be read ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,24 +431,23 @@ def available_cores() -> int:
 
 def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
               progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
-              gpus_per_run: float | None = None, cpus_per_run: int = 1):
+              gpus_per_run: float | None = None, cpus_per_run: int = 1, checkpoint_dir=None):
     """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
         'parallel' (`workers` spawned processes, default one per core; each torch gets
-        cores // workers threads), or 'ray' (one task per run; `ray.init(address=ray_address)` unless
-        Ray is already initialised; each task asks for `gpus_per_run` GPUs — default 1 when the cluster
-        has GPUs, e.g. 0.25 packs four tiny runs per GPU — and `cpus_per_run` CPUs). With Ray on
-        several machines the store path must be on a filesystem every node sees.
+        cores // workers threads), or 'ray' (one task per run, on any node of a cluster: see `_ray`;
+        `ray.init(address=ray_address)` unless Ray is already initialised; each task asks for
+        `gpus_per_run` GPUs — default 1 when the cluster has GPUs; a fraction such as 0.25 packs four
+        small runs on one GPU — and `cpus_per_run` CPUs, which are also its torch threads).
+    checkpoint_dir: where runs checkpoint while they train: a local folder or the URI of storage every
+        node reaches (s3://bucket/dwlib, gs://…, file://…); default `<store dir>/checkpoints/`.
     A failing or diverging run is recorded with its status and error and the sweep goes on. Runs that
-    another process is training are waited for at the end. Returns `Store.runs_frame` for the pairs,
-    in their order (duplicates removed); a run that failed before it had a run key (its corpus could
-    not be loaded, its Ray worker was lost) is absent, warned about, and listed in `frame.attrs["lost"]`.
+    another process is training are waited for. Returns `Store.runs_frame` for the pairs, in their
+    order (duplicates removed); a run that failed before it had a run key (its corpus could not be
+    loaded, its worker process died) is absent, warned about, and listed in `frame.attrs["lost"]`.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir)
     store = as_store(store)
     pairs = list(pairs)
     for pair in pairs:
@@ -417,7 +462,7 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     bar = tqdm(total=len(pairs), desc="sweep", unit="run", disable=not progress)
     counts = dict.fromkeys(("trained", "cached", "diverged", "failed"), 0)
     keys = [None] * len(pairs)
-    lost = []   # failures before the run had a key (bad corpus, a Ray worker lost): not in the store
+    lost = []   # failures before the run had a key (bad corpus, a worker process died): not in the store
 
     def report(i, outcome):
         keys[i] = outcome["key"]
@@ -434,9 +479,10 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     try:
         submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]
         kwargs = dict(store=store, progress=progress, lease_seconds=lease_seconds, workers=workers,
-                      ray_address=ray_address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+                      ray_address=ray_address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                      checkpoint_dir=checkpoint_dir)
         # First pass: train what is free, a group (a trunk and its cooldown branches) per task; runs
-        # another process holds come back 'busy'.
+        # another process holds come back 'busy' (the Ray driver polls them itself: none come back).
         groups = branch_groups(pairs)
         busy = {i for i, outcome in submit(pairs, groups, wait=False, report=report, **kwargs)
                 if outcome["how"] == "busy"}
@@ -455,14 +501,31 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     return frame
 
 
-def _sweep_task(group, store, wait, lease_seconds, threads, progress=False) -> list[dict]:
+def _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir) -> None:
+    """run_sweep's execution arguments, each refused with its name and value before anything trains."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if not (isinstance(cpus_per_run, int) and cpus_per_run >= 1):
+        raise ValueError(f"cpus_per_run must be a positive integer, got {cpus_per_run!r}")
+    if gpus_per_run is not None and not (isinstance(gpus_per_run, (int, float)) and gpus_per_run >= 0
+                                         and (gpus_per_run <= 1 or float(gpus_per_run).is_integer())):
+        raise ValueError(f"gpus_per_run must be 0, a fraction of one GPU (0.25 packs four runs on a GPU) or a "
+                         f"whole number of GPUs; got {gpus_per_run!r}")
+    if checkpoint_dir is not None:   # an unknown protocol or a missing s3fs / gcsfs: said before training
+        from .train import checkpoint_fs
+        checkpoint_fs(checkpoint_dir)
+
+
+def _sweep_task(group, store, wait, lease_seconds, threads, progress=False, checkpoint_dir=None) -> list[dict]:
     """One group of a sweep, [(model dict, train dict)] with the largest budget first, in whichever process
     executes it: an outcome per run; never raises for a run's own failure. Each run goes through `_run`
     (its own claim) and saves a fork checkpoint for each later run not yet in the store, which that run
     then resumes from: only its cooldown is computed. A run whose fork is missing trains from step 0.
     Two processes writing one run's checkpoint are harmless: any checkpoint of a run at any step is a
     valid state of that run. Raises only StoreError (a store that cannot be written stops the sweep).
-    Takes plain dicts and a store path so that it pickles into worker processes and Ray tasks."""
+    Takes plain dicts and a store path so that it pickles into worker processes."""
     from .config import model_config_from_dict, train_config_from_dict
     if threads is not None:
         import torch
@@ -485,9 +548,10 @@ def _sweep_task(group, store, wait, lease_seconds, threads, progress=False) -> l
         for k in range(j + 1, len(pairs)):
             row = store.get(keys[k])
             if row is None or row["status"] not in DONE:
-                forks.setdefault(fork_step(*pairs[k]), []).append((keys[k], store.checkpoint_path(keys[k])))
+                forks.setdefault(fork_step(*pairs[k]), []).append(
+                    (keys[k], checkpoint_location(store, keys[k], checkpoint_dir)))
         try:
-            result, how = _run(m, t, store, progress, None, tokens, lease_seconds, wait, fork_at=forks)
+            result, how = _run(m, t, store, progress, None, tokens, lease_seconds, wait, forks, checkpoint_dir)
             outcomes.append(dict(key=keys[j], how=how, status=result["status"] if result else "running", error=None))
         except StoreError:
             raise
@@ -502,19 +566,19 @@ def fork_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
 
 
 def _plain(pairs, group) -> list[tuple[dict, dict]]:
-    """A group's pairs as plain dicts: they pickle into worker processes and Ray tasks."""
+    """A group's pairs as plain dicts: they pickle into worker processes."""
     return [(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group]
 
 
-def _local(pairs, groups, *, wait, report, store, progress, lease_seconds, **_):
+def _local(pairs, groups, *, wait, report, store, progress, lease_seconds, checkpoint_dir, **_):
     for group in groups:
-        outcomes = _sweep_task(_plain(pairs, group), store, wait, lease_seconds, None, progress)
+        outcomes = _sweep_task(_plain(pairs, group), store, wait, lease_seconds, None, progress, checkpoint_dir)
         for i, outcome in zip(group, outcomes):
             report(i, outcome)
             yield i, outcome
 
 
-def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, **_):
+def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, checkpoint_dir, **_):
     import multiprocessing
     import sys
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -532,7 +596,7 @@ def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, **_
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(_sweep_task, _plain(pairs, group), str(store.path.resolve()), wait, lease_seconds,
-                               threads): group for group in groups}
+                               threads, False, checkpoint_dir): group for group in groups}
         try:
             for future in as_completed(futures):
                 group = futures[future]
@@ -579,34 +643,181 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="dwlib-parent-watch", daemon=True).start()
 
 
-def _ray(pairs, groups, *, wait, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run, **_):
+def _ray(pairs, groups, *, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run,
+         checkpoint_dir, **_):
+    """Ray, on one machine or a cluster. Only this process (the driver) opens the store: it claims the
+    runs, renews their leases from a thread and stores the records the tasks return; a task, one per
+    run on whichever node Ray picks, only trains. So no other node needs the store (SQLite must not sit
+    on a network filesystem), and two drivers on one store still never train the same run. The token
+    arrays reach the tasks through Ray's object store (see `_ray_runs`). A worker or node lost mid-run
+    is retried by Ray (RAY_RETRIES) and resumes from its checkpoint in `checkpoint_dir`. Runs held
+    elsewhere are polled while the tasks train, so this never reports one 'busy'."""
+    ray = _start_ray(ray_address)
+    resources = ray.cluster_resources()
+    if gpus_per_run is None:
+        gpus_per_run = 1 if resources.get("GPU", 0) > 0 else 0
+    elif gpus_per_run > 0 and not resources.get("GPU"):
+        warnings.warn(f"gpus_per_run={gpus_per_run}, but the Ray cluster has no GPUs now: the runs wait until "
+                      "a GPU node joins (gpus_per_run=0 trains them on CPUs)", RuntimeWarning, stacklevel=4)
+    if checkpoint_dir is None and sum(node["Alive"] for node in ray.nodes()) > 1:
+        warnings.warn("checkpoints go beside the store, on the disk of whichever node trains a run, so a run "
+                      "resumed on another node starts over: give checkpoint_dir (--checkpoint-dir) a location "
+                      "every node reaches, such as s3://bucket/dwlib", RuntimeWarning, stacklevel=4)
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_RETRIES)(_train_run)
+    runs = _ray_runs(ray, pairs, store, checkpoint_dir)
+    owner, held, waited = owner_id(), set(), set()
+    stop_renewing = _keep_leases(store, owner, held, lease_seconds)
+    pending, running = list(groups), {}   # running: task ref → pair index
+    try:
+        while pending or running:
+            still = []
+            for group in pending:
+                settled, claimed, rest = _claim_group(group, runs, store, owner, lease_seconds, held, waited)
+                for i, outcome in settled:
+                    report(i, outcome)
+                    yield i, outcome
+                running.update(_submit(task, claimed, pairs, runs, cpus_per_run))
+                still += [rest] if rest else []
+            pending = still
+            if not running:
+                time.sleep(POLL_SECONDS)
+                continue
+            done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+            for ref in done:
+                i = running.pop(ref)
+                outcome = _collect(ray, ref, runs[i], store, owner)
+                held.discard(runs[i]["key"])
+                report(i, outcome)
+                yield i, outcome
+    except BaseException:   # Ctrl-C, a store that cannot be written: stop the tasks, free their runs
+        for ref in running:
+            ray.cancel(ref)
+        for key in list(held):
+            try:
+                store.release(key, owner)   # the next sweep resumes it at once
+            except Exception:
+                pass
+        raise
+    finally:
+        stop_renewing()
+
+
+RAY_RETRIES = 3   # Ray resubmits a run whose worker or node died this many times; each resumes from its checkpoint
+
+
+def _start_ray(address):
     try:
         import ray
     except ImportError:
         raise ImportError('executor="ray" needs Ray, an optional dependency: pip install "ray[default]" '
                           "(or: pip install -r requirements-ray.txt)") from None
     if not ray.is_initialized():
-        ray.init(address=ray_address)
-    if gpus_per_run is None:
-        gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_sweep_task)
-    refs = {task.remote(_plain(pairs, group), str(store.path.resolve()), wait, lease_seconds, cpus_per_run): group
-            for group in groups}
+        ray.init(address=address)   # None: $RAY_ADDRESS (set by `ray job submit`), else a local instance
+    return ray
+
+
+def _ray_runs(ray, pairs, store, checkpoint_dir) -> list[dict]:
+    """Per pair, what the driver needs to claim it and a task to train it: key, config, checkpoint location,
+    and `tokens`, a reference to its token arrays. The driver loads each corpus once and puts its arrays in
+    Ray's object store once per sweep: each node fetches them once and its tasks read them from shared
+    memory. So nodes need no corpus files, no network and no token cache, and train exactly the tokens
+    whose fingerprint is in the run keys (the `stdlib` corpus differs between Python versions).
+    A corpus that cannot be loaded leaves its runs without a key, with the error."""
+    data, runs = {}, []
+    for m, t in pairs:
+        corpus = (t.corpus, t.tokenizer)
+        if corpus not in data:
+            try:
+                tokens = load_tokens(*corpus)
+                data[corpus] = (tokens.fingerprint, ray.put(tokens))
+            except Exception as e:
+                data[corpus] = (None, f"{type(e).__name__}: {e}")
+        fingerprint, ref = data[corpus]
+        if fingerprint is None:
+            runs.append(dict(key=None, error=ref))
+            continue
+        key = run_key(m, t, fingerprint)
+        runs.append(dict(key=key, config={"model": to_dict(m), "train": to_dict(t), "corpus_fingerprint": fingerprint},
+                         location=checkpoint_location(store, key, checkpoint_dir), tokens=ref))
+    return runs
+
+
+def _claim_group(group, runs, store, owner, lease_seconds, held, waited):
+    """The driver's claims on a group's runs, in order (largest budget first): (outcomes of the runs settled
+    without training — stored, failed in the process we waited for, no corpus —, the runs claimed (added
+    to `held`), the rest of the group from its first run held elsewhere on, to try again later)."""
+    settled, claimed = [], []
+    for position, i in enumerate(group):
+        key = runs[i]["key"]
+        if key is None:
+            settled.append((i, dict(key=None, how="failed", status="failed", error=runs[i]["error"])))
+            continue
+        try:
+            how, result = _claim(store, key, runs[i]["config"], owner, lease_seconds, runs[i]["location"],
+                                 i in waited)
+        except StoreError:
+            raise
+        except RuntimeError as e:   # it failed in the process we waited for
+            settled.append((i, dict(key=key, how="trained", status="failed", error=str(e))))
+            continue
+        if how == "busy":
+            waited.add(i)
+            return settled, claimed, group[position:]
+        if how == "cached":
+            settled.append((i, dict(key=key, how="cached", status=result["status"], error=None)))
+        else:
+            claimed.append(i)
+            held.add(key)
+    return settled, claimed, []
+
+
+def _submit(task, claimed, pairs, runs, threads) -> dict:
+    """A Ray task per claimed run of a group, named after the run (`ray::dwlib-<run id>` in ps, `ray list
+    tasks` and the dashboard). The first saves a fork checkpoint for each of the others, which start once
+    it has finished and resume from their forks: only their cooldowns are computed (a branch whose fork
+    is missing trains from step 0)."""
+    if not claimed:
+        return {}
+
+    def launch(i, fork_at, after):
+        (m, t), run = pairs[i], runs[i]
+        return task.options(name=f"dwlib-{run['key'][:10]}").remote(
+            to_dict(m), to_dict(t), run["location"], fork_at, run["tokens"], threads, *after)
+
+    first, *branches = claimed
+    forks = {}
+    for k in branches:
+        forks.setdefault(fork_step(*pairs[k]), []).append((runs[k]["key"], runs[k]["location"]))
+    head = launch(first, forks, ())
+    return {head: first, **{launch(k, {}, (head,)): k for k in branches}}
+
+
+def _train_run(model: dict, train: dict, location: str, fork_at: dict, tokens, threads: int, *after) -> dict:
+    """A Ray task: train one run, resuming from its checkpoint at `location` (so a retry after a lost worker
+    or node goes on from the last save), and return {"result": its record} or {"error": why it failed}.
+    It opens neither the store nor the corpus: `tokens` arrive through Ray's object store. `after`: the
+    task of the trunk this branch forks from, which Ray finishes first."""
+    from .config import model_config_from_dict, train_config_from_dict
+    from .train import train as train_run
+    m, t = model_config_from_dict(model), train_config_from_dict(train)
+    if t.threads is None:   # execution-only: the same run key
+        t = dataclasses.replace(t, threads=threads)
     try:
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                group = refs.pop(ref)
-                try:
-                    outcomes = ray.get(ref)
-                except StoreError:   # Ray's error for it is also a StoreError
-                    raise
-                except Exception as e:   # the worker process itself died (OOM, node lost)
-                    outcomes = [dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")] * len(group)
-                for i, outcome in zip(group, outcomes):
-                    report(i, outcome)
-                    yield i, outcome
-    except BaseException:
-        for ref in refs:
-            ray.cancel(ref)
-        raise
+        return {"result": train_run(m, t, checkpoint=location, progress=False, tokens=tokens, fork_at=fork_at)}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _collect(ray, ref, run, store, owner) -> dict:
+    """Store what a finished task returned: the run's record, or its error; when Ray gave up on the task
+    (its worker or node lost RAY_RETRIES + 1 times, or its trunk's task lost), the run is recorded
+    'failed' with that error and keeps its checkpoint: the next sweep resumes it."""
+    try:
+        value = ray.get(ref)
+    except ray.exceptions.RayError as e:
+        value = {"error": f"Ray lost the task ({type(e).__name__}: {str(e).strip().splitlines()[0]})"}
+    if "error" in value:
+        store.fail(run["key"], value["error"], owner)
+        return dict(key=run["key"], how="trained", status="failed", error=value["error"])
+    _store_result(store, run["key"], value["result"], owner, run["location"])
+    return dict(key=run["key"], how="trained", status=value["result"]["status"], error=None)
