@@ -2,14 +2,15 @@
 
     python bench/sweep_overhead.py                 # store ops, cache hits, a tiny sweep local vs parallel
     python bench/sweep_overhead.py --ray           # also through a local Ray instance
-    python bench/sweep_overhead.py --runs 8 --steps 200
+    python bench/sweep_overhead.py --runs 8 --steps 200 --ray --repeats 3   # interleaved, with the spread
 
 Figures printed (milliseconds unless said):
   store: open (with its integrity quick_check), claim, heartbeat, finish (a full result record with
          a 500-point curve and gradient norms), get of a finished run, runs_frame of the whole store
   sweep.run on a finished run (the cache-hit path: corpus fingerprint + run key + store read)
   a sweep of N tiny runs: wall time sequential (1 and all threads) vs parallel workers, and the
-  per-run overhead = (sweep wall − Σ trainer wall) / N
+  per-run overhead = (sweep wall − Σ trainer wall) / N; with --ray, Ray's overhead per run over the
+  parallel executor at the same concurrency = (Ray's sweep wall − parallel's) / N, per repeat
 """
 from __future__ import annotations
 
@@ -83,10 +84,10 @@ def tiny_pairs(n, steps, corpus, threads, device="auto"):
                             threads=threads, device=device) for i in range(n)]
 
 
-def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str):
+def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str, repeats: int):
     cores = sweep.available_cores()
     print(f"\nsweep of {n_runs} tiny runs (D 1-2, W 64, T 64, B 8, {steps} steps, device {device}) on {cores} cores, "
-          f"load average {os.getloadavg()[0]:.2f}")
+          f"load average {os.getloadavg()[0]:.2f}; each executor {repeats}x, interleaved")
     # warm the token cache, the torch import and torch's first-call paths with one untimed run, so the
     # first configuration is not charged for them
     sweep.run(*tiny_pairs(1, 5, corpus, 1, device)[0], store=root / "warmup" / "runs.sqlite", progress=False)
@@ -94,40 +95,46 @@ def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool
     configs = [("local, 1 thread", "local", 1, None), (f"local, {cores} threads", "local", cores, None),
                (f"parallel, {cores} workers x 1 thread", "parallel", None, cores)]
     if use_ray:
+        import ray
         configs.append((f"ray, {cores} CPUs, 1 per task", "ray", None, None))
-    rows = []
-    for label, executor, threads, workers in configs:
-        store = Store(root / label.replace(" ", "_").replace(",", "") / "runs.sqlite")
-        pairs = tiny_pairs(n_runs, steps, corpus, threads, device)
-        if executor == "ray":
-            import ray
+        t0 = time.perf_counter()
+        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+        print(f"  (ray.init: {time.perf_counter() - t0:.1f} s, not counted below; Ray's first sweep starts its "
+              "workers, later ones reuse them)")
+    rows = {label: [] for label, *_ in configs}
+    for repeat in range(repeats):
+        for label, executor, threads, workers in configs:
+            store = Store(root / f"{label.replace(' ', '_').replace(',', '')}-{repeat}" / "runs.sqlite")
+            pairs = tiny_pairs(n_runs, steps, corpus, threads, device)
             t0 = time.perf_counter()
-            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
-            print(f"  (ray.init: {time.perf_counter() - t0:.1f} s, not counted below)")
-        t0 = time.perf_counter()
-        frame = sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
-        wall = time.perf_counter() - t0
-        train_wall = frame["wall_seconds"].sum()
-        assert (frame["status"] == "complete").all(), frame[["status", "error"]]
-        # the cache-hit path: the same sweep again trains nothing
-        t0 = time.perf_counter()
-        sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
-        cached = time.perf_counter() - t0
-        rows.append((label, wall, train_wall, cached))
-        if executor == "ray":
-            ray.shutdown()
+            frame = sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+            wall = time.perf_counter() - t0
+            assert (frame["status"] == "complete").all(), frame[["status", "error"]]
+            # the cache-hit path: the same sweep again trains nothing
+            t0 = time.perf_counter()
+            sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+            rows[label].append((wall, frame["wall_seconds"].sum(), time.perf_counter() - t0))
+    if use_ray:
+        ray.shutdown()
     # Overhead per run = (sweep wall − Σ trainer wall) / N is meaningful for sequential executors only:
     # concurrent runs overlap, so their trainer walls add up to more than the sweep's wall.
-    print(f"  {'executor':<34} {'sweep wall':>10} {'Σ train wall':>12} {'overhead/run':>13} {'cached rerun':>13}")
-    for label, wall, train_wall, cached in rows:
+    print(f"  {'executor':<34} {'sweep wall, each repeat':>26} {'Σ train wall':>12} {'overhead/run':>13} {'cached rerun':>13}")
+    for label, samples in rows.items():
+        walls = " ".join(f"{w:6.2f}s" for w, _, _ in samples)
+        wall, train_wall, cached = (statistics.median(x) for x in zip(*samples))
         overhead = f"{1e3 * (wall - train_wall) / n_runs:11.0f}ms" if label.startswith("local") else f"{'(overlap)':>13}"
-        print(f"  {label:<34} {wall:9.2f}s {train_wall:11.2f}s {overhead} {cached:12.2f}s")
-    base = rows[0][1]
-    for label, wall, *_ in rows[1:]:
-        print(f"  speed-up of '{label}' over '{rows[0][0]}': {base / wall:.2f}x")
+        print(f"  {label:<34} {walls:>26} {train_wall:11.2f}s {overhead} {cached:12.2f}s")
+    base = statistics.median(w for w, _, _ in rows[configs[0][0]])
+    for label, *_ in configs[1:]:
+        print(f"  speed-up of '{label}' over '{configs[0][0]}': {base / statistics.median(w for w, _, _ in rows[label]):.2f}x")
+    if use_ray:   # same concurrency (one run per core), so the difference of the walls is Ray's cost
+        extra = [(ray_wall - par_wall) / n_runs for (ray_wall, _, _), (par_wall, _, _)
+                 in zip(rows[configs[-1][0]], rows[configs[-2][0]])]
+        print(f"  Ray's overhead per run over 'parallel' (same repeat): "
+              + ", ".join(f"{1e3 * e:.0f} ms" for e in extra))
     # the in-process cache-hit path of one run
-    store = Store(root / rows[0][0].replace(" ", "_").replace(",", "") / "runs.sqlite")
+    store = Store(root / f"{configs[0][0].replace(' ', '_').replace(',', '')}-0" / "runs.sqlite")
     m, t = tiny_pairs(1, steps, corpus, 1, device)[0]
     hits = []
     for _ in range(20):
@@ -143,11 +150,12 @@ def main():
     p.add_argument("--corpus", default="stdlib")
     p.add_argument("--ray", action="store_true", help="also time a local Ray instance")
     p.add_argument("--device", default="cpu", help="device of the tiny runs (default cpu; auto picks CUDA)")
+    p.add_argument("--repeats", type=int, default=1, help="sweeps per executor, interleaved (a busy machine varies)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         bench_store(root, args.store_runs)
-        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device)
+        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device, args.repeats)
 
 
 if __name__ == "__main__":

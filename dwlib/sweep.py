@@ -19,9 +19,10 @@ Designs (any config field may be fixed with a keyword, or varied with `vary={fie
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
 the machine's cores: small models use cores far better side by side than with many threads each),
-"ray" (one Ray task per run, on a local instance or an existing cluster). Every run goes through
-`run`, which claims it in the store first, so sweeps in several processes at once never train a
-run twice and a run interrupted in any way resumes from its checkpoint the next time it is asked for.
+"ray" (one Ray task per run, on a local instance or any node of a cluster; only the driver opens the
+store). Every run is claimed in the store before it trains, so sweeps in several processes at once
+never train a run twice, and a run interrupted in any way resumes from its checkpoint the next time
+it is asked for.
 """
 from __future__ import annotations
 
@@ -679,8 +680,8 @@ def _ray(pairs, groups, *, report, store, lease_seconds, ray_address, gpus_per_r
                 running.update(_submit(task, claimed, pairs, runs, cpus_per_run))
                 still += [rest] if rest else []
             pending = still
-            if not running:
-                time.sleep(POLL_SECONDS)
+            if not running:   # only runs held elsewhere are left: look again in a moment
+                time.sleep(POLL_SECONDS if pending else 0)
                 continue
             done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             for ref in done:
@@ -723,13 +724,17 @@ def _ray_runs(ray, pairs, store, checkpoint_dir) -> list[dict]:
     memory. So nodes need no corpus files, no network and no token cache, and train exactly the tokens
     whose fingerprint is in the run keys (the `stdlib` corpus differs between Python versions).
     A corpus that cannot be loaded leaves its runs without a key, with the error."""
+    import numpy as np
     data, runs = {}, []
     for m, t in pairs:
         corpus = (t.corpus, t.tokenizer)
         if corpus not in data:
             try:
                 tokens = load_tokens(*corpus)
-                data[corpus] = (tokens.fingerprint, ray.put(tokens))
+                # plain arrays, not the memory maps: Ray hands those to a task as read-only views of its
+                # node's shared memory, where a memory map would be copied into every task
+                plain = dataclasses.replace(tokens, train=np.asarray(tokens.train), val=np.asarray(tokens.val))
+                data[corpus] = (tokens.fingerprint, ray.put(plain))
             except Exception as e:
                 data[corpus] = (None, f"{type(e).__name__}: {e}")
         fingerprint, ref = data[corpus]

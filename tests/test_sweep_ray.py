@@ -119,6 +119,15 @@ def test_a_two_node_sweep_stores_every_run_once_and_workers_never_open_sqlite_or
               for n in nodes]
     assert len(nodes) == 2 and ray.get(probes) == ["a Ray worker touched the results store or the corpus"] * 2
 
+    @ray.remote(num_cpus=1)
+    def tokens_in_a_task(tokens):
+        return type(tokens.train).__name__, tokens.train.flags.writeable
+
+    # the token arrays reach a task as read-only views of its node's shared memory, not as copies
+    shared = sweep._ray_runs(ray, [sweep.make_pair(depth=1, width=32, corpus=corpus)], Store(tmp_path / "x.sqlite"),
+                             None)[0]["tokens"]
+    assert ray.get(tokens_in_a_task.remote(shared)) == ("ndarray", False)
+
     tiny = dict(TINY, corpus=corpus)
     pairs = sweep.grid([1, 2], [32], steps=20, **tiny)
     pairs.append(sweep.make_pair(depth=1, width=32, steps=20, lr=1e6, **tiny))                # diverges
@@ -223,7 +232,7 @@ def test_fractional_gpus_pack_runs_on_one_gpu(ray_cluster, corpus, tmp_path):
     assert any(w.startswith("checkpoints go beside the store") for w in result["warnings"])
 
 
-def test_driver_interrupted_with_sigint_then_rerun_trains_only_what_is_missing(ray_cluster, corpus, tmp_path):
+def test_driver_interrupted_with_sigint_then_two_reruns_train_only_what_is_missing_once(ray_cluster, corpus, tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     checkpoints = (tmp_path / "ckpt").as_uri()
     argv = [sys.executable, "-m", "dwlib", "sweep", "--executor", "ray", "--ray-address", ray_cluster.address,
@@ -255,16 +264,20 @@ def test_driver_interrupted_with_sigint_then_rerun_trains_only_what_is_missing(r
     location = sweep.checkpoint_location(store, long_key, checkpoints)
     saved_at = sweep.checkpoint_step(location)
 
-    rerun = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
+    # rerun by two drivers at once on the one store: one trains what is missing, the other waits for it
+    reruns = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    for rerun in reruns:
+        assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     after = store.runs_frame().set_index("steps")
     assert after["status"].tolist() == ["complete", "complete"] and len(store.keys()) == 2
-    # the finished run was not trained again; the interrupted one resumed from its checkpoint
+    # the finished run was not trained again; the interrupted one resumed from its checkpoint, trained by
+    # one of the two drivers only (one claim each: the first driver's and one rerun's)
     assert after.loc[30, "updated"] == before.loc[30, "updated"] and after.loc[30, "attempts"] == 1
     resumed = store.get(long_key)["result"]["resumed_from_step"]
     assert after.loc[3000, "attempts"] == 2 and 20 <= saved_at <= resumed < 3000
-    print(f"\nSIGINT: driver exit code {proc.returncode}; rerun trained only the interrupted run, from step "
-          f"{resumed}; {len(store.keys())} runs stored")
+    print(f"\nSIGINT: driver exit code {proc.returncode}; two drivers rerunning at once trained only the "
+          f"interrupted run, once, from step {resumed}; {len(store.keys())} runs stored")
 
 
 def test_a_store_that_cannot_be_written_stops_a_ray_sweep(ray_cluster, corpus, tmp_path, read_only):
