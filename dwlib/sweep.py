@@ -42,6 +42,7 @@ from .store import DONE, Store, StoreError, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
 POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
+RAY_RETRIES = 3           # Ray resubmits a run whose worker or node died this often; each resumes from its checkpoint
 EXECUTORS = ("local", "parallel", "ray")
 BUDGET_FIELDS = ("steps", "tokens", "flops")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -485,8 +486,8 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         # First pass: train what is free, a group (a trunk and its cooldown branches) per task; runs
         # another process holds come back 'busy' (the Ray driver polls them itself: none come back).
         groups = branch_groups(pairs)
-        busy = {i for i, outcome in submit(pairs, groups, wait=False, report=report, **kwargs)
-                if outcome["how"] == "busy"}
+        outcomes = list(submit(pairs, groups, wait=False, report=report, **kwargs))
+        busy = {i for i, outcome in outcomes if outcome["how"] == "busy"}
         # Second pass: wait for those (or take them over if their holder dies).
         if busy:
             bar.set_description(f"sweep (waiting on {len(busy)} held elsewhere)")
@@ -659,11 +660,11 @@ def _ray(pairs, groups, *, report, store, lease_seconds, ray_address, gpus_per_r
         gpus_per_run = 1 if resources.get("GPU", 0) > 0 else 0
     elif gpus_per_run > 0 and not resources.get("GPU"):
         warnings.warn(f"gpus_per_run={gpus_per_run}, but the Ray cluster has no GPUs now: the runs wait until "
-                      "a GPU node joins (gpus_per_run=0 trains them on CPUs)", RuntimeWarning, stacklevel=4)
+                      "a GPU node joins (gpus_per_run=0 trains them on CPUs)", RuntimeWarning, stacklevel=3)
     if checkpoint_dir is None and sum(node["Alive"] for node in ray.nodes()) > 1:
         warnings.warn("checkpoints go beside the store, on the disk of whichever node trains a run, so a run "
                       "resumed on another node starts over: give checkpoint_dir (--checkpoint-dir) a location "
-                      "every node reaches, such as s3://bucket/dwlib", RuntimeWarning, stacklevel=4)
+                      "every node reaches, such as s3://bucket/dwlib", RuntimeWarning, stacklevel=3)
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_RETRIES)(_train_run)
     runs = _ray_runs(ray, pairs, store, checkpoint_dir)
     owner, held, waited = owner_id(), set(), set()
@@ -701,9 +702,6 @@ def _ray(pairs, groups, *, report, store, lease_seconds, ray_address, gpus_per_r
         raise
     finally:
         stop_renewing()
-
-
-RAY_RETRIES = 3   # Ray resubmits a run whose worker or node died this many times; each resumes from its checkpoint
 
 
 def _start_ray(address):

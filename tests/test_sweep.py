@@ -383,6 +383,22 @@ def test_parallel_sweep_survives_a_killed_worker_and_rerun_resumes(tmp_path, tin
     assert max(resumed) >= 20
 
 
+def test_checkpoint_dir_holds_checkpoints_and_forks_of_a_local_sweep(tmp_path, tiny, monkeypatch):
+    """checkpoint_dir (--checkpoint-dir) moves checkpoints and cooldown forks away from the store."""
+    import dwlib.train
+    pairs = sweep.anneal(sweep.grid([1], [32], **tiny), [20 * 128, 40 * 128], warmup=2)   # a trunk, a branch
+    store, folder = Store(tmp_path / "store" / "runs.sqlite"), tmp_path / "elsewhere"
+    saved, real = [], dwlib.train.save_checkpoint
+    monkeypatch.setattr(dwlib.train, "save_checkpoint", lambda location, *a: (saved.append(location), real(location, *a)))
+    frame = sweep.run_sweep(pairs, store=store, progress=False, checkpoint_dir=folder)
+    keys = frame["run_key"].tolist()
+    assert frame["status"].tolist() == ["complete", "complete"]
+    assert store.get(keys[0])["result"]["resumed_from_step"] == 16         # from its fork, in the folder
+    assert set(saved) == {str(folder / f"{k}.pt") for k in keys}              # trunk's own and the fork
+    assert store.get(keys[1])["checkpoint"] == str(folder / f"{keys[1]}.pt")
+    assert list(folder.iterdir()) == [] and not (store.path.parent / "checkpoints").exists()
+
+
 def test_bad_sweep_arguments(tmp_path):
     with pytest.raises(ValueError, match="executor"):
         sweep.run_sweep(sweep.grid([1], [32]), store=tmp_path / "s.sqlite", executor="dask")
