@@ -277,6 +277,11 @@ def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:
     return flops / flops_per_token(cfg)
 
 
+def tokens_per_step(model: ModelConfig, train: TrainConfig) -> int:
+    """Training tokens one optimizer step consumes: batch_size × grad_accum sequences of `context` tokens."""
+    return train.batch_size * train.grad_accum * model.context
+
+
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     """Optimizer steps for the run's budget. FLOP and token budgets round to the nearest whole step
     so compute-matched runs differ by less than one step's FLOPs. A plan beyond MAX_STEPS is an error."""

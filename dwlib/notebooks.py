@@ -89,12 +89,12 @@ class Session:
 
     def store_runs(self, like):
         """Every complete run in the store comparable with the runs in `like`: same corpus fingerprint,
-        tokenizer, context, batch size, learning rate and block design (MLP, norm, sharing,
+        tokenizer, context, batch size, learning rate, schedule and block design (MLP, norm, sharing,
         parametrisation) — e.g. other notebooks' runs that a scaling law may be fitted to as well."""
         frame = self.store.runs_frame()
         frame = frame[frame["status"] == "complete"]
-        for col in ("corpus_fingerprint", "tokenizer", "context", "batch_size", "lr", "mlp", "norm", "share",
-                    "parametrization"):
+        for col in ("corpus_fingerprint", "tokenizer", "context", "batch_size", "lr", "schedule", "mlp", "norm",
+                    "share", "parametrization"):
             frame = frame[frame[col].isin(like[col].unique())]
         return frame.reset_index(drop=True)
 
