@@ -245,8 +245,13 @@ def test_cli_train_json_last_line(tmp_path):
 
 
 def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
+    # the CLI in a fresh process, told (as the fixture told this one) which checksum the stand-in has
+    from dwlib import data
     env = {"DWLIB_TINYSHAKESPEARE": str(shakespeare_path), "DWLIB_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--corpus", "tinyshakespeare", "--depth", "1",
+    script = (f"import sys, dwlib.data as d; d.TINYSHAKESPEARE_SHA256 = {data.TINYSHAKESPEARE_SHA256!r}; "
+              f"d.TINYSHAKESPEARE_BYTES = {data.TINYSHAKESPEARE_BYTES}; from dwlib.__main__ import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", script, "train", "--corpus", "tinyshakespeare", "--depth", "1",
                           "--width", "64", "--context", "32", "--steps", "4", "--batch-size", "2",
                           "--eval-every", "2", "--eval-batches", "1", "--threads", "1", "--quiet", "--json"],
                          capture_output=True, text=True, timeout=300, env=env)
