@@ -190,26 +190,6 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         object.__setattr__(self, "grad_norm_steps", tuple(int(s) for s in self.grad_norm_steps))
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.grad_accum  # × context, which lives in ModelConfig
-
-
-
-def default_threads() -> int:
-    """Torch threads for a run that names none: $DWLIB_THREADS if set (tests and CI set 1), else the
-    cores this process may run on. Callers running several trainings side by side must divide them:
-    two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
-    env = os.environ.get("DWLIB_THREADS")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
 
 EXECUTION_FIELDS = ("device", "threads", "compile", "checkpoint_every")
 
@@ -217,6 +197,27 @@ EXECUTION_FIELDS = ("device", "threads", "compile", "checkpoint_every")
 def _choice(name, value, options):
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), which on shared machines can be < cpu_count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_threads(side_by_side: int = 1) -> int:
+    """Torch threads for a run that names none, one of `side_by_side` runs training at once on this
+    process's cores: $DWLIB_THREADS if set (taken as given; tests and CI set 1), else its share of
+    `available_cores()`. Runs side by side must share the cores: two 2-thread torch processes on 2
+    cores make every step ~50× slower (OpenMP spinning)."""
+    env = os.environ.get("DWLIB_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return max(1, available_cores() // side_by_side)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,20 +278,25 @@ def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:
     return flops / flops_per_token(cfg)
 
 
+def tokens_per_step(cfg: ModelConfig, train: TrainConfig) -> int:
+    """Tokens one optimizer step trains on: batch_size sequences × grad_accum micro-batches × context."""
+    return train.batch_size * train.grad_accum * cfg.context
+
+
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     """Optimizer steps for the run's budget. FLOP and token budgets round to the nearest whole step
     so compute-matched runs differ by less than one step's FLOPs. A plan beyond MAX_STEPS is an error."""
-    tokens_per_step = train.batch_size * train.grad_accum * cfg.context
+    per_step = tokens_per_step(cfg, train)
     if train.steps is not None:
         return int(train.steps)
     if train.tokens is not None:
-        name, value, steps = "tokens", train.tokens, round(train.tokens / tokens_per_step)
+        name, value, steps = "tokens", train.tokens, round(train.tokens / per_step)
     elif train.flops is not None:
-        name, value, steps = "flops", train.flops, round(train.flops / (flops_per_token(cfg) * tokens_per_step))
+        name, value, steps = "flops", train.flops, round(train.flops / (flops_per_token(cfg) * per_step))
     else:
         return 200
     if steps > MAX_STEPS:
-        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {tokens_per_step:,} tokens, more "
+        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {per_step:,} tokens, more "
                          f"than the {MAX_STEPS:,} a run may plan (a budget in the wrong unit?)")
     return max(1, steps)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dwlib import sweep
-from dwlib.config import (ModelConfig, TrainConfig, flops_per_token, non_embedding_params, steps_for_budget,
-                          to_dict)
+from dwlib.config import (ModelConfig, TrainConfig, default_threads, flops_per_token, non_embedding_params,
+                          steps_for_budget, to_dict)
 from dwlib.store import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -261,7 +261,7 @@ def test_waiting_on_a_run_that_fails_elsewhere_reports_its_error(tmp_path, tiny,
 
 
 def test_parallel_executor_sizes_threads_and_survives_failure(tmp_path, tiny):
-    tiny = {**tiny, "threads": None}     # the executor chooses: cores // workers
+    tiny = {**tiny, "threads": None}     # the executor chooses, by the one thread policy
     pairs = [sweep.make_pair(depth=1, width=32, steps=20, **tiny),
              sweep.make_pair(depth=1, width=32, steps=20, vocab_size=300, **tiny),
              sweep.make_pair(depth=2, width=32, steps=20, **tiny)]
@@ -270,7 +270,7 @@ def test_parallel_executor_sizes_threads_and_survives_failure(tmp_path, tiny):
                             progress=False)
     assert frame["status"].tolist() == ["complete", "failed", "complete", "complete", "complete"]
     assert Store(tmp_path / "runs.sqlite").get(frame["run_key"][3])["result"]["resumed_from_step"] == 16
-    threads = max(1, sweep.available_cores() // 2)
+    threads = default_threads(side_by_side=2)
     cpu_devices = [d for d in frame["device"].dropna() if d.startswith("cpu")]   # a GPU name has no threads
     assert all(f"{threads} threads" in d for d in cpu_devices)
     # same runs, in-process: all cached, nothing trained
