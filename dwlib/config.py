@@ -2,8 +2,9 @@
 
 Everything here is plain Python (no torch), so the store, the fitters and the notebooks can count
 parameters and FLOPs without building a model. The counts are exact for the model that
-`dwlib.model.Transformer` builds; `tests/test_config.py` checks them against the modules' own
-parameter counts and against Kaplan et al. (arXiv 2001.08361): N = 12·D·W², C ≈ 6N + 6·D·T·W per token.
+`dwlib.model.Transformer` builds (Kaplan et al., arXiv 2001.08361: N ≈ 12·D·W² non-embedding
+parameters, C ≈ 6N + 6·D·T·W per token); `tests/test_config.py` checks them against torch's own
+parameter and FLOP counts and the Depth Delusion paper's W = 512 family.
 
 Each config field carries its command-line help in its metadata (`option`): `python -m dwlib` makes
 one flag per field from it, so a field's default, choices and help are written once, here.
@@ -277,16 +278,11 @@ def count_params(cfg: ModelConfig) -> int:
     return non_embedding_params(cfg) + embedding_params(cfg)
 
 
-def kaplan_params(cfg: ModelConfig) -> int:
-    """Kaplan's closed form N = 12·D·W² (exact for the default block up to the norm gains)."""
-    return 12 * cfg.depth * cfg.width ** 2
-
-
 def flops_per_token(cfg: ModelConfig) -> float:
     """Training FLOPs per token by Kaplan's rule: 6·N_applied + 6·L·T·W, where N_applied counts each
     shared block once per application and L = depth × share is the number of applied layers.
     The output head is left out, as Kaplan does; `flops_per_token_with_head` adds it."""
-    applied = cfg.layers * block_params(cfg) + cfg.width
+    applied = non_embedding_params(cfg) + (cfg.layers - cfg.depth) * block_params(cfg)
     return 6.0 * applied + 6.0 * cfg.layers * cfg.context * cfg.width
 
 
@@ -294,11 +290,6 @@ def flops_per_token_with_head(cfg: ModelConfig) -> float:
     """Training FLOPs per token including the output projection (6·W·V): what the hardware does,
     used for MFU. For tiny models with large vocabularies the head dominates."""
     return flops_per_token(cfg) + 6.0 * cfg.width * cfg.vocab_size
-
-
-def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:
-    """Training tokens a model of this shape processes for a budget of `flops` (Kaplan FLOPs)."""
-    return flops / flops_per_token(cfg)
 
 
 def tokens_per_step(cfg: ModelConfig, train: TrainConfig) -> int:
