@@ -72,7 +72,7 @@ class Session:
         display(table)
         device = "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
         if self.executor == "parallel":   # one single-thread worker per core
-            from .sweep import available_cores
+            from .config import available_cores
             minutes = presets.estimate_seconds(pairs, device, 1, workers=available_cores()) / 60
         else:
             minutes = presets.estimate_seconds(pairs, device, self.threads) / 60

@@ -46,6 +46,15 @@ def test_record_has_the_documented_fields(tokens):
     json.dumps(r)  # plain data
 
 
+def test_gradient_accumulation_counts_every_micro_batch(tokens):
+    """A step of 3 micro-batches of 2 sequences trains on 6: the budget, the record and the curve say so."""
+    cfg = TrainConfig(tokens=10 * 6 * 32, batch_size=2, grad_accum=3, eval_every=5, eval_batches=2, device="cpu",
+                      threads=1)
+    r = train(TINY, cfg, progress=False, tokens=tokens)
+    assert r["steps"] == 10 and r["tokens"] == 10 * 6 * 32
+    assert [(c["step"], c["tokens"]) for c in r["curve"] if c["val_loss"] is not None] == [(5, 5 * 192), (10, 10 * 192)]
+
+
 def test_the_record_says_its_regime(tokens):
     r = run(tokens, steps=40, eval_every=5)
     assert r["tokens_per_param"] == pytest.approx(r["tokens"] / r["non_embedding_params"])
