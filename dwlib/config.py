@@ -297,11 +297,6 @@ def tokens_per_step(cfg: ModelConfig, train: TrainConfig) -> int:
     return train.batch_size * train.grad_accum * cfg.context
 
 
-def tokens_per_step(model: ModelConfig, train: TrainConfig) -> int:
-    """Training tokens one optimizer step consumes: batch_size × grad_accum sequences of `context` tokens."""
-    return train.batch_size * train.grad_accum * model.context
-
-
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     """Optimizer steps for the run's budget. FLOP and token budgets round to the nearest whole step
     so compute-matched runs differ by less than one step's FLOPs. A plan beyond MAX_STEPS is an error."""

@@ -310,7 +310,7 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
 def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", threads: int = 1) -> float:
     """Predicted seconds per optimizer step of one run on `device` ('cpu' or 'cuda'); the CPU model is
     this machine's, measured by `machine_speed`."""
-    tokens = train.batch_size * train.grad_accum * model.context
+    tokens = tokens_per_step(model, train)
     flops = flops_per_token_with_head(model) * tokens
     if device.startswith("cuda"):
         pts = GPU_FLOPS_BY_WIDTH

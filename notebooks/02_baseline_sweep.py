@@ -104,7 +104,7 @@ budgets = sorted({t.tokens for _, t in pairs})
 
 # %%
 runs = nb.run(pairs)
-final = runs[runs["tokens"] >= max(budgets) - s.batch_size * s.context]       # the largest budget
+final = runs[runs["tokens"] == max(runs["tokens"])]          # the largest budget
 final[["run_id", "status", "depth", "width", "seed", "tokens", "tokens_per_param", "val_loss", "final_slope"]]
 
 # %% [markdown]

@@ -59,7 +59,7 @@ import pandas as pd
 from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, sweep, widgets
-from dwlib.config import steps_for_budget
+from dwlib.config import steps_for_budget, tokens_per_step
 
 alt.renderers.enable("svg")
 nb = notebooks.start("05_scaling_fit", preset=preset, corpus=corpus, tokenizer=tokenizer, shapes=shapes,
@@ -215,7 +215,7 @@ def predict(m, t):
         return "No fitted law to predict from."
     if not law.identified:
         return "The fitted ansatz is not identified by these runs: no prediction."
-    tokens = steps_for_budget(m, t) * t.batch_size * t.grad_accum * m.context
+    tokens = steps_for_budget(m, t) * tokens_per_step(m, t)
     loss = float(fit.depth_width_loss(law.params, m.depth, m.width, tokens))
     return f"The fitted ansatz predicts a validation loss of <b>{loss:.3f}</b> after {tokens:,} tokens."
 
