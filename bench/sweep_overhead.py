@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dwlib import sweep                                                       # noqa: E402
-from dwlib.config import ModelConfig, TrainConfig, count_params, run_key, to_dict  # noqa: E402
+from dwlib.config import ModelConfig, TrainConfig, available_cores, count_params, run_key, to_dict  # noqa: E402
 from dwlib.store import Store                                                 # noqa: E402
 
 
@@ -85,7 +85,7 @@ def tiny_pairs(n, steps, corpus, threads, device="auto"):
 
 
 def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str, repeats: int):
-    cores = sweep.available_cores()
+    cores = available_cores()
     print(f"\nsweep of {n_runs} tiny runs (D 1-2, W 64, T 64, B 8, {steps} steps, device {device}) on {cores} cores, "
           f"load average {os.getloadavg()[0]:.2f}; each executor {repeats}x, interleaved")
     # warm the token cache, the torch import and torch's first-call paths with one untimed run, so the

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
+import types
+import typing
 
-from .config import ModelConfig, TrainConfig
+from .config import WSD_SCHEDULES, ModelConfig, TrainConfig
+from .store import DEFAULT_PATH
+from .sweep import EXECUTORS, TRAIN_FIELDS
 
 DESCRIPTION = """\
 dwlib: train transformers of chosen depth and width and measure which shape wins at a fixed budget.
@@ -20,100 +25,90 @@ Every run records its corpus fingerprint, parameters, FLOPs, losses and per-laye
 """
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model shape")
-    g.add_argument("--depth", type=int, default=4, help="number of transformer blocks D (default 4)")
-    g.add_argument("--width", type=int, default=128, help="model width W = d_model (default 128)")
-    g.add_argument("--heads", type=int, default=None, help="attention heads (default: width / head-dim)")
-    g.add_argument("--head-dim", type=int, default=64, help="head dimension when --heads is not given (default 64)")
-    g.add_argument("--context", type=int, default=128, help="context length T in tokens (default 128)")
-    g.add_argument("--mlp", choices=["gelu", "swiglu"], default="gelu", help="MLP type (default gelu, ratio 4)")
-    g.add_argument("--norm", choices=["layernorm", "rmsnorm"], default="layernorm", help="normalisation (default layernorm)")
-    g.add_argument("--residual-scale", default="none", metavar="{none,rezero,inv-sqrt-2l}",
-                   help="residual-branch scaling: none (default), rezero (a learned gate per branch, starting "
-                        "at 0) or inv-sqrt-2l (every Pre-LN branch x 1/sqrt(2L); called 'deepnorm' before, "
-                        "but it is not DeepNet)")
-    g.add_argument("--share", type=int, default=1,
-                   help="MobileLLM immediate block-wise sharing: apply each block k times (default 1)")
-    g.add_argument("--tie-embeddings", action="store_true", help="share input embedding and output head")
-    g.add_argument("--parametrization", choices=["sp", "mup", "completep"], default="sp",
-                   help="standard, muP or CompleteP (default sp)")
-    g.add_argument("--base-width", type=int, default=128, help="muP/CompleteP base width (default 128)")
-    g.add_argument("--base-depth", type=int, default=4, help="CompleteP base depth (default 4)")
-    g.add_argument("--depth-alpha", type=float, default=1.0, help="CompleteP depth exponent: 1.0 or 0.5 (depth-muP)")
+# One flag per config field, made from the field's metadata (dwlib/config.py `option`): its default,
+# choices and help are written there only.
+FIELDS = {f.name: f for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
+TYPES = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
+FLAGS = {name: f.metadata.get("flag", "--" + name.replace("_", "-")) for name, f in FIELDS.items()}   # None: no flag
+EXPECTED = {int: "a whole number", float: "a number", bool: "true or false", tuple: "comma-separated whole numbers"}
+BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def add_train_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--corpus", default="stdlib",
-                   help="stdlib (default, offline: this Python's standard library source), tinyshakespeare, "
-                        "file:PATH (a text file or folder), hf:NAME[:CONFIG] (needs `datasets`)")
-    g.add_argument("--tokenizer", default="byte", help="byte (default, vocab 256) or bpe:N (trained locally)")
-    g = p.add_argument_group("budget (give one; default 200 steps)")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps")
-    g.add_argument("--tokens", type=float, default=None, help="training tokens (rounded to whole steps)")
-    g.add_argument("--flops", type=float, default=None,
-                   help="training FLOPs by Kaplan's 6N + 6LTW per token (rounded to whole steps)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, default=16, help="sequences per micro-batch (default 16)")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    g.add_argument("--min-lr", type=float, default=None, help="final learning rate (default lr/10)")
-    g.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of steps)")
-    g.add_argument("--schedule", choices=["cosine", "wsd", "wsd-sqrt", "constant"], default=None,
-                   help="LR schedule after warmup: cosine to --min-lr (default; with --anneal-at: wsd-sqrt), "
-                        "constant, or warmup-stable-decay: constant, then a cooldown to --min-lr over the last "
-                        "--cooldown of the steps, linear (wsd) or 1-sqrt (wsd-sqrt, Hagele et al. 2024)")
-    g.add_argument("--cooldown", type=float, default=0.2,
-                   help="wsd schedules: fraction of the steps in the final decay (default 0.2)")
-    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices (default 0.1)")
-    g.add_argument("--beta1", type=float, default=0.9)
-    g.add_argument("--beta2", type=float, default=0.95)
-    g.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip, 0 = off (default 1.0)")
-    g.add_argument("--seed", type=int, default=0, help="seed for init and batch order (default 0)")
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-every", type=int, default=50, help="steps between validation evals (default 50)")
-    g.add_argument("--eval-batches", type=int, default=8, help="fixed validation batches (default 8)")
-    g.add_argument("--grad-norm-steps", default="1000",
-                   help="comma-separated steps at which to record per-layer gradient norms, besides every "
-                        "eval and the end (default 1000, as the Depth Delusion paper)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores this process may use)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """The model and training flags. A flag left out is absent from the parsed namespace
+    (argparse.SUPPRESS), so the dataclass default applies; values are read by `configs_from_args`,
+    which names the flag in any error (one line, not argparse's usage text)."""
+    group = p
+    for name, f in FIELDS.items():
+        if "group" in f.metadata:
+            group = p.add_argument_group(f.metadata["group"])
+        if FLAGS[name] is None:
+            continue
+        text = f.metadata["help"]
+        if f.default is not None and f.default is not False and "default" not in text:
+            shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+            text += f" (default {shown})"
+        text = text.replace("%", "%%")   # argparse formats help with %
+        if TYPES[name] is bool:
+            group.add_argument(FLAGS[name], dest=name, action="store_true", default=argparse.SUPPRESS, help=text)
+        else:
+            choices = f.metadata.get("choices")
+            metavar = "{" + ",".join(choices) + "}" if choices else FLAGS[name][2:].upper().replace("-", "_")
+            group.add_argument(FLAGS[name], dest=name, default=argparse.SUPPRESS, metavar=metavar, help=text)
+    group.add_argument("--quiet", action="store_true", help="no progress bar")   # execution, not a config field
+
+
+def read_value(name: str, text: str):
+    """Command-line text as config field `name`'s type, from its annotation: int | None reads as int
+    (2e6 too: budgets are written so), tuple[int, ...] as comma-separated ints, bool as true/false.
+    A ValueError says what was expected."""
+    kind = TYPES[name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):   # X | None: the value is an X
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    kind = typing.get_origin(kind) or kind
+    try:
+        if kind is tuple:
+            return tuple(whole_number(x) for x in text.split(",") if x.strip())
+        if kind is bool:
+            return BOOLS[text.strip().lower()]
+        return whole_number(text) if kind is int else float(text) if kind is float else text
+    except (ValueError, KeyError):
+        raise ValueError(EXPECTED[kind]) from None
+
+
+def whole_number(text: str) -> int:
+    """An int from '2000' or '2e3'; a ValueError for '2.5', 'inf', 'nan'."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Build (ModelConfig, TrainConfig) from parsed flags; the vocab size follows the tokenizer. Bad values
+    """Build (ModelConfig, TrainConfig) from the flags given; the vocab size follows the tokenizer. Bad values
     are a ValueError naming the flag; so is a budget that plans more than config.MAX_STEPS steps."""
     from .config import steps_for_budget
     from .data import tokenizer_vocab_size
-    for flag in ("tokens", "flops"):   # argparse reads "inf" and "nan" as floats: refuse them before int()
-        if getattr(args, flag) is not None and not math.isfinite(getattr(args, flag)):
-            raise ValueError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    given = {}
+    for name, value in vars(args).items():
+        if name in FIELDS:
+            try:
+                given[name] = value if value is True else read_value(name, value)
+            except ValueError as e:
+                raise ValueError(f"{FLAGS[name]} takes {e}, got {value!r}") from None
     try:
-        model = ModelConfig(
-            depth=args.depth, width=args.width, n_heads=args.heads, head_dim=args.head_dim, context=args.context,
-            vocab_size=tokenizer_vocab_size(args.tokenizer), mlp=args.mlp, norm=args.norm,
-            residual_scale=args.residual_scale, share=args.share, tie_embeddings=args.tie_embeddings,
-            parametrization=args.parametrization, base_width=args.base_width, base_depth=args.base_depth,
-            depth_alpha=args.depth_alpha)
-        train = TrainConfig(
-            corpus=args.corpus, tokenizer=args.tokenizer, batch_size=args.batch_size, grad_accum=args.grad_accum,
-            steps=args.steps, tokens=int(args.tokens) if args.tokens is not None else None, flops=args.flops,
-            lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, schedule=args.schedule or "cosine",
-            cooldown=args.cooldown,
-            weight_decay=args.weight_decay, beta1=args.beta1, beta2=args.beta2, grad_clip=args.grad_clip,
-            eval_every=args.eval_every, eval_batches=args.eval_batches, seed=args.seed,
-            grad_norm_steps=parse_ints(args.grad_norm_steps, "--grad-norm-steps"),
-            device=args.device, threads=args.threads, compile=args.compile)
+        train = TrainConfig(**{k: v for k, v in given.items() if k in TRAIN_FIELDS})
+        model = ModelConfig(**{k: v for k, v in given.items() if k not in TRAIN_FIELDS},
+                            vocab_size=tokenizer_vocab_size(train.tokenizer))
         steps_for_budget(model, train)   # a plan too long for any sane run: refused before anything loads
     except ValueError as e:
         # config errors start with the field's name: say the flag instead ("lr must …" → "--lr must …")
         name, space, rest = str(e).partition(" ")
-        if space and name in vars(args):
-            raise ValueError(f"--{name.replace('_', '-')} {rest}") from None
+        if space and FLAGS.get(name):
+            raise ValueError(f"{FLAGS[name]} {rest}") from None
         raise
     return model, train
 
@@ -201,8 +196,8 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
                    help="also vary any config field, e.g. --vary lr=1e-3,3e-3 --vary mlp=gelu,swiglu (repeatable)")
     g = p.add_argument_group("store and executor")
-    g.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
-    g.add_argument("--executor", choices=["local", "parallel", "ray"], default="local",
+    g.add_argument("--store", default=str(DEFAULT_PATH), help=f"results store (default {DEFAULT_PATH})")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: in this process (default); parallel: worker processes sharing the cores; "
                         "ray: one Ray task per run")
     g.add_argument("--workers", type=int, default=None, help="parallel: worker processes (default one per core)")
@@ -235,57 +230,44 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 
 
 def parse_vary(items: list[str]) -> dict:
-    """--vary FIELD=V1,V2 → {field: [values]}, each value converted to the field's type."""
-    import dataclasses
-    fields = {f.name: f for c in (ModelConfig, TrainConfig) for f in dataclasses.fields(c)}
+    """--vary FIELD=V1,V2 → {field: [values]}, each value read as the field's type (see `read_value`)."""
     vary = {}
     for item in items:
         name, eq, values = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not eq or name not in fields:
+        if not eq or name not in FIELDS:
             raise ValueError(f"--vary takes FIELD=V1,V2 with FIELD a config field; got {item!r} "
-                             f"(fields: {', '.join(fields)})")
-        default = fields[name].default
-        kind = type(default) if default is not None and not isinstance(default, tuple) else None
-        out = []
-        for v in values.split(","):
-            v = v.strip()
+                             f"(fields: {', '.join(FIELDS)})")
+        vary[name] = []
+        for value in values.split(","):
             try:
-                if kind is bool:
-                    out.append(v.lower() in ("1", "true", "yes"))
-                elif kind is int or (kind is None and name in ("steps", "tokens", "warmup", "n_heads", "threads")):
-                    out.append(int(float(v)))
-                elif kind is float or (kind is None and name in ("flops", "min_lr")):
-                    out.append(float(v))
-                else:
-                    out.append(v)
-            except ValueError:
-                raise ValueError(f"--vary {name}: cannot read {v!r} as {kind.__name__ if kind else 'a number'}") from None
-        vary[name] = out
+                vary[name].append(read_value(name, value.strip()))
+            except ValueError as e:
+                raise ValueError(f"--vary {name}: cannot read {value.strip()!r} as {e}") from None
     return vary
 
 
 def sweep_pairs(args) -> list:
     """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
     from . import sweep
-    pairs = design_pairs(args)
+    model, train = configs_from_args(args)
+    pairs = design_pairs(args, model, train)
     if not args.anneal_at:
         return pairs
     if args.design in ("compute-matched", "critical-depth", "isoflop"):
         raise ValueError(f"--anneal-at sets token budgets; --design {args.design} matches FLOP budgets (use "
                          "--design grid, depth or width)")
-    if args.schedule not in (None, "wsd", "wsd-sqrt"):
-        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {args.schedule}")
+    schedule = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
+    if schedule not in WSD_SCHEDULES:
+        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {schedule}")
     budgets = parse_floats(args.anneal_at, "--anneal-at")
     if not all(math.isfinite(b) and b > 0 for b in budgets):
         raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
-    return sweep.anneal(pairs, budgets, schedule=args.schedule or "wsd-sqrt", cooldown=args.cooldown,
-                        warmup=args.warmup)
+    return sweep.anneal(pairs, budgets, schedule=schedule, cooldown=train.cooldown, warmup=train.warmup)
 
 
-def design_pairs(args) -> list:
+def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
     from . import sweep
-    model, train = configs_from_args(args)
     depths = parse_ints(args.depths, "--depths") if args.depths else (model.depth,)
     widths = parse_ints(args.widths, "--widths") if args.widths else (model.width,)
     seeds = parse_ints(args.seeds, "--seeds") if args.seeds else (train.seed,)
@@ -392,8 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="exit status: 0 the run completed; 3 it diverged or is unstable (the record "
                               "says why); 2 bad input; 4 the run finished but --record could not be written "
                               "(the summary is printed); 130 interrupted")
-    add_model_flags(p)
-    add_train_flags(p)
+    add_config_flags(p)
     p.add_argument("--json", action="store_true", help="print the result record as one JSON line (last line)")
     p.add_argument("--record", default=None, help="also write the full record (curves, grad norms) to this JSON file")
     p.set_defaults(func=cmd_train)
@@ -402,14 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train every run of a sweep design that the store does not hold yet "
                                    "(finished runs are served from the store; interrupted ones resume "
                                    "from their checkpoints) and print one line per run.")
-    add_model_flags(p)
-    add_train_flags(p)
+    add_config_flags(p)
     add_sweep_flags(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="list the runs in a results store",
                        description="List the runs in a results store, one line per run.")
-    p.add_argument("--store", default="outputs/runs.sqlite", help="results store (default outputs/runs.sqlite)")
+    p.add_argument("--store", default=str(DEFAULT_PATH), help=f"results store (default {DEFAULT_PATH})")
     p.add_argument("--status", choices=["running", "interrupted", "complete", "diverged", "unstable", "failed"],
                    default=None, help="only runs with this status")
     out = p.add_mutually_exclusive_group()

@@ -2,8 +2,12 @@
 
 Everything here is plain Python (no torch), so the store, the fitters and the notebooks can count
 parameters and FLOPs without building a model. The counts are exact for the model that
-`dwlib.model.Transformer` builds; `tests/test_config.py` checks them against the modules' own
-parameter counts and against Kaplan et al. (arXiv 2001.08361): N = 12·D·W², C ≈ 6N + 6·D·T·W per token.
+`dwlib.model.Transformer` builds (Kaplan et al., arXiv 2001.08361: N ≈ 12·D·W² non-embedding
+parameters, C ≈ 6N + 6·D·T·W per token); `tests/test_config.py` checks them against torch's own
+parameter and FLOP counts and the Depth Delusion paper's W = 512 family.
+
+Each config field carries its command-line help in its metadata (`option`): `python -m dwlib` makes
+one flag per field from it, so a field's default, choices and help are written once, here.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ RESIDUAL_SCALES = ("none", "rezero", "inv-sqrt-2l")
 PARAMETRIZATIONS = ("sp", "mup", "completep")
 SCHEDULES = ("cosine", "wsd", "wsd-sqrt", "constant")
 WSD_SCHEDULES = ("wsd", "wsd-sqrt")      # warmup, constant, then a cooldown over the last `cooldown` of the steps
+DEFAULT_STEPS = 200                      # the budget of a run that gives none
 # A plan longer than this is refused up front. At the fastest step this trainer takes (~1 ms: a tiny model
 # on a GPU) ten million steps are about 3 hours, on a CPU days; the gpu preset's runs are ~3k steps. A
 # bigger plan is almost surely a budget in the wrong unit (--tokens 1e12 meant as FLOPs), and the
@@ -27,43 +32,50 @@ WSD_SCHEDULES = ("wsd", "wsd-sqrt")      # warmup, constant, then a cooldown ove
 MAX_STEPS = 10_000_000
 
 
+def option(default, help: str, **cli):
+    """A config field and its command-line help. `cli` may hold flag (the flag's name when it is not
+    --field-name; None: no flag), choices (the allowed values, checked by the config itself) and group
+    (the help section this field and the ones after it belong to)."""
+    return field(default=default, metadata=dict(help=help, **cli))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The shape of a decoder-only transformer: depth D (blocks) and width W (d_model) first."""
 
-    depth: int = 4
-    width: int = 128
-    context: int = 128
-    vocab_size: int = 256
-    head_dim: int = 64               # heads = width // head_dim, unless n_heads is given
-    n_heads: int | None = None
-    mlp: str = "gelu"                # gelu (4W hidden) or swiglu (hidden ≈ 8W/3: same params as gelu)
-    mlp_ratio: float = 4.0
-    norm: str = "layernorm"          # layernorm or rmsnorm, both without bias
-    residual_scale: str = "none"     # none | rezero (learned gate, starts at 0) | inv-sqrt-2l (branches × 1/√(2L))
-    share: int = 1                   # MobileLLM immediate block-wise sharing: each block applied `share` times
-    tie_embeddings: bool = False
-    bias: bool = False
-    init_std: float = 0.02
-    rope_base: float = 10000.0
+    depth: int = option(4, "number of transformer blocks D", group="model shape")
+    width: int = option(128, "model width W = d_model")
+    n_heads: int | None = option(None, "attention heads (default: width / head-dim)", flag="--heads")
+    head_dim: int = option(64, "head dimension when --heads is not given")
+    context: int = option(128, "context length T in tokens")
+    vocab_size: int = option(256, "vocabulary size; on the command line it follows --tokenizer", flag=None)
+    mlp: str = option("gelu", "MLP type: gelu (hidden mlp-ratio·W) or swiglu (hidden 2/3 of that: the same "
+                              "parameters)", choices=MLPS)
+    mlp_ratio: float = option(4.0, "MLP hidden size over the width (before swiglu's 2/3)")
+    norm: str = option("layernorm", "normalisation, without bias", choices=NORMS)
+    residual_scale: str = option("none", "residual-branch scaling: none, rezero (a learned gate per branch, "
+                                         "starting at 0) or inv-sqrt-2l (every Pre-LN branch x 1/sqrt(2L); called "
+                                         "'deepnorm' before, but it is not DeepNet)", choices=RESIDUAL_SCALES)
+    share: int = option(1, "MobileLLM immediate block-wise sharing: apply each block k times")
+    tie_embeddings: bool = option(False, "share input embedding and output head")
+    bias: bool = option(False, "biases in the linear layers and LayerNorms")
+    init_std: float = option(0.02, "standard deviation of the initial weights")
+    rope_base: float = option(10000.0, "RoPE base frequency")
     # Parametrisation (see dwlib/train.py for the learning-rate half of the rules).
-    parametrization: str = "sp"      # sp | mup | completep
-    base_width: int = 128
-    base_depth: int = 4
-    depth_alpha: float = 1.0         # CompleteP depth exponent: 1.0 (CompleteP) or 0.5 (depth-μP)
+    parametrization: str = option("sp", "standard, muP or CompleteP", choices=PARAMETRIZATIONS)
+    base_width: int = option(128, "muP/CompleteP base width")
+    base_depth: int = option(4, "CompleteP base depth")
+    depth_alpha: float = option(1.0, "CompleteP depth exponent: 1.0 or 0.5 (depth-muP)")
 
     def __post_init__(self):
         for name in ("depth", "width", "context", "vocab_size", "share", "base_width", "base_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        _choice("mlp", self.mlp, MLPS)
-        _choice("norm", self.norm, NORMS)
         if self.residual_scale == "deepnorm":
             raise ValueError("residual_scale 'deepnorm' was renamed 'inv-sqrt-2l': it multiplies every Pre-LN "
                              "residual branch by 1/sqrt(2L), which is not DeepNet (Post-LN with a scaled skip)")
-        _choice("residual_scale", self.residual_scale, RESIDUAL_SCALES)
-        _choice("parametrization", self.parametrization, PARAMETRIZATIONS)
+        _check_choices(self)
         if self.n_heads is not None:
             if not isinstance(self.n_heads, int) or self.n_heads < 1:
                 raise ValueError(f"n_heads must be a positive integer, got {self.n_heads!r}")
@@ -77,10 +89,12 @@ class ModelConfig:
         if self.head_size % 2:
             raise ValueError(f"head dimension {self.head_size} (width {self.width} / {self.heads} heads) "
                              "is odd; RoPE rotates pairs of channels and needs an even head dimension")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio!r}")
-        if self.init_std <= 0:
-            raise ValueError(f"init_std must be positive, got {self.init_std!r}")
+        for name in ("mlp_ratio", "init_std", "rope_base"):   # inf and nan pass `<= 0`: refuse them too
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if self.hidden < 1:
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} leaves the MLP no hidden units at width {self.width}")
         if self.depth_alpha not in (0.5, 1.0):
             raise ValueError(f"depth_alpha must be 1.0 (CompleteP) or 0.5 (depth-muP), got {self.depth_alpha!r}")
 
@@ -126,32 +140,40 @@ class TrainConfig:
     """One training run: data, budget, optimiser, evaluation. Execution-only fields (device, threads,
     compile, checkpoint_every) do not change the result and are left out of the run key."""
 
-    corpus: str = "stdlib"
-    tokenizer: str = "byte"
-    batch_size: int = 16
-    steps: int | None = None         # budget: exactly one of steps / tokens / flops (default 200 steps)
-    tokens: int | None = None
-    flops: float | None = None
-    grad_accum: int = 1
-    lr: float = 3e-3
-    min_lr: float | None = None      # default lr / 10
-    warmup: int | None = None        # default 5% of the steps
-    schedule: str = "cosine"         # cosine | wsd / wsd-sqrt (constant, then a linear / 1−sqrt cooldown) | constant
-    cooldown: float = 0.2            # wsd schedules: fraction of the run's steps in the final decay
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    eval_every: int = 50
-    eval_batches: int = 8
-    grad_norm_steps: tuple[int, ...] = (1000,)   # also measured at every eval and at the end
-    seed: int = 0
+    corpus: str = option("stdlib", "stdlib (default, offline: this Python's standard library source), "
+                                   "tinyshakespeare, file:PATH (a text file or folder), hf:NAME[:CONFIG] (needs "
+                                   "`datasets`)", group="data")
+    tokenizer: str = option("byte", "byte (default, vocab 256) or bpe:N (trained locally)")
+    steps: int | None = option(None, "optimizer steps", group=f"budget (give one; default {DEFAULT_STEPS} steps)")
+    tokens: int | None = option(None, "training tokens, e.g. 2e6 (rounded to whole steps)")
+    flops: float | None = option(None, "training FLOPs by Kaplan's 6N + 6LTW per token (rounded to whole steps)")
+    batch_size: int = option(16, "sequences per micro-batch", group="optimisation")
+    grad_accum: int = option(1, "micro-batches per step")
+    lr: float = option(3e-3, "peak learning rate")
+    min_lr: float | None = option(None, "final learning rate (default lr/10)")
+    warmup: int | None = option(None, "linear warmup steps (default 5% of the steps)")
+    schedule: str = option("cosine", "LR schedule after warmup: cosine to --min-lr (default; with --anneal-at: "
+                                     "wsd-sqrt), constant, or warmup-stable-decay: constant, then a cooldown to "
+                                     "--min-lr over the last --cooldown of the steps, linear (wsd) or 1-sqrt "
+                                     "(wsd-sqrt, Hagele et al. 2024)", choices=SCHEDULES)
+    cooldown: float = option(0.2, "wsd schedules: fraction of the steps in the final decay")
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices")
+    beta1: float = option(0.9, "AdamW beta1")
+    beta2: float = option(0.95, "AdamW beta2")
+    eps: float = option(1e-8, "AdamW epsilon")
+    grad_clip: float = option(1.0, "gradient-norm clip, 0 = off")
+    seed: int = option(0, "seed for init and batch order")
+    eval_every: int = option(50, "steps between validation evals", group="evaluation")
+    eval_batches: int = option(8, "fixed validation batches")
+    grad_norm_steps: tuple[int, ...] = option((1000,), "comma-separated steps at which to record per-layer "
+                                                       "gradient norms, besides every eval and the end (default "
+                                                       "1000, as the Depth Delusion paper)")
     # execution only
-    device: str = "auto"
-    threads: int | None = None
-    compile: bool = False
-    checkpoint_every: int = 100
+    device: str = option("auto", "auto (CUDA if present), cpu, cuda, cuda:N", group="execution")
+    threads: int | None = option(None, "CPU threads for torch (default: $DWLIB_THREADS, else all cores this "
+                                       "process may use)")
+    compile: bool = option(False, "torch.compile the model (pays off on long GPU runs)")
+    checkpoint_every: int = option(100, "steps between a sweep run's checkpoints", flag=None)
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "eval_every", "eval_batches", "checkpoint_every"):
@@ -187,36 +209,39 @@ class TrainConfig:
             raise ValueError(f"cooldown must lie in [0, 1] (a fraction of the run's steps), got {self.cooldown!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
-        _choice("schedule", self.schedule, SCHEDULES)
+        _check_choices(self)
         object.__setattr__(self, "grad_norm_steps", tuple(int(s) for s in self.grad_norm_steps))
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.grad_accum  # × context, which lives in ModelConfig
+
+EXECUTION_FIELDS = ("device", "threads", "compile", "checkpoint_every")
 
 
+def _check_choices(cfg) -> None:
+    for f in dataclasses.fields(cfg):
+        options, value = f.metadata.get("choices"), getattr(cfg, f.name)
+        if options is not None and value not in options:
+            raise ValueError(f"{f.name} must be one of {', '.join(options)}; got {value!r}")
 
-def default_threads() -> int:
-    """Torch threads for a run that names none: $DWLIB_THREADS if set (tests and CI set 1), else the
-    cores this process may run on. Callers running several trainings side by side must divide them:
-    two 2-thread torch processes on 2 cores make every step ~50× slower (OpenMP spinning)."""
-    env = os.environ.get("DWLIB_THREADS")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
-        return int(env)
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), which on shared machines can be < cpu_count."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
 
 
-EXECUTION_FIELDS = ("device", "threads", "compile", "checkpoint_every")
-
-
-def _choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+def default_threads(side_by_side: int = 1) -> int:
+    """Torch threads for a run that names none, one of `side_by_side` runs training at once on this
+    process's cores: $DWLIB_THREADS if set (taken as given; tests and CI set 1), else its share of
+    `available_cores()`. Runs side by side must share the cores: two 2-thread torch processes on 2
+    cores make every step ~50× slower (OpenMP spinning)."""
+    env = os.environ.get("DWLIB_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"DWLIB_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return max(1, available_cores() // side_by_side)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,16 +278,11 @@ def count_params(cfg: ModelConfig) -> int:
     return non_embedding_params(cfg) + embedding_params(cfg)
 
 
-def kaplan_params(cfg: ModelConfig) -> int:
-    """Kaplan's closed form N = 12·D·W² (exact for the default block up to the norm gains)."""
-    return 12 * cfg.depth * cfg.width ** 2
-
-
 def flops_per_token(cfg: ModelConfig) -> float:
     """Training FLOPs per token by Kaplan's rule: 6·N_applied + 6·L·T·W, where N_applied counts each
     shared block once per application and L = depth × share is the number of applied layers.
     The output head is left out, as Kaplan does; `flops_per_token_with_head` adds it."""
-    applied = cfg.layers * block_params(cfg) + cfg.width
+    applied = non_embedding_params(cfg) + (cfg.layers - cfg.depth) * block_params(cfg)
     return 6.0 * applied + 6.0 * cfg.layers * cfg.context * cfg.width
 
 
@@ -272,25 +292,25 @@ def flops_per_token_with_head(cfg: ModelConfig) -> float:
     return flops_per_token(cfg) + 6.0 * cfg.width * cfg.vocab_size
 
 
-def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:
-    """Training tokens a model of this shape processes for a budget of `flops` (Kaplan FLOPs)."""
-    return flops / flops_per_token(cfg)
+def tokens_per_step(cfg: ModelConfig, train: TrainConfig) -> int:
+    """Tokens one optimizer step trains on: batch_size sequences × grad_accum micro-batches × context."""
+    return train.batch_size * train.grad_accum * cfg.context
 
 
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:
     """Optimizer steps for the run's budget. FLOP and token budgets round to the nearest whole step
     so compute-matched runs differ by less than one step's FLOPs. A plan beyond MAX_STEPS is an error."""
-    tokens_per_step = train.batch_size * train.grad_accum * cfg.context
+    per_step = tokens_per_step(cfg, train)
     if train.steps is not None:
         return int(train.steps)
     if train.tokens is not None:
-        name, value, steps = "tokens", train.tokens, round(train.tokens / tokens_per_step)
+        name, value, steps = "tokens", train.tokens, round(train.tokens / per_step)
     elif train.flops is not None:
-        name, value, steps = "flops", train.flops, round(train.flops / (flops_per_token(cfg) * tokens_per_step))
+        name, value, steps = "flops", train.flops, round(train.flops / (flops_per_token(cfg) * per_step))
     else:
-        return 200
+        return DEFAULT_STEPS
     if steps > MAX_STEPS:
-        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {tokens_per_step:,} tokens, more "
+        raise ValueError(f"{name} {value:.3g} is {steps:.3g} optimizer steps of {per_step:,} tokens, more "
                          f"than the {MAX_STEPS:,} a run may plan (a budget in the wrong unit?)")
     return max(1, steps)
 

@@ -72,7 +72,7 @@ class Session:
         display(table)
         device = "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
         if self.executor == "parallel":   # one single-thread worker per core
-            from .sweep import available_cores
+            from .config import available_cores
             minutes = presets.estimate_seconds(pairs, device, 1, workers=available_cores()) / 60
         else:
             minutes = presets.estimate_seconds(pairs, device, self.threads) / 60
@@ -89,12 +89,12 @@ class Session:
 
     def store_runs(self, like):
         """Every complete run in the store comparable with the runs in `like`: same corpus fingerprint,
-        tokenizer, context, batch size, learning rate and block design (MLP, norm, sharing,
+        tokenizer, context, batch size, learning rate, schedule and block design (MLP, norm, sharing,
         parametrisation) — e.g. other notebooks' runs that a scaling law may be fitted to as well."""
         frame = self.store.runs_frame()
         frame = frame[frame["status"] == "complete"]
-        for col in ("corpus_fingerprint", "tokenizer", "context", "batch_size", "lr", "mlp", "norm", "share",
-                    "parametrization"):
+        for col in ("corpus_fingerprint", "tokenizer", "context", "batch_size", "lr", "schedule", "mlp", "norm",
+                    "share", "parametrization"):
             frame = frame[frame[col].isin(like[col].unique())]
         return frame.reset_index(drop=True)
 

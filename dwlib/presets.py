@@ -19,11 +19,13 @@ Plain data and arithmetic on configs (no torch, no widgets): notebooks and the r
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+import math
+import time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token, flops_per_token_with_head,
-                     steps_for_budget)
+from .config import (ModelConfig, TrainConfig, count_params, decay_start, default_threads, flops_per_token,
+                     flops_per_token_with_head, steps_for_budget, tokens_per_step)
 
 PRESETS = ("smoke", "cpu", "gpu")
 NOTEBOOKS = ("01_primer", "02_baseline_sweep", "03_width_validation", "04_compute_matched",
@@ -54,10 +56,17 @@ TABLES: dict[str, dict[str, dict]] = {
                     head_dim=16, batch_size=16, lr=3e-3, eval_every=10),
     },
     "02_baseline_sweep": {
-        "smoke": dict(widths=[64], depths=[1, 2, 4, 8], budget=40 * 8 * 64),
-        # W = 64: the paper's D_crit = 2.43·ln 64 ≈ 10.1, so depths 2…24 bracket it by ×5 below and ×2.4 above
-        "cpu": dict(widths=[64], depths=[2, 3, 4, 6, 8, 12, 16, 24], budget=400 * 16 * 64),
-        "gpu": dict(widths=[256, 512], depths=[2, 4, 8, 12, 16, 24, 32, 48], budget=100_000_000),
+        # budget = the largest training-token budget per run; every run is also annealed (cooldown branches
+        # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget
+        "smoke": dict(widths=[32], depths=[1, 2, 4, 8], budget=60 * 8 * 64, anneal=[0.5, 1.0], lr_factors=[0.5, 1, 2],
+                      tuning_seeds=[10]),
+        # Chosen for evidence per CPU-minute (see the notebook): the narrowest widths reach the most tokens
+        # per parameter (1M tokens is 20 per non-embedding parameter for W = 16 at D = 16, and for W = 32 at
+        # D = 4); depths 1…16 bracket the paper's D_crit = 2.43·ln W (6.7 and 8.4) on both sides.
+        "cpu": dict(widths=[16, 32], depths=[1, 2, 3, 4, 6, 8, 12, 16], budget=1_000_000, anneal=[0.25, 0.5, 1.0],
+                    lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
+        "gpu": dict(widths=[256, 512], depths=[2, 4, 8, 12, 16, 24, 32, 48], budget=100_000_000,
+                    anneal=[0.25, 0.5, 1.0], lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
     },
     "03_width_validation": {
         "smoke": dict(widths=[32, 48, 64], depths=[4], budget=30 * 8 * 64, seeds=[0]),
@@ -73,14 +82,19 @@ TABLES: dict[str, dict[str, dict]] = {
         "gpu": dict(widths=[512], depths=[], budget=1e17, factor=2.0, latency_batch=64, latency_repeats=50),
     },
     "05_scaling_fit": {
-        # isoFLOP design: shapes (depth × width) each trained to every budget in the list
-        "smoke": dict(widths=[32, 64], depths=[1, 2, 4, 8], budget=[4e9, 1.2e10], seeds=[0], n_boot=100,
-                      min_steps=8),
-        # min_steps: shapes a budget buys fewer optimizer steps than this are left out (too short to mean much)
-        "cpu": dict(widths=[32, 64, 128], depths=[2, 4, 8, 16], budget=[5e10, 1.5e11, 5e11], n_boot=300,
-                    min_steps=50),
-        "gpu": dict(widths=[128, 256, 512, 768], depths=[2, 4, 8, 16, 32], budget=[3e15, 1e16, 3e16],
-                    seeds=[0], n_boot=300, min_steps=200),
+        # isoFLOP design, fixed before any result: every shape is trained to every FLOP budget (cooldown
+        # branches of one trunk per shape and seed); two aspect ratios per size (D×4 at W÷2, the same
+        # 12·D·W²); sizes span well below and above the ~20 tokens per parameter of Chinchilla's optimum
+        # at every budget (N* ≈ sqrt(C/120): 14k, 25k, 43k at the cpu budgets, sizes 3k … 197k).
+        # min_steps: a shape a budget buys fewer steps than this is left out at that budget.
+        "smoke": dict(shapes=[[1, 16], [2, 16], [4, 16], [1, 32], [8, 16], [2, 32], [16, 16], [4, 32]], widths=[], depths=[],
+                      budget=[3e9, 9e9], seeds=[0], n_boot=100, min_steps=8),
+        "cpu": dict(shapes=[[1, 16], [2, 16], [4, 16], [1, 32], [8, 16], [2, 32], [16, 16], [4, 32], [8, 32],
+                            [2, 64], [16, 32], [4, 64]],
+                    widths=[], depths=[], budget=[2.5e10, 7.5e10, 2.25e11], n_boot=300, min_steps=50),
+        "gpu": dict(shapes=[[2, 128], [8, 64], [4, 128], [2, 256], [8, 128], [4, 256], [16, 128], [8, 256],
+                            [2, 512], [16, 256], [4, 512], [32, 256], [8, 512], [16, 512], [4, 1024]],
+                    widths=[], depths=[], budget=[3e15, 1e16, 3e16], n_boot=300, min_steps=200),
     },
     "06_mobilellm_counterpoint": {
         # equal non-embedding parameters: the reference (reference_depth × width) and shapes of other depths
@@ -91,6 +105,21 @@ TABLES: dict[str, dict[str, dict]] = {
         # MobileLLM-125M's own shape (30 × 576) as the reference, against shallower, wider ones
         "gpu": dict(widths=[576], depths=[4, 8, 16, 30], reference_depth=30, budget=50_000_000, shares=[1, 2]),
     },
+}
+TABLES["07_fair_depth"] = {
+    # widths[0] is the width of the depth sweeps; the learning-rate grid holds the preset's fixed lr (3e-3 on
+    # CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs. base_depth: CompleteP's lr is
+    # tuned there and transferred to the rest; the base width is widths[0], so the depth sweeps run at m_w = 1.
+    "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
+                  transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
+    # ~100k tokens per run: the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4, bracketed by depths 2 … 16;
+    # 5 learning rates a factor 2 apart around the preset's 3e-3
+    "cpu": dict(widths=[32], depths=[2, 4, 8, 16], budget=200 * 8 * 64, seeds=[0, 1, 2], batch_size=8,
+                lrs=[7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2], transfer_widths=[16, 32, 64, 128], transfer_seeds=[0],
+                base_depth=2),
+    "gpu": dict(widths=[256], depths=[2, 4, 8, 16, 32], budget=50_000_000, seeds=[0, 1],
+                lrs=[1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3], transfer_widths=[128, 256, 512, 1024],
+                transfer_seeds=[0], base_depth=2),
 }
 # Mobile-style blocks for the counterpoint notebook, as MobileLLM (arXiv 2402.14905) builds them.
 MOBILELLM_BLOCK = dict(mlp="swiglu", norm="rmsnorm", tie_embeddings=True)
@@ -121,7 +150,8 @@ def preset_values(notebook: str, preset: str) -> dict:
 
 @dataclass
 class Settings:
-    """A notebook's resolved parameters: the papermill values, with None filled from the preset."""
+    """A notebook's resolved parameters: the papermill values, with None filled from the preset. The
+    notebook-specific knobs are fields too (None where a notebook has no use for them)."""
 
     notebook: str
     preset: str
@@ -129,7 +159,7 @@ class Settings:
     tokenizer: str
     widths: list
     depths: list
-    budget: object
+    budget: object                  # tokens per run, FLOPs per run, or a list of FLOP budgets (05)
     seeds: list
     device: str
     store_path: Path
@@ -143,7 +173,20 @@ class Settings:
     eval_every: int
     eval_batches: int
     n_boot: int
-    extra: dict = field(default_factory=dict)   # notebook-specific knobs (factor, shares, …)
+    anneal: list | None = None             # 02: annealed budgets as fractions of `budget`
+    lr_factors: list | None = None         # 02: learning rates of the LR check, as multiples of `lr`
+    tuning_seeds: list | None = None       # 02: seeds that choose the LR check's learning rates
+    factor: float | None = None            # 04: the deeper shape is factor × D_crit
+    latency_batch: int | None = None       # 04: batch of the throughput measurement
+    latency_repeats: int | None = None     # 04: timed repeats of the latency measurement
+    shapes: list | None = None             # 05: [depth, width] of every isoFLOP shape
+    min_steps: int | None = None           # 05: fewer steps than this at a budget: the shape is left out
+    reference_depth: int | None = None     # 06: the depth whose shape sets the matched parameter count
+    shares: list | None = None             # 06: MobileLLM block-sharing factors
+    lrs: list | None = None                # 07: the learning-rate grid
+    transfer_widths: list | None = None    # 07: widths of the width-transfer sweep
+    transfer_seeds: list | None = None     # 07: seeds of the width-transfer sweep
+    base_depth: int | None = None          # 07: CompleteP's base depth
 
     def model(self, **fields) -> ModelConfig:
         """The notebook's base ModelConfig (context, heads, vocabulary of the tokenizer) with `fields`."""
@@ -161,36 +204,26 @@ class Settings:
                     threads=self.threads if self.executor == "local" else None)
         return TrainConfig(**{**base, **fields})
 
-    def __getattr__(self, name):
-        # notebook-specific knobs read like the common ones: s.factor, s.shares
-        extra = self.__dict__.get("extra", {})
-        if name in extra:
-            return extra[name]
-        raise AttributeError(name)
 
-
-def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer="byte", widths=None,
-             depths=None, budget=None, seeds=None, device="auto", store_path=None, executor="local",
-             output_dir=None, threads=None, **overrides) -> Settings:
-    """Resolve a notebook's parameters: None means "the preset's value". `overrides` may set any other
-    preset key (context, batch_size, lr, n_boot, or a notebook knob such as factor) — also None = preset."""
+def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer="byte", device="auto",
+             store_path=None, executor="local", output_dir=None, threads=None, **params) -> Settings:
+    """Resolve a notebook's parameters: None means "the preset's value" for any preset key (widths,
+    depths, budget, seeds, context, lr, n_boot, a notebook knob such as factor…)."""
     values = preset_values(notebook, preset)
-    given = dict(widths=widths, depths=depths, budget=budget, seeds=seeds,
-                 **{k: v for k, v in overrides.items()})
-    for key, value in given.items():
+    known = {f.name for f in fields(Settings)}
+    for key, value in params.items():
+        if key not in known:
+            raise ValueError(f"unknown notebook parameter {key!r}; known: {', '.join(sorted(known))}")
         if value is not None:
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
     if executor not in ("local", "parallel", "ray"):
         raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {executor!r}")
-    common = {k: values.pop(k) for k in ("widths", "depths", "budget", "seeds", "context", "head_dim",
-                                         "batch_size", "lr", "eval_every", "eval_batches", "n_boot")}
-    return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer,
-                    device=device, executor=executor,
-                    store_path=Path(store_path) if store_path else default_store_path(),
+    return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer, device=device,
+                    executor=executor, store_path=Path(store_path) if store_path else default_store_path(),
                     output_dir=Path(output_dir) if output_dir else default_output_dir(notebook),
-                    threads=int(threads) if threads else default_threads(), extra=values, **common)
+                    threads=int(threads) if threads else default_threads(), **values)
 
 
 def _as_list(name, value) -> list:
@@ -208,26 +241,78 @@ def _as_list(name, value) -> list:
 # Cost model: predicted seconds for a design, so notebooks can say what a preset will cost
 # ---------------------------------------------------------------------------------------------
 
-# CPU, one torch thread, fitted to step times measured on the 2-core project machine while other jobs
-# ran (so a quiet laptop is faster): seconds per step ≈ CPU_LAYER_SECONDS·layers·(tokens/1024) +
-# FLOPs / CPU_FLOPS. The per-layer term is the memory-bound work (norms, softmax, GELU) small models
-# are dominated by.
-CPU_FLOPS = 17e9
-CPU_LAYER_SECONDS = 0.0116
 # CUDA, from bench/RESULTS.md (H100, bf16, no compile): achieved FLOP/s grows with width, from
 # ~91 TFLOP/s at W = 256 to ~231 at W = 768 and ~385 at W = 2048; log-linear between those points.
 GPU_FLOPS_BY_WIDTH = ((256, 91e12), (768, 231e12), (1024, 271e12), (2048, 385e12))
 GPU_STEP_OVERHEAD = 0.004   # seconds per step the small models spend launching kernels
 # Checked on an H100 (2026-11-23, torch 2.11, context 512, batch 64, 40 steps): measured vs predicted
 # ms per step — D=16 W=512: 70.6 vs 69.6; D=48 W=512: 197 vs 201; D=16 W=256: 44.8 vs 35.9.
+SPEED_SHAPES = ((2, 32), (8, 64), (4, 128))   # timed to calibrate the CPU model: small to mid, shallow to deep
+# `machine_speed` on the 2-core project machine, one thread, quiet: what tests price the presets with
+# (a live measurement on a busy CI machine would make the check depend on the load)
+REFERENCE_SPEED = dict(layer_seconds=0.00426, flops_per_second=7.8e10)
+
+
+def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
+    """How fast this machine trains on the CPU with `threads` torch threads, measured and cached.
+
+    A CPU step of a small model costs `layer_seconds` per layer per 1024 tokens (the memory-bound work:
+    norms, softmax, GELU, the optimizer) plus its FLOPs at `flops_per_second`. Both are fitted (least
+    squares, non-negative) to a few timed steps of three shapes (context 64, batch 16) — about 10 s —
+    and cached under the cache folder by machine, CPU, torch version and thread count. Measure on a
+    quiet machine: a busy one gives a slower (pessimistic) model; `refresh=True` measures again."""
+    import json
+    import platform
+
+    import numpy as np
+    from scipy.optimize import nnls
+
+    from .data import cache_dir
+    cpu = platform.processor() or platform.machine()
+    import torch
+    key = f"{platform.node()}-{cpu}-torch{torch.__version__}-{threads}t".replace("/", "_").replace(" ", "_")
+    path = cache_dir() / "speed" / f"{key}.json"
+    if path.exists() and not refresh:
+        return json.loads(path.read_text())
+    from .model import Transformer
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows, seconds = [], []
+    try:
+        for depth, width in SPEED_SHAPES:
+            cfg = ModelConfig(depth=depth, width=width, context=64, head_dim=16, vocab_size=256)
+            model = Transformer(cfg)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            x = torch.randint(0, 256, (16, 64))
+            times = []
+            for i in range(7):
+                start = time.perf_counter()
+                _, loss = model(x, x)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if i >= 2:                                  # two warm-up steps
+                    times.append(time.perf_counter() - start)
+            tokens = 16 * 64
+            rows.append([cfg.layers * tokens / 1024, flops_per_token_with_head(cfg) * tokens])
+            seconds.append(float(np.median(times)))
+    finally:
+        torch.set_num_threads(previous)
+    coef, _ = nnls(np.array(rows), np.array(seconds))
+    speed = dict(layer_seconds=float(coef[0]), flops_per_second=float(1 / coef[1]) if coef[1] > 0 else 1e12,
+                 threads=threads, cpu=cpu, torch=torch.__version__, measured=time.strftime("%Y-%m-%d %H:%M"),
+                 shapes=[dict(depth=d, width=w, step_seconds=t) for (d, w), t in zip(SPEED_SHAPES, seconds)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(speed, indent=1))
+    return speed
 
 
 def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", threads: int = 1) -> float:
-    """Predicted seconds per optimizer step of one run on `device` ('cpu' or 'cuda')."""
-    tokens = train.batch_size * train.grad_accum * model.context
+    """Predicted seconds per optimizer step of one run on `device` ('cpu' or 'cuda'); the CPU model is
+    this machine's, measured by `machine_speed`."""
+    tokens = tokens_per_step(model, train)
     flops = flops_per_token_with_head(model) * tokens
     if device.startswith("cuda"):
-        import math
         pts = GPU_FLOPS_BY_WIDTH
         w = min(max(model.width, pts[0][0]), pts[-1][0])
         for (w0, f0), (w1, f1) in zip(pts, pts[1:]):
@@ -235,28 +320,35 @@ def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", th
                 rate = math.exp(math.log(f0) + (math.log(f1) - math.log(f0)) * math.log(w / w0) / math.log(w1 / w0))
                 break
         return GPU_STEP_OVERHEAD + flops / rate
-    speedup = 1.0 + 0.5 * (max(1, threads) - 1)   # a second thread helps small models little
-    return (CPU_LAYER_SECONDS * model.layers * tokens / 1024 + flops / CPU_FLOPS) / speedup
+    speed = machine_speed(threads)
+    return speed["layer_seconds"] * model.layers * tokens / 1024 + flops / speed["flops_per_second"]
 
 
 def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int = 1) -> float:
-    """Predicted wall seconds to train every (ModelConfig, TrainConfig) pair, evaluation included
-    (≈ 5%), `workers` runs side by side. A rough guide (±50%), not a promise."""
+    """Predicted wall seconds to train every (ModelConfig, TrainConfig) pair, `workers` runs side by side:
+    steps (a cooldown branch only its cooldown: `sweep.branch_groups`), evaluations (forward only, ≈ 1/3
+    of a step each), and ~0.3 s per run of overhead. Calibrated on this machine (`machine_speed`); print it
+    beside the measured time."""
+    from .sweep import branch_groups
     total = 0.0
-    for m, t in pairs:
-        steps = steps_for_budget(m, t)
-        evals = steps // t.eval_every + 1
-        eval_steps = evals * t.eval_batches / 3      # forward only: ~1/3 of a training step
-        total += (steps + eval_steps) * step_seconds(m, t, device, threads) + 0.3   # + per-run overhead
+    for group in branch_groups(pairs):
+        for position, i in enumerate(group):
+            m, t = pairs[i]
+            steps = steps_for_budget(m, t)
+            trained = steps if position == 0 else steps - decay_start(steps, t)
+            evals = trained // t.eval_every + 1
+            total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
     return total / max(1, workers)
 
 
 def design_cost(pairs) -> dict:
-    """Runs, total training FLOPs and tokens of a design, and predicted hours on CPU / an H100."""
-    flops = sum(flops_per_token(m) * steps_for_budget(m, t) * t.batch_size * t.grad_accum * m.context
-                for m, t in pairs)
-    tokens = sum(steps_for_budget(m, t) * t.batch_size * t.grad_accum * m.context for m, t in pairs)
-    return dict(runs=len(pairs), flops=flops, tokens=tokens,
+    """Runs, trunks, training tokens (cooldown branches counted once) and FLOPs of a design, and its
+    predicted minutes on this CPU (one thread; two workers) and on an H100."""
+    from .sweep import anneal_cost
+    cost = anneal_cost(pairs)
+    flops = sum(flops_per_token(m) * steps_for_budget(m, t) * tokens_per_step(m, t) for m, t in pairs)
+    return dict(runs=len(pairs), trunks=cost["trunks"], tokens=cost["tokens_branched"],
+                tokens_without_branches=cost["tokens_separate"], flops=flops,
                 largest_params=max(count_params(m) for m, _ in pairs),
                 cpu_minutes=estimate_seconds(pairs, "cpu") / 60,
                 cpu_minutes_2_workers=estimate_seconds(pairs, "cpu", workers=2) / 60,
@@ -294,12 +386,40 @@ def _race(s: Settings):
 
 
 def _baseline(s: Settings):
-    """02: the paper's depth sweep — every depth at each width, `budget` training tokens per run."""
+    """02: the paper's depth sweep — every depth at each width, the same tokens for every depth — each run
+    annealed at every budget in `anneal` (fractions of `budget`): one trunk per shape and seed, a cooldown
+    branch per smaller budget."""
     from . import sweep
     pairs = []
     for width in s.widths:
         pairs += sweep.depth_sweep(width, s.depths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
-    return pairs
+    return _annealed(s, pairs)
+
+
+def _annealed(s: Settings, pairs):
+    """`pairs` at every annealed budget of `s`, with one absolute warmup for the whole design (5% of the
+    smallest budget's steps), so that runs of different designs (the LR check) share their schedule."""
+    from . import sweep
+    budgets = [int(f * s.budget) for f in (s.anneal or [1.0])]
+    m, t = pairs[0]
+    warmup = max(1, round(0.05 * min(budgets) / tokens_per_step(m, t)))
+    return sweep.anneal(pairs, budgets, warmup=warmup)
+
+
+def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tuple]:
+    """02's learning-rate check: at each of `depths` (the best and the deepest) at `width`, learning rates
+    `lr_factors` × lr on the tuning seeds (not the verdict's: choosing a winner and scoring it on the same
+    seeds flatters it) — or, with `lrs` {depth: lr} and `seeds`, those learning rates on those seeds.
+    Every run is annealed at the largest budget only, with the sweep's schedule and warmup."""
+    from . import sweep
+    pairs = []
+    for depth in depths:
+        for lr in ([lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]):
+            pairs += sweep.grid([depth], [width], seeds or s.tuning_seeds, model=s.model(), train=s.train(lr=lr),
+                                tokens=int(s.budget))
+    budgets = [int(f * s.budget) for f in (s.anneal or [1.0])]
+    warmup = max(1, round(0.05 * min(budgets) / tokens_per_step(*pairs[0])))
+    return sweep.anneal(pairs, [int(s.budget)], warmup=warmup)
 
 
 def _width_validation(s: Settings):
@@ -325,14 +445,22 @@ def _compute_matched(s: Settings):
 
 
 def _scaling(s: Settings):
-    """05: isoFLOP design — every depth × width trained to each FLOP budget in `budget`."""
-    import warnings
+    """05: isoFLOP design — every shape (`shapes`, or depths × widths when given) trained to each FLOP
+    budget in `budget` where that buys ≥ `min_steps` steps: per shape and seed one trunk to the largest
+    budget and a cooldown branch for each smaller one (token budgets C / FLOPs-per-token)."""
     from . import sweep
     budgets = s.budget if isinstance(s.budget, (list, tuple)) else [s.budget]
-    with warnings.catch_warnings():   # shapes too big for the smallest budget are dropped on purpose
-        warnings.simplefilter("ignore")
-        return sweep.isoflop(budgets, depths=s.depths, widths=s.widths, seeds=s.seeds, model=s.model(),
-                             train=s.train(), min_steps=s.extra.get("min_steps", 10))
+    shapes = [tuple(x) for x in s.shapes] if s.shapes and not (s.depths and s.widths) else \
+        [(d, w) for d in s.depths for w in s.widths]
+    pairs = []
+    for depth, width in shapes:
+        for seed in s.seeds:
+            m, t = sweep.make_pair(s.model(), s.train(), depth=depth, width=width, seed=seed)
+            tokens = [round(c / flops_per_token(m)) for c in budgets]
+            tokens = [n for n in tokens if n // tokens_per_step(m, t) >= (s.min_steps or 10)]
+            if tokens:
+                pairs += sweep.anneal([(m, t)], tokens)
+    return pairs
 
 
 def _counterpoint(s: Settings):
@@ -353,8 +481,32 @@ def reference_depth(s: Settings) -> int:
     """06: the depth whose shape (at widths[0]) sets the parameter count every other shape matches:
     the preset's `reference_depth` if it is among the depths, else the second-shallowest depth."""
     depths = sorted(s.depths)
-    ref = s.extra.get("reference_depth")
+    ref = s.reference_depth
     return ref if ref in depths else depths[min(1, len(depths) - 1)]
+
+
+def fair_depth_design(s: Settings, transferred_lr: float | None = None) -> dict[str, list[tuple]]:
+    """07's runs by part: `width_transfer` (lr grid × transfer_widths at the base depth, SP and μP,
+    transfer_seeds), `depth_transfer` (lr grid × depths at widths[0], SP and CompleteP, seeds: also the
+    input of arms (a) and (b)), and with `transferred_lr`, `transferred` (every depth at that one lr under
+    CompleteP: arm (c)). All share `budget` training tokens and the base shape (widths[0], base_depth)."""
+    from .transfer import lr_sweep
+    width = s.widths[0]
+    common = dict(model=s.model(base_width=width, base_depth=s.base_depth), train=s.train(), tokens=int(s.budget))
+    parts = {"width_transfer": lr_sweep(s.lrs, [(s.base_depth, w) for w in s.transfer_widths], s.transfer_seeds,
+                                        parametrizations=["sp", "mup"], **common),
+             "depth_transfer": lr_sweep(s.lrs, [(d, width) for d in s.depths], s.seeds,
+                                        parametrizations=["sp", "completep"], **common)}
+    if transferred_lr is not None:
+        parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
+                                        parametrizations=["completep"], **common)
+    return parts
+
+
+def _fair_depth(s: Settings):
+    """07, every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is
+    only known once the base shape has been tuned)."""
+    return [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part]
 
 
 DESIGNS = {
@@ -364,6 +516,7 @@ DESIGNS = {
     "04_compute_matched": _compute_matched,
     "05_scaling_fit": _scaling,
     "06_mobilellm_counterpoint": _counterpoint,
+    "07_fair_depth": _fair_depth,
 }
 
 

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import (count_params, flops_per_token, model_config_from_dict, non_embedding_params,
-                     steps_for_budget, train_config_from_dict, warmup_steps)
+                     steps_for_budget, tokens_per_step, train_config_from_dict, warmup_steps)
 
 DEFAULT_PATH = Path("outputs") / "runs.sqlite"
 SCHEMA = "dwlib-runs-2"      # 2: status 'unstable', curves.seconds (stores of schema 1 are migrated on open)
@@ -394,7 +394,7 @@ class Store:
                 steps = steps_for_budget(m, t)
             except ValueError:   # a plan too long to train: only ever stored as a failed run
                 steps = 0
-            tokens = result.get("tokens", steps * t.batch_size * t.grad_accum * m.context)
+            tokens = result.get("tokens", steps * tokens_per_step(m, t))
             if status == "running" and (expires is None or expires <= now or _holder_is_dead(holder)):
                 status = "interrupted"
             records.append({

@@ -35,9 +35,9 @@ import time
 import warnings
 from pathlib import Path
 
-from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, cooldown_steps, count_params, decay_start,
-                     flops_per_token, non_embedding_params, paper_critical_depth, run_key, steps_for_budget,
-                     to_dict)
+from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, available_cores, cooldown_steps, count_params,
+                     decay_start, default_threads, flops_per_token, non_embedding_params, paper_critical_depth,
+                     run_key, steps_for_budget, to_dict, tokens_per_step)
 from .store import DONE, Store, StoreError, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
@@ -377,7 +377,7 @@ def anneal_cost(pairs) -> dict:
     for group in groups:
         for position, i in enumerate(group):
             m, t = pairs[i]
-            steps, per_step = steps_for_budget(m, t), t.batch_size * t.grad_accum * m.context
+            steps, per_step = steps_for_budget(m, t), tokens_per_step(m, t)
             separate += steps * per_step
             branched += (steps if position == 0 else steps - decay_start(steps, t)) * per_step
     return dict(runs=len(pairs), trunks=len(groups), tokens_branched=branched, tokens_separate=separate)
@@ -389,7 +389,7 @@ def design_frame(pairs):
     rows = []
     for m, t in pairs:
         steps = steps_for_budget(m, t)
-        tokens = steps * t.batch_size * t.grad_accum * m.context
+        tokens = steps * tokens_per_step(m, t)
         rows.append(dict(depth=m.depth, width=m.width, heads=m.heads, params=count_params(m),
                          non_embedding_params=non_embedding_params(m), flops_per_token=flops_per_token(m),
                          steps=steps, tokens=tokens, flops=tokens * flops_per_token(m), budget=t.flops,
@@ -423,14 +423,6 @@ def _positive(name, value):
 # Executors
 # ---------------------------------------------------------------------------------------------
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity), which on shared machines can be < cpu_count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
               progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
               gpus_per_run: float | None = None, cpus_per_run: int = 1, checkpoint_dir=None):
@@ -438,8 +430,8 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
         'parallel' (`workers` spawned processes, default one per core; each torch gets
-        cores // workers threads), or 'ray' (one task per run, on any node of a cluster: see `_ray`;
-        `ray.init(address=ray_address)` unless Ray is already initialised; each task asks for
+        default_threads(workers) threads), or 'ray' (one task per run, on any node of a cluster: see
+        `_ray`; `ray.init(address=ray_address)` unless Ray is already initialised; each task asks for
         `gpus_per_run` GPUs — default 1 when the cluster has GPUs; a fraction such as 0.25 packs four
         small runs on one GPU — and `cpus_per_run` CPUs, which are also its torch threads).
     checkpoint_dir: where runs checkpoint while they train: a local folder or the URI of storage every
@@ -591,9 +583,8 @@ def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, che
         raise ValueError(f"executor='parallel' starts fresh worker processes, which re-import the main "
                          f"script, but it is {main_file!r} (read from stdin?); save it to a file, or use "
                          "executor='local'")
-    cores = available_cores()
-    workers = workers or max(1, min(len(groups), cores))
-    threads = max(1, cores // workers)   # never more torch threads than cores: oversubscription is ~50× slower
+    workers = workers or max(1, min(len(groups), available_cores()))
+    threads = default_threads(side_by_side=workers)
     # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads, os.getpid())) as pool:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, count_params, decay_start, default_threads,
                      flops_per_token, flops_per_token_with_head, non_embedding_params, run_key, steps_for_budget,
-                     to_dict, warmup_steps)
+                     to_dict, tokens_per_step, warmup_steps)
 from .data import Tokens, get_batch, load_tokens, val_batches
 from .model import Transformer
 
@@ -248,9 +248,9 @@ def remove_checkpoint(location) -> None:
 
 def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
     """Legal but probably not what was meant: say so, then train as asked."""
-    tokens_per_step = train_cfg.batch_size * train_cfg.grad_accum * model_cfg.context
-    if train_cfg.tokens is not None and train_cfg.tokens < tokens_per_step:
-        warnings.warn(f"tokens={train_cfg.tokens:,} is less than one step of {tokens_per_step:,} tokens; "
+    per_step = tokens_per_step(model_cfg, train_cfg)
+    if train_cfg.tokens is not None and train_cfg.tokens < per_step:
+        warnings.warn(f"tokens={train_cfg.tokens:,} is less than one step of {per_step:,} tokens; "
                       "training one step", UserWarning, stacklevel=3)
     if train_cfg.warmup is not None and train_cfg.warmup > steps:
         warnings.warn(f"warmup of {train_cfg.warmup:,} steps is longer than the run ({steps:,} steps): the "
@@ -316,7 +316,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
             host_losses, host_clipped = losses[:slot + 1].tolist(), clipped[:slot + 1].tolist()
             finite = sync(state, host_losses, host_clipped, pending_norms, time.perf_counter() - segment_start)
             if finite and at_eval:
-                point = evaluation(state, forward, val, autocast, tokens_per_step=train_cfg.tokens_per_step * T)
+                point = evaluation(state, forward, val, autocast, tokens_per_step(model_cfg, train_cfg))
                 bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{point['val_loss']:.3f}")
                 finite = math.isfinite(point["val_loss"])
             if not finite:
@@ -382,10 +382,11 @@ def sync(state: dict, losses: list, clipped: list, pending_norms: list, seconds:
     return math.isfinite(losses[state["step"] - start - 1])
 
 
-def evaluation(state: dict, forward, val, autocast, tokens_per_step: int) -> dict:
-    """Validation loss now, with the mean train loss since the previous evaluation; appended to state."""
+def evaluation(state: dict, forward, val, autocast, per_step: int) -> dict:
+    """Validation loss now, with the mean train loss since the previous evaluation; appended to state.
+    per_step: tokens per optimizer step."""
     step = state["step"]
-    point = dict(step=step, tokens=step * tokens_per_step, train_loss=state["eval_sum"] / max(1, state["eval_n"]),
+    point = dict(step=step, tokens=step * per_step, train_loss=state["eval_sum"] / max(1, state["eval_n"]),
                  val_loss=evaluate(forward, val, autocast).item(), seconds=state["train_seconds"])
     state["eval_sum"], state["eval_n"] = 0.0, 0
     state["evals"].append(point)
@@ -394,15 +395,15 @@ def evaluation(state: dict, forward, val, autocast, tokens_per_step: int) -> dic
 
 def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, device) -> dict:
     """Assemble the plain-data record the store, CLI and notebooks consume."""
-    tokens_per_step = train_cfg.batch_size * model_cfg.context * train_cfg.grad_accum
+    per_step = tokens_per_step(model_cfg, train_cfg)
     fpt = flops_per_token(model_cfg)
     done = state["step"]
-    curve = curve_points(state, tokens_per_step, fpt, steps, train_cfg)
+    curve = curve_points(state, per_step, fpt, steps, train_cfg)
     tail = [c["train_loss"] for c in curve if c["step"] > done - max(1, done // 10) and math.isfinite(c["train_loss"])]
     val_losses = [e["val_loss"] for e in state["evals"] if math.isfinite(e["val_loss"])]
     val_loss = state["evals"][-1]["val_loss"] if status == "complete" and state["evals"] else None
     unstable_reason = instability(val_loss, min(val_losses) if val_losses else None, model_cfg.vocab_size)
-    trained_tokens = done * tokens_per_step
+    trained_tokens = done * per_step
     seconds = state["train_seconds"]
     timed = seconds >= MIN_TIMED_SECONDS   # rates over less than a millisecond would be clock noise
     hw_flops = flops_per_token_with_head(model_cfg) * trained_tokens
@@ -430,7 +431,7 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
     )
 
 
-def curve_points(state, tokens_per_step, fpt, steps, train_cfg) -> list[dict]:
+def curve_points(state, per_step, fpt, steps, train_cfg) -> list[dict]:
     """The curve: a row at each bucket end, each evaluation and the last step. train_loss is the bucket's
     mean (at an evaluation between bucket ends: the mean since the previous evaluation)."""
     rows = {e["step"]: (e["train_loss"], e["val_loss"], e["seconds"]) for e in state["evals"]}
@@ -439,7 +440,7 @@ def curve_points(state, tokens_per_step, fpt, steps, train_cfg) -> list[dict]:
     if state["bucket_n"]:   # the steps after the last full bucket
         rows[state["step"]] = (state["bucket_sum"] / state["bucket_n"], rows.get(state["step"], (None, None))[1],
                                state["train_seconds"])
-    return [dict(step=s, tokens=s * tokens_per_step, flops=s * tokens_per_step * fpt, train_loss=train_loss,
+    return [dict(step=s, tokens=s * per_step, flops=s * per_step * fpt, train_loss=train_loss,
                  val_loss=val_loss, lr=lr_at(s - 1, steps, train_cfg), seconds=seconds)
             for s, (train_loss, val_loss, seconds) in sorted(rows.items())]
 

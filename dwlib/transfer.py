@@ -355,58 +355,6 @@ def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") 
 
 
 # ---------------------------------------------------------------------------------------------
-# The Fair-depth notebook's presets and design (notebooks/07_fair_depth.py)
-# ---------------------------------------------------------------------------------------------
-# In the format of dwlib.presets.TABLES (keys override presets.BASE[preset]). Chosen on cost before
-# any result was seen. widths[0] is the width of the depth sweeps; the learning-rate grid holds the
-# preset's fixed lr (3e-3 on CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs.
-# base_depth is the shallowest depth: CompleteP's lr is tuned there and transferred to the rest;
-# the base width is widths[0], so the depth sweeps run at m_w = 1.
-FAIR_DEPTH_PRESETS = {
-    "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
-                  transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
-    # ~100k tokens per run (200 steps of 8 × 64): the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4,
-    # bracketed by depths 2 … 16; 5 learning rates a factor 2 apart around the preset's 3e-3
-    "cpu": dict(widths=[32], depths=[2, 4, 8, 16], budget=200 * 8 * 64, seeds=[0, 1], batch_size=8,
-                lrs=[7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2], transfer_widths=[16, 32, 64, 128], transfer_seeds=[0],
-                base_depth=2),
-    "gpu": dict(widths=[256], depths=[2, 4, 8, 16, 32], budget=50_000_000, seeds=[0, 1],
-                lrs=[1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3], transfer_widths=[128, 256, 512, 1024],
-                transfer_seeds=[0], base_depth=2),
-}
-
-
-def fair_depth_design(s, transferred_lr: float | None = None) -> dict[str, list[tuple]]:
-    """The Fair-depth notebook's runs from its settings `s` (a `dwlib.presets.Settings`), by part:
-        width_transfer  lr grid × transfer_widths at the base depth, SP and μP (transfer_seeds)
-        depth_transfer  lr grid × depths at widths[0], SP and CompleteP (seeds): also the input of
-                        the depth sweeps (a) fixed lr and (b) per-depth best lr under SP
-        transferred     with `transferred_lr`: every depth at that one lr under CompleteP — arm (c)
-    All runs share `budget` training tokens, the base shape (widths[0], base_depth) and the
-    notebook's model and training settings."""
-    width = s.widths[0]
-    model = s.model(base_width=width, base_depth=s.base_depth)
-    common = dict(model=model, train=s.train(), tokens=int(s.budget))
-    parts = {
-        "width_transfer": lr_sweep(s.lrs, [(s.base_depth, w) for w in s.transfer_widths], s.transfer_seeds,
-                                   parametrizations=["sp", "mup"], **common),
-        "depth_transfer": lr_sweep(s.lrs, [(d, width) for d in s.depths], s.seeds,
-                                   parametrizations=["sp", "completep"], **common),
-    }
-    if transferred_lr is not None:
-        parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
-                                        parametrizations=["completep"], **common)
-    return parts
-
-
-def fair_depth_pairs(s) -> list[tuple]:
-    """Every run of the Fair-depth notebook as one list, for cost estimates: arm (c) is priced at the
-    preset's lr, since its real lr is only known once the base shape has been tuned."""
-    parts = fair_depth_design(s, transferred_lr=s.lr)
-    return [pair for part in parts.values() for pair in part]
-
-
-# ---------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------
 

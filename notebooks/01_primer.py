@@ -35,9 +35,20 @@
 # - ***MobileLLM*** (Liu et al., ICML 2024, arXiv 2402.14905): below a billion parameters,
 #   **deep-and-thin** beats wide-and-shallow, and sharing weights between adjacent blocks adds depth for free.
 #
+# The two claims measure different things. The Depth Delusion compares **validation loss** of shapes
+# trained on the same tokens, each shape **once, at one fixed learning rate** (3e-4 for every depth).
+# MobileLLM compares **zero-shot accuracy** of models of equal *parameter count*, trained for far longer
+# (about a trillion tokens) with tuned recipes. A result for one is not a refutation of the other.
+#
 # This primer builds the intuition: a calculator for where parameters and FLOPs go, the paper's
 # gradient-persistence picture, MobileLLM's counterpoint, and a live race between a deep-thin and a
 # wide-shallow model of equal size on your CPU. The other notebooks measure the claims.
+#
+# **Reading a loss.** Losses here are cross-entropies in nats per token (per byte, with the default byte
+# tokens). A gap of Δ nats means the better model gives the true next token e^Δ times the probability on
+# average: 0.01 nats is 1% — often within seed-to-seed noise at this scale — 0.1 nats is 10%, a large
+# difference between two shapes of the same size. Every notebook reports gaps with intervals over seeds
+# for that reason.
 
 # %% tags=["parameters"]
 preset = "smoke"       # smoke (race of a few seconds) | cpu (a one-minute race) | gpu
@@ -112,10 +123,21 @@ widgets.calculator(calc_depth, calc_width, calc_context, calc_budget)
 #
 # $$\lVert\nabla_\ell L\rVert \approx \lVert\nabla_D L\rVert\, e^{-(D-\ell)/\tau(W)},$$
 #
-# with a *persistence length* τ that grows with width (τ ∝ W^0.44 in the paper). Blocks much further than
-# τ from the output barely learn, so beyond a depth of a few τ extra blocks add parameters without
-# adding useful capacity. The paper publishes the exponent but not the constant, so τ here is a slider;
-# notebook 3 measures τ on real models.
+# with a *persistence length* τ that grows with width (τ ∝ W^0.44 in the paper). The paper's argument:
+# blocks much further than τ from the output barely learn, so beyond a depth of a few τ extra blocks add
+# parameters without useful capacity — which is how τ(W) ∝ W^0.44 becomes D_crit ∝ W^0.44.
+#
+# That argument is the paper's **hypothesis, not a fact**. Adam divides each update by a running estimate
+# of its gradient's size, so a block whose gradient is 100× smaller still takes steps of about the same
+# size; and in a Pre-LN transformer every block adds to a residual stream with an identity path, so the
+# gradient reaching an early block does not have to pass through the later ones. Small gradient norms
+# need not mean blocks that do not learn. Notebook 3 measures τ on real models; notebook 7 asks whether a
+# better learning rate removes the critical depth.
+#
+# The paper states D_crit two ways: a **working formula 2.43·ln W** and a **scaling law D_crit ∝ W^0.44**.
+# They are different claims: a logarithm and a power law agree at one width (≈ 512, where both give ≈ 15)
+# and part ways elsewhere (at W = 64: 10.1 vs 6.1; at W = 4096: 20.2 vs 37.8). The paper publishes the
+# exponent but not the constant of τ, so τ here is a slider.
 
 # %%
 widgets.persistence_explorer(depth=24, tau=tau)
@@ -148,11 +170,20 @@ mobile
 # %% [markdown]
 # ## A race: deep-thin against wide-shallow, equal parameters
 #
+# | held equal | differs |
+# |---|---|
+# | non-embedding parameters (12·D·W²), training tokens, seed, learning rate and schedule | depth and width — and so FLOPs per token (attention adds 6·D·T·W) and sequential work per step |
+#
 # Two models with the same non-embedding parameters, trained on the same tokens of the corpus with the
 # same seed and learning rate, one after the other on this machine. Left: validation loss against tokens
-# seen (which shape learns more per token); right: against wall-clock seconds (deep-thin models do more
-# sequential work per token, so on a CPU they are usually slower). Runs are stored: re-running this
-# notebook shows the stored curves at once.
+# seen (which shape learns more per token); right: against training seconds, each clock starting at its
+# run's first step (deep-thin models do more sequential work per token, so on a CPU they are usually
+# slower). Runs are stored: re-running this notebook shows the stored curves at once.
+#
+# A short race favours wide-shallow: a shallow model's early loss falls fast (few layers to coordinate,
+# larger per-layer updates), while a deep one needs more steps before its extra layers pay off. Who
+# leads after a few hundred steps says how fast each shape *starts*, not where it ends — which is why the
+# other notebooks train longer and report the tokens per parameter of every result.
 
 # %%
 pairs = nb.design()

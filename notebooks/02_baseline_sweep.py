@@ -19,27 +19,43 @@
 # *The Depth Delusion* (arXiv 2601.20994) trains transformers of many depths at one width and reports
 # a U-shaped curve: loss falls as layers are added, up to a **critical depth**, and rises beyond it.
 # Its working formula puts that depth at **D_crit ≈ 2.43·ln W** (about 15 layers at W = 512) and its
-# scaling claim at D_crit ∝ W^0.44 — the two agree only near W = 512.
+# scaling claim at D_crit ∝ W^0.44 — the two agree only near W = 512. The paper trained each shape once,
+# at one fixed learning rate.
 #
-# This notebook repeats that first experiment on your data and hardware:
+# | held equal | grows with depth |
+# |---|---|
+# | training tokens per run (at each budget), context, batch, learning rate and schedule, data order (seed) | parameters and training FLOPs (a deeper model costs more per token) |
 #
-# 1. train every depth in the sweep at each width, several seeds each, all on the same number of tokens;
+# So this notebook asks the paper's question — *at a fixed number of tokens, does depth beyond some point
+# hurt?* — not "at a fixed compute budget, deeper or wider?"; that one is notebook 04's.
+#
+# This notebook repeats the paper's first experiment on your data and hardware, and checks it:
+#
+# 1. train every depth at each width, several seeds each, all on the same number of tokens — and every run
+#    **fully annealed** at several budgets (a cooldown of the learning rate branched from one constant-rate
+#    trunk per shape: a run read part-way through a cosine schedule is not what a run trained to that budget
+#    reaches);
 # 2. ask whether the curve is really U-shaped — a calibrated test that some depth beyond the best one is
 #    measurably worse — or falls and levels off, and report D\* with its interval (or the bound it is);
-# 3. put D\* beside the paper's 2.43·ln W and W^0.44, and say which regime (tokens per parameter) it comes from.
+# 3. put D\* beside the paper's 2.43·ln W and W^0.44, say which regime (tokens per parameter) it comes from,
+#    and test whether D\* moves between budgets;
+# 4. check whether "deeper got worse" is only "this learning rate was wrong for that depth": re-tune the
+#    learning rate at the best and the deepest depth on separate seeds.
 #
 # Every number in the prose below is computed from this run. With the `smoke` preset (what CI runs) the
-# models are tiny and trained for seconds: the plumbing is checked, the science is not. Use `cpu` for a
-# result on a laptop and `gpu` for a serious run.
+# models are tiny and trained for seconds: the plumbing is checked, the science is not.
 
 # %% tags=["parameters"]
-preset = "smoke"       # smoke (CI, ~1 min) | cpu (a laptop result, ≥ 3 seeds) | gpu (one GPU); see the table below
+preset = "smoke"       # smoke (CI, ~1 min) | cpu (`make run`: ~25 min on 2 cores) | gpu (one GPU); see the table below
 corpus = "stdlib"      # stdlib (offline default), tinyshakespeare, file:PATH, hf:NAME
 tokenizer = "byte"     # byte or bpe:N
 widths = None          # widths to sweep; None: from the preset
 depths = None          # depths at each width; None: from the preset
-budget = None          # training tokens per run (the same for every depth); None: from the preset
-seeds = None           # seeds per shape; None: from the preset
+budget = None          # the largest training-token budget per run (the same for every depth); None: preset
+anneal = None          # annealed budgets as fractions of `budget`, e.g. [0.25, 0.5, 1.0]; None: preset
+seeds = None           # seeds per shape (the verdict's); None: from the preset
+tuning_seeds = None    # seeds that choose the learning rates of the LR check; None: from the preset
+lr_factors = None      # the LR check's learning rates, as multiples of the preset's lr; None: preset
 device = "auto"        # auto (CUDA if present), cpu, cuda
 store_path = None      # results store; None: outputs/runs.sqlite (finished runs are reused)
 executor = "local"     # local | parallel (worker processes sharing the cores) | ray
@@ -51,21 +67,23 @@ import altair as alt
 import pandas as pd
 from IPython.display import display
 
-from dwlib import charts, fit, notebooks, presets, sweep, widgets
+from dwlib import charts, fit, notebooks, presets, sweep, transfer, widgets
 
 alt.renderers.enable("svg")
 nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads)
+                     depths=depths, budget=budget, anneal=anneal, seeds=seeds, tuning_seeds=tuning_seeds,
+                     lr_factors=lr_factors, device=device, store_path=store_path, executor=executor,
+                     output_dir=output_dir, threads=threads)
+s = nb.settings
 
 # %% [markdown]
-# ## What each preset runs
+# ## What each preset runs, and why
 #
-# Presets were chosen on cost and on statistics, before any result was seen. The `cpu` preset sweeps
-# W = 64, where the paper's formula predicts D_crit ≈ 10, with depths from 2 to 24 — far enough on both
-# sides of the prediction for a U to show — and three seeds per depth, because at toy scale deep, narrow
-# runs scatter between seeds by as much as the depth effect itself. Predicted minutes come from a cost
-# model calibrated on this project's machines (`dwlib.presets.estimate_seconds`).
+# Presets were fixed on cost and statistics before any result was seen. A rise in loss with depth at well
+# under one token per parameter mostly measures how fast each shape learns, not a depth limit, so the `cpu`
+# preset (what `make run` runs) spends its CPU minutes on the regime: the narrowest widths the head size
+# allows, which reach the most tokens per parameter per CPU-second. The table shows each preset with its
+# predicted minutes on this machine (`presets.estimate_seconds`, calibrated by timing a few steps here).
 
 # %%
 presets.preset_table("02_baseline_sweep")
@@ -76,66 +94,104 @@ presets.preset_table("02_baseline_sweep")
 # %%
 pairs = nb.design()
 nb.show_design(pairs)
+budgets = sorted({t.tokens for _, t in pairs})
 
 # %% [markdown]
 # ## Training
 #
 # Each run is claimed in the store before it trains, so re-running this notebook (or running it in two
-# terminals at once) trains nothing twice; an interrupted run resumes from its checkpoint.
+# terminals at once) trains nothing twice; an interrupted trunk or branch resumes from its checkpoint.
 
 # %%
 runs = nb.run(pairs)
-runs[["run_id", "status", "depth", "width", "seed", "params", "tokens", "val_loss", "wall_seconds"]]
+final = runs[runs["tokens"] == max(runs["tokens"])]          # the largest budget
+final[["run_id", "status", "depth", "width", "seed", "tokens", "tokens_per_param", "val_loss", "final_slope"]]
 
 # %% [markdown]
-# ## Loss against depth
+# ## Loss against depth, at the largest budget
 #
 # Each faint dot is one run; the line joins the means over seeds, with 95% t-intervals. The x axis is
 # logarithmic, as depths are spaced geometrically.
 
 # %%
-nb.figure(charts.loss_vs_chart(runs, "depth", color="width"), "loss_vs_depth")
+nb.figure(charts.loss_vs_chart(final, "depth", color="width"), "loss_vs_depth")
 
 # %% [markdown]
 # ## The critical depth D\*, with its interval
 #
-# A quadratic fitted to loss against ln D always finds a "minimum" when the curve merely levels off, so
-# the verdict here rests on calibrated tests instead (`dwlib.fit.fit_critical_depth`): is some depth beyond
-# the best one **measurably worse** (a rise test whose false-positive rate is checked on planted curves
-# that fall and level off), does the loss fall before it, and does a law that may rise predict held-out
-# depths better than a monotone saturating one? Only then is the curve **U-shaped** and D\* reported with
-# its interval; otherwise the summary gives the bound the data support (e.g. D\* ≥ 12).
+# A quadratic fitted to loss against ln D always finds a "minimum" when the curve merely levels off, so the
+# verdict rests on calibrated tests (`dwlib.fit.fit_critical_depth`): is some depth beyond the best one
+# **measurably worse** (a rise test whose false-positive rate is checked on planted curves that fall and
+# level off: `bench/u_test_calibration.py`), does the loss fall before it, and does a law that may rise
+# predict held-out depths better than a monotone saturating one? Only then is the curve **U-shaped** and
+# D\* reported with its interval; otherwise the summary gives the bound the data support.
 
 # %%
 fits = {}
-for width in nb.widths:
-    fits[width], why = nb.attempt(fit.critical_depth_from_frame, runs, width=width, n_boot=nb.n_boot)
+for width in s.widths:
+    fits[width], why = nb.attempt(fit.critical_depth_from_frame, final, width=width, n_boot=s.n_boot)
     nb.say(fits[width].summary() if fits[width] else f"**W = {width}: not fitted** — {why}")
 fitted = [charts.critical_depth_chart(r) for r in fits.values() if r is not None]
 if fitted:
     nb.figure(alt.vconcat(*fitted), "critical_depth")
 
+# %%
+pd.DataFrame([dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low=r.ci["d_star"][0],
+                   ci_high=r.ci["d_star"][1], bound=r.bound, p_rise=r.p_rise, paper_2_43_ln_w=r.paper_log,
+                   paper_w_0_44=r.paper_power) for w, r in fits.items() if r is not None])
+
 # %% [markdown]
-# ## Side by side with the paper
+# ## D\* across annealed budgets
+#
+# Every budget's points are fully annealed runs (schedule `wsd-sqrt`: the learning rate cools down over the
+# last 20% of each budget's own steps). Whether D\* moves between two budgets is tested on the paired
+# bootstrap difference D\*(T₂) − D\*(T₁) — the same resamples at both budgets, since a seed's runs share one
+# trunk — not on whether two intervals overlap. Where a budget is not U-shaped, its bound is drawn instead.
 
 # %%
-comparison = pd.DataFrame([
-    dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low=r.ci["d_star"][0], ci_high=r.ci["d_star"][1],
-         bound=r.bound, p_rise=r.p_rise, paper_2_43_ln_w=r.paper_log, paper_w_0_44=r.paper_power)
-    for w, r in fits.items() if r is not None])
-comparison
+by_budget = {}
+for width in s.widths:
+    by_budget[width], why = nb.attempt(fit.critical_depth_by_budget, runs, width=width, n_boot=min(s.n_boot, 500))
+    nb.say(fit.verdicts.movement_sentence(*by_budget[width], width) if by_budget[width] else f"W = {width}: {why}")
+drawn = [charts.critical_depth_by_budget_chart(b[0], width=w) for w, b in by_budget.items()
+         if b is not None and (b[0]["verdict"].str.startswith(("U", "monotone"))).any()]
+if drawn:
+    nb.figure(alt.vconcat(*drawn), "critical_depth_by_budget")
+
+# %% [markdown]
+# ## Does the rise survive a better learning rate?
+#
+# One learning rate for every depth can make a deep model look bad because that rate suits it badly. At
+# the first width, the best depth and the deepest depth get a small learning-rate sweep on **other** seeds
+# (choosing a winner and scoring it on the same seeds would flatter it); each depth's best rate is then
+# trained on the verdict's seeds and the two depths compared, paired by seed.
 
 # %%
-for width, r in fits.items():
-    nb.say(fit.verdicts.critical_depth_sentence(r) if r else f"At W = {width} there were too few finished runs to fit.")
+r = fits.get(s.widths[0])
+deepest = max(s.depths)
+best = None if r is None else int(r.best_depth if r.best_depth != deepest else
+                                  (r.d_plateau if r.d_plateau != deepest else sorted(s.depths)[-2]))
+if best is None:
+    nb.say("No fitted sweep at the first width: no learning-rate check.")
+else:
+    tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
+    chosen = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")["grid_lr"].to_dict()
+    scored = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0], lrs=chosen, seeds=s.seeds))
+    nb.figure(charts.lr_curves_chart(tuning, color="depth"), "lr_check")
+    a, b = (scored[(scored["depth"] == d) & (scored["status"] == "complete")] for d in (best, deepest))
+    gap, why = nb.attempt(fit.compare_losses, a["val_loss"], b["val_loss"], seeds_a=a["seed"], seeds_b=b["seed"])
+    at_fixed = final[final["width"] == s.widths[0]].groupby("depth")["val_loss"].mean()
+    nb.say(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
+                                          rise=at_fixed[deepest] - at_fixed[best]) if gap else f"Not compared — {why}")
 
 # %% [markdown]
 # ## Loss curves
 #
-# Validation loss at each evaluation, one line per run, coloured by depth.
+# Validation loss at each evaluation, one line per run at the largest budget, coloured by depth; the
+# cooldown shows as the drop at the end.
 
 # %%
-nb.figure(charts.curves_chart(nb.curves(runs), color="depth"), "loss_curves")
+nb.figure(charts.curves_chart(nb.curves(final), color="depth"), "loss_curves")
 
 # %% [markdown]
 # ## Explore a shape
@@ -146,7 +202,7 @@ nb.figure(charts.curves_chart(nb.curves(runs), color="depth"), "loss_curves")
 
 # %%
 def pair_for(depth, width):
-    return sweep.make_pair(nb.model(), nb.train(seed=nb.seeds[0]), depth=depth, width=width, tokens=int(nb.budget))
+    return sweep.make_pair(s.model(), s.train(seed=s.seeds[0]), depth=depth, width=width, tokens=int(s.budget))
 
 
 def predict(m, t):
@@ -162,15 +218,15 @@ def predict(m, t):
 
 
 def sweep_chart():
-    frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
+    frame = nb.store.runs_frame(keys=list(final["run_key"]) + explorer.trained)
     return charts.loss_vs_chart(frame, "depth", color="width", title="the sweep, with shapes you trained")
 
 
 view = widgets.ChartView(sweep_chart)
 explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(nb.depths[len(nb.depths) // 2], high=max(64, max(nb.depths))),
-               "width": widgets.width_slider(nb.widths[0], step=nb.head_dim, high=max(512, max(nb.widths)))},
-    store=nb.store, predict=predict, on_trained=view.refresh, threads=nb.threads)
+    pair_for, {"depth": widgets.depth_slider(s.depths[len(s.depths) // 2], high=max(64, max(s.depths))),
+               "width": widgets.width_slider(s.widths[0], step=s.head_dim, high=max(512, max(s.widths)))},
+    store=nb.store, predict=predict, on_trained=view.refresh, threads=s.threads)
 display(explorer, view)
 
 # %% [markdown]
@@ -178,8 +234,8 @@ display(explorer, view)
 
 # %%
 done = runs[runs["status"] == "complete"]
-nb.say(f"{len(done)} of {len(runs)} runs finished ({(runs['status'] == 'diverged').sum()} diverged), "
-       f"{done['wall_seconds'].sum() / 60:.1f} minutes of training in all, preset `{nb.preset}`, corpus "
-       f"`{nb.corpus}` ({nb.tokenizer} tokens), {int(nb.budget):,} tokens per run. "
+others = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items() if k != "complete")
+nb.say(f"{len(done)} of {len(runs)} runs finished" + (f" ({others})" if others else "") + f"; preset `{s.preset}`, "
+       f"corpus `{s.corpus}` ({s.tokenizer} tokens), budgets {', '.join(f'{b:,}' for b in budgets)} tokens per run. "
        + " ".join(fit.verdicts.critical_depth_sentence(r) for r in fits.values() if r is not None))
 nb.finish();

@@ -26,9 +26,14 @@
 #    reports τ(W) ∝ W^0.44 (R² = 0.98) and a logarithmic form fitting worse. We fit both forms and let the
 #    data say which they prefer.
 #
-# The paper measured gradients after 1000 training steps; the trainer records them at step 1000 when a
-# run gets that far, at every evaluation and at the end, and the fit uses the measurement nearest step
-# 1000. Numbers in the prose come from this run; with the `smoke` preset they are not results.
+# | held equal | grows with width |
+# |---|---|
+# | depth, training tokens per run, context, batch, learning rate and schedule | parameters (∝ W²) and training FLOPs |
+#
+# The paper measured gradients after 1000 training steps; the trainer records them around step 1000 when
+# a run gets that far (four consecutive steps, so four batches), at every evaluation and at the end, and
+# the fit averages the probe nearest step 1000. τ(W) is fitted to every run's decay rate, whatever its
+# sign. Numbers in the prose come from this run; with the `smoke` preset they are not results.
 
 # %% tags=["parameters"]
 preset = "smoke"       # smoke (CI) | cpu (a laptop result, 3 seeds) | gpu (one GPU)

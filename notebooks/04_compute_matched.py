@@ -25,6 +25,13 @@
 # steps), with several seeds, so the gap comes with an interval. Because a deep-narrow model also runs
 # more sequential layers per token, we measure each shape's inference latency and throughput too: a
 # shape can lose on loss and on speed, or trade one for the other.
+#
+# | held equal | differs |
+# |---|---|
+# | training FLOPs per run (C), non-embedding parameters (matched to a few %), seed, learning rate and schedule | depth and width — and so the tokens C buys (attention FLOPs grow with depth) and the inference latency |
+#
+# This is the fixed-budget question; notebook 2 holds *tokens* fixed instead, so its deeper models also
+# spend more FLOPs.
 
 # %% tags=["parameters"]
 preset = "smoke"       # smoke (CI) | cpu (a laptop result, 3 seeds) | gpu (one GPU)

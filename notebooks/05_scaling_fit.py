@@ -37,8 +37,9 @@
 preset = "smoke"       # smoke (CI) | cpu (a laptop result) | gpu (one GPU)
 corpus = "stdlib"
 tokenizer = "byte"
-widths = None          # isoFLOP shapes: widths; None: from the preset
-depths = None          # isoFLOP shapes: depths; None: from the preset
+shapes = None          # isoFLOP shapes [[depth, width], ...]; None: from the preset
+widths = None          # or: widths × depths as the shapes (give both); None: the preset's shapes
+depths = None
 budget = None          # list of FLOP budgets, each shape trained to each; None: from the preset
 seeds = None
 device = "auto"
@@ -58,18 +59,26 @@ import pandas as pd
 from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, sweep, widgets
-from dwlib.config import steps_for_budget
+from dwlib.config import steps_for_budget, tokens_per_step
 
 alt.renderers.enable("svg")
-nb = notebooks.start("05_scaling_fit", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
+nb = notebooks.start("05_scaling_fit", preset=preset, corpus=corpus, tokenizer=tokenizer, shapes=shapes,
+                     widths=widths, depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
                      executor=executor, output_dir=output_dir, threads=threads)
+s = nb.settings
 
 # %% [markdown]
-# ## What each preset runs
+# ## The design: isoFLOP, fixed before any result
 #
-# Every depth × width is trained to each FLOP budget; a shape that a budget would buy fewer than
-# `min_steps` optimizer steps is left out (a handful of steps measures the warm-up, not the shape).
+# | held equal | varies |
+# |---|---|
+# | training FLOPs per run (at each budget), context, batch, learning rate, schedule | model size N and shape (D, W), and so the tokens T = C / FLOPs-per-token |
+#
+# Every shape is trained to every FLOP budget (a shape that a budget buys fewer than `min_steps` steps is
+# left out there). Sizes span well below and well above the ≈ 20 tokens per parameter of Chinchilla's
+# optimum at every budget, so each budget's optimum is *bracketed*; each size comes in two aspect ratios
+# (D×4 at W÷2: the same 12·D·W²), so depth and width are not tied to size. One trunk per shape and seed
+# trains to the largest budget; the smaller budgets are cooldown branches of it, each fully annealed.
 
 # %%
 presets.preset_table("05_scaling_fit")
@@ -80,7 +89,30 @@ nb.show_design(pairs)
 
 # %%
 runs = nb.run(pairs)
-runs[["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops", "val_loss"]]
+runs[["run_id", "status", "depth", "width", "seed", "non_embedding_params", "tokens", "tokens_per_param", "flops",
+      "val_loss"]]
+
+# %% [markdown]
+# ## IsoFLOP profiles: N\*(C), T\*(C), and D\*, W\* where the data identify them
+#
+# At each budget a local parabola of loss in ln N (and in ln D, ln W) around the lowest point locates the
+# optimum, with a bootstrap interval; an optimum counts only where the sizes tried bracket it, and resamples
+# without an interior minimum are counted, never given a made-up value. Power laws of the optima against C
+# give the exponents without assuming any law.
+
+# %%
+design_runs = runs[runs["status"] == "complete"]
+iso, why = nb.attempt(fit.fit_isoflop, design_runs["flops"], design_runs["non_embedding_params"],
+                      design_runs["val_loss"], depths=design_runs["depth"], widths=design_runs["width"],
+                      n_boot=max(100, s.n_boot))
+if iso is None:
+    nb.figure(charts.isoflop_points_chart(design_runs), "isoflop")
+    nb.say(f"**Not fitted** — {why}")
+else:
+    nb.figure(charts.isoflop_chart(iso), "isoflop")
+    nb.say(iso.summary())
+    display(iso.optima[[c for c in iso.optima.columns if c.startswith(("flops", "n_runs", "opt_params", "params_status",
+                                                                        "opt_depth", "opt_width"))]])
 
 # %% [markdown]
 # ## The data the laws are fitted to
@@ -107,7 +139,7 @@ nb.say(f"**{len(data)} runs** ({len(runs)} from this design): depths {sorted(map
 
 # %%
 law, why = nb.attempt(fit.fit_depth_width_law, data["depth"], data["width"], data["tokens"], data["val_loss"],
-                      n_boot=nb.n_boot)
+                      n_boot=s.n_boot)
 if law is None:
     nb.say(f"**Not fitted** — {why}")
 else:
@@ -119,7 +151,7 @@ else:
 
 # %%
 chinchilla, why = nb.attempt(fit.fit_chinchilla, data["non_embedding_params"], data["tokens"], data["val_loss"],
-                             n_boot=nb.n_boot)
+                             n_boot=s.n_boot)
 if chinchilla is None:
     nb.say(f"**Not fitted** — {why}")
 else:
@@ -142,26 +174,6 @@ else:
     nb.say(fit.laws.compare_laws_sentence(comparison))
 
 # %% [markdown]
-# ## IsoFLOP profiles (Chinchilla's approach 2)
-#
-# For each budget, a parabola of loss in ln N (and in ln D, ln W) locates the best size; power laws of
-# those optima against C give the exponents without assuming a law.
-
-# %%
-design_runs = runs[runs["status"] == "complete"]
-iso, why = nb.attempt(fit.fit_isoflop, design_runs["flops"], design_runs["non_embedding_params"],
-                      design_runs["val_loss"], depths=design_runs["depth"], widths=design_runs["width"],
-                      n_boot=max(100, nb.n_boot))
-if iso is None:
-    nb.figure(charts.isoflop_points_chart(design_runs), "isoflop")
-    nb.say(f"**Not fitted** — {why}. The chart shows the profiles as measured: a budget whose loss still falls "
-           f"at the largest size tried (or rises from the smallest) has no optimum inside the sweep.")
-else:
-    nb.figure(charts.isoflop_chart(iso), "isoflop")
-    nb.say(iso.summary())
-    display(iso.optima)
-
-# %% [markdown]
 # ## Is the fitter sound? Epoch AI's Chinchilla replication
 #
 # Besiroglu et al. (2024) digitised the points of Chinchilla's Figure 4 and refitted the law the way
@@ -175,7 +187,7 @@ if not epoch_path.exists():
     nb.say(f"Epoch AI's data file is not at `{epoch_path}`: the check is skipped (pass `epoch_data`).")
 else:
     points = fit.read_epoch_points(epoch_path)
-    epoch = fit.fit_chinchilla(points["params"], points["tokens"], points["loss"], n_boot=max(200, nb.n_boot))
+    epoch = fit.fit_chinchilla(points["params"], points["tokens"], points["loss"], n_boot=max(200, s.n_boot))
     nb.figure(charts.chinchilla_chart(epoch), "epoch_replication")
     table = pd.DataFrame({k: dict(this_fit=epoch.params[k], ci_low=epoch.ci[k][0], ci_high=epoch.ci[k][1],
                                   epoch_ai=fit.CHINCHILLA_EPOCH[k],
@@ -195,7 +207,7 @@ else:
 
 # %%
 def pair_for(depth, width, flops):
-    return sweep.make_pair(nb.model(), nb.train(seed=nb.seeds[0]), depth=depth, width=width, flops=flops)
+    return sweep.make_pair(s.model(), s.train(seed=s.seeds[0]), depth=depth, width=width, flops=flops)
 
 
 def predict(m, t):
@@ -203,7 +215,7 @@ def predict(m, t):
         return "No fitted law to predict from."
     if not law.identified:
         return "The fitted ansatz is not identified by these runs: no prediction."
-    tokens = steps_for_budget(m, t) * t.batch_size * t.grad_accum * m.context
+    tokens = steps_for_budget(m, t) * tokens_per_step(m, t)
     loss = float(fit.depth_width_loss(law.params, m.depth, m.width, tokens))
     return f"The fitted ansatz predicts a validation loss of <b>{loss:.3f}</b> after {tokens:,} tokens."
 
@@ -221,13 +233,12 @@ def prediction_chart():
         tooltip=["run_id", "depth", "width", "tokens", "val_loss"]).properties(title="measured vs predicted")
 
 
-budgets = nb.budget if isinstance(nb.budget, list) else [nb.budget]
+budgets = s.budget if isinstance(s.budget, list) else [s.budget]
 view = widgets.ChartView(prediction_chart)
 explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(nb.depths[len(nb.depths) // 2], high=max(64, max(nb.depths))),
-               "width": widgets.width_slider(nb.widths[0], step=nb.head_dim, high=max(512, max(nb.widths))),
+    pair_for, {"depth": widgets.depth_slider(4, high=64), "width": widgets.width_slider(32, step=s.head_dim, high=512),
                "flops": widgets.flops_slider(budgets[-1])},
-    store=nb.store, predict=predict, on_trained=view.refresh, threads=nb.threads)
+    store=nb.store, predict=predict, on_trained=view.refresh, threads=s.threads)
 display(explorer, view)
 
 # %%

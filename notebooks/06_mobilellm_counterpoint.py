@@ -27,6 +27,13 @@
 # corpus and the same number of training tokens, several seeds. Note what "equal" means: MobileLLM
 # compares at equal *parameters* and *tokens*, so a shared model spends twice the FLOPs of its unshared
 # twin; the FLOPs are in the table to keep that visible.
+#
+# | held equal | differs |
+# |---|---|
+# | non-embedding parameters (matched to a few %), training tokens, block design, seed, learning rate | depth and width, block sharing — and so training FLOPs (a shared block costs FLOPs each time it is applied) |
+#
+# MobileLLM's evidence is zero-shot accuracy after about a trillion tokens; ours is validation loss after
+# a few hundred thousand. A difference here is about training at this scale, not a test of its result.
 
 # %% tags=["parameters"]
 preset = "smoke"       # smoke (CI) | cpu (a laptop result, 3 seeds) | gpu (one GPU)

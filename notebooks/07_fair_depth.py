@@ -63,11 +63,6 @@ from IPython.display import display
 from dwlib import charts, fit, notebooks, presets, transfer, widgets
 from dwlib.data import load_tokens
 
-# This notebook's preset table and design live in dwlib.transfer; registered here until dwlib.presets
-# lists them itself (setdefault: a table there wins).
-presets.TABLES.setdefault("07_fair_depth", transfer.FAIR_DEPTH_PRESETS)
-presets.DESIGNS.setdefault("07_fair_depth", transfer.fair_depth_pairs)
-
 alt.renderers.enable("svg")
 nb = notebooks.start("07_fair_depth", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
                      depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
@@ -129,7 +124,7 @@ nb.say(f"Over widths {', '.join(map(str, nb.transfer_widths))} the worst site's 
 # every learning rate is also what arms (a) and (b) below read their losses from.
 
 # %%
-parts = transfer.fair_depth_design(nb.settings)
+parts = presets.fair_depth_design(nb.settings)
 nb.show_design(parts["width_transfer"] + parts["depth_transfer"])
 
 # %%
@@ -209,7 +204,7 @@ if not math.isfinite(transferred_lr):
     transferred_lr = nb.lr
     nb.say(f"CompleteP's base shape had no usable optimum; arm (c) falls back to the fixed lr {nb.lr:g}.")
 transferred_lr = float(f"{transferred_lr:.3g}")
-arm_c = nb.run(transfer.fair_depth_design(nb.settings, transferred_lr)["transferred"])
+arm_c = nb.run(presets.fair_depth_design(nb.settings, transferred_lr)["transferred"])
 base_note = " (at the edge of the grid: a bound)" if len(base_row) and bool(base_row["at_edge"].iloc[0]) else ""
 nb.say(f"Arm (a) uses lr = {nb.lr:g}; arm (b) uses, by depth, "
        + ", ".join(f"D = {d}: {lr:g}" for d, lr in sp_best.items())

@@ -1,5 +1,5 @@
 """Shared test setup: one torch thread (tests run beside other processes on 2 cores, where 2-thread
-OpenMP slows ~50x), a private cache dir, and the path of the shared data files beside the checkout."""
+OpenMP slows ~50x), a private cache dir, and stand-ins for data files a clone does not have."""
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +11,6 @@ torch.set_num_threads(1)
 # train() sizes its threads from $DWLIB_THREADS; subprocesses (CLI, sweeps, notebooks) inherit it
 os.environ.setdefault("DWLIB_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -21,10 +20,19 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
-def shakespeare_path():
-    path = SHARED_DATA / "tinyshakespeare.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the shared data folder sits beside the checkout in CI)")
+def shakespeare_path(tmp_path, monkeypatch):
+    """A stand-in for tinyshakespeare (1.2 MB, starting like the real file) whose checksum the data module
+    is told to expect: the local-copy, cache and checksum paths are exercised on any machine, without the
+    real file or a download."""
+    import hashlib
+
+    from dwlib import data
+    verse = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    body = (verse * (1_200_000 // len(verse) + 1)).encode()
+    path = tmp_path / "tinyshakespeare.txt"
+    path.write_bytes(body)
+    monkeypatch.setattr(data, "TINYSHAKESPEARE_SHA256", hashlib.sha256(body).hexdigest())
+    monkeypatch.setattr(data, "TINYSHAKESPEARE_BYTES", len(body))
     return path
 
 

@@ -1,13 +1,13 @@
-"""Accounting against hand-computed formulas (Kaplan et al. 2020; the Depth Delusion W=512 family)
-and against the parameters and FLOPs the real model has."""
+"""Accounting against outside references: the Depth Delusion paper's W = 512 family, and the
+parameters (torch's numel) and FLOPs (torch's FlopCounterMode) the real model has."""
 import math
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dwlib.config import (ModelConfig, TrainConfig, count_params, flops_per_token, kaplan_params,
-                          non_embedding_params, run_key, steps_for_budget, tokens_for_flops)
+from dwlib.config import (ModelConfig, TrainConfig, count_params, flops_per_token, flops_per_token_with_head,
+                          non_embedding_params, run_key, steps_for_budget)
 from dwlib.model import Transformer
 
 
@@ -18,15 +18,6 @@ def test_depth_delusion_w512_family(depth, expected):
     assert abs(count_params(cfg) - expected) / expected < 1e-3
 
 
-@pytest.mark.parametrize("depth, width", [(1, 64), (4, 128), (12, 256), (3, 768)])
-def test_non_embedding_is_kaplan_plus_norm_gains(depth, width):
-    cfg = ModelConfig(depth=depth, width=width)
-    assert kaplan_params(cfg) == 12 * depth * width ** 2
-    # exact: 12·D·W² plus two norm gains per block and the final norm
-    assert non_embedding_params(cfg) == 12 * depth * width ** 2 + 2 * depth * width + width
-    assert count_params(cfg) == non_embedding_params(cfg) + 2 * 256 * width
-
-
 @pytest.mark.parametrize("overrides", [
     {}, {"norm": "rmsnorm"}, {"mlp": "swiglu"}, {"residual_scale": "rezero"}, {"tie_embeddings": True},
     {"bias": True}, {"share": 3}, {"n_heads": 2, "width": 96}, {"mlp": "swiglu", "width": 576, "head_dim": 64},
@@ -35,6 +26,8 @@ def test_count_params_matches_the_model(overrides):
     cfg = ModelConfig(**{"depth": 3, "width": 128, **overrides})
     model = Transformer(cfg)
     assert count_params(cfg) == sum(p.numel() for p in model.parameters())
+    # Kaplan's N: all but the token embedding and the output head
+    assert non_embedding_params(cfg) == sum(p.numel() for m in (model.blocks, model.norm) for p in m.parameters())
     roles = model.param_groups()
     assert sum(p.numel() for ps in roles.values() for p in ps) == count_params(cfg)
     assert len({id(p) for ps in roles.values() for p in ps}) == len(list(model.parameters()))
@@ -45,32 +38,27 @@ def test_swiglu_matches_mobilellm_125m_ffn():
     assert ModelConfig(width=576, mlp="swiglu").hidden == 1536
 
 
-def test_flops_per_token_kaplan_formula():
-    cfg = ModelConfig(depth=6, width=256, context=512)
-    n = non_embedding_params(cfg)
-    assert flops_per_token(cfg) == 6 * n + 6 * 6 * 512 * 256
-    shared = ModelConfig(depth=6, width=256, context=512, share=2)
-    # a shared block costs compute every time it is applied, but its parameters once
-    assert non_embedding_params(shared) == n
-    assert flops_per_token(shared) - 6 * 256 == 2 * (flops_per_token(cfg) - 6 * 256)
-
-
-def test_flops_against_torch_flop_counter():
-    """torch's FlopCounterMode counts every matmul in forward + backward: it must equal 6 × (block
-    matrices + head) per token, plus the attention matmuls if it sees inside SDPA (it counts the full
-    T×T square, 12·D·T·W per token, where Kaplan's formula counts half)."""
-    cfg = ModelConfig(depth=3, width=128, context=64)
+@pytest.mark.parametrize("overrides", [{}, {"share": 2}, {"mlp": "swiglu", "width": 192}, {"tie_embeddings": True},
+                                       {"bias": True, "residual_scale": "rezero"}, {"n_heads": 2, "context": 96}])
+def test_flops_against_torch_flop_counter(overrides):
+    """torch's FlopCounterMode counts every matmul of forward + backward. Kaplan's count per token is the
+    same matmuls (a shared block's once per application), plus 6 per vector parameter applied (norm gains,
+    biases, gates: Kaplan's 6N counts every non-embedding parameter), plus 6·L·T·W for attention scores
+    and values, the causal half of the T×T square. FlopCounterMode counts the full square (12·L·T·W) if it
+    sees inside SDPA, else none of it."""
+    cfg = ModelConfig(**{"depth": 3, "width": 128, "context": 64, **overrides})
     model = Transformer(cfg)
     x = torch.randint(0, cfg.vocab_size, (2, cfg.context))
     with FlopCounterMode(display=False) as counter:
         _, loss = model(x, x)
         loss.backward()
-    per_token = counter.get_total_flops() / x.numel()
-    dense = 6 * (12 * cfg.depth * cfg.width ** 2 + cfg.width * cfg.vocab_size)
-    attention = 12 * cfg.depth * cfg.context * cfg.width
-    assert per_token in (dense, dense + attention)
-    kaplan_dense = flops_per_token(cfg) - 6 * cfg.depth * cfg.context * cfg.width
-    assert abs(kaplan_dense - 6 * 12 * cfg.depth * cfg.width ** 2) / kaplan_dense < 2e-3  # norm gains only
+    matmuls = counter.get_total_flops() / x.numel()
+    vectors = 6 * (cfg.share * sum(p.numel() for p in model.blocks.parameters() if p.dim() < 2)
+                   + sum(p.numel() for p in model.norm.parameters()))
+    attention = 6 * cfg.layers * cfg.context * cfg.width
+    assert flops_per_token_with_head(cfg) - vectors in (matmuls + attention, matmuls - attention)
+    head = 6 * cfg.width * cfg.vocab_size   # the output projection, which Kaplan leaves out
+    assert flops_per_token(cfg) == flops_per_token_with_head(cfg) - head
 
 
 def test_flop_budget_gives_exact_steps():
@@ -80,8 +68,10 @@ def test_flop_budget_gives_exact_steps():
     steps = steps_for_budget(cfg, train)
     per_step = flops_per_token(cfg) * 8 * 128
     assert abs(steps * per_step - budget) <= per_step / 2
-    assert math.isclose(tokens_for_flops(cfg, budget) * flops_per_token(cfg), budget)
     assert steps_for_budget(cfg, TrainConfig(tokens=8 * 128 * 37, batch_size=8)) == 37
+    # a step trains on every micro-batch it accumulates
+    assert steps_for_budget(cfg, TrainConfig(tokens=8 * 3 * 128 * 37, batch_size=8, grad_accum=3)) == 37
+    assert steps_for_budget(cfg, TrainConfig(flops=per_step * 3 * 37, batch_size=8, grad_accum=3)) == 37
 
 
 @pytest.mark.parametrize("kwargs, needle", [

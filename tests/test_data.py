@@ -1,6 +1,6 @@
 """dwlib.data: corpora, tokenizers, the token cache and its fingerprints, the split, batches, errors.
 
-Fixtures only: tests/fixtures/corpus and ../shared/data/tinyshakespeare.txt (skipped if absent).
+Fixtures only: tests/fixtures/corpus and a stand-in for tinyshakespeare (conftest.py); nothing is downloaded.
 Nothing here may touch the network: urlopen is replaced by a function that fails the test.
 """
 import json

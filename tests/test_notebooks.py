@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Charts each notebook must write (stems; .png and .svg both) — a contract with their readers.
 EXPECTED_CHARTS = {
     "01_primer": ["budget_breakdown", "gradient_persistence", "race"],
-    "02_baseline_sweep": ["loss_vs_depth", "critical_depth", "loss_curves"],
+    "02_baseline_sweep": ["loss_vs_depth", "critical_depth", "lr_check", "loss_curves"],
     "03_width_validation": ["loss_vs_width", "grad_norm_profiles"],
     "04_compute_matched": ["loss_gap", "loss_vs_flops", "inference_speed"],
     "05_scaling_fit": ["depth_width_law", "chinchilla_form", "isoflop"],
@@ -85,7 +85,8 @@ def test_runner_output_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("notebook", list(presets.DESIGNS))
-def test_presets_resolve_and_price_every_design(notebook):
+def test_presets_resolve_and_price_every_design(notebook, monkeypatch):
+    monkeypatch.setattr(presets, "machine_speed", lambda threads=1, **_: presets.REFERENCE_SPEED)
     for preset in presets.PRESETS:
         s = presets.settings(notebook, preset)
         pairs = presets.design(s)

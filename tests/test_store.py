@@ -76,11 +76,11 @@ def test_claim_finish_roundtrip(store):
 
 def test_live_lease_blocks_expired_lease_is_taken_over(store):
     _, _, key, config = make_run()
-    assert store.claim(key, config, owner="a", lease_seconds=0.3)
+    assert store.claim(key, config, owner="a", lease_seconds=600)
     assert not store.claim(key, config, owner="b")          # a's lease is live
     assert store.claim(key, config, owner="a")              # the holder may re-claim
-    assert store.heartbeat(key, "a", lease_seconds=0.2)
-    time.sleep(0.3)                                          # a "dies": no heartbeat
+    assert store.heartbeat(key, "a", lease_seconds=0.05)    # a's last heartbeat; then a "dies"
+    time.sleep(0.1)                                          # sleeps at least this long: the lease has lapsed
     assert store.runs_frame()["status"].tolist() == ["interrupted"]
     assert store.claim(key, config, owner="b", lease_seconds=30)
     row = store.get(key)

@@ -46,6 +46,15 @@ def test_record_has_the_documented_fields(tokens):
     json.dumps(r)  # plain data
 
 
+def test_gradient_accumulation_counts_every_micro_batch(tokens):
+    """A step of 3 micro-batches of 2 sequences trains on 6: the budget, the record and the curve say so."""
+    cfg = TrainConfig(tokens=10 * 6 * 32, batch_size=2, grad_accum=3, eval_every=5, eval_batches=2, device="cpu",
+                      threads=1)
+    r = train(TINY, cfg, progress=False, tokens=tokens)
+    assert r["steps"] == 10 and r["tokens"] == 10 * 6 * 32
+    assert [(c["step"], c["tokens"]) for c in r["curve"] if c["val_loss"] is not None] == [(5, 5 * 192), (10, 10 * 192)]
+
+
 def test_the_record_says_its_regime(tokens):
     r = run(tokens, steps=40, eval_every=5)
     assert r["tokens_per_param"] == pytest.approx(r["tokens"] / r["non_embedding_params"])
@@ -287,8 +296,13 @@ def test_cli_train_json_last_line(tmp_path):
 
 
 def test_cli_tinyshakespeare_from_local_copy(shakespeare_path, tmp_path):
+    # the CLI in a fresh process, told (as the fixture told this one) which checksum the stand-in has
+    from dwlib import data
     env = {"DWLIB_TINYSHAKESPEARE": str(shakespeare_path), "DWLIB_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "dwlib", "train", "--corpus", "tinyshakespeare", "--depth", "1",
+    script = (f"import sys, dwlib.data as d; d.TINYSHAKESPEARE_SHA256 = {data.TINYSHAKESPEARE_SHA256!r}; "
+              f"d.TINYSHAKESPEARE_BYTES = {data.TINYSHAKESPEARE_BYTES}; from dwlib.__main__ import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", script, "train", "--corpus", "tinyshakespeare", "--depth", "1",
                           "--width", "64", "--context", "32", "--steps", "4", "--batch-size", "2",
                           "--eval-every", "2", "--eval-batches", "1", "--threads", "1", "--quiet", "--json"],
                          capture_output=True, text=True, timeout=300, env=env)

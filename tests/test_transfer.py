@@ -17,14 +17,10 @@ DRIFT_THRESHOLD = 0.5
 
 
 @pytest.fixture(scope="module")
-def shakespeare_tokens():
-    from pathlib import Path
-
+def corpus_tokens():
+    # the stdlib corpus: every machine with Python has it, so the coordinate checks never skip
     from dwlib.data import load_tokens
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the shared data folder sits beside the checkout in CI)")
-    return load_tokens(f"file:{path}")
+    return load_tokens("stdlib")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,9 +65,9 @@ def test_mup_forward_rules_at_the_base_width_and_beyond():
 # Coordinate checks
 # ---------------------------------------------------------------------------------------------
 
-def test_coordinate_check_over_width_flat_for_mup_and_completep_drifts_for_sp(shakespeare_tokens):
+def test_coordinate_check_over_width_flat_for_mup_and_completep_drifts_for_sp(corpus_tokens):
     # base depth 1, depth 2: CompleteP's depth rules are active (m_L = 2), so it is not μP relabelled
-    frame = coord_check([32, 64, 128, 256], depths=[2], steps=4, lr=3e-3, tokens=shakespeare_tokens,
+    frame = coord_check([32, 64, 128, 256], depths=[2], steps=4, lr=3e-3, tokens=corpus_tokens,
                         batch_size=8, context=32, model=ModelConfig(head_dim=32, base_width=32, base_depth=1))
     assert set(frame["site"]) == {"embedding", "residual", "attn_logits", "logits"}
     assert set(frame["step"]) == set(range(5))
@@ -87,8 +83,8 @@ def test_coordinate_check_over_width_flat_for_mup_and_completep_drifts_for_sp(sh
     assert sp["residual"] > 1.0 and sp["logits"] > DRIFT_THRESHOLD
 
 
-def test_coordinate_check_over_depth_flat_for_completep_drifts_for_sp_and_mup(shakespeare_tokens):
-    frame = coord_check([32], depths=[2, 4, 8, 16], steps=4, lr=3e-3, tokens=shakespeare_tokens,
+def test_coordinate_check_over_depth_flat_for_completep_drifts_for_sp_and_mup(corpus_tokens):
+    frame = coord_check([32], depths=[2, 4, 8, 16], steps=4, lr=3e-3, tokens=corpus_tokens,
                         batch_size=8, context=32, model=ModelConfig(head_dim=32, base_width=32, base_depth=2))
     drift = coord_drift(frame, over="depth")
     worst = worst_drift(drift, sites=["residual"])
@@ -99,14 +95,14 @@ def test_coordinate_check_over_depth_flat_for_completep_drifts_for_sp_and_mup(sh
     assert worst["mup"] > DRIFT_THRESHOLD                  # μP is a width rule: depth still drifts
 
 
-def test_coord_check_and_drift_reject_bad_input(shakespeare_tokens):
+def test_coord_check_and_drift_reject_bad_input(corpus_tokens):
     with pytest.raises(ValueError, match="widths"):
-        coord_check([0], tokens=shakespeare_tokens)
+        coord_check([0], tokens=corpus_tokens)
     with pytest.raises(ValueError, match="parametrizations"):
-        coord_check([64], parametrizations=["ntk"], tokens=shakespeare_tokens)
+        coord_check([64], parametrizations=["ntk"], tokens=corpus_tokens)
     with pytest.raises(ValueError, match="steps"):
-        coord_check([64], steps=0, tokens=shakespeare_tokens)
-    frame = coord_check([64], depths=[1], parametrizations=["sp"], steps=1, tokens=shakespeare_tokens, context=16)
+        coord_check([64], steps=0, tokens=corpus_tokens)
+    frame = coord_check([64], depths=[1], parametrizations=["sp"], steps=1, tokens=corpus_tokens, context=16)
     with pytest.raises(ValueError, match="at least 2 widths"):
         coord_drift(frame)
     with pytest.raises(ValueError, match="over"):
@@ -214,9 +210,9 @@ def test_best_lr_groups_by_shape_and_reports_spread():
 # Charts and the sweep end to end
 # ---------------------------------------------------------------------------------------------
 
-def test_charts_render(shakespeare_tokens):
+def test_charts_render(corpus_tokens):
     from dwlib import charts
-    frame = coord_check([64, 128], depths=[1], steps=2, tokens=shakespeare_tokens, context=16)
+    frame = coord_check([64, 128], depths=[1], steps=2, tokens=corpus_tokens, context=16)
     spec = charts.coord_check_chart(frame).to_dict()
     assert spec["facet"]["row"]["field"] == "parametrization"
     runs = pd.concat([_planted(8e-3, parametrization=p, depth=2, width=w) for p in ("sp", "mup") for w in (64, 128)])
@@ -227,9 +223,9 @@ def test_charts_render(shakespeare_tokens):
         charts.best_lr_chart(best, over="heads")
 
 
-def test_lr_sweep_runs_through_the_store(tmp_path, shakespeare_tokens):
+def test_lr_sweep_runs_through_the_store(tmp_path, corpus_tokens):
     from dwlib.sweep import run_sweep
-    pairs = lr_sweep([1e-3, 4e-3, 1.6e-2], [(1, 32)], corpus=shakespeare_tokens.corpus, steps=4, batch_size=2,
+    pairs = lr_sweep([1e-3, 4e-3, 1.6e-2], [(1, 32)], corpus=corpus_tokens.corpus, steps=4, batch_size=2,
                      context=16, eval_every=4, eval_batches=1, head_dim=16, threads=1, grad_norm_steps=())
     runs = run_sweep(pairs, store=tmp_path / "runs.sqlite", progress=False)
     assert len(runs) == 3 and set(runs["status"]) == {"complete"}

@@ -196,42 +196,14 @@ def fit_critical_depth(depths, losses, *, seeds=None, width=None, n_boot=1000, l
     z_crit = 1.6448536269514722    # one-sided 5%: "measurably worse than the best"
     worse = (m - m[i_min]) / np.sqrt(se ** 2 + se[i_min] ** 2) > z_crit
     d_plateau = float(levels[np.flatnonzero(~worse)[0]])
-    cv0 = cv1 = math.nan
-    if len(levels) >= 5:
-        cv0, cv1 = saturating_cv(table)
-    falls, rises = test["p_fall"] < ALPHA, test["p_rise"] < ALPHA
+    cv0, cv1 = saturating_cv(table) if len(levels) >= 5 else (math.nan, math.nan)
     lo_d, hi_d = float(levels[0]), float(levels[-1])
-    d_star, ci, bound = math.nan, (math.nan, math.nan), ""
-    vertex = None
-    if falls and rises and cv1 < cv0:
-        verdict = "U-shaped"
+    verdict, reason, bound = _verdict(test, levels, rise, d_plateau, cv0, cv1)
+    d_star, ci, vertex = math.nan, (math.nan, math.nan), None
+    if verdict == "U-shaped":
         vertex = local_vertex(np.log(depths), losses, n_boot=n_boot, level=level, rng=rng)
         d_star, ci = math.exp(vertex["x"]), (math.exp(vertex["low"]), math.exp(vertex["high"]))
         bound = f"D* = {fmt(d_star)} ({level:.0%} CI {fmt_ci(ci)})"
-        reason = (f"the loss falls to its lowest at D ≈ {fmt(levels[i_min])} and rises by {rise:.3f} nats beyond "
-                  f"it (rise test p = {test['p_rise']:.3g}), and a law that may rise predicts held-out depths "
-                  f"better than a monotone saturating one")
-    elif falls and rises:
-        verdict = "inconclusive"
-        reason = ("a rise beyond the best depth is significant by the rise test (p = "
-                  f"{test['p_rise']:.3g}), but " + ("with fewer than 5 depths no law can be compared out of sample"
-                  if len(levels) < 5 else "a monotone saturating law predicts held-out depths as well as one "
-                  "that rises: the rise is not a consistent trend (a bump, or one noisy depth)"))
-    elif falls:
-        verdict = "monotone decreasing"
-        bound = f"D* ≥ {fmt(d_plateau)}"
-        reason = ("the loss keeps falling to the deepest depth tried" if d_plateau == hi_d else
-                  f"the loss falls until D ≈ {fmt(d_plateau)} and no depth beyond is measurably better or worse")
-        reason += f" (no rise detected up to D = {fmt(hi_d)}: rise test p = {test['p_rise']:.3g})"
-    elif rises and i_min == 0:
-        verdict = "monotone increasing"
-        bound = f"D* ≤ {fmt(lo_d)}"
-        reason = f"the shallowest depth tried is best and deeper ones are measurably worse (p = {test['p_rise']:.3g})"
-    else:
-        verdict = "inconclusive"
-        reason = ("no depth is measurably better than another (fall test p = "
-                  f"{test['p_fall']:.3g}, rise test p = {test['p_rise']:.3g}): more seeds or a wider range would help")
-
     data = pd.DataFrame({"depth": depths, "loss": losses})
     if seeds is not None:
         data["seed"] = seeds
@@ -248,6 +220,33 @@ def fit_critical_depth(depths, losses, *, seeds=None, width=None, n_boot=1000, l
         paper_power=paper_critical_depth_power(width) if width is not None else None)
     result.text = critical_depth_text(result)
     return result
+
+
+def _verdict(test, levels, rise, d_plateau, cv0, cv1) -> tuple[str, str, str]:
+    """(verdict, the reason in words, the bound on D* when there is no interior minimum)."""
+    falls, rises = test["p_fall"] < ALPHA, test["p_rise"] < ALPHA
+    lo_d, hi_d, best = float(levels[0]), float(levels[-1]), float(levels[test["i_min"]])
+    if falls and rises and cv1 < cv0:
+        return "U-shaped", (f"the loss falls to its lowest at D ≈ {fmt(best)} and rises by {rise:.3f} nats beyond it "
+                            f"(rise test p = {test['p_rise']:.3g}), and a law that may rise predicts held-out depths "
+                            "better than a monotone saturating one"), ""
+    if falls and rises:
+        return "inconclusive", ("a rise beyond the best depth is significant by the rise test (p = "
+                                f"{test['p_rise']:.3g}), but " + (
+                                    "with fewer than 5 depths no law can be compared out of sample" if len(levels) < 5
+                                    else "a monotone saturating law predicts held-out depths as well as one that "
+                                         "rises: the rise is not a consistent trend (a bump, or one noisy depth)")), ""
+    if falls:
+        reason = ("the loss keeps falling to the deepest depth tried" if d_plateau == hi_d else
+                  f"the loss falls until D ≈ {fmt(d_plateau)} and no depth beyond is measurably better or worse")
+        return "monotone decreasing", (reason + f" (no rise detected up to D = {fmt(hi_d)}: rise test p = "
+                                       f"{test['p_rise']:.3g})"), f"D* ≥ {fmt(d_plateau)}"
+    if rises and test["i_min"] == 0:
+        return "monotone increasing", ("the shallowest depth tried is best and deeper ones are measurably worse "
+                                       f"(p = {test['p_rise']:.3g})"), f"D* ≤ {fmt(lo_d)}"
+    return "inconclusive", ("no depth is measurably better than another (fall test p = "
+                            f"{test['p_fall']:.3g}, rise test p = {test['p_rise']:.3g}): more seeds or a wider range "
+                            "would help"), ""
 
 
 def _saturating_curves(table) -> pd.DataFrame:

@@ -71,51 +71,24 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
         budget = float(np.exp(np.log(C[idx]).mean()))
         row = dict(flops=budget, n_runs=len(idx), min_loss=float(L[idx].min()))
         for name, values in coords.items():
-            x = np.log(values[idx])
-            status = "ok"
-            if len(np.unique(x)) < 3:
-                status = f"fewer than 3 distinct {name} values"
-            else:
-                v = local_vertex(x, L[idx], n_boot=n_boot, level=level, rng=rng)
-                no_min = float(np.mean(~np.isfinite(v["samples"]))) if v["samples"] is not None else 1.0
-                if not v["method"].startswith("parabola"):
-                    status = "not bracketed: the lowest loss is at an end of the sizes tried" if v["method"] == "edge" \
-                        else "no interior minimum (the parabola opens downward or leaves the window)"
-                elif no_min > MAX_NO_MINIMUM:
-                    status = f"{no_min:.0%} of resamples have no interior minimum"
-                else:
-                    row.update({f"opt_{name}": math.exp(v["x"]), f"opt_{name}_low": math.exp(v["low"]),
-                                f"opt_{name}_high": math.exp(v["high"]), f"{name}_no_minimum": no_min})
-                    draws[name].append((budget, v["samples"]))
-                    grid = np.linspace(x.min(), x.max(), 60)
-                    coef = np.polyfit(x - x.mean(), L[idx], 2)
-                    curves.append(pd.DataFrame({"flops": budget, "coordinate": name, "x": np.exp(grid),
-                                                "loss": np.polyval(coef, grid - x.mean())}))
+            optimum, status, curve = _budget_optimum(np.log(values[idx]), L[idx], n_boot, level, rng)
             row[f"{name}_status"] = status
+            if optimum is not None:
+                row.update({f"opt_{name}{k}": v for k, v in optimum.items() if k != "samples"})
+                draws[name].append((budget, optimum["samples"]))
+                curves.append(curve.assign(flops=budget, coordinate=name))
         rows.append(row)
     optima = pd.DataFrame(rows)
     est, ci, ex_rows, notes = {}, {}, [], []
     for name in coords:
-        pts = draws[name]
-        if len(pts) < 2:
-            notes.append(f"{name}: {len(pts)} budget(s) with a bracketed optimum — need 2 for a power law")
+        if len(draws[name]) < 2:
+            notes.append(f"{name}: {len(draws[name])} budget(s) with a bracketed optimum — need 2 for a power law")
             continue
-        lc = np.log([b for b, _ in pts])
-        opt = np.log([optima.loc[optima.flops == b, f"opt_{name}"].iloc[0] for b, _ in pts])
-        slope, log_k = np.polyfit(lc, opt, 1)
-        sample = np.stack([s for _, s in pts])                       # (budgets, resamples), NaN = no minimum
-        usable = np.isfinite(sample).all(axis=0)
-        boot_slopes = np.polyfit(lc, sample[:, usable], 1)[0] if usable.sum() > 10 else np.array([])
-        slope_ci = percentile_ci(boot_slopes, level)
-        if len(pts) >= 3:
-            resid = opt - (log_k + slope * lc)
-            se = math.sqrt(np.sum(resid ** 2) / (len(pts) - 2) / np.sum((lc - lc.mean()) ** 2))
-            t_ci = t_interval(slope, se, len(pts) - 2, level)
-            slope_ci = (min(slope_ci[0], t_ci[0]), max(slope_ci[1], t_ci[1])) if np.isfinite(slope_ci[0]) else t_ci
-        est[f"{name}_exponent"], est[f"{name}_coef"] = float(slope), float(math.exp(log_k))
+        slope, log_k, slope_ci, used = _power_law(draws[name], optima[f"opt_{name}"].dropna(), level)
+        est[f"{name}_exponent"], est[f"{name}_coef"] = slope, math.exp(log_k)
         ci[f"{name}_exponent"] = slope_ci
-        ex_rows.append(dict(coordinate=name, exponent=float(slope), low=slope_ci[0], high=slope_ci[1],
-                            budgets=len(pts), resamples_used=int(usable.sum())))
+        ex_rows.append(dict(coordinate=name, exponent=slope, low=slope_ci[0], high=slope_ci[1],
+                            budgets=len(draws[name]), resamples_used=used))
     if "params_exponent" in est:
         est["tokens_exponent"] = 1 - est["params_exponent"]
         lo, hi = ci["params_exponent"]
@@ -133,3 +106,40 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
     from .verdicts import isoflop_text
     result.text = isoflop_text(result)
     return result
+
+
+def _budget_optimum(x, y, n_boot, level, rng):
+    """The optimum of one budget along one coordinate x (log scale): (dict of the optimum, its interval and
+    its bootstrap draws, or None; a status; the fitted parabola on a grid for charts)."""
+    if len(np.unique(x)) < 3:
+        return None, "fewer than 3 distinct values", None
+    v = local_vertex(x, y, n_boot=n_boot, level=level, rng=rng)
+    if v["method"] == "edge":
+        return None, "not bracketed: the lowest loss is at an end of the sizes tried", None
+    if not v["method"].startswith("parabola"):
+        return None, "no interior minimum (the parabola opens downward or leaves the window)", None
+    if v["no_minimum"] > MAX_NO_MINIMUM:
+        return None, f"{v['no_minimum']:.0%} of resamples have no interior minimum", None
+    grid = np.linspace(x.min(), x.max(), 60)
+    coef = np.polyfit(x - x.mean(), y, 2)
+    optimum = {"": math.exp(v["x"]), "_low": math.exp(v["low"]), "_high": math.exp(v["high"]),
+               "_no_minimum": v["no_minimum"], "samples": v["samples"]}
+    return optimum, "ok", pd.DataFrame({"x": np.exp(grid), "loss": np.polyval(coef, grid - x.mean())})
+
+
+def _power_law(points, optima, level):
+    """x*(C) = k·C^a through the per-budget optima: (a, ln k, a's interval, resamples used). The interval
+    is the wider of the bootstrap one (a line through each resample's per-budget draws; resamples with
+    no minimum at some budget left out) and the t-interval from the optima's scatter (≥ 3 budgets)."""
+    lc = np.log([b for b, _ in points])
+    opt = np.log(optima.to_numpy(float))
+    slope, log_k = np.polyfit(lc, opt, 1)
+    sample = np.stack([s for _, s in points])                     # (budgets, resamples), NaN = no minimum
+    usable = np.isfinite(sample).all(axis=0)
+    slope_ci = percentile_ci(np.polyfit(lc, sample[:, usable], 1)[0] if usable.sum() > 10 else [], level)
+    if len(points) >= 3:
+        resid = opt - (log_k + slope * lc)
+        se = math.sqrt(np.sum(resid ** 2) / (len(points) - 2) / np.sum((lc - lc.mean()) ** 2))
+        t_ci = t_interval(slope, se, len(points) - 2, level)
+        slope_ci = (min(slope_ci[0], t_ci[0]), max(slope_ci[1], t_ci[1])) if np.isfinite(slope_ci[0]) else t_ci
+    return float(slope), float(log_k), slope_ci, int(usable.sum())

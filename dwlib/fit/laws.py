@@ -312,6 +312,17 @@ def _dd_params(X, form, irreducible):
     return pd.DataFrame(out)
 
 
+def _dd_centred(X, names, log_d, log_w, log_t) -> pd.DataFrame:
+    """The ansatz's parameters without built-in trade-offs (see `_chinchilla_centred`): each term's log
+    value at the data's centre, the exponents, ln c and ln D_crit at the mean width."""
+    col = dict(zip(names, X.T))
+    log_n0 = math.log(12.0) + float(np.mean(log_d + 2 * log_w))
+    out = {"N term": col["a"] - col["alpha"] * log_n0, "alpha": col["alpha"],
+           "T term": col["b"] - col["delta"] * log_t.mean(), "delta": col["delta"], "log c": col["log_c"],
+           "log D_crit": col["log_kappa"] + (col["gamma"] * log_w.mean() if "gamma" in col else 0.0)}
+    return pd.DataFrame({**out, **({"gamma": col["gamma"]} if "gamma" in col else {})})
+
+
 def d_crit(params: dict, width, form="power"):
     """D_crit(W) = κ·W^γ (power) or κ·ln W (log) from a parameter dict."""
     width = np.asarray(width, float)
@@ -378,15 +389,7 @@ def fit_depth_width_law(depths, widths, tokens, losses, *, dcrit_form="power", i
     est = {k: float(v) for k, v in _dd_params(theta[None], dcrit_form, irreducible).iloc[0].items()}
     samples = _dd_params(boot, dcrit_form, irreducible) if len(boot) else None
     ci = _ci(samples, est, level)
-    log_n0 = math.log(12.0) + float(np.mean(log_d + 2 * log_w))
-
-    def centred(X):
-        col = dict(zip(names, X.T))
-        out = {"N term": col["a"] - col["alpha"] * log_n0, "alpha": col["alpha"],
-               "T term": col["b"] - col["delta"] * log_t.mean(), "delta": col["delta"], "log c": col["log_c"],
-               "log D_crit": col["log_kappa"] + (col["gamma"] * log_w.mean() if "gamma" in col else 0.0)}
-        return pd.DataFrame({**out, **({"gamma": col["gamma"]} if "gamma" in col else {})})
-
+    centred = lambda X: _dd_centred(X, names, log_d, log_w, log_t)
     health = design + _health(est, ci, exponents={"alpha": "N", "delta": "T", **({"gamma": "D"} if dcrit_form == "power" else {})},
                      scales={"c": "D", "kappa": "D", **({"E": "E"} if irreducible else {})},
                      centred=centred(boot) if len(boot) else None, polished=(centred(xs).to_numpy(), fs),

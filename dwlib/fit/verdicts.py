@@ -20,7 +20,7 @@ def regime_sentence(regime: dict) -> str:
     tpp = regime.get("tokens_per_param")
     if tpp:
         lo, hi = tpp
-        parts.append(f"Regime: {fmt(lo)}–{fmt(hi)} tokens per non-embedding parameter")
+        parts.append(f"Regime: {lo:.2g}–{hi:.2g} tokens per non-embedding parameter")
         if hi < CHINCHILLA_TOKENS_PER_PARAM:
             parts[-1] += (f", below the ≈ {CHINCHILLA_TOKENS_PER_PARAM:g} of compute-optimal training: these models "
                           "are under-trained, and a comparison between them measures how fast each shape learns "
@@ -135,7 +135,7 @@ def isoflop_text(r) -> str:
         parts.append(f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((lo, hi))})")
     if parts:
         text += " " + "; ".join(parts) + "."
-    if r.notes:
+    if r.notes and r.identified:
         text += " " + "; ".join(r.notes) + "."
     if not r.identified:
         text += " **Not identified** — " + "; ".join(r.health) + ". Nothing here is compared with the paper."
@@ -186,3 +186,22 @@ def fair_depth_text(fits: dict) -> str:
         head = "**Undecided**: at least one fair sweep cannot tell a minimum from a trend — more seeds or depths would decide it."
     return (head + " The critical depth of the fixed-lr sweep " + "; ".join(f"under {k} {v}" for k, v in outcome.items())
             + f". {detail}{caveat}")
+
+
+def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None) -> str:
+    """02's learning-rate check: `gap` is `compare_losses(loss at depths[0], loss at depths[1])`, each
+    depth at its own best learning rate `lrs` {depth: lr} chosen on `tuning_seeds` and scored on other
+    seeds; `rise` is the fixed-lr rise between the two depths (nats) for comparison."""
+    a, b = depths
+    lo, hi = gap.ci["gap"]
+    chosen = ", ".join(f"{lrs[d]:.3g} at D = {d}" for d in depths)
+    head = (f"With each depth at its own best learning rate ({chosen}; chosen on seeds "
+            f"{', '.join(map(str, tuning_seeds))}, scored on others), D = {b} minus D = {a} is {gap.params['gap']:+.4f} "
+            f"nats ({gap.level:.0%} CI {lo:+.4f} to {hi:+.4f}, {gap.method})")
+    fixed = f" against {rise:+.4f} at the fixed learning rate" if rise is not None else ""
+    if lo > 0:
+        return head + fixed + f": **the deeper model is still worse** — the rise survives a better learning rate."
+    if hi < 0:
+        return head + fixed + f": **the deeper model is now better** — at the fixed learning rate depth was handicapped."
+    return head + fixed + (": **no measurable difference** — with a tuned learning rate the rise beyond the best "
+                           "depth is not there at this precision.")
