@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import threading
 import time
 import warnings
@@ -90,6 +91,24 @@ def descends_from_us(pid):
     return False
 
 
+def hold_at(step, key=None):
+    """A worker setup hook: the run `key` (any run if None) stays at its checkpoint of `step` after saving
+    it, until killed or cancelled, so the test acts on a known state instead of racing the run's speed.
+    A resumed run saves later steps only, so it is not held again."""
+    def hook():
+        import time
+        import dwlib.train
+        save = dwlib.train.save_checkpoint
+
+        def held(location, run_key, model, optimizer, state):
+            save(location, run_key, model, optimizer, state)
+            if state["step"] == step and key in (None, run_key):
+                time.sleep(3600)
+
+        dwlib.train.save_checkpoint = held
+    return hook
+
+
 def test_a_two_node_sweep_stores_every_run_once_and_workers_never_open_sqlite_or_the_corpus(
         ray_cluster, corpus, tmp_path):
     def no_store_no_corpus():   # runs first in every worker process of this job, on both nodes
@@ -157,25 +176,25 @@ def test_a_two_node_sweep_stores_every_run_once_and_workers_never_open_sqlite_or
 
 
 def test_a_worker_killed_mid_run_is_resubmitted_and_resumes_from_its_checkpoint(ray_cluster, corpus, tmp_path):
-    connect(ray_cluster)
     tiny = dict(TINY, corpus=corpus)
-    long, short = sweep.make_pair(depth=2, width=32, steps=1500, **tiny), sweep.make_pair(depth=1, width=32, steps=30, **tiny)
+    long, short = sweep.make_pair(depth=2, width=32, steps=60, **tiny), sweep.make_pair(depth=1, width=32, steps=30, **tiny)
+    key = sweep.key_for(*long)
+    connect(ray_cluster, runtime_env={"worker_process_setup_hook": hold_at(20, key)})
     store = Store(tmp_path / "runs.sqlite")
     checkpoints = (tmp_path / "ckpt").as_uri()
-    key = sweep.key_for(*long)
     location = sweep.checkpoint_location(store, key, checkpoints)
     result = {}
     thread = threading.Thread(target=lambda: result.update(frame=sweep.run_sweep(
         [long, short], store=store, executor="ray", progress=False, gpus_per_run=0, checkpoint_dir=checkpoints)))
     thread.start()
+    pids = []
     try:
         deadline = time.monotonic() + 180
-        while sweep.checkpoint_step(location) < 20:
-            assert thread.is_alive() and time.monotonic() < deadline, "the long run never checkpointed"
+        while not (sweep.checkpoint_step(location) == 20 and pids):   # held there: see hold_at
+            assert thread.is_alive() and time.monotonic() < deadline, "the long run never reached step 20"
+            pids = [pid for pid, title in ray_tasks().items() if title == f"ray::dwlib-{key[:10]}"]
             time.sleep(0.02)
-        pids = [pid for pid, title in ray_tasks().items() if title == f"ray::dwlib-{key[:10]}"]
         assert len(pids) == 1
-        killed_at = sweep.checkpoint_step(location)    # before the kill: checkpoints only move forward
         os.kill(pids[0], signal.SIGKILL)                 # as the OOM killer or a lost node would
     finally:
         thread.join(timeout=300)
@@ -183,11 +202,11 @@ def test_a_worker_killed_mid_run_is_resubmitted_and_resumes_from_its_checkpoint(
     frame = result["frame"]
     assert frame["status"].tolist() == ["complete", "complete"] and len(store.keys()) == 2
     record = store.get(key)["result"]
-    # Ray resubmitted the task; it resumed from the checkpoint it found, not from step 0, under one claim
-    assert 20 <= killed_at <= record["resumed_from_step"] < 1500 and record["steps"] == 1500
+    # Ray resubmitted the task; it resumed from the checkpoint, not from step 0, under the driver's one claim
+    assert record["resumed_from_step"] == 20 and record["steps"] == 60
     assert store.get(key)["attempts"] == 1 and sweep.checkpoint_step(location) == 0
-    print(f"\nkilled worker pid {pids[0]} at checkpoint step {killed_at}; the resubmitted task resumed from step "
-          f"{record['resumed_from_step']}; {len(store.keys())} runs stored")
+    print(f"\nkilled worker pid {pids[0]} holding the checkpoint of step 20; the resubmitted task resumed from "
+          f"step {record['resumed_from_step']}; {len(store.keys())} runs stored")
 
 
 def test_fractional_gpus_pack_runs_on_one_gpu(ray_cluster, corpus, tmp_path):
@@ -232,24 +251,51 @@ def test_fractional_gpus_pack_runs_on_one_gpu(ray_cluster, corpus, tmp_path):
     assert any(w.startswith("checkpoints go beside the store") for w in result["warnings"])
 
 
+DRIVER = textwrap.dedent("""
+    import sys
+    import ray
+    from dwlib.__main__ import main
+
+    def hold():   # in every worker: a run stays at its checkpoint of step 100 (the first one) until stopped
+        import time
+        import dwlib.train
+        save = dwlib.train.save_checkpoint
+
+        def held(location, key, model, optimizer, state):
+            save(location, key, model, optimizer, state)
+            if state["step"] == 100:
+                time.sleep(3600)
+
+        dwlib.train.save_checkpoint = held
+
+    ray.init(address=sys.argv[1], log_to_driver=False, runtime_env={"worker_process_setup_hook": hold})
+    sys.exit(main(sys.argv[2:]))   # the command line, on the Ray connection made above
+""")
+
+
 def test_driver_interrupted_with_sigint_then_two_reruns_train_only_what_is_missing_once(ray_cluster, corpus, tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     checkpoints = (tmp_path / "ckpt").as_uri()
-    argv = [sys.executable, "-m", "dwlib", "sweep", "--executor", "ray", "--ray-address", ray_cluster.address,
-            "--gpus-per-run", "0", "--checkpoint-dir", checkpoints, "--store", str(store.path), "--quiet",
-            "--depths", "1", "--widths", "32", "--vary", "steps=30,3000", "--context", "32", "--head-dim", "16",
-            "--batch-size", "4", "--eval-every", "10", "--eval-batches", "2", "--corpus", corpus, "--device", "cpu"]
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    # a 30-step run and a 200-step one, which checkpoints at step 100 (the default checkpoint_every) and is
+    # held there
+    argv = [sys.executable, str(driver), ray_cluster.address, "sweep", "--executor", "ray", "--gpus-per-run", "0",
+            "--checkpoint-dir", checkpoints, "--store", str(store.path), "--quiet", "--depths", "1", "--widths", "32",
+            "--vary", "steps=30,200", "--context", "32", "--head-dim", "16", "--batch-size", "4", "--eval-every", "10",
+            "--eval-batches", "2", "--corpus", corpus, "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
-        while True:   # interrupt once the short run is stored and the long one has checkpointed
+        while True:   # interrupt once the short run is stored and the long one holds at its checkpoint
             assert proc.poll() is None, f"the sweep ended before it could be interrupted:\n{proc.stderr.read()}"
-            assert time.monotonic() < deadline, "the runs never got going"
+            assert time.monotonic() < deadline, "the runs never got there"
             frame = store.runs_frame() if store.keys() else None
             if frame is not None and len(frame) == 2 and "complete" in set(frame["status"]):
-                long_key = frame.loc[frame["steps"] == 3000, "run_key"].item()
-                if sweep.checkpoint_step(sweep.checkpoint_location(store, long_key, checkpoints)) >= 20:
+                long_key = frame.loc[frame["steps"] == 200, "run_key"].item()
+                location = sweep.checkpoint_location(store, long_key, checkpoints)
+                if sweep.checkpoint_step(location) == 100:
                     break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -260,9 +306,7 @@ def test_driver_interrupted_with_sigint_then_two_reruns_train_only_what_is_missi
             proc.wait()
     assert proc.returncode == 130 and "interrupted" in err
     before = store.runs_frame().set_index("steps")
-    assert before.loc[30, "status"] == "complete" and before.loc[3000, "status"] == "interrupted"
-    location = sweep.checkpoint_location(store, long_key, checkpoints)
-    saved_at = sweep.checkpoint_step(location)
+    assert before.loc[30, "status"] == "complete" and before.loc[200, "status"] == "interrupted"
 
     # rerun by two drivers at once on the one store: one trains what is missing, the other waits for it
     reruns = [subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -275,7 +319,7 @@ def test_driver_interrupted_with_sigint_then_two_reruns_train_only_what_is_missi
     # one of the two drivers only (one claim each: the first driver's and one rerun's)
     assert after.loc[30, "updated"] == before.loc[30, "updated"] and after.loc[30, "attempts"] == 1
     resumed = store.get(long_key)["result"]["resumed_from_step"]
-    assert after.loc[3000, "attempts"] == 2 and 20 <= saved_at <= resumed < 3000
+    assert after.loc[200, "attempts"] == 2 and resumed == 100
     print(f"\nSIGINT: driver exit code {proc.returncode}; two drivers rerunning at once trained only the "
           f"interrupted run, once, from step {resumed}; {len(store.keys())} runs stored")
 
