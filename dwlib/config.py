@@ -199,8 +199,9 @@ def _choice(name, value, options):
 # Accounting
 # ---------------------------------------------------------------------------------------------
 
-def block_params(cfg: ModelConfig) -> int:
-    """Parameters of one transformer block (attention + MLP + its two norms + gates)."""
+def block_parts(cfg: ModelConfig) -> dict:
+    """Parameters of one transformer block by part: attention and MLP (weights and biases), and the
+    norm gains with the residual gates."""
     w, h = cfg.width, cfg.hidden
     attn = 4 * w * w + (4 * w if cfg.bias else 0)
     if cfg.mlp == "swiglu":
@@ -209,7 +210,12 @@ def block_params(cfg: ModelConfig) -> int:
         mlp = 2 * w * h + ((h + w) if cfg.bias else 0)
     norms = 2 * w * (2 if cfg.norm == "layernorm" and cfg.bias else 1)
     gates = 2 if cfg.residual_scale == "rezero" else 0
-    return attn + mlp + norms + gates
+    return dict(attention=attn, mlp=mlp, norms=norms + gates)
+
+
+def block_params(cfg: ModelConfig) -> int:
+    """Parameters of one transformer block (attention + MLP + its two norms + gates)."""
+    return sum(block_parts(cfg).values())
 
 
 def non_embedding_params(cfg: ModelConfig) -> int:
@@ -246,6 +252,22 @@ def flops_per_token_with_head(cfg: ModelConfig) -> float:
     """Training FLOPs per token including the output projection (6·W·V): what the hardware does,
     used for MFU. For tiny models with large vocabularies the head dominates."""
     return flops_per_token(cfg) + 6.0 * cfg.width * cfg.vocab_size
+
+
+def breakdown(cfg: ModelConfig) -> dict:
+    """Where a shape's parameters and training FLOPs per token go, part by part: `params` sums to
+    `count_params`, `flops` to `flops_per_token` (6N + 6·L·T·W, the FLOPs every budget counts), and
+    `head_flops` is the output head's 6·W·V, which budgets leave out (as Kaplan does)."""
+    block, L, W = block_parts(cfg), cfg.layers, cfg.width
+    params = {"attention matrices": cfg.depth * block["attention"], "MLP matrices": cfg.depth * block["mlp"]}
+    params["norm gains"] = non_embedding_params(cfg) - sum(params.values())
+    params["token embedding"] = cfg.vocab_size * W
+    if not cfg.tie_embeddings:
+        params["output head"] = cfg.vocab_size * W
+    flops = {"attention matrices": 6.0 * L * block["attention"], "MLP matrices": 6.0 * L * block["mlp"],
+             "attention over context": 6.0 * L * cfg.context * W}
+    flops["norm gains"] = flops_per_token(cfg) - sum(flops.values())
+    return dict(params=params, flops=flops, head_flops=flops_per_token_with_head(cfg) - flops_per_token(cfg))
 
 
 def tokens_for_flops(cfg: ModelConfig, flops: float) -> float:

@@ -59,14 +59,19 @@ class Session:
         return presets.design(self.settings)
 
     def show_design(self, pairs):
-        """Display the design — one row per distinct shape, with its seeds — and its predicted cost."""
+        """Display the design — one row per distinct shape with its runs, seeds (as ranges: "0–2") and,
+        when they vary, learning rates — and its predicted cost."""
         from IPython.display import display
         from .sweep import design_frame
         frame = design_frame(pairs)
         keys = [c for c in ("depth", "width", "heads", "params", "non_embedding_params", "flops_per_token",
                             "steps", "tokens", "flops") if c in frame]
-        table = frame.groupby(keys, sort=False, dropna=False)["seed"].apply(
-            lambda s: ", ".join(map(str, sorted(s)))).reset_index(name="seeds")
+        groups = frame.groupby(keys, sort=False, dropna=False)
+        table = groups.size().reset_index(name="runs")
+        table["seeds"] = groups["seed"].apply(_ranges).to_numpy()
+        if frame["lr"].nunique() > 1:
+            table["lrs"] = groups["lr"].apply(lambda s: f"{s.nunique()} ({s.min():g}–{s.max():g})"
+                                              if s.nunique() > 1 else f"{s.iloc[0]:g}").to_numpy()
         cost = presets.design_cost(pairs)
         display(table)
         device = "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
@@ -167,6 +172,17 @@ def _minutes(m: float) -> str:
     if m < 120:
         return f"{m:.0f} min"
     return f"{m / 60:.1f} h"
+
+
+def _ranges(values) -> str:
+    """Distinct integers as ranges, e.g. seeds [0, 0, 1, 2, 5, 1] → "0–2, 5"."""
+    parts, values = [], sorted(set(int(v) for v in values))
+    start = values[0]
+    for prev, v in zip(values, values[1:] + [None]):
+        if v is None or v != prev + 1:     # a range ends at prev
+            parts.append(f"{start}" if start == prev else f"{start}–{prev}")
+            start = v
+    return ", ".join(parts)
 
 
 def _plain(v):
