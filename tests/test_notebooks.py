@@ -7,7 +7,9 @@ Each notebook gets the stdlib corpus, one torch thread and a store and output fo
 written to outputs/notebook_times.json. Not marked slow: CI must run them, so the smoke preset keeps each
 one near a minute on 2 cores.
 """
+import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -125,12 +127,17 @@ def test_race_times_each_run_from_its_own_record(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_CHARTS))
-def test_notebook_runs_under_papermill(name, shared):
+def test_notebook_runs_under_papermill(name, shared, capfd):
     out = shared / name
     started = time.perf_counter()
+    status = io.StringIO()       # the runner's progress lines, as `make run` shows them (not a tty: one per run)
     result = notebooks.execute(name, dict(preset="smoke", corpus="stdlib", store_path=str(shared / "runs.sqlite"),
-                                          output_dir=str(out)))
+                                          output_dir=str(out)), progress=status)
     seconds = time.perf_counter() - started
+    assert "without encryption" not in capfd.readouterr().err    # the kernel talks over IPC: no TCP warning
+    if name == "02_baseline_sweep":     # the sweep wrote its progress file and the runner read it
+        total = len(presets.design(presets.settings(name, "smoke")))
+        assert f"02_baseline_sweep · runs {total}/{total} · " in status.getvalue(), status.getvalue()
     TIMES[name] = round(seconds, 1)
     print(f"\n{name}: {seconds:.1f} s under papermill (smoke)")
     _record_times()
@@ -150,6 +157,21 @@ def test_notebook_runs_under_papermill(name, shared):
     assert manifest["preset"] == "smoke" and set(EXPECTED_CHARTS[name]) <= set(manifest["charts"])
     # every prose sentence from nb.say is Markdown built from the run: at least one per notebook
     assert any("text/markdown" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_status_line_reads_the_progress_file(tmp_path):
+    state = dict(notebook="02_baseline_sweep", done=3, total=12, elapsed=50.0, remaining=200.0, time=time.time(),
+                 current=["D=8 W=64 seed 1", "D=12 W=64 seed 0"])
+    (tmp_path / "progress.json").write_text(json.dumps(state))
+    stream = io.StringIO()
+    line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
+    line.stop()                                      # not a terminal: prints the last state once
+    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · now D=8 W=64 seed 1, D=12 W=64 seed 0 · 0m0\ds elapsed · "
+                        r"about 3m[12]\ds left in this sweep\n", stream.getvalue()), stream.getvalue()
+    (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
+    finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
+    finished.stop()
+    assert stream.getvalue().splitlines()[-1].startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done")
 
 
 def _record_times():
