@@ -21,6 +21,14 @@ import pandas as pd
 from . import fit
 from .config import paper_critical_depth, paper_critical_depth_power
 
+@alt.theme.register("dwlib", enable=True)
+def _theme():
+    """altair's default look with room at the right edge: vl-convert sizes a chart with narrower text
+    than a browser's sans-serif, so in JupyterLab legends at the right edge were clipped ("D=2 W=12")."""
+    return alt.theme.ThemeConfig(config={"view": {"continuousWidth": 300, "continuousHeight": 300},
+                                         "padding": {"left": 5, "top": 5, "right": 36, "bottom": 5}})
+
+
 FIT_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"
 REFERENCE_COLOR = "#7f7f7f"
@@ -558,8 +566,11 @@ def budget_breakdown_chart(cfg) -> alt.VConcatChart:
     budgets count); the output head's 6·W·V FLOPs, which budgets leave out, are named separately."""
     from .config import breakdown
     parts = breakdown(cfg)
+    # legend below, titles from the left: in a browser (wider fonts than vl-convert measures) text at the
+    # chart's edges was clipped
     color = alt.Color("part:N", title=None, scale=alt.Scale(domain=list(BREAKDOWN_COLORS),
-                                                            range=list(BREAKDOWN_COLORS.values())))
+                                                            range=list(BREAKDOWN_COLORS.values())),
+                      legend=alt.Legend(orient="bottom", columns=3, columnPadding=28, labelLimit=220))
 
     def bar(counts, title):
         frame = pd.DataFrame({"part": list(counts), "count": list(counts.values())})
@@ -567,15 +578,16 @@ def budget_breakdown_chart(cfg) -> alt.VConcatChart:
         return alt.Chart(frame).mark_bar().encode(
             x=alt.X("sum(count):Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
             color=color, order=alt.Order("order:Q"), tooltip=["part", alt.Tooltip("count:Q", format=",.0f")],
-        ).properties(width=300, height=40, title=title)
+        ).properties(width=WIDTH, height=40, title=title)
 
     flops = sum(parts["flops"].values())
     return alt.vconcat(
-        bar(parts["params"], f"parameters: {sum(parts['params'].values()):,}"),
-        bar(parts["flops"], alt.TitleParams(f"training FLOPs per token (6N + 6·D·T·W): {flops:,.0f}",
+        bar(parts["params"], alt.TitleParams(f"parameters: {sum(parts['params'].values()):,}", anchor="start")),
+        bar(parts["flops"], alt.TitleParams(f"training FLOPs per token (6N + 6·D·T·W): {flops:,.0f}", anchor="start",
                                             subtitle=f"the output head adds {parts['head_flops']:,.0f} "
                                                      f"(6·W·V, not counted in budgets)")),
-    ).properties(title=f"D = {cfg.depth}, W = {cfg.width}, context {cfg.context}, vocab {cfg.vocab_size:,}")
+    ).properties(title=alt.TitleParams(f"D = {cfg.depth}, W = {cfg.width}, context {cfg.context}, "
+                                       f"vocab {cfg.vocab_size:,}", anchor="start"))
 
 
 def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
@@ -593,7 +605,9 @@ def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
     line = alt.Chart(frame).mark_line(color="#c7c7c7").encode(x=x, y=y)
     points = alt.Chart(frame).mark_circle(size=60, opacity=1).encode(
         x=x, y=y, tooltip=["layer", alt.Tooltip("relative_norm:Q", format=".3g")],
-        color=alt.Color("within one τ:N", scale=alt.Scale(domain=["yes", "no"], range=[FIT_COLOR, "#9a9a9a"])))
+        color=alt.Color("within one τ:N", scale=alt.Scale(domain=["yes", "no"], range=[FIT_COLOR, "#9a9a9a"]),
+                        legend=alt.Legend(orient="top-left", fillColor="white", padding=4)))
+    # the legend sits in an empty corner: at the right edge a browser's wider font clipped its title
     layers = [line, points] if depth > 1 else [points]   # a line through one point draws nothing
     return alt.layer(*layers).properties(width=WIDTH, height=220, title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
 

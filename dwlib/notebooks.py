@@ -8,7 +8,8 @@ Inside a notebook (after its papermill parameters cell):
     runs = nb.run(pairs)           # train what the store lacks (tqdm progress), the frame of those runs
     nb.figure(chart, "loss_vs_depth")   # display a chart and save it as PNG + SVG under the output dir
     nb.say(f"D* = {…}")            # a Markdown sentence whose numbers come from this run
-    nb.finish()                    # manifest.json: charts written, settings, wall time
+    nb.verdict(f"…")               # a conclusion: shown like say, and listed in the report's index
+    nb.finish()                    # manifest.json: charts written, verdicts, settings, wall time
 
 From a shell (papermill needs .ipynb, so the runner converts the jupytext source in memory):
 
@@ -49,6 +50,7 @@ class Session:
         self.store = Store(s.store_path)
         s.output_dir.mkdir(parents=True, exist_ok=True)
         self.charts: list[str] = []
+        self.verdicts: list[str] = []
         self.started = time.perf_counter()
 
     def __getattr__(self, name):
@@ -170,6 +172,12 @@ class Session:
         from IPython.display import Markdown, display
         display(Markdown(text))
 
+    def verdict(self, text: str):
+        """Display a conclusion of this run (Markdown) and record it for manifest.json's `verdicts`, which
+        the report's index lists (`python -m dwlib.report`)."""
+        self.verdicts.append(text)
+        self.say(text)
+
     @staticmethod
     def attempt(fn, *args, **kwargs):
         """(fn(*args, **kwargs), None), or (None, the reason) when the fitter refuses the data with a
@@ -180,10 +188,11 @@ class Session:
             return None, str(err)
 
     def finish(self) -> dict:
-        """Write <output_dir>/manifest.json (charts, settings, wall time) and say where outputs are."""
+        """Write <output_dir>/manifest.json (charts, verdicts, settings, wall time) and say where outputs are."""
         seconds = time.perf_counter() - self.started
         s = self.settings
-        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, wall_seconds=seconds,
+        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, verdicts=self.verdicts,
+                        wall_seconds=seconds,
                         store=str(s.store_path), output_dir=str(s.output_dir),
                         settings={k: _plain(v) for k, v in vars(s).items()})
         (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))

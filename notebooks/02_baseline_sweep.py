@@ -146,7 +146,7 @@ def verdict_sentence(width, r):
             f"monotone trend. More seeds or a wider depth range would decide it.")
 
 for width, r in fits.items():
-    nb.say(verdict_sentence(width, r) if r else f"At W = {width} there were too few finished runs to fit.")
+    nb.verdict(verdict_sentence(width, r) if r else f"At W = {width} there were too few finished runs to fit.")
 
 # %% [markdown]
 # ## D\*(T): does the optimum move as training goes on?

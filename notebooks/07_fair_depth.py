@@ -313,7 +313,7 @@ if a is None:
 elif a.verdict == "monotone increasing":
     shallowest = a.extra["depth_range"][0]
     moved = {k: r for k, r in fair.items() if r is not None}
-    nb.say(f"**At one fixed learning rate the loss rises from the shallowest depth tried**: the critical depth of "
+    nb.verdict(f"**At one fixed learning rate the loss rises from the shallowest depth tried**: the critical depth of "
            f"(a) is at or below D = {shallowest:g}, far below the paper's 2.43·ln W = {a.extra['paper_d_crit_log']:.1f}. "
            "With a fair learning rate the fitted minimum lies at "
            + "; ".join(f"D\\* = {r.params['d_star']:.1f} ({r.ci['d_star'][0]:.1f}–{r.ci['d_star'][1]:.1f}) under {k}"
@@ -326,7 +326,7 @@ elif a.verdict == "monotone increasing":
            + " Read it with the intervals above: with few seeds and a short budget these are statements about "
              "this run, not about the paper's scale.")
 elif a.verdict != "U-shaped":
-    nb.say(f"**Nothing to explain away at this scale**: the paper-style sweep (a) is itself {a.verdict}, so "
+    nb.verdict(f"**Nothing to explain away at this scale**: the paper-style sweep (a) is itself {a.verdict}, so "
            "there is no critical depth here whose survival a fair learning rate could test. A larger budget, "
            "more seeds or deeper models would be needed.")
 else:
@@ -344,7 +344,7 @@ else:
     else:
         head = ("**Undecided**: (a) is U-shaped, but at least one fair sweep cannot tell a minimum from a trend "
                 "— more seeds or depths would decide it.")
-    nb.say(head + " In detail, the critical depth of (a) "
+    nb.verdict(head + " In detail, the critical depth of (a) "
            + "; ".join(f"under {k} {o}" for k, o in outcomes.items())
            + ". Read it with the intervals above: with few seeds and a short budget these are statements about "
              "this run, not about the paper's scale.")

@@ -96,12 +96,15 @@ def visible(kind: str, extent: tuple[float, float]) -> bool:
 def invisible_marks(svg: str) -> list[str]:
     """Problems with a chart's marks, empty when every non-empty mark layer draws at least one item of
     non-zero size and the chart draws something: e.g. ['mark-rect: 0 of 24 items have a non-zero size']."""
-    groups = mark_groups(svg)
-    problems = []
-    for kind, extents in groups:
-        shown = sum(visible(kind, e) for e in extents)
-        if extents and not shown:
-            problems.append(f"mark-{kind}: 0 of {len(extents)} items have a non-zero size")
-    if not any(visible(kind, e) for kind, extents in groups for e in extents):
-        problems.append(f"no visible mark at all ({len(groups)} mark layers)")
+    return layer_problems([(kind, len(extents), sum(visible(kind, e) for e in extents))
+                           for kind, extents in mark_groups(svg)])
+
+
+def layer_problems(layers) -> list[str]:
+    """The same verdict from (mark type, items, items of non-zero size) per mark layer — what the browser
+    tests measure with getBBox() in the rendered page."""
+    problems = [f"mark-{kind}: 0 of {items} items have a non-zero size" for kind, items, shown in layers
+                if items and not shown]
+    if not any(shown for _, _, shown in layers):
+        problems.append(f"no visible mark at all ({len(layers)} mark layers)")
     return problems
