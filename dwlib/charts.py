@@ -85,6 +85,13 @@ def _seed_caption(counts) -> str | None:
     return None
 
 
+def _drawable(frame: pd.DataFrame, by: str, columns=("low", "high")) -> pd.DataFrame:
+    """The rows of `frame` a band or line can draw: finite `columns`, in series (`by`) of two or more
+    points. A NaN band or a one-point line would be an invisible mark."""
+    frame = frame.dropna(subset=list(columns))
+    return frame[frame.groupby(by)[list(columns)[0]].transform("size") > 1]
+
+
 def _titled(text: str, subtitle: str | None):
     return alt.TitleParams(text, subtitle=subtitle) if subtitle else text
 
@@ -141,7 +148,7 @@ def critical_depth_chart(result: fit.FitResult) -> alt.LayerChart:
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), tooltip=list(data.columns))
     means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
         x=x, y=alt.Y("mean:Q", scale=y_scale, title="loss"), tooltip=["depth", "mean", "sem", "count"])
-    bars = alt.Chart(stats).mark_errorbar(color="black").encode(
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar(color="black").encode(   # one run: no bar
         x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q")
     star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
     ci_rect = alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q")
@@ -238,10 +245,10 @@ def chinchilla_chart(result: fit.FitResult) -> alt.HConcatChart:
     data["log10_flops"] = np.log10(data["flops"])
     curve["log10_flops"] = np.log10(curve["flops"])
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
-    curve = curve[curve["loss"] <= data["loss"].max() * 1.05]     # isoFLOP lines only where there are data
+    curve = _drawable(curve[curve["loss"] <= data["loss"].max() * 1.05], "flops", ["loss"])   # where data are
     y_scale = _log()
     color = alt.Color("log10_flops:Q", title="log10 FLOPs", scale=alt.Scale(scheme="viridis"))
-    band = alt.Chart(curve).mark_area(opacity=0.2).encode(
+    band = alt.Chart(_drawable(curve, "flops")).mark_area(opacity=0.2).encode(
         x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="flops:Q")
     line = alt.Chart(curve).mark_line().encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, detail="flops:Q")
@@ -286,15 +293,15 @@ def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
     if repeats:
         data["series"] += " @T=" + data["tokens"].map(lambda t: f"{t:.3g}")
     data = data.sort_values(["series", "depth"])
-    x = alt.X("depth:Q", scale=_log(), title="depth D")
+    x = alt.X("depth:Q", scale=_padded(data["depth"]), axis=_integer_axis(data["depth"], "depth D"))
     y_scale = alt.Scale(zero=False)
     color = alt.Color("width:O", title="width W", scale=alt.Scale(scheme="viridis"))
     layers = []
     if "low" in data.columns:
-        layers.append(alt.Chart(data).mark_area(opacity=0.15).encode(
+        layers.append(alt.Chart(_drawable(data, "series")).mark_area(opacity=0.15).encode(
             x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="series:N"))
-    layers.append(alt.Chart(data).mark_line().encode(x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"),
-                                                     color=color, detail="series:N"))
+    layers.append(alt.Chart(_drawable(data, "series", ["fitted"])).mark_line().encode(
+        x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"), color=color, detail="series:N"))
     layers.append(alt.Chart(data).mark_point(filled=True).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(result.data.columns)))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=f"fitted law, R² = {result.r2:.3f}")
@@ -317,7 +324,8 @@ def depth_width_law_chart(result: fit.FitResult) -> alt.HConcatChart:
     yd = alt.Y("d_crit:Q", scale=_log(), title="critical depth D_crit")
     right_layers = []
     if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2,
+                                                                                   color=FIT_COLOR).encode(
             x=xw, y=alt.Y("low:Q", scale=_log(), title="critical depth D_crit"), y2="high:Q"))
     right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd))
     labels = list(dict.fromkeys(refs["label"]))
@@ -477,7 +485,7 @@ def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss
     line = alt.Chart(stats).mark_line(point=True).encode(
         x=xe, y=alt.Y("mean:Q", scale=y_scale, title=y_title), color=enc_color,
         tooltip=[x, *by, "mean", "low", "high", "count"])
-    bars = alt.Chart(stats).mark_errorbar().encode(
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar().encode(    # one seed: no interval to draw
         x=xe, y=alt.Y("low:Q", scale=y_scale, title=y_title), y2="high:Q", color=enc_color)
     title = title or f"{y_title} vs {x} (mean, 95% CI over seeds)"
     return alt.layer(points, bars, line).properties(width=WIDTH, height=HEIGHT,
@@ -533,7 +541,8 @@ def loss_gap_chart(runs: pd.DataFrame, gap: dict, *, loss: str = "val_loss") -> 
     points = alt.Chart(frame).mark_circle(size=45, opacity=0.6, color="black").encode(
         x=alt.X(f"{loss}:Q", scale=x_scale, title=loss.replace("_", " ")), y=y,
         tooltip=["run_id", "depth", "width", "seed", "params", "tokens", "flops", loss])
-    bars = alt.Chart(stats).mark_rule(strokeWidth=3, color=FIT_COLOR).encode(x="low:Q", x2="high:Q", y=y)
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_rule(strokeWidth=3, color=FIT_COLOR).encode(
+        x="low:Q", x2="high:Q", y=y)
     means = alt.Chart(stats).mark_tick(thickness=3, size=22, color=FIT_COLOR).encode(x="mean:Q", y=y)
     lo, hi = gap["ci"]
     title = f"gap (second − first) = {gap['gap']:+.4f} nats, 95% CI [{lo:+.4f}, {hi:+.4f}]"
@@ -731,7 +740,7 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
             b["best_loss"] = b["best_loss"].clip(upper=y_max)
             b["lr_low"] = b["lr_low"].fillna(b["best_lr"])
             b["lr_high"] = b["lr_high"].fillna(b["best_lr"])
-            layers.append(alt.Chart(b).mark_rule(strokeWidth=2).encode(
+            layers.append(alt.Chart(b[b["lr_high"] > b["lr_low"]]).mark_rule(strokeWidth=2).encode(
                 x="lr_low:Q", x2="lr_high:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color))
             layers.append(alt.Chart(b).mark_point(shape="diamond", size=90, filled=True).encode(
                 x="best_lr:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color,
@@ -758,8 +767,8 @@ def best_lr_chart(best: pd.DataFrame, *, over: str = "width") -> alt.LayerChart:
     y = alt.Y("best_lr:Q", scale=_log(), title="best learning rate")
     color = _parametrization_color(frame["parametrization"])
     line = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color)
-    bars = alt.Chart(frame).mark_errorbar().encode(x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"),
-                                                   y2="lr_high:Q", color=color)
+    bars = alt.Chart(frame[frame["lr_high"] > frame["lr_low"]]).mark_errorbar().encode(   # bounds: no bar
+        x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"), y2="lr_high:Q", color=color)
     tooltip = ["parametrization", "depth", "width", alt.Tooltip("best_lr:Q", format=".3g"),
                alt.Tooltip("lr_low:Q", format=".3g"), alt.Tooltip("lr_high:Q", format=".3g"), "estimate"]
     interior = alt.Chart(frame[~frame["at_edge"].astype(bool)]).mark_point(size=60, filled=True).encode(

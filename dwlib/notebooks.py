@@ -126,12 +126,10 @@ class Session:
                 done.add(i)
                 trained_cost += cost[i] if outcome["how"] == "trained" else 0.0
             left = [j for j in range(len(pairs)) if j not in done]
-            elapsed = time.time() - started
             # measured seconds per predicted second once a run has trained; the cost model before
-            pace = elapsed / trained_cost if trained_cost else 1.0 / workers
-            state = dict(notebook=self.notebook, done=len(done), total=len(pairs), elapsed=elapsed,
-                         remaining=pace * sum(cost[j] for j in left), time=time.time(),
-                         current=[_label(*pairs[j]) for j in left[:workers]])
+            pace = (time.time() - started) / trained_cost if trained_cost else 1.0 / workers
+            state = dict(done=len(done), total=len(pairs), remaining=pace * sum(cost[j] for j in left),
+                         time=time.time(), current=[_label(*pairs[j]) for j in left[:workers]])
             Path(path + ".tmp").write_text(json.dumps(state))
             os.replace(path + ".tmp", path)
 

@@ -73,9 +73,10 @@ def item_extent(el) -> tuple[float, float]:
 
 
 def mark_groups(svg: str) -> list[tuple[str, list[tuple[float, float]]]]:
-    """Every mark layer in the SVG as (mark type, [(width, height) of each item])."""
+    """Every mark layer in the SVG as (mark type, [(width, height) of each item]). Vega draws a layer's
+    series (one line per colour) as separate groups sharing the layer's name: they count as one layer."""
     root = ET.fromstring(svg)
-    groups = []
+    layers = {}
     for g in root.iter():
         classes = (g.get("class") or "").split()
         if "role-mark" not in classes:
@@ -83,9 +84,10 @@ def mark_groups(svg: str) -> list[tuple[str, list[tuple[float, float]]]]:
         kind = next((c[5:] for c in classes if c.startswith("mark-")), "?")
         if kind in SKIPPED:
             continue
+        name = next((c for c in classes if c.endswith("_marks")), f"#{len(layers)}")   # unnamed: its own layer
         items = [el for el in g if el.tag.split("}")[-1] in ("path", "line", "rect", "image")]
-        groups.append((kind, [item_extent(el) for el in items]))
-    return groups
+        layers.setdefault((kind, name), []).extend(item_extent(el) for el in items)
+    return [(kind, extents) for (kind, _), extents in layers.items()]
 
 
 def visible(kind: str, extent: tuple[float, float]) -> bool:
@@ -95,7 +97,8 @@ def visible(kind: str, extent: tuple[float, float]) -> bool:
 
 def invisible_marks(svg: str) -> list[str]:
     """Problems with a chart's marks, empty when every non-empty mark layer draws at least one item of
-    non-zero size and the chart draws something: e.g. ['mark-rect: 0 of 24 items have a non-zero size']."""
+    non-zero size and the chart draws something: e.g. ['mark-rect: 0 of 24 items have a non-zero size'].
+    A layer that draws some series but not others (a one-point line beside longer ones) passes."""
     return layer_problems([(kind, len(extents), sum(visible(kind, e) for e in extents))
                            for kind, extents in mark_groups(svg)])
 

@@ -58,17 +58,23 @@ CHART_MARKS = """(root) => {
     document.body.appendChild(host);
     const charts = sources.map(source => {
         host.innerHTML = source;
-        return [...host.querySelectorAll('g.role-mark')].map(g => {
-            const kind = ((g.getAttribute('class') || '').match(/mark-(\\w+)/) || [, '?'])[1];
-            if (kind === 'text' || kind === 'group') return null;
+        const layers = {};     // a layer's series are separate groups sharing its name: one layer
+        [...host.querySelectorAll('g.role-mark')].forEach((g, i) => {
+            const cls = g.getAttribute('class') || '';
+            const kind = (cls.match(/mark-(\\w+)/) || [, '?'])[1];
+            if (kind === 'text' || kind === 'group') return;
+            const key = kind + ' ' + ((cls.match(/\\S+_marks/) || ['#' + i])[0]);
             const items = [...g.children].filter(el => ['path', 'line', 'rect', 'image'].includes(el.tagName));
             const filled = ['rect', 'area', 'arc', 'image'].includes(kind);
             const shown = items.filter(el => {
                 const b = el.getBBox();
                 return filled ? b.width > 0 && b.height > 0 : Math.max(b.width, b.height) > 0;
             }).length;
-            return [kind, items.length, shown];
-        }).filter(x => x);
+            const layer = layers[key] || (layers[key] = [kind, 0, 0]);
+            layer[1] += items.length;
+            layer[2] += shown;
+        });
+        return Object.values(layers);
     });
     host.remove();
     return charts;

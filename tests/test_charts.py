@@ -129,6 +129,7 @@ def _sweep_charts(runs, curves, norms):
     return {
         "loss_vs_depth": charts.loss_vs_chart(runs, "depth"),
         "loss_vs_flops": charts.loss_vs_chart(runs, "flops", color="depth"),
+        "one_seed": charts.loss_vs_chart(runs[runs["seed"] == 0], "width", color="depth"),   # no zero-length bars
         "loss_curves": charts.curves_chart(curves),
         "grad_norm_profiles": charts.grad_norm_profiles_chart(norms),
         "loss_gap": charts.loss_gap_chart(pair, dict(gap=0.01, ci=(-0.02, 0.04))),

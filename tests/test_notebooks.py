@@ -160,8 +160,7 @@ def test_notebook_runs_under_papermill(name, shared, capfd):
 
 
 def test_status_line_reads_the_progress_file(tmp_path):
-    state = dict(notebook="02_baseline_sweep", done=3, total=12, elapsed=50.0, remaining=200.0, time=time.time(),
-                 current=["D=8 W=64 seed 1", "D=12 W=64 seed 0"])
+    state = dict(done=3, total=12, remaining=200.0, time=time.time(), current=["D=8 W=64 seed 1", "D=12 W=64 seed 0"])
     (tmp_path / "progress.json").write_text(json.dumps(state))
     stream = io.StringIO()
     line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
