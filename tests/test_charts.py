@@ -183,5 +183,6 @@ def test_coord_check_grid_fits_a_1400px_window():
             for site in ("embedding", "residual", "attn_logits", "logits") for step in (1, 2, 3, 4)]
     svg = charts.to_svg(charts.coord_check_chart(pd.DataFrame(rows)))
     width = float(re.search(r'<svg[^>]* width="([\d.]+)"', svg).group(1))
-    assert width <= 1000, width      # a notebook's output area in a 1400 px window with the file browser open
+    # a cell's output area in a 1400 px JupyterLab window with the file browser open: 968 px (measured)
+    assert width <= 960, width
     assert invisible_marks(svg) == []
