@@ -618,7 +618,8 @@ def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
                         legend=alt.Legend(orient="top-left", fillColor="white", padding=4)))
     # the legend sits in an empty corner: at the right edge a browser's wider font clipped its title
     layers = [line, points] if depth > 1 else [points]   # a line through one point draws nothing
-    return alt.layer(*layers).properties(width=WIDTH, height=220, title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
+    return alt.layer(*layers).properties(width=WIDTH, height=220,
+                                         title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
 
 
 def live_curves_chart(points: list[dict], *, title: str = "validation loss") -> alt.HConcatChart:

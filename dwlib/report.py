@@ -105,7 +105,8 @@ def index_html(entries: list[dict], title: str = "dwlib report") -> str:
             f"<section><h2><a href='{html.escape(e['notebook'])}.html'>{html.escape(e['notebook'])}</a></h2>"
             f"<p class='meta'>preset <b>{html.escape(str(e['preset']))}</b> · wall time "
             f"{_duration(e['wall_seconds'])} · {len(e.get('charts', []))} charts</p>"
-            + (f"<ul class='verdicts'>{verdicts}</ul>" if verdicts else "<p class='meta'><i>no verdict recorded</i></p>")
+            + (f"<ul class='verdicts'>{verdicts}</ul>" if verdicts
+               else "<p class='meta'><i>no verdict recorded</i></p>")
             + f"<div class='thumbs'>{thumbs}</div></section>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"

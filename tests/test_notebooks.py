@@ -170,7 +170,8 @@ def test_status_line_reads_the_progress_file(tmp_path):
     (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
     finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
     finished.stop()
-    assert stream.getvalue().splitlines()[-1].startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done")
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done"), last
 
 
 def _record_times():
