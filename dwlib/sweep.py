@@ -377,7 +377,7 @@ def _positive(name, value):
 
 def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
               progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
-              gpus_per_run: float | None = None, cpus_per_run: int = 1):
+              gpus_per_run: float | None = None, cpus_per_run: int = 1, on_result=None):
     """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
@@ -386,6 +386,9 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         Ray is already initialised; each task asks for `gpus_per_run` GPUs — default 1 when the cluster
         has GPUs, e.g. 0.25 packs four tiny runs per GPU — and `cpus_per_run` CPUs). With Ray on
         several machines the store path must be on a filesystem every node sees.
+    on_result: called as on_result(index, outcome) when each run finishes or is found in the store;
+        `index` is the pair's position after duplicates are dropped, `outcome` has `how` ('trained',
+        'cached', 'failed') and `status` (progress displays, e.g. the notebook runner's).
     A failing or diverging run is recorded with its status and error and the sweep goes on. Runs that
     another process is training are waited for at the end. Returns `Store.runs_frame` for the pairs,
     in their order (duplicates removed); a run that failed before it had a run key (its corpus could
@@ -422,6 +425,8 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         counts["diverged"] += outcome["status"] == "diverged"
         bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
         bar.update(1)
+        if on_result is not None:
+            on_result(i, outcome)
 
     try:
         submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]
