@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: run test venv bench clean help lab notebooks smoke
+.PHONY: run test venv bench clean help lab notebooks smoke report
 
 help:
 	@echo "make run     build .venv and run the main job (a depth sweep on the embedded stdlib corpus)"
@@ -17,6 +17,7 @@ help:
 	@echo "make lab        JupyterLab with the notebooks/*.py opening as notebooks"
 	@echo "make notebooks  execute every notebook with the cpu preset (papermill) into outputs/<name>/"
 	@echo "make smoke      execute every notebook with the smoke preset (what CI runs), ~1 min each"
+	@echo "make report     the executed notebooks in outputs/ as self-contained HTML: outputs/report/index.html"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +59,8 @@ notebooks: venv
 
 smoke: venv
 	DWLIB_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m dwlib.notebooks all -p preset smoke --times outputs/notebook_times_smoke.json
+
+# A report to hand out: every executed notebook in outputs/ as a static HTML page (charts and math inline,
+# nothing loaded from the network) and an index with each notebook's preset, verdicts and wall time.
+report: venv
+	$(PY) -m dwlib.report

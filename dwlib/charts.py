@@ -21,6 +21,14 @@ import pandas as pd
 from . import fit
 from .config import paper_critical_depth, paper_critical_depth_power
 
+@alt.theme.register("dwlib", enable=True)
+def _theme():
+    """altair's default look with room at the right edge: vl-convert sizes a chart with narrower text
+    than a browser's sans-serif, so in JupyterLab legends at the right edge were clipped ("D=2 W=12")."""
+    return alt.theme.ThemeConfig(config={"view": {"continuousWidth": 300, "continuousHeight": 300},
+                                         "padding": {"left": 5, "top": 5, "right": 36, "bottom": 5}})
+
+
 FIT_COLOR = "#1f77b4"
 PAPER_COLOR = "#d62728"
 REFERENCE_COLOR = "#7f7f7f"
@@ -45,6 +53,47 @@ def save_chart(chart: alt.TopLevelMixin, path_stem) -> tuple[Path, Path]:
 
 def _log():
     return alt.Scale(type="log", nice=False)
+
+
+def _padded(values, log: bool = True, pad: float = 0.08) -> alt.Scale:
+    """A scale whose domain reaches a little past the data (8% of its span on each side), so points and
+    error bars at the ends are not cut by the plot's edge."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    if log:
+        span = math.log(hi / lo) if hi > lo else math.log(2)
+        return alt.Scale(type="log", nice=False, domain=[lo * math.exp(-pad * span), hi * math.exp(pad * span)])
+    span = (hi - lo) or abs(hi) or 1.0
+    return alt.Scale(zero=False, nice=False, domain=[lo - pad * span, hi + pad * span])
+
+
+def _integer_axis(values, title=None) -> alt.Axis:
+    """Ticks at the integers present (depths, widths): a log axis would otherwise label 1.5 or crowd 3–7;
+    labels that would overlap are dropped."""
+    return alt.Axis(values=sorted({int(v) for v in values}), format="d", labelOverlap="greedy", title=title)
+
+
+def _count_axis(title=None) -> alt.Axis:
+    """Token or step counts in SI units (60k, 1.2M) with few labels, so a log axis's labels never run
+    together ("60,00070,000")."""
+    return alt.Axis(format="~s", labelOverlap="greedy", labelSeparation=8, tickCount=6, title=title)
+
+
+def _seed_caption(counts) -> str | None:
+    """A warning for charts whose intervals come from two seeds (95% t-interval = ±12.7 standard errors)."""
+    if len(counts) and int(np.max(counts)) == 2:
+        return "intervals from 2 seeds are very wide (the 95% t-interval is ±12.7 standard errors)"
+    return None
+
+
+def _drawable(frame: pd.DataFrame, by: str, columns=("low", "high")) -> pd.DataFrame:
+    """The rows of `frame` a band or line can draw: finite `columns`, in series (`by`) of two or more
+    points. A NaN band or a one-point line would be an invisible mark."""
+    frame = frame.dropna(subset=list(columns))
+    return frame[frame.groupby(by)[list(columns)[0]].transform("size") > 1]
+
+
+def _titled(text: str, subtitle: str | None):
+    return alt.TitleParams(text, subtitle=subtitle) if subtitle else text
 
 
 DASHES = [[6, 3], [2, 2], [8, 3, 2, 3]]
@@ -84,7 +133,12 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
     stats = data.groupby("depth")["loss"].agg(["mean", "std", "count"]).reset_index()
     stats["sem"] = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
     stats["low"], stats["high"] = stats["mean"] - stats["sem"], stats["mean"] + stats["sem"]
-    x = alt.X("depth:Q", scale=_log(), title="depth D (blocks)")
+    lo, hi = result.ci["d_star"]
+    refs = (pd.DataFrame({"depth": [result.paper_log, result.paper_power],
+                          "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]}) if result.width is not None else None)
+    xs = [*data["depth"], *curve["depth"], lo, hi, *([] if refs is None else refs["depth"])]
+    xs = [v for v in xs if np.isfinite(v) and v > 0]
+    x = alt.X("depth:Q", scale=_padded(xs), axis=_integer_axis(data["depth"]), title="depth D (blocks)")
     y = lambda field: alt.Y(field, scale=alt.Scale(zero=False), title="validation loss")
     laws = list(dict.fromkeys(curve["law"]))
     lines = alt.Chart(curve).mark_line().encode(
@@ -93,19 +147,17 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
     means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
         x=x, y=y("mean:Q"), tooltip=["depth", "mean", "sem", "count"])
-    bars = alt.Chart(stats).mark_errorbar(color="black").encode(x=x, y=y("low:Q"), y2="high:Q")
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar(color="black").encode(   # one run: no bar
+        x=x, y=y("low:Q"), y2="high:Q")
     layers = [lines, runs, bars, means]
     if result.verdict == "U-shaped":
-        lo, hi = result.ci["d_star"]
         star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
         layers = [alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q"),
                   *layers, alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x)]
         title = f"D* = {fit.fmt(result.params['d_star'])} ({fit.fmt_ci(result.ci['d_star'])}): U-shaped"
     else:
         title = f"{result.verdict}" + (f": {result.bound}" if result.bound else "")
-    if result.width is not None:
-        refs = pd.DataFrame({"depth": [result.paper_log, result.paper_power],
-                             "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
+    if refs is not None:
         layers.append(_legend_rules(refs, x=x))
         title = f"W = {result.width:g}: " + title
     return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
@@ -123,7 +175,7 @@ def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> al
         raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
     frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
                                np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
-    x = alt.X("tokens:Q", scale=_log(), title="training tokens T (annealed)", axis=alt.Axis(format="~s"))
+    x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
     y = alt.Y("depth:Q", scale=_log(), title="loss-minimising depth D*")
     u = frame[frame["verdict"] == "U-shaped"]
     layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=alt.Y("low:Q", scale=_log(),
@@ -200,10 +252,10 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
     data["log10_flops"] = np.log10(data["flops"])
     curve["log10_flops"] = np.log10(curve["flops"])
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
-    curve = curve[curve["loss"] <= data["loss"].max() * 1.05]     # isoFLOP lines only where there are data
+    curve = _drawable(curve[curve["loss"] <= data["loss"].max() * 1.05], "flops", ["loss"])   # where data are
     y_scale = _log()
     color = alt.Color("log10_flops:Q", title="log10 FLOPs", scale=alt.Scale(scheme="viridis"))
-    band = alt.Chart(curve).mark_area(opacity=0.2).encode(
+    band = alt.Chart(_drawable(curve, "flops")).mark_area(opacity=0.2).encode(
         x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="flops:Q")
     line = alt.Chart(curve).mark_line().encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, detail="flops:Q")
@@ -248,15 +300,15 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     if repeats:
         data["series"] += " @T=" + data["tokens"].map(lambda t: f"{t:.3g}")
     data = data.sort_values(["series", "depth"])
-    x = alt.X("depth:Q", scale=_log(), title="depth D")
+    x = alt.X("depth:Q", scale=_padded(data["depth"]), axis=_integer_axis(data["depth"], "depth D"))
     y_scale = alt.Scale(zero=False)
     color = alt.Color("width:O", title="width W", scale=alt.Scale(scheme="viridis"))
     layers = []
     if "low" in data.columns:
-        layers.append(alt.Chart(data).mark_area(opacity=0.15).encode(
+        layers.append(alt.Chart(_drawable(data, "series")).mark_area(opacity=0.15).encode(
             x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="series:N"))
-    layers.append(alt.Chart(data).mark_line().encode(x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"),
-                                                     color=color, detail="series:N"))
+    layers.append(alt.Chart(_drawable(data, "series", ["fitted"])).mark_line().encode(
+        x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"), color=color, detail="series:N"))
     layers.append(alt.Chart(data).mark_point(filled=True).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(result.data.columns)))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=f"fitted law, R² = {result.r2:.3f}")
@@ -279,7 +331,8 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     yd = alt.Y("d_crit:Q", scale=_log(), title="critical depth D_crit")
     right_layers = []
     if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc).mark_area(opacity=0.2, color=FIT_COLOR).encode(
+        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2,
+                                                                                   color=FIT_COLOR).encode(
             x=xw, y=alt.Y("low:Q", scale=_log(), title="critical depth D_crit"), y2="high:Q"))
     right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd))
     labels = list(dict.fromkeys(refs["label"]))
@@ -392,17 +445,21 @@ def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss
         raise ValueError(f"no complete runs with a finite {loss} to chart")
     by = [color] if color else []
     stats = _mean_band(frame, x, loss, by)
-    xe = alt.X(f"{x}:Q", scale=_log() if log_x else alt.Scale(zero=False), title=x)
-    y_scale = alt.Scale(zero=False)
+    axis = _integer_axis(frame[x], x) if x in ("depth", "width", "layers") else alt.Axis(title=x)
+    xe = alt.X(f"{x}:Q", scale=_padded(frame[x], log_x), axis=axis)
+    y_scale, y_title = alt.Scale(zero=False), loss.replace("_", " ")   # one title: layers' titles would merge
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")) if color else alt.value(FIT_COLOR)
     points = alt.Chart(frame).mark_circle(opacity=0.35, size=22).encode(
-        x=xe, y=alt.Y(f"{loss}:Q", scale=y_scale, title=loss.replace("_", " ")), color=enc_color,
+        x=xe, y=alt.Y(f"{loss}:Q", scale=y_scale, title=y_title), color=enc_color,
         tooltip=[c for c in ("run_id", "depth", "width", "share", "seed", "params", loss) if c in frame.columns])
-    line = alt.Chart(stats).mark_line(point=True).encode(x=xe, y=alt.Y("mean:Q", scale=y_scale), color=enc_color,
-                                                         tooltip=[x, *by, "mean", "low", "high", "count"])
-    bars = alt.Chart(stats).mark_errorbar().encode(x=xe, y=alt.Y("low:Q", scale=y_scale), y2="high:Q", color=enc_color)
-    return alt.layer(points, bars, line).properties(
-        width=WIDTH, height=HEIGHT, title=title or f"{loss.replace('_', ' ')} vs {x} (mean, 95% CI over seeds)")
+    line = alt.Chart(stats).mark_line(point=True).encode(
+        x=xe, y=alt.Y("mean:Q", scale=y_scale, title=y_title), color=enc_color,
+        tooltip=[x, *by, "mean", "low", "high", "count"])
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar().encode(    # one seed: no interval to draw
+        x=xe, y=alt.Y("low:Q", scale=y_scale, title=y_title), y2="high:Q", color=enc_color)
+    title = title or f"{y_title} vs {x} (mean, 95% CI over seeds)"
+    return alt.layer(points, bars, line).properties(width=WIDTH, height=HEIGHT,
+                                                    title=_titled(title, _seed_caption(stats["count"])))
 
 
 def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens", loss: str = "val_loss",
@@ -414,7 +471,7 @@ def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens
     if frame.empty:
         raise ValueError(f"the curves hold no {loss} values")
     return alt.Chart(frame).mark_line(opacity=0.7).encode(
-        x=alt.X(f"{x}:Q", scale=_log(), title=x),
+        x=alt.X(f"{x}:Q", scale=_log(), axis=_count_axis(x)),
         y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
         color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
         tooltip=["run_id", "depth", "width", "seed", x, loss],
@@ -436,7 +493,7 @@ def grad_norm_profiles_chart(grad_norms: pd.DataFrame, *, step: int | None = Non
     blocks = blocks.groupby(["run_id", "depth", "width", "seed", "step", "layer"], as_index=False)["norm"].apply(
         lambda s: float(np.sqrt(np.sum(np.square(s)))))
     return alt.Chart(blocks).mark_line(point=True, opacity=0.8).encode(
-        x=alt.X("layer:Q", title="block ℓ (0 = nearest the input)"),
+        x=alt.X("layer:Q", axis=alt.Axis(format="d", tickMinStep=1), title="block ℓ (0 = nearest the input)"),
         y=alt.Y("norm:Q", scale=_log(), title="gradient norm ‖∇ℓ‖"),
         color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
         tooltip=["run_id", "depth", "width", "seed", "step", "layer", "norm"],
@@ -454,11 +511,13 @@ def loss_gap_chart(runs: pd.DataFrame, gap: dict, *, loss: str = "val_loss") -> 
     points = alt.Chart(frame).mark_circle(size=45, opacity=0.6, color="black").encode(
         x=alt.X(f"{loss}:Q", scale=x_scale, title=loss.replace("_", " ")), y=y,
         tooltip=["run_id", "depth", "width", "seed", "params", "tokens", "flops", loss])
-    bars = alt.Chart(stats).mark_rule(strokeWidth=3, color=FIT_COLOR).encode(x="low:Q", x2="high:Q", y=y)
+    bars = alt.Chart(stats[stats["count"] > 1]).mark_rule(strokeWidth=3, color=FIT_COLOR).encode(
+        x="low:Q", x2="high:Q", y=y)
     means = alt.Chart(stats).mark_tick(thickness=3, size=22, color=FIT_COLOR).encode(x="mean:Q", y=y)
     lo, hi = gap["ci"]
     title = f"gap (second − first) = {gap['gap']:+.4f} nats, 95% CI [{lo:+.4f}, {hi:+.4f}]"
-    return alt.layer(points, bars, means).properties(width=WIDTH, height=120, title=title)
+    return alt.layer(points, bars, means).properties(width=WIDTH, height=120,
+                                                     title=_titled(title, _seed_caption(stats["count"])))
 
 
 def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
@@ -476,60 +535,77 @@ def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(left, right).properties(title="inference speed (forward pass over the full context)")
 
 
-def budget_breakdown_chart(cfg) -> alt.HConcatChart:
-    """Where a shape's parameters and training FLOPs per token go: attention and MLP matrices,
-    embeddings and head; attention over the context; for a ModelConfig."""
-    from .config import embedding_params
-    D, W, T, V = cfg.depth, cfg.width, cfg.context, cfg.vocab_size
-    attn, mlp = 4 * W * W * D, 2 * W * cfg.hidden * D * (1.5 if cfg.mlp == "swiglu" else 1)
-    params = pd.DataFrame({"part": ["attention matrices", "MLP matrices", "embedding + head"],
-                           "count": [attn, mlp, embedding_params(cfg)], "what": "parameters"})
-    flops = pd.DataFrame({"part": ["attention matrices", "MLP matrices", "attention over context", "head"],
-                          "count": [6 * attn, 6 * mlp, 6 * D * T * W, 6 * W * V], "what": "training FLOPs / token"})
-    order = ["attention matrices", "MLP matrices", "attention over context", "embedding + head", "head"]
-    colors = ["#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22"]
-    color = alt.Color("part:N", scale=alt.Scale(domain=order, range=colors), title=None)
+BREAKDOWN_COLORS = {"attention matrices": "#1f77b4", "MLP matrices": "#2ca02c", "norm gains": "#ff7f0e",
+                    "attention over context": "#9467bd", "token embedding": "#7f7f7f", "output head": "#bcbd22"}
 
-    def bar(frame, title):
+
+def budget_breakdown_chart(cfg) -> alt.VConcatChart:
+    """Where a shape's parameters and training FLOPs per token go (`dwlib.config.breakdown`, for a
+    ModelConfig). The totals in the titles are `count_params` and `flops_per_token` (6N + 6·D·T·W, what
+    budgets count); the output head's 6·W·V FLOPs, which budgets leave out, are named separately."""
+    from .config import breakdown
+    parts = breakdown(cfg)
+    # legend below, titles from the left: in a browser (wider fonts than vl-convert measures) text at the
+    # chart's edges was clipped
+    color = alt.Color("part:N", title=None, scale=alt.Scale(domain=list(BREAKDOWN_COLORS),
+                                                            range=list(BREAKDOWN_COLORS.values())),
+                      legend=alt.Legend(orient="bottom", columns=3, columnPadding=28, labelLimit=220))
+
+    def bar(counts, title):
+        frame = pd.DataFrame({"part": list(counts), "count": list(counts.values())})
+        frame["order"] = frame["part"].map(list(BREAKDOWN_COLORS).index)
         return alt.Chart(frame).mark_bar().encode(
             x=alt.X("sum(count):Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
-            color=color, order=alt.Order("part:N"), tooltip=["part", alt.Tooltip("count:Q", format=",.0f")],
-        ).properties(width=300, height=40, title=title)
+            color=color, order=alt.Order("order:Q"), tooltip=["part", alt.Tooltip("count:Q", format=",.0f")],
+        ).properties(width=WIDTH, height=40, title=title)
 
-    return alt.vconcat(bar(params, f"parameters: {int(params['count'].sum()):,}"),
-                       bar(flops, f"training FLOPs per token: {flops['count'].sum():,.0f}")).properties(
-        title=f"D = {D}, W = {W}, context {T}, vocab {V:,}")
+    flops = sum(parts["flops"].values())
+    return alt.vconcat(
+        bar(parts["params"], alt.TitleParams(f"parameters: {sum(parts['params'].values()):,}", anchor="start")),
+        bar(parts["flops"], alt.TitleParams(f"training FLOPs per token (6N + 6·D·T·W): {flops:,.0f}", anchor="start",
+                                            subtitle=f"the output head adds {parts['head_flops']:,.0f} "
+                                                     f"(6·W·V, not counted in budgets)")),
+    ).properties(title=alt.TitleParams(f"D = {cfg.depth}, W = {cfg.width}, context {cfg.context}, "
+                                       f"vocab {cfg.vocab_size:,}", anchor="start"))
 
 
 def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
     """The paper's gradient-persistence picture: relative gradient norm exp(−(D − ℓ)/τ) per block ℓ
-    (log axis), with the blocks within one τ of the output shaded."""
+    (log axis, so the exponential is a straight line), the blocks within one τ of the output in blue.
+    Points, not bars: a bar on a log axis has no zero to start from."""
     layers = np.arange(1, depth + 1)
     frame = pd.DataFrame({"layer": layers, "relative_norm": np.exp(-(depth - layers) / tau)})
     frame["within one τ"] = np.where(depth - layers < tau, "yes", "no")
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("layer:O", title="block ℓ (1 = nearest the input)"),
-        y=alt.Y("relative_norm:Q", scale=alt.Scale(type="log", domain=[max(1e-6, float(frame.relative_norm.min())), 1]),
-                title="‖∇ℓ‖ / ‖∇D‖"),
-        color=alt.Color("within one τ:N", scale=alt.Scale(domain=["yes", "no"], range=[FIT_COLOR, "#c7c7c7"])),
-        tooltip=["layer", "relative_norm"])
-    return bars.properties(width=WIDTH, height=220, title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
+    floor = 10.0 ** math.floor(math.log10(max(1e-6, float(frame["relative_norm"].min()))))
+    x = alt.X("layer:Q", title="block ℓ (1 = nearest the input)", scale=alt.Scale(domain=[0.5, depth + 0.5]),
+              axis=alt.Axis(format="d", tickMinStep=1))
+    y = alt.Y("relative_norm:Q", title="‖∇ℓ‖ / ‖∇D‖",
+              scale=alt.Scale(type="log", domain=[floor, 1.5], clamp=True))   # below 1e-6: on the axis
+    line = alt.Chart(frame).mark_line(color="#c7c7c7").encode(x=x, y=y)
+    points = alt.Chart(frame).mark_circle(size=60, opacity=1).encode(
+        x=x, y=y, tooltip=["layer", alt.Tooltip("relative_norm:Q", format=".3g")],
+        color=alt.Color("within one τ:N", scale=alt.Scale(domain=["yes", "no"], range=[FIT_COLOR, "#9a9a9a"]),
+                        legend=alt.Legend(orient="top-left", fillColor="white", padding=4)))
+    # the legend sits in an empty corner: at the right edge a browser's wider font clipped its title
+    layers = [line, points] if depth > 1 else [points]   # a line through one point draws nothing
+    return alt.layer(*layers).properties(width=WIDTH, height=220,
+                                         title=f"D = {depth}, τ = {tau:g}: e^(−(D−ℓ)/τ)")
 
 
 def live_curves_chart(points: list[dict], *, title: str = "validation loss") -> alt.HConcatChart:
-    """Validation loss against tokens and against wall-clock seconds, one line per label (live charts
-    of `dwlib.widgets.LiveChart`; `points` hold label, tokens, seconds, val_loss)."""
-    frame = pd.DataFrame(points).dropna(subset=["val_loss"])
-    if frame.empty:
-        frame = pd.DataFrame({"label": [], "tokens": [], "seconds": [], "val_loss": []})
+    """Validation loss against tokens and against training seconds, one line per label (live charts
+    of `dwlib.widgets.LiveChart`; `points` hold label, tokens, seconds, val_loss). Seconds are each run's
+    own, counted from its first training step; points without them appear only against tokens."""
+    frame = pd.DataFrame(points, columns=["label", "tokens", "seconds", "val_loss"]).dropna(subset=["val_loss"])
     color = alt.Color("label:N", title=None)
     y = alt.Y("val_loss:Q", scale=alt.Scale(zero=False), title="validation loss")
+    tooltip = ["label", "tokens", alt.Tooltip("seconds:Q", format=".1f"), alt.Tooltip("val_loss:Q", format=".4f")]
     by_tokens = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("tokens:Q", title="training tokens"), y=y, color=color,
-        tooltip=["label", "tokens", "seconds", "val_loss"]).properties(width=300, height=220)
-    by_time = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("seconds:Q", title="wall-clock seconds"), y=y, color=color,
-        tooltip=["label", "tokens", "seconds", "val_loss"]).properties(width=300, height=220)
+        x=alt.X("tokens:Q", axis=_count_axis("training tokens")), y=y, color=color,
+        tooltip=tooltip).properties(width=300, height=220)
+    by_time = alt.Chart(frame.dropna(subset=["seconds"])).mark_line(point=True).encode(
+        x=alt.X("seconds:Q", title="training seconds (from each run's first step)"), y=y, color=color,
+        tooltip=tooltip).properties(width=300, height=220)
     return alt.hconcat(by_tokens, by_time).properties(title=title)
 
 
@@ -593,13 +669,14 @@ def coord_check_chart(frame: pd.DataFrame, *, over: str = "width", value: str = 
         raise ValueError("nothing to chart: the frame has no positive activation sizes")
     sites = [s for s in ("embedding", "residual", "attn_logits", "logits") if s in set(data["site"])]
     what = "mean |x_t − x_0|" if value == "delta" else "mean |x_t|"
+    # narrow panels, one y title (in the chart's title): the 3 × 4 grid fits a 1400 px browser window
     return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X(f"{over}:Q", scale=_log(), title=over),
-        y=alt.Y(f"{value}:Q", scale=_log(), title=what),
+        x=alt.X(f"{over}:Q", scale=_padded(data[over]), axis=_integer_axis(data[over], over)),
+        y=alt.Y(f"{value}:Q", scale=_log(), axis=alt.Axis(format="~g", labelOverlap="greedy", title=None)),
         color=alt.Color("step:O", scale=alt.Scale(scheme="blues"), title="step"),
         detail=f"{other}:O",
         tooltip=["parametrization", "site", over, other, "step", alt.Tooltip(f"{value}:Q", format=".3g")],
-    ).properties(width=150, height=120).facet(
+    ).properties(width=140, height=110).facet(
         row=alt.Row("parametrization:N", sort=list(PARAMETRIZATION_COLORS), title=None),
         column=alt.Column("site:N", sort=sites, title=None),
     ).resolve_scale(y="independent").properties(title=f"coordinate check: {what} per site vs {over}")
@@ -620,7 +697,7 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
     if y_max is None:
         y_max = min(float(means[loss].max()), lo + 4 * (float(means[loss].median()) - lo) + 1e-3)
     y_scale = alt.Scale(domain=[lo - 0.02 * (y_max - lo) - 1e-3, y_max], zero=False)
-    x = alt.X("lr:Q", scale=_log(), title="learning rate")
+    x = alt.X("lr:Q", scale=_padded(means["lr"]), axis=alt.Axis(format="~g", title="learning rate"))
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis"), title=color)
     panels = []
     for parametrization in [p for p in PARAMETRIZATION_COLORS if p in set(means["parametrization"])]:
@@ -634,7 +711,7 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
             b["best_loss"] = b["best_loss"].clip(upper=y_max)
             b["lr_low"] = b["lr_low"].fillna(b["best_lr"])
             b["lr_high"] = b["lr_high"].fillna(b["best_lr"])
-            layers.append(alt.Chart(b).mark_rule(strokeWidth=2).encode(
+            layers.append(alt.Chart(b[b["lr_high"] > b["lr_low"]]).mark_rule(strokeWidth=2).encode(
                 x="lr_low:Q", x2="lr_high:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color))
             layers.append(alt.Chart(b).mark_point(shape="diamond", size=90, filled=True).encode(
                 x="best_lr:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color,
@@ -657,12 +734,12 @@ def best_lr_chart(best: pd.DataFrame, *, over: str = "width") -> alt.LayerChart:
     frame["lr_low"] = frame["lr_low"].fillna(frame["best_lr"])
     frame["lr_high"] = frame["lr_high"].fillna(frame["best_lr"])
     frame["estimate"] = np.where(frame["at_edge"], "edge of sweep (bound)", "interior optimum")
-    x = alt.X(f"{over}:Q", scale=_log(), title=over)
+    x = alt.X(f"{over}:Q", scale=_padded(frame[over]), axis=_integer_axis(frame[over], over))
     y = alt.Y("best_lr:Q", scale=_log(), title="best learning rate")
     color = _parametrization_color(frame["parametrization"])
     line = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color)
-    bars = alt.Chart(frame).mark_errorbar().encode(x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"),
-                                                   y2="lr_high:Q", color=color)
+    bars = alt.Chart(frame[frame["lr_high"] > frame["lr_low"]]).mark_errorbar().encode(   # bounds: no bar
+        x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"), y2="lr_high:Q", color=color)
     tooltip = ["parametrization", "depth", "width", alt.Tooltip("best_lr:Q", format=".3g"),
                alt.Tooltip("lr_low:Q", format=".3g"), alt.Tooltip("lr_high:Q", format=".3g"), "estimate"]
     interior = alt.Chart(frame[~frame["at_edge"].astype(bool)]).mark_point(size=60, filled=True).encode(

@@ -248,8 +248,9 @@ def default_threads(side_by_side: int = 1) -> int:
 # Accounting
 # ---------------------------------------------------------------------------------------------
 
-def block_params(cfg: ModelConfig) -> int:
-    """Parameters of one transformer block (attention + MLP + its two norms + gates)."""
+def block_parts(cfg: ModelConfig) -> dict:
+    """Parameters of one transformer block by part: attention and MLP (weights and biases), and the
+    norm gains with the residual gates."""
     w, h = cfg.width, cfg.hidden
     attn = 4 * w * w + (4 * w if cfg.bias else 0)
     if cfg.mlp == "swiglu":
@@ -258,7 +259,12 @@ def block_params(cfg: ModelConfig) -> int:
         mlp = 2 * w * h + ((h + w) if cfg.bias else 0)
     norms = 2 * w * (2 if cfg.norm == "layernorm" and cfg.bias else 1)
     gates = 2 if cfg.residual_scale == "rezero" else 0
-    return attn + mlp + norms + gates
+    return dict(attention=attn, mlp=mlp, norms=norms + gates)
+
+
+def block_params(cfg: ModelConfig) -> int:
+    """Parameters of one transformer block (attention + MLP + its two norms + gates)."""
+    return sum(block_parts(cfg).values())
 
 
 def non_embedding_params(cfg: ModelConfig) -> int:
@@ -295,6 +301,22 @@ def flops_per_token_with_head(cfg: ModelConfig) -> float:
 def tokens_per_step(cfg: ModelConfig, train: TrainConfig) -> int:
     """Tokens one optimizer step trains on: batch_size sequences × grad_accum micro-batches × context."""
     return train.batch_size * train.grad_accum * cfg.context
+
+
+def breakdown(cfg: ModelConfig) -> dict:
+    """Where a shape's parameters and training FLOPs per token go, part by part: `params` sums to
+    `count_params`, `flops` to `flops_per_token` (6N + 6·L·T·W, the FLOPs every budget counts), and
+    `head_flops` is the output head's 6·W·V, which budgets leave out (as Kaplan does)."""
+    block, L, W = block_parts(cfg), cfg.layers, cfg.width
+    params = {"attention matrices": cfg.depth * block["attention"], "MLP matrices": cfg.depth * block["mlp"]}
+    params["norm gains"] = non_embedding_params(cfg) - sum(params.values())
+    params["token embedding"] = cfg.vocab_size * W
+    if not cfg.tie_embeddings:
+        params["output head"] = cfg.vocab_size * W
+    flops = {"attention matrices": 6.0 * L * block["attention"], "MLP matrices": 6.0 * L * block["mlp"],
+             "attention over context": 6.0 * L * cfg.context * W}
+    flops["norm gains"] = flops_per_token(cfg) - sum(flops.values())
+    return dict(params=params, flops=flops, head_flops=flops_per_token_with_head(cfg) - flops_per_token(cfg))
 
 
 def steps_for_budget(cfg: ModelConfig, train: TrainConfig) -> int:

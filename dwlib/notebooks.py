@@ -8,7 +8,8 @@ Inside a notebook (after its papermill parameters cell):
     runs = nb.run(pairs)           # train what the store lacks (tqdm progress), the frame of those runs
     nb.figure(chart, "loss_vs_depth")   # display a chart and save it as PNG + SVG under the output dir
     nb.say(f"D* = {…}")            # a Markdown sentence whose numbers come from this run
-    nb.finish()                    # manifest.json: charts written, settings, wall time
+    nb.verdict(f"…")               # a conclusion: shown like say, and listed in the report's index
+    nb.finish()                    # manifest.json: charts written, verdicts, settings, wall time
 
 From a shell (papermill needs .ipynb, so the runner converts the jupytext source in memory):
 
@@ -23,13 +24,17 @@ import argparse
 import ast
 import difflib
 import json
+import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 from . import presets
 
 MANIFEST = "manifest.json"
+PROGRESS_ENV = "DWLIB_PROGRESS"    # the runner's progress file, which Session.run writes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,6 +51,7 @@ class Session:
         self.store = Store(s.store_path)
         s.output_dir.mkdir(parents=True, exist_ok=True)
         self.charts: list[str] = []
+        self.verdicts: list[str] = []
         self.started = time.perf_counter()
 
     def __getattr__(self, name):
@@ -60,32 +66,76 @@ class Session:
         return presets.design(self.settings)
 
     def show_design(self, pairs):
-        """Display the design — one row per distinct shape, with its seeds — and its predicted cost."""
+        """Display the design — one row per distinct shape with its runs, seeds (as ranges: "0–2") and,
+        when they vary, learning rates — and its predicted cost."""
         from IPython.display import display
         from .sweep import design_frame
         frame = design_frame(pairs)
         keys = [c for c in ("depth", "width", "heads", "params", "non_embedding_params", "flops_per_token",
                             "steps", "tokens", "flops") if c in frame]
-        table = frame.groupby(keys, sort=False, dropna=False)["seed"].apply(
-            lambda s: ", ".join(map(str, sorted(s)))).reset_index(name="seeds")
+        groups = frame.groupby(keys, sort=False, dropna=False)
+        table = groups.size().reset_index(name="runs")
+        table["seeds"] = groups["seed"].apply(_ranges).to_numpy()
+        if frame["lr"].nunique() > 1:
+            table["lrs"] = groups["lr"].apply(lambda s: f"{s.nunique()} ({s.min():g}–{s.max():g})"
+                                              if s.nunique() > 1 else f"{s.iloc[0]:g}").to_numpy()
         cost = presets.design_cost(pairs)
         display(table)
-        device = "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
-        if self.executor == "parallel":   # one single-thread worker per core
-            from .config import available_cores
-            minutes = presets.estimate_seconds(pairs, device, 1, workers=available_cores()) / 60
-        else:
-            minutes = presets.estimate_seconds(pairs, device, self.threads) / 60
+        device = self._device()
+        minutes = self.predicted_seconds(pairs) / 60
         self.say(f"**{cost['runs']} runs**, {cost['flops']:.3g} training FLOPs in all. Predicted time on "
                  f"this machine's {device.upper()} (before the store's cache): about **{_minutes(minutes)}** "
                  f"with the `{self.executor}` executor — a rough guide from `dwlib.presets.estimate_seconds`; "
                  f"runs the store already holds cost nothing.")
 
+    def _device(self) -> str:
+        return "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
+
+    def workers(self) -> int:
+        """Runs trained side by side: one single-thread worker per core with the parallel executor."""
+        from .config import available_cores
+        return available_cores() if self.executor == "parallel" else 1
+
+    def predicted_seconds(self, pairs) -> float:
+        """`presets.estimate_seconds` for these pairs with this notebook's device and executor."""
+        workers = self.workers()
+        threads = 1 if workers > 1 else self.threads
+        return presets.estimate_seconds(pairs, self._device(), threads, workers=min(workers, len(pairs)))
+
     def run(self, pairs):
         """Train every pair the store does not hold yet, one progress bar per run; returns the store's
-        frame of exactly these runs (finished ones from the cache)."""
+        frame of exactly these runs (finished ones from the cache). Under the headless runner each run
+        also updates the progress file it shows in the terminal ($DWLIB_PROGRESS)."""
         from .sweep import run_sweep
-        return run_sweep(pairs, store=self.store, executor=self.executor)
+        return run_sweep(pairs, store=self.store, executor=self.executor, on_result=self._progress_writer(pairs))
+
+    def _progress_writer(self, pairs):
+        """A run_sweep `on_result` that writes the sweep's progress as JSON to $DWLIB_PROGRESS (the runner
+        sets it and polls the file): runs done and total, the shapes in training, seconds elapsed and an
+        estimate of those left. None when the variable is unset (JupyterLab, plain papermill)."""
+        path = os.environ.get(PROGRESS_ENV)
+        if not path:
+            return None
+        pairs = list(dict.fromkeys(pairs))           # run_sweep's indices count distinct pairs
+        cost = [self.predicted_seconds([p]) for p in pairs]
+        workers = min(self.workers(), len(pairs))
+        done, started, trained_cost = set(), time.time(), 0.0
+
+        def write(i=None, outcome=None):
+            nonlocal trained_cost
+            if i is not None:
+                done.add(i)
+                trained_cost += cost[i] if outcome["how"] == "trained" else 0.0
+            left = [j for j in range(len(pairs)) if j not in done]
+            # measured seconds per predicted second once a run has trained; the cost model before
+            pace = (time.time() - started) / trained_cost if trained_cost else 1.0 / workers
+            state = dict(done=len(done), total=len(pairs), remaining=pace * sum(cost[j] for j in left),
+                         time=time.time(), current=[_label(*pairs[j]) for j in left[:workers]])
+            Path(path + ".tmp").write_text(json.dumps(state))
+            os.replace(path + ".tmp", path)
+
+        write()
+        return write
 
     def store_runs(self, like):
         """Every complete run in the store comparable with the runs in `like`: same corpus fingerprint,
@@ -121,6 +171,12 @@ class Session:
         from IPython.display import Markdown, display
         display(Markdown(text))
 
+    def verdict(self, text: str):
+        """Display a conclusion of this run (Markdown) and record it for manifest.json's `verdicts`, which
+        the report's index lists (`python -m dwlib.report`)."""
+        self.verdicts.append(text)
+        self.say(text)
+
     @staticmethod
     def attempt(fn, *args, **kwargs):
         """(fn(*args, **kwargs), None), or (None, the reason) when the fitter refuses the data with a
@@ -131,10 +187,11 @@ class Session:
             return None, str(err)
 
     def finish(self) -> dict:
-        """Write <output_dir>/manifest.json (charts, settings, wall time) and say where outputs are."""
+        """Write <output_dir>/manifest.json (charts, verdicts, settings, wall time) and say where outputs are."""
         seconds = time.perf_counter() - self.started
         s = self.settings
-        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, wall_seconds=seconds,
+        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, verdicts=self.verdicts,
+                        wall_seconds=seconds,
                         store=str(s.store_path), output_dir=str(s.output_dir),
                         settings={k: _plain(v) for k, v in vars(s).items()})
         (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -170,6 +227,21 @@ def _minutes(m: float) -> str:
     return f"{m / 60:.1f} h"
 
 
+def _label(m, t) -> str:
+    return f"D={m.depth} W={m.width} seed {t.seed}"
+
+
+def _ranges(values) -> str:
+    """Distinct integers as ranges, e.g. seeds [0, 0, 1, 2, 5, 1] → "0–2, 5"."""
+    parts, values = [], sorted(set(int(v) for v in values))
+    start = values[0]
+    for prev, v in zip(values, values[1:] + [None]):
+        if v is None or v != prev + 1:     # a range ends at prev
+            parts.append(f"{start}" if start == prev else f"{start}–{prev}")
+            start = v
+    return ", ".join(parts)
+
+
 def _plain(v):
     if isinstance(v, Path):
         return str(v)
@@ -192,12 +264,13 @@ def available() -> list[str]:
 
 
 def execute(name: str, parameters: dict | None = None, *, log_output: bool = False,
-            progress_bar: bool = False) -> dict:
+            progress_bar: bool = False, progress=None) -> dict:
     """Execute notebooks/<name>.py with papermill and `parameters`; write the executed notebook to
     <output_dir>/<name>.ipynb. Returns {name, path, output_dir, seconds}. Raises ValueError before
     running anything for a parameter the notebook does not declare or an output_dir that cannot be a
     folder (see `check_parameters`), and papermill's PapermillExecutionError (with the failing cell)
-    if a cell fails."""
+    if a cell fails. `progress`: a text stream (e.g. sys.stderr) on which a status line shows the
+    sweep's runs done / total, the shape in training, and elapsed and remaining time while it runs."""
     import papermill as pm
     parameters = dict(parameters or {})
     notebook = check_parameters(name, parameters)
@@ -210,8 +283,16 @@ def execute(name: str, parameters: dict | None = None, *, log_output: bool = Fal
                          "notebook and its charts go there: give a folder") from None
     target = output_dir / f"{name}.ipynb"
     started = time.perf_counter()
-    pm.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
-                        cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar)
+    with tempfile.TemporaryDirectory(prefix="dwlib-progress-") as folder:
+        progress_file = Path(folder) / "progress.json"
+        status = _StatusLine(name, progress_file, progress) if progress is not None else None
+        try:
+            pm.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
+                                cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar,
+                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(progress_file)}))
+        finally:
+            if status is not None:
+                status.stop()
     return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
 
 
@@ -244,6 +325,79 @@ def check_parameters(name: str, parameters: dict):
         raise ValueError(f"output_dir {str(output_dir)!r} is a file; the executed notebook and its charts "
                          "go there: give a folder")
     return notebook
+
+
+def _kernel_manager(env: dict):
+    """A kernel manager class for papermill that adds `env` to the kernel's environment and, on POSIX,
+    talks to the kernel over IPC (socket files in Jupyter's private runtime folder) rather than TCP
+    ports: nothing else on the machine can connect, and ipykernel has no "running over TCP without
+    encryption" warning to print on every start."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunnerKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**{"transport": "ipc" if os.name == "posix" else "tcp", **kwargs})
+
+        async def _async_pre_start_kernel(self, **kwargs):
+            kwargs["env"] = {**(kwargs.get("env") or os.environ), **env}
+            return await super()._async_pre_start_kernel(**kwargs)
+
+    return RunnerKernelManager
+
+
+class _StatusLine:
+    """A thread that shows a notebook's progress on `stream` once a second while it runs: rewritten in
+    place on a terminal, one line per finished run (and one a minute) otherwise (logs, CI)."""
+
+    def __init__(self, name: str, progress_file: Path, stream, every: float = 1.0):
+        self.name, self.file, self.stream, self.every = name, progress_file, stream, every
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.started, self.last, self.printed = time.monotonic(), None, time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"dwlib-status-{name}", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.done.wait(self.every):
+            self.show()
+
+    def read(self) -> tuple:
+        """(runs done and total or None, the status text)."""
+        elapsed = time.monotonic() - self.started
+        try:
+            state = json.loads(self.file.read_text())
+        except (OSError, ValueError):   # no sweep yet (kernel starting, plain cells), or mid-write
+            return None, f"{self.name} · {_clock(elapsed)} elapsed"
+        key, runs = (state["done"], state["total"]), f"runs {state['done']}/{state['total']}"
+        if state["done"] == state["total"]:
+            return key, f"{self.name} · {runs} · {_clock(elapsed)} elapsed · sweep done, running the next cells"
+        left = max(0.0, state["remaining"] - (time.time() - state["time"]))
+        return key, (f"{self.name} · {runs} · now {', '.join(state['current'])} · {_clock(elapsed)} elapsed · "
+                     f"about {_clock(left)} left in this sweep")
+
+    def show(self):
+        key, text = self.read()
+        if self.tty:
+            self.stream.write("\r" + text[:200] + "\x1b[K")
+        elif key != self.last or time.monotonic() - self.printed > 60:
+            self.stream.write(text + "\n")    # a run finished, or a minute passed
+            self.printed = time.monotonic()
+        self.stream.flush()
+        self.last = key
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+        else:
+            self.show()   # the last state, however short the notebook
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def parse_value(text: str):
@@ -294,7 +448,7 @@ def main(argv=None) -> int:
         print(f"{name}: running ({', '.join(f'{k}={v!r}' for k, v in parameters.items()) or 'defaults'}) …",
               flush=True)
         try:
-            result = execute(name, parameters, log_output=args.log_output)
+            result = execute(name, parameters, log_output=args.log_output, progress=sys.stderr)
         except Exception as err:   # papermill's error names the failing cell; keep it short here
             print(f"{name}: FAILED — {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
                   file=sys.stderr)

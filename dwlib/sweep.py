@@ -425,7 +425,8 @@ def _positive(name, value):
 
 def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
               progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
-              gpus_per_run: float | None = None, cpus_per_run: int = 1, checkpoint_dir=None):
+              gpus_per_run: float | None = None, cpus_per_run: int = 1, checkpoint_dir=None,
+              on_result=None):
     """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
@@ -436,6 +437,9 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         small runs on one GPU — and `cpus_per_run` CPUs, which are also its torch threads).
     checkpoint_dir: where runs checkpoint while they train: a local folder or the URI of storage every
         node reaches (s3://bucket/dwlib, gs://…, file://…); default `<store dir>/checkpoints/`.
+    on_result: called as on_result(index, outcome) when each run finishes or is found in the store;
+        `index` is the pair's position after duplicates are dropped, `outcome` has `how` ('trained',
+        'cached', 'failed') and `status` (progress displays, e.g. the notebook runner's).
     A failing or diverging run is recorded with its status and error and the sweep goes on. Runs that
     another process is training are waited for. Returns `Store.runs_frame` for the pairs, in their
     order (duplicates removed); a run that failed before it had a run key (its corpus could not be
@@ -469,6 +473,8 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
         counts["diverged"] += outcome["status"] == "diverged"
         bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
         bar.update(1)
+        if on_result is not None:
+            on_result(i, outcome)
 
     try:
         submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]

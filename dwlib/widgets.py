@@ -22,8 +22,8 @@ import ipywidgets as widgets
 from IPython.display import display
 
 from . import charts, presets
-from .config import (ModelConfig, count_params, embedding_params, flops_per_token, non_embedding_params,
-                     paper_critical_depth, paper_critical_depth_power, steps_for_budget)
+from .config import (ModelConfig, breakdown, count_params, embedding_params, flops_per_token,
+                     non_embedding_params, paper_critical_depth, paper_critical_depth_power, steps_for_budget)
 
 PAPER_VOCAB = 50257          # GPT-2's vocabulary, which the Depth Delusion's parameter counts imply
 SLIDER_LAYOUT = widgets.Layout(width="420px")
@@ -84,20 +84,25 @@ def flops_slider(value: float, *, low: float = 1e8, high: float = 1e20,
 
 def shape_facts(depth: int, width: int, context: int, flops: float, vocab_size: int = PAPER_VOCAB,
                 head_dim: int = 64) -> dict:
-    """Numbers the calculator shows for one shape (plain data, also handy in prose)."""
+    """Numbers the calculator shows for one shape (plain data, also handy in prose). FLOPs per token are
+    `flops_per_token` (6N + 6·D·T·W), the definition budgets use, so `tokens` is what `flops` buys;
+    `head_flops_per_token` is the output head's 6·W·V on top, which budgets leave out."""
     cfg = ModelConfig(depth=depth, width=width, context=context, vocab_size=vocab_size, head_dim=head_dim)
+    parts = breakdown(cfg)
     fpt = flops_per_token(cfg)
     tokens = flops / fpt
     n = non_embedding_params(cfg)
     return dict(depth=depth, width=width, context=context, non_embedding_params=n,
                 embedding_params=embedding_params(cfg), params=count_params(cfg), flops_per_token=fpt,
-                attention_flops_share=6.0 * depth * context * width / fpt, budget=flops, tokens=tokens,
+                head_flops_per_token=parts["head_flops"],
+                attention_flops_share=parts["flops"]["attention over context"] / fpt, budget=flops, tokens=tokens,
                 tokens_per_param=tokens / n, d_crit_log=paper_critical_depth(width),
                 d_crit_power=paper_critical_depth_power(width), aspect_ratio=width / depth)
 
 
 def calculator_html(f: dict) -> str:
-    """The calculator's readout (HTML). Its first line is "non-embedding parameters: 1,234,567"."""
+    """The calculator's readout (HTML). Its first line is "non-embedding parameters: 1,234,567"; its
+    totals are the breakdown chart's (`budget_breakdown_chart`) titles."""
     over = f["depth"] > f["d_crit_log"]
     verdict = (f"<b style='color:#d62728'>deeper</b> than the paper's critical depth: it predicts extra layers "
                f"here raise the loss" if over else
@@ -106,10 +111,11 @@ def calculator_html(f: dict) -> str:
         f"<div style='font-family:sans-serif;line-height:1.5'>"
         f"<b>non-embedding parameters: {f['non_embedding_params']:,}</b> "
         f"(12·D·W² = {12 * f['depth'] * f['width'] ** 2:,} plus norm gains)<br>"
-        f"all parameters with untied embeddings (vocab {PAPER_VOCAB:,}): {f['params']:,} "
-        f"(embeddings {f['embedding_params']:,})<br>"
-        f"training FLOPs per token: {f['flops_per_token']:,.0f} (6N + 6·D·T·W; attention over the context "
-        f"is {f['attention_flops_share']:.0%} of it)<br>"
+        f"parameters: {f['params']:,} with untied embeddings (vocab {PAPER_VOCAB:,}: embedding + head "
+        f"{f['embedding_params']:,})<br>"
+        f"training FLOPs per token (6N + 6·D·T·W): {f['flops_per_token']:,.0f} (attention over the context "
+        f"is {f['attention_flops_share']:.0%} of it); the output head adds {f['head_flops_per_token']:,.0f} "
+        f"(6·W·V), which budgets do not count<br>"
         f"tokens a budget of {f['budget']:.3g} FLOPs buys: {f['tokens']:,.0f} "
         f"({f['tokens_per_param']:.1f} tokens per parameter; Chinchilla's optimum is ≈ 20)<br>"
         f"aspect ratio W/D = {f['aspect_ratio']:.1f}; the paper's critical depth at W = {f['width']:,}: "
@@ -121,19 +127,15 @@ def calculator(depth: int = 12, width: int = 768, context: int = 1024, flops: fl
                *, head_dim: int = 64, chart: bool = True) -> widgets.VBox:
     """Sliders "depth", "width", "context" and a FLOP budget; the readout (an HTML widget with CSS class
     `dwlib-calc`) updates on every change, and so does a chart of where parameters and FLOPs go."""
+    style = {"description_width": "110px"}    # "budget (FLOPs)" fits
     d = depth_slider(depth, high=128)
     w = width_slider(width, step=head_dim, low=head_dim, high=8192)
     c = widgets.IntSlider(value=context, min=64, max=max(8192, context), step=64, description="context",
-                          continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+                          continuous_update=False, layout=SLIDER_LAYOUT)
     b = widgets.FloatLogSlider(value=flops, base=10, min=15, max=25, step=0.25, description="budget (FLOPs)",
-                               continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE,
-                               readout_format=".2e")
+                               continuous_update=False, layout=SLIDER_LAYOUT, readout_format=".2e")
     readout = widgets.HTML()
     readout.add_class("dwlib-calc")
-
-    def update(_=None):
-        readout.value = calculator_html(shape_facts(d.value, w.value, c.value, b.value, head_dim=head_dim))
-
     picture = widgets.HTML()
 
     def update(_=None):
@@ -143,6 +145,7 @@ def calculator(depth: int = 12, width: int = 768, context: int = 1024, flops: fl
             picture.value = render(charts.budget_breakdown_chart(cfg))
 
     for s in (d, w, c, b):
+        s.style = style
         s.observe(update, names="value")
     update()
     return widgets.VBox([d, w, c, b, readout, picture])
@@ -176,7 +179,8 @@ def persistence_explorer(depth: int = 24, tau: float = 8.0) -> widgets.VBox:
 class LiveChart:
     """A view (`.out`, an HTML widget: display it) that redraws a loss-vs-tokens and vs-seconds chart as
     evaluations arrive. `callback(label)` gives a trainer `on_eval` function; `points` is the tidy list
-    of what was drawn."""
+    of what was drawn. Seconds are each run's own training seconds since its first step (the trainer's
+    `seconds`), never this chart's clock, so setup before a run does not count against it."""
 
     def __init__(self, title: str = "validation loss", min_interval: float = 0.5):
         self.out = widgets.HTML()
@@ -186,23 +190,27 @@ class LiveChart:
         self._last = 0.0
 
     def callback(self, label: str):
-        started = time.perf_counter()
-
         def on_eval(point: dict):
+            # a point without the trainer's seconds is drawn against tokens only, until add_record
             self.points.append(dict(label=label, tokens=point["tokens"], step=point["step"],
                                     val_loss=point["val_loss"], train_loss=point["train_loss"],
-                                    seconds=time.perf_counter() - started))
+                                    seconds=point.get("seconds")))
             if time.perf_counter() - self._last >= self.min_interval:
                 self.redraw()
         return on_eval
 
     def add_record(self, label: str, record: dict):
-        """Add a finished run's stored curve (a cached run shows at once, its seconds pro rata)."""
-        per_step = (record.get("wall_seconds") or 0.0) / max(1, record.get("steps") or 1)
+        """Draw a finished run from its stored record, replacing its live points, so a run drawn live and
+        the same run served from the store later give the same chart. Curve rows without `seconds` get
+        the run's training seconds pro rata by step."""
+        per_step = (record.get("train_seconds") or 0.0) / max(1, record.get("steps") or 1)
+        self.points = [p for p in self.points if p["label"] != label]
         for c in record.get("curve", []):
             if c.get("val_loss") is not None:
+                seconds = c.get("seconds")
                 self.points.append(dict(label=label, tokens=c["tokens"], step=c["step"], val_loss=c["val_loss"],
-                                        train_loss=c["train_loss"], seconds=c["step"] * per_step))
+                                        train_loss=c["train_loss"],
+                                        seconds=c["step"] * per_step if seconds is None else seconds))
 
     def chart(self):
         return charts.live_curves_chart(self.points, title=self.title)
@@ -216,8 +224,9 @@ class LiveChart:
 
 def race(pairs, labels, *, store, live: LiveChart | None = None):
     """Train each (ModelConfig, TrainConfig) pair through the store, one after another, drawing their
-    validation losses live; a pair the store already holds is drawn from its stored curve at once.
-    Returns the store's frame of the runs. Display `live.out` before calling to watch it."""
+    validation losses live; each finished run is then redrawn from its stored record, so a rerun that
+    finds the runs in the store draws the same chart at once. Returns the store's frame of the runs.
+    Display `live.out` before calling to watch it."""
     from . import sweep
     live = live or LiveChart()
     keys = []
@@ -225,11 +234,10 @@ def race(pairs, labels, *, store, live: LiveChart | None = None):
         tokens = sweep.load_tokens(t.corpus, t.tokenizer)
         keys.append(sweep.key_for(m, t, tokens))
         stored = store.get(keys[-1])
-        if stored is not None and stored["status"] in ("complete", "diverged"):
-            live.add_record(label, stored["result"])
-            live.redraw()
-            continue
-        sweep.run(m, t, store=store, on_eval=live.callback(label), tokens=tokens, progress=False)
+        if stored is None or stored["status"] not in ("complete", "diverged"):
+            sweep.run(m, t, store=store, on_eval=live.callback(label), tokens=tokens, progress=False)
+            stored = store.get(keys[-1])
+        live.add_record(label, stored["result"])
         live.redraw()
     return store.runs_frame(keys=keys)
 
@@ -296,8 +304,7 @@ class ShapeExplorer:
         try:
             label = f"D={m.depth} W={m.width}" + (f" ×{m.share}" if m.share > 1 else "")
             record = sweep.run(m, t, store=self.store, on_eval=self.live.callback(label), progress=False)
-            if record is not None and not any(p["label"] == label for p in self.live.points):
-                self.live.add_record(label, record)   # it was in the store already
+            self.live.add_record(label, record)
             self.live.redraw()
             self.trained.append(record["run_key"])
             self.status.value = (f"{record['status']}: validation loss {record['val_loss']:.4f}"

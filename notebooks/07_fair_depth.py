@@ -270,5 +270,5 @@ if len(gain):
               "deep models more than shallow ones." if gain.iloc[-1] > gain.iloc[0] else
               " nats — no more at the deepest depth than at the shallowest, so the fixed learning rate did "
               "not single out deep models."))
-nb.say(fit.verdicts.fair_depth_text(fits))
+nb.verdict(fit.verdicts.fair_depth_text(fits))
 nb.finish();

@@ -2,9 +2,16 @@
 (Debian's `chromium`, driven by Playwright's Python API; no browser download), all cells run, the depth
 slider moved, and the calculator's parameter count and an altair chart checked in the rendered page.
 
+Every chart in the page is measured with getBBox(): each mark layer must draw something of non-zero
+size (a chart whose axes render but whose bars have zero height fails).
+
+A second test builds the hand-out report (`dwlib.report`) from an executed primer and opens it from
+file:// with every network request refused: its pages must load and show visible charts.
+
 Skips when chromium or playwright is absent, except under CI=true, where .ci/run installs both and
-their absence is a failure. Screenshots land in outputs/browser_primer_before.png (after run-all) and
-outputs/browser_primer.png (after moving the slider)."""
+their absence is a failure. Screenshots land in outputs/browser_primer_before.png (after run-all),
+outputs/browser_primer_race.png, outputs/browser_primer.png (after moving the slider) and
+outputs/browser_report_index.png."""
 import json
 import os
 import re
@@ -18,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from chart_marks import layer_problems
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "notebooks/01_primer.py"          # relative to the lab's root dir (the repo)
@@ -33,6 +41,43 @@ KERNEL_READY = """() => {
     const kernel = session && session.session && session.session.kernel;
     return !!(kernel && panel.context.isReady && session.isReady && kernel.status === 'idle'
               && kernel.connectionStatus === 'connected');
+}"""
+# Every Vega chart in the page (inline <svg class="marks">, or an <img> of one), drawn into a hidden host and
+# measured with getBBox(): per chart, its mark layers as [type, items, items with a non-zero box]. Filled
+# marks (rect, area, arc) need width and height, lines, rules and symbols a length (tests/chart_marks.py).
+CHART_MARKS = """(root) => {
+    const sources = [...root.querySelectorAll('svg.marks')].map(svg => svg.outerHTML);
+    for (const img of root.querySelectorAll('img[src^="data:image/svg+xml"]')) {
+        const [head, body] = img.src.split(',', 2);
+        sources.push(head.endsWith(';base64')
+            ? new TextDecoder().decode(Uint8Array.from(atob(body), c => c.charCodeAt(0)))
+            : decodeURIComponent(body));
+    }
+    const host = document.createElement('div');
+    host.style.cssText = 'position:absolute; left:-20000px; top:0';
+    document.body.appendChild(host);
+    const charts = sources.map(source => {
+        host.innerHTML = source;
+        const layers = {};     // a layer's series are separate groups sharing its name: one layer
+        [...host.querySelectorAll('g.role-mark')].forEach((g, i) => {
+            const cls = g.getAttribute('class') || '';
+            const kind = (cls.match(/mark-(\\w+)/) || [, '?'])[1];
+            if (kind === 'text' || kind === 'group') return;
+            const key = kind + ' ' + ((cls.match(/\\S+_marks/) || ['#' + i])[0]);
+            const items = [...g.children].filter(el => ['path', 'line', 'rect', 'image'].includes(el.tagName));
+            const filled = ['rect', 'area', 'arc', 'image'].includes(kind);
+            const shown = items.filter(el => {
+                const b = el.getBBox();
+                return filled ? b.width > 0 && b.height > 0 : Math.max(b.width, b.height) > 0;
+            }).length;
+            const layer = layers[key] || (layers[key] = [kind, 0, 0]);
+            layer[1] += items.length;
+            layer[2] += shown;
+        });
+        return Object.values(layers);
+    });
+    host.remove();
+    return charts;
 }"""
 # "non-embedding parameters: 12,345,678": digits with thousands separators (comma or thin spaces)
 NUMBER = re.compile(r"\d{1,3}(?:[,\u2009\u202f\u00a0]\d{3})+|\d+")
@@ -227,6 +272,14 @@ def test_primer_in_real_browser(chromium, lab):
             })""")
             drawn = [c for c in charts if c["width"] > 0 and c["height"] > 0 and c["marks"] > 0]
             assert drawn, f"no rendered altair SVG chart (.jp-RenderedSVG) with marks; found {charts}"
+            # every chart in the page — plain outputs and widgets' inline SVG — draws marks one can see
+            measured = page.evaluate(CHART_MARKS, page.locator(".jp-NotebookPanel").first.element_handle())
+            assert len(measured) >= 6, f"expected the primer's charts and widget views, measured {len(measured)}"
+            hidden = {i: layer_problems(layers) for i, layers in enumerate(measured) if layer_problems(layers)}
+            assert not hidden, f"charts with invisible marks (chart index: problems): {hidden}"
+
+            page.locator(".jp-OutputArea-output svg.marks").last.scroll_into_view_if_needed()   # the race's chart
+            page.screenshot(path=str(OUTPUTS / "browser_primer_race.png"))
 
             readout = depth_slider.locator(".widget-readout")
             depth_before = int(readout.text_content())
@@ -251,5 +304,46 @@ def test_primer_in_real_browser(chromium, lab):
             # blocks are identical, so N is linear in D up to the final norm's W gains
             assert after / before == pytest.approx(depth_after / depth_before, rel=0.01), (
                 f"the displayed count does not follow the slider's depth ({moved})")
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_report_opens_offline_with_visible_charts(chromium, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from dwlib import notebooks, report
+    outputs = tmp_path / "outputs"
+    notebooks.execute("01_primer", dict(preset="smoke", store_path=str(tmp_path / "runs.sqlite"),
+                                        output_dir=str(outputs / "01_primer")))
+    index = report.build(outputs, tmp_path / "report")
+    OUTPUTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            fetched = []
+            refuse = lambda route: (fetched.append(route.request.url), route.abort())   # noqa: E731
+            page.route(re.compile(r"^(?!file:|data:)"), refuse)
+            page.goto(index.as_uri())
+            page.screenshot(path=str(OUTPUTS / "browser_report_index.png"))
+            body = page.text_content("body")
+            assert "01_primer" in body and "preset smoke" in body, body[:500]
+            thumbs = page.evaluate("() => [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+            assert len(thumbs) == 3 and all(w > 0 and h > 0 for _, w, h in thumbs), thumbs
+            measured = page.evaluate(CHART_MARKS, page.locator("body").element_handle())
+            assert len(measured) == 3 and not [layer_problems(m) for m in measured if layer_problems(m)], measured
+
+            page.click("text=01_primer")
+            page.wait_for_load_state()
+            images = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedSVG img')]"
+                                   ".map(i => [i.alt, i.naturalWidth])")
+            assert len(images) >= 3 and all(w > 0 for _, w in images), images
+            measured = page.evaluate(CHART_MARKS, page.locator("main").element_handle())
+            assert not [layer_problems(m) for m in measured if layer_problems(m)], measured
+            box = page.locator("math").first.bounding_box()     # N = 12·D·W², drawn as MathML
+            assert box and box["width"] > 20 and box["height"] > 5, box
+            assert not fetched, f"the report tried to load from the network: {fetched}"
         finally:
             browser.close()

@@ -1,10 +1,14 @@
-"""Charts: one per fitter, built from small fits and written as PNG and SVG offline (vl-convert).
-≈ 15 s (the first PNG export starts the Vega engine)."""
+"""Charts: one per fitter, built from small fits and written as PNG and SVG offline (vl-convert), and
+the sweep and teaching charts the notebooks save, each checked for visible marks (tests/chart_marks.py).
+≈ 20 s (the first PNG export starts the Vega engine)."""
 import math
+import re
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
+from chart_marks import invisible_marks
 
 from dwlib import charts, fit
 
@@ -58,7 +62,9 @@ def results():
 @pytest.mark.parametrize("kind", list(charts.FIT_CHARTS))
 def test_every_fit_has_a_chart_written_as_png_and_svg(results, kind, tmp_path):
     chart = charts.fit_chart(results[kind])
-    assert_written(charts.save_chart(chart, tmp_path / "sub" / kind))
+    png, svg = charts.save_chart(chart, tmp_path / "sub" / kind)
+    assert_written((png, svg))
+    assert invisible_marks(svg.read_text()) == []
 
 
 def test_critical_depth_by_budget_chart(tmp_path):
@@ -82,3 +88,100 @@ def test_paper_reference_is_drawn(results):
     assert "2.43·ln W" in text and "(W/512)^0.44" in text
     assert "paper: tau ~ W^0.44" in str(charts.tau_scaling_chart(results["tau_scaling"]).to_dict())
     assert "paper: C^0.12" in str(charts.isoflop_chart(results["isoflop"]).to_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Every chart draws visible marks (tests/chart_marks.py measures each mark in the SVG)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sweep_frames():
+    """A small store-like sweep: depths 2–16 at widths 32 and 64, two seeds, with curves and grad norms."""
+    rng = np.random.default_rng(1)
+    runs, curves, norms = [], [], []
+    for width in (32, 64):
+        for depth in (2, 4, 8, 16):
+            for seed in (0, 1):
+                run_id = f"r{width}-{depth}-{seed}"
+                n = 12 * depth * width ** 2
+                loss = 3 + 0.05 * (math.log(depth) - 1.5) ** 2 - 0.1 * math.log2(width / 32) + rng.normal(0, 0.01)
+                runs.append(dict(run_id=run_id, status="complete", depth=depth, width=width, seed=seed, share=1,
+                                 params=n + 2 * 256 * width, non_embedding_params=n, tokens=400_000,
+                                 flops=6 * n * 400_000 * (1 + depth % 3), val_loss=loss))
+                for tokens in (51_200, 102_400, 204_800, 409_600):
+                    curves.append(dict(run_id=run_id, depth=depth, width=width, seed=seed, tokens=tokens,
+                                       val_loss=loss + 2e4 / tokens))
+                for layer in range(-1, depth + 1):
+                    norms.append(dict(run_id=run_id, depth=depth, width=width, seed=seed, step=1000, layer=layer,
+                                      norm=math.exp(-(depth - layer) / 4)))
+    return pd.DataFrame(runs), pd.DataFrame(curves), pd.DataFrame(norms)
+
+
+def _sweep_charts(runs, curves, norms):
+    from dwlib.config import ModelConfig
+    pair = runs[(runs["width"] == 32) & runs["depth"].isin([2, 8])]
+    speed = pd.DataFrame({"depth": [2, 8], "width": [64, 32], "latency_ms": [3.0, 5.0], "latency_ms_sd": [0.1, 0.2],
+                          "context": [64, 64], "device": ["cpu", "cpu"], "tokens_per_second": [9e4, 5e4],
+                          "batch_size": [16, 16]})
+    live = [dict(label=label, tokens=t, seconds=t / speed, val_loss=3 + 1e4 / t)
+            for label, speed in (("D=8 W=32", 5e4), ("D=2 W=64", 9e4)) for t in (12_800, 25_600, 51_200)]
+    return {
+        "loss_vs_depth": charts.loss_vs_chart(runs, "depth"),
+        "loss_vs_flops": charts.loss_vs_chart(runs, "flops", color="depth"),
+        "one_seed": charts.loss_vs_chart(runs[runs["seed"] == 0], "width", color="depth"),   # no zero-length bars
+        "loss_curves": charts.curves_chart(curves),
+        "grad_norm_profiles": charts.grad_norm_profiles_chart(norms),
+        "loss_gap": charts.loss_gap_chart(pair, dict(gap=0.01, ci=(-0.02, 0.04))),
+        "inference_speed": charts.latency_chart(speed),
+        "budget_breakdown": charts.budget_breakdown_chart(ModelConfig(depth=16, width=512, context=1024,
+                                                                      vocab_size=50257)),
+        "gradient_persistence": charts.persistence_profile_chart(24, 8.0),
+        "race": charts.live_curves_chart(live),
+        "isoflop_points": charts.isoflop_points_chart(runs),
+    }
+
+
+def test_sweep_and_teaching_charts_draw_visible_marks(sweep_frames):
+    for name, chart in _sweep_charts(*sweep_frames).items():
+        assert invisible_marks(charts.to_svg(chart)) == [], name
+
+
+def test_visibility_check_catches_bars_on_a_log_axis():
+    # the gradient-persistence chart as it was: bars on a log axis start at 0, so each has zero height
+    frame = pd.DataFrame({"layer": np.arange(1, 25), "relative_norm": np.exp(-(24 - np.arange(1, 25)) / 8.0)})
+    bars = alt.Chart(frame).mark_bar().encode(
+        x="layer:O", y=alt.Y("relative_norm:Q", scale=alt.Scale(type="log", domain=[0.05, 1])))
+    assert invisible_marks(charts.to_svg(bars)) == ["mark-rect: 0 of 24 items have a non-zero size",
+                                                    "no visible mark at all (1 mark layers)"]
+    assert invisible_marks(charts.to_svg(bars.mark_bar().encode(y2=alt.datum(0.05)))) == []   # from the floor
+
+
+def test_loss_vs_chart_titles_ticks_and_margins(sweep_frames):
+    runs = sweep_frames[0]
+    spec = charts.loss_vs_chart(runs, "depth").to_dict()
+    layers = spec["layer"]
+    assert {layer["encoding"]["y"]["title"] for layer in layers} == {"val loss"}   # not "val loss, low"
+    x = layers[0]["encoding"]["x"]
+    assert x["axis"]["values"] == [2, 4, 8, 16] and x["axis"]["format"] == "d"    # integer depths only
+    lo, hi = x["scale"]["domain"]
+    assert lo < 2 and hi > 16                                                       # nothing on the edges
+    assert "2 seeds are very wide" in str(spec["title"])
+    three = pd.concat([runs, runs[runs["seed"] == 0].assign(seed=2)])
+    assert "subtitle" not in str(charts.loss_vs_chart(three, "depth").to_dict()["title"])
+
+
+def test_count_axes_use_si_units(sweep_frames):
+    x = charts.curves_chart(sweep_frames[1]).to_dict()["encoding"]["x"]
+    assert x["axis"]["format"] == "~s" and x["axis"]["labelOverlap"] == "greedy"
+
+
+def test_coord_check_grid_fits_a_1400px_window():
+    rows = [dict(parametrization=p, width=w, depth=d, site=site, layer=0, step=step,
+                 delta=0.01 * step * (w / 16) ** (p == "sp"), scale=1.0)
+            for p in ("sp", "mup", "completep") for w in (16, 32, 64, 128, 256) for d in (2,)
+            for site in ("embedding", "residual", "attn_logits", "logits") for step in (1, 2, 3, 4)]
+    svg = charts.to_svg(charts.coord_check_chart(pd.DataFrame(rows)))
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', svg).group(1))
+    # a cell's output area in a 1400 px JupyterLab window with the file browser open: 968 px (measured)
+    assert width <= 960, width
+    assert invisible_marks(svg) == []

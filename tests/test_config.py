@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dwlib.config import (ModelConfig, TrainConfig, count_params, flops_per_token, flops_per_token_with_head,
+from dwlib.config import (ModelConfig, TrainConfig, breakdown, count_params, flops_per_token, flops_per_token_with_head,
                           non_embedding_params, run_key, steps_for_budget)
 from dwlib.model import Transformer
 
@@ -16,6 +16,19 @@ def test_depth_delusion_w512_family(depth, expected):
     # the paper's counts equal 12·D·W² + 2·V·W: untied embeddings, GPT-2 vocabulary
     cfg = ModelConfig(depth=depth, width=512, vocab_size=50257, context=1024)
     assert abs(count_params(cfg) - expected) / expected < 1e-3
+
+
+@pytest.mark.parametrize("overrides", [{}, {"share": 2, "mlp": "swiglu"}, {"tie_embeddings": True, "bias": True,
+                                                                             "norm": "layernorm"}])
+def test_breakdown_adds_up_to_the_one_definition(overrides):
+    # the calculator's readout and chart both read these parts: their totals must be the library's
+    cfg = ModelConfig(**{"depth": 16, "width": 512, "context": 1024, "vocab_size": 50257, **overrides})
+    parts = breakdown(cfg)
+    assert sum(parts["params"].values()) == count_params(cfg)
+    assert sum(parts["flops"].values()) == pytest.approx(flops_per_token(cfg), rel=1e-12)
+    assert parts["head_flops"] == 6 * 512 * 50257
+    assert parts["flops"]["attention over context"] == 6 * cfg.layers * 1024 * 512
+    assert ("output head" in parts["params"]) == (not cfg.tie_embeddings)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,20 +1,24 @@
 """Every notebook in notebooks/ executed headless with papermill at the `smoke` preset, as CI runs them:
-no error output, every expected chart written (PNG and SVG, non-empty), the manifest present.
+no error output, every expected chart written (PNG and SVG, non-empty) with visible marks, the manifest
+present.
 
 Each notebook gets the stdlib corpus, one torch thread and a store and output folder under tmp_path
 (one store shared by all, as outputs/runs.sqlite is shared in real use). Wall times are printed and
 written to outputs/notebook_times.json. Not marked slow: CI must run them, so the smoke preset keeps each
 one near a minute on 2 cores.
 """
+import io
 import json
+import re
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from chart_marks import invisible_marks
 
 from dwlib import notebooks, presets, widgets
-from dwlib.config import ModelConfig, non_embedding_params
+from dwlib.config import ModelConfig, count_params, flops_per_token, non_embedding_params
 
 REPO = Path(__file__).resolve().parents[1]
 # Charts each notebook must write (stems; .png and .svg both) — a contract with their readers.
@@ -115,13 +119,49 @@ def test_calculator_readout_updates_with_the_sliders():
     assert "<svg" in calc.children[-1].value       # the breakdown chart redrew as inline SVG
 
 
+def test_calculator_readout_and_chart_give_one_count():
+    # the readout once said 6N + 6·D·T·W while the chart's title added the head's 6·W·V
+    calc = widgets.calculator(depth=16, width=512, context=1024, flops=1e19)
+    readout, chart = calc.children[-2].value, calc.children[-1].value
+    cfg = ModelConfig(depth=16, width=512, context=1024, vocab_size=widgets.PAPER_VOCAB)
+    params, fpt = f"{count_params(cfg):,}", f"{flops_per_token(cfg):,.0f}"
+    assert params == "101,811,712" and fpt == "352,422,912"
+    assert f"parameters: {params}" in readout and f"parameters: {params}" in chart
+    assert f"(6N + 6·D·T·W): {fpt}" in readout and f"(6N + 6·D·T·W): {fpt}" in chart
+    head = f"{6 * 512 * widgets.PAPER_VOCAB:,}"
+    assert f"head adds {head}" in readout and f"head adds {head}" in chart
+
+
+def test_race_times_each_run_from_its_own_record(tmp_path):
+    from dwlib import sweep
+    from dwlib.store import Store
+    store = Store(tmp_path / "runs.sqlite")
+    pairs = [sweep.make_pair(ModelConfig(context=16, head_dim=16), None, depth=d, width=w, steps=6, batch_size=2,
+                             eval_every=2, eval_batches=1, threads=1) for d, w in ((4, 32), (1, 64))]
+    live = widgets.LiveChart()
+    runs = widgets.race(pairs, ["deep", "wide"], store=store, live=live)
+    for label, run in zip(["deep", "wide"], runs.itertuples()):
+        record = store.get(run.run_key)["result"]
+        seconds = [p["seconds"] for p in live.points if p["label"] == label]
+        assert len(seconds) == 3 and seconds == sorted(seconds)
+        assert seconds[-1] <= record["wall_seconds"]    # the clock starts at the run's first step, not before
+    again = widgets.LiveChart()                          # a rerun finds both in the store: the same chart
+    widgets.race(pairs, ["deep", "wide"], store=store, live=again)
+    assert again.points == live.points and again.out.value == live.out.value
+
+
 @pytest.mark.parametrize("name", list(EXPECTED_CHARTS))
-def test_notebook_runs_under_papermill(name, shared):
+def test_notebook_runs_under_papermill(name, shared, capfd):
     out = shared / name
     started = time.perf_counter()
+    status = io.StringIO()       # the runner's progress lines, as `make run` shows them (not a tty: one per run)
     result = notebooks.execute(name, dict(preset="smoke", corpus="stdlib", store_path=str(shared / "runs.sqlite"),
-                                          output_dir=str(out)))
+                                          output_dir=str(out)), progress=status)
     seconds = time.perf_counter() - started
+    assert "without encryption" not in capfd.readouterr().err    # the kernel talks over IPC: no TCP warning
+    if name == "02_baseline_sweep":     # the sweep wrote its progress file and the runner read it
+        total = len(presets.design(presets.settings(name, "smoke")))
+        assert f"02_baseline_sweep · runs {total}/{total} · " in status.getvalue(), status.getvalue()
     TIMES[name] = round(seconds, 1)
     print(f"\n{name}: {seconds:.1f} s under papermill (smoke)")
     _record_times()
@@ -135,10 +175,27 @@ def test_notebook_runs_under_papermill(name, shared):
         for ext in ("png", "svg"):
             path = out / f"{stem}.{ext}"
             assert path.exists() and path.stat().st_size > 0, f"{name}: chart {path.name} missing or empty"
+    for svg in sorted(out.glob("*.svg")):              # every saved chart draws marks one can see
+        assert invisible_marks(svg.read_text()) == [], f"{name}: {svg.name}"
     manifest = json.loads((out / notebooks.MANIFEST).read_text())
     assert manifest["preset"] == "smoke" and set(EXPECTED_CHARTS[name]) <= set(manifest["charts"])
     # every prose sentence from nb.say is Markdown built from the run: at least one per notebook
     assert any("text/markdown" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_status_line_reads_the_progress_file(tmp_path):
+    state = dict(done=3, total=12, remaining=200.0, time=time.time(), current=["D=8 W=64 seed 1", "D=12 W=64 seed 0"])
+    (tmp_path / "progress.json").write_text(json.dumps(state))
+    stream = io.StringIO()
+    line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
+    line.stop()                                      # not a terminal: prints the last state once
+    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · now D=8 W=64 seed 1, D=12 W=64 seed 0 · 0m0\ds elapsed · "
+                        r"about 3m[12]\ds left in this sweep\n", stream.getvalue()), stream.getvalue()
+    (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
+    finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
+    finished.stop()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done"), last
 
 
 def _record_times():

@@ -1,0 +1,65 @@
+"""The hand-out report (`python -m dwlib.report`): executed notebooks → self-contained HTML pages and an
+index with each notebook's preset, verdicts, wall time and charts. Built here from a small executed
+notebook written with nbformat (no kernel); tests/test_browser.py opens a real one in Chromium."""
+import json
+import re
+
+import nbformat
+import pytest
+
+from dwlib import charts, report
+from dwlib.config import ModelConfig
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """outputs/ with one executed notebook: prose with TeX, a chart, a widget, a Markdown verdict."""
+    folder = tmp_path / "outputs" / "02_baseline_sweep"
+    folder.mkdir(parents=True)
+    chart = charts.budget_breakdown_chart(ModelConfig(depth=2, width=64))
+    charts.save_chart(chart, folder / "budget_breakdown")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Baseline\n\nParameters: $$N = 12\\,D\\,W^2,$$ and inline $\\tau(W)$."),
+        nbformat.v4.new_code_cell("nb.figure(chart, 'budget_breakdown')", outputs=[
+            nbformat.v4.new_output("display_data", data={"image/svg+xml": charts.to_svg(chart), "text/plain": "chart"}),
+            nbformat.v4.new_output("display_data", data={"text/markdown": "D\\* = 4.3 with $\\ln W$"})]),
+        nbformat.v4.new_code_cell("widgets.calculator()", outputs=[nbformat.v4.new_output(
+            "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2,
+                                                                              "version_minor": 0},
+                                  "text/plain": "VBox(children=(IntSlider(value=12),))"})]),
+    ]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                            "version_minor": 0}}
+    nbformat.write(nb, str(folder / "02_baseline_sweep.ipynb"))
+    (folder / "manifest.json").write_text(json.dumps(dict(
+        notebook="02_baseline_sweep", preset="cpu", charts=["budget_breakdown"], wall_seconds=1285.0,
+        verdicts=["At W = 64 the loss is **U-shaped**: D\\* = 4.3 (3.4–4.9)."])))
+    return tmp_path / "outputs"
+
+
+def test_report_pages_are_self_contained(outputs, tmp_path):
+    index = report.build(outputs, tmp_path / "report")
+    page = (tmp_path / "report" / "02_baseline_sweep.html").read_text()
+    home = index.read_text()
+    for text in (page, home):
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "loads something from the network"
+        assert "<script src" not in text
+    assert 'alt="D = 2, W = 64, context 128, vocab 256" src="data:image/svg+xml;base64,' in page   # the chart
+    assert "<math" in page and "$$" not in page                                                # math as MathML
+    assert "open the notebook in JupyterLab" in page and "VBox(children" not in page    # a widget, said so
+    assert "preset <b>cpu</b>" in home and "21.4 min" in home
+    assert "<strong>U-shaped</strong>" in home and "02_baseline_sweep.html" in home
+    assert home.count("data:image/svg+xml;base64,") == 1                                # the saved chart
+
+
+def test_report_says_what_is_missing(tmp_path, capsys):
+    with pytest.raises(ValueError, match="no executed notebooks"):
+        report.build(tmp_path, tmp_path / "report")
+    assert report.main(["--outputs", str(tmp_path)]) == 2
+    assert "make smoke" in capsys.readouterr().err
+
+
+def test_math_becomes_mathml_and_dollars_in_code_stay():
+    html = report.mathml("cost $6N$ per token; $$N = 12 D W^2$$ and a price of \\$5")
+    assert html.count("<math") == 2 and 'display="block"' in html and "\\$5" in html
