@@ -406,6 +406,14 @@ def _annealed(s: Settings, pairs):
     return sweep.anneal(pairs, budgets, warmup=warmup)
 
 
+def lr_check_depths(r, depths) -> tuple[int, int]:
+    """02's learning-rate check compares two depths of the critical-depth fit `r`: its best depth — or,
+    when that is the deepest, where the loss levels off, or else the second-deepest — and the deepest."""
+    deepest = max(depths)
+    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau != deepest else sorted(depths)[-2]
+    return int(best), deepest
+
+
 def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tuple]:
     """02's learning-rate check: at each of `depths` (the best and the deepest) at `width`, learning rates
     `lr_factors` × lr on the tuning seeds (not the verdict's: choosing a winner and scoring it on the same
