@@ -208,7 +208,8 @@ nb.figure(charts.curves_chart(nb.curves(final), color="depth"), "loss_curves")
 #
 # Move the sliders: the prediction (from the fitted curve when the width was swept), the shape's size and
 # its cost update at once. **Train** trains that shape on this notebook's budget (first seed), stores it,
-# and adds it to the chart below. Nothing trains unless you click.
+# and adds it to the chart below. Nothing trains unless you click. First, how a slider position becomes a
+# run, and the prediction read off the fitted saturating law:
 
 # %%
 def pair_for(depth, width):
@@ -227,6 +228,10 @@ def predict(m, t):
     return f"The fitted saturating law at W = {m.width} puts the validation loss near <b>{loss:.3f}</b> at D = {m.depth}."
 
 
+# %% [markdown]
+# The sliders start in the middle of the sweep; the chart holds the sweep's runs at the largest budget.
+
+# %%
 widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(s.depths[len(s.depths) // 2], high=max(64, *s.depths)),
                                "width": widgets.width_slider(s.widths[0], step=s.head_dim, high=max(512, *s.widths))},
                 runs=final, predict=predict,

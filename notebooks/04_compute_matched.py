@@ -47,7 +47,7 @@ store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
 output_dir = None      # None: outputs/04_compute_matched/
 threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
-factor = None          # how much deeper the second shape is; None: from the preset (2)
+factor = None          # how much deeper the second shape is; None: from the preset
 
 # %%
 import altair as alt

@@ -198,7 +198,8 @@ else:
 # ## Predict, then train
 #
 # Choose a shape and a budget: the fitted ansatz (when there is one) predicts its loss at once; **Train**
-# trains it to that budget, stores it, and adds the measured point beside the prediction below.
+# trains it to that budget, stores it, and adds the measured point beside the prediction below. First, how
+# a slider position becomes a run, and what the fitted ansatz predicts for it:
 
 # %%
 def pair_for(depth, width, flops):
@@ -215,6 +216,11 @@ def predict(m, t):
     return f"The fitted ansatz predicts a validation loss of <b>{loss:.3f}</b> after {tokens:,} tokens."
 
 
+# %% [markdown]
+# The chart sets each run's measured loss against the ansatz's prediction for it: the runs the laws were
+# fitted to, and every shape trained here.
+
+# %%
 def prediction_chart(frame):
     if law is not None and law.identified:
         frame = frame.assign(predicted=fit.depth_width_loss(law.params, frame["depth"], frame["width"], frame["tokens"]))

@@ -101,13 +101,18 @@ nb.figure(charts.loss_vs_chart(runs, "depth", color="share",
 # %%
 done = runs[runs["status"] == "complete"]
 plain = done[done["share"] == 1]
-means = plain.groupby(["depth", "width"])["val_loss"].mean().reset_index().sort_values("val_loss")
-best = means.iloc[0]
+best = plain.groupby(["depth", "width"])["val_loss"].mean().reset_index().sort_values("val_loss").iloc[0]
+nb.say(f"Without sharing, the lowest mean loss is at **D = {int(best.depth)}, W = {int(best.width)}** "
+       f"({best.val_loss:.4f}) among depths {sorted(map(int, plain.depth.unique()))}.")
+
+# %% [markdown]
+# MobileLLM's claim, tested at its extremes: the deepest shape minus the shallowest (without sharing), paired
+# by seed (`dwlib.fit.compare_losses`).
+
+# %%
 shallow, deep = plain[plain.depth == plain.depth.min()], plain[plain.depth == plain.depth.max()]
 gap, why = nb.attempt(fit.compare_losses, shallow["val_loss"], deep["val_loss"], seeds_a=shallow["seed"],
                       seeds_b=deep["seed"])
-nb.say(f"Without sharing, the lowest mean loss is at **D = {int(best.depth)}, W = {int(best.width)}** "
-       f"({best.val_loss:.4f}) among depths {sorted(map(int, plain.depth.unique()))}.")
 if gap is None:
     nb.say(f"Deepest against shallowest: no interval — {why}")
 else:
@@ -117,9 +122,9 @@ else:
 # %% [markdown]
 # ## Does block sharing help?
 #
-# For each depth, the shared model minus its unshared twin (same parameters, same tokens, more FLOPs: each
-# shared block runs once per application), paired by seed (`dwlib.fit.compare_losses`). MobileLLM's gain
-# counts as reproduced when sharing lowers the loss measurably at most depths.
+# For each depth, the shared model minus its unshared twin (same parameters, same tokens, more FLOPs: a
+# shared block costs its FLOPs each time it is applied), paired by seed (`dwlib.fit.compare_losses`).
+# MobileLLM's gain counts as reproduced when sharing lowers the loss measurably at most depths.
 
 # %%
 rows = []

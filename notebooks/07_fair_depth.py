@@ -75,9 +75,9 @@ W = s.widths[0]
 # ## What each preset runs
 #
 # Presets were fixed on cost before any result was seen. Each sweeps depths around the paper's D_crit at
-# one width W, over a grid of learning rates a factor of 2 apart that holds the fixed learning rate of the
-# other notebooks; the width-transfer sweep uses fewer seeds. μP and CompleteP share one base shape: width
-# W and the base depth.
+# one width W, over a log-spaced grid of learning rates that holds the fixed learning rate of the other
+# notebooks; the width-transfer sweep uses fewer seeds. μP and CompleteP share one base shape: width W and
+# the base depth.
 
 # %%
 presets.preset_table("07_fair_depth")
@@ -144,9 +144,9 @@ runs_d = nb.run(parts["depth_transfer"])
 # ## 3 · Does the best learning rate move with width?
 #
 # For each shape, `transfer.best_lr` averages the loss over seeds at each learning rate, fits a parabola
-# in log(lr) to the five rates around the grid minimum and takes its vertex; the interval bootstraps the
-# seeds (or, with one seed, the parabola's residuals). An optimum at the edge of the grid is only a bound
-# and is drawn hollow.
+# in log(lr) to the (up to) five rates around the grid minimum and takes its vertex; the interval
+# bootstraps the seeds (or, with one seed, the parabola's residuals). An optimum at the edge of the grid
+# is only a bound and is drawn hollow.
 
 # %%
 best_w = transfer.best_lr(runs_w, n_boot=s.n_boot)
@@ -197,14 +197,18 @@ fixed_pairs = transfer.lr_sweep([s.lr], [(d, W) for d in s.depths], s.seeds, par
 arm_a = nb.run(fixed_pairs)
 
 # %% [markdown]
-# Arm (b) picks, at each depth, the SP grid's runs at that depth's best grid learning rate; arm (c) trains
-# every depth at the base depth's CompleteP optimum (rounded to 3 figures):
+# Arm (b) picks, at each depth, the SP grid's runs at that depth's best grid learning rate:
 
 # %%
 sp_best = best_d[best_d["parametrization"] == "sp"].set_index("depth")["grid_lr"]
 sp_runs = runs_d[runs_d["parametrization"] == "sp"]
 arm_b = sp_runs[sp_runs["lr"] == sp_runs["depth"].map(sp_best)]
 
+# %% [markdown]
+# Arm (c) trains every depth at the base depth's CompleteP optimum, rounded to 3 figures (at the fixed
+# learning rate if the base shape has no usable optimum):
+
+# %%
 base_row = best_d[(best_d["parametrization"] == "completep") & (best_d["depth"] == s.base_depth)]
 transferred_lr = float(base_row["best_lr"].iloc[0]) if len(base_row) else math.nan
 if not math.isfinite(transferred_lr):
