@@ -326,37 +326,23 @@ class ShapeExplorer:
             self.button.disabled = False
 
 
-class ChartView:
-    """A view (an HTML widget, `.out`) of a chart that `refresh()` redraws from `make_chart()` (e.g. the
-    sweep's chart with runs the explorer added). Errors from the chart (too few runs) show as text."""
-
-    def __init__(self, make_chart):
-        self.make_chart = make_chart
-        self.out = widgets.HTML()
-
-    def refresh(self, *_):
-        try:
-            self.out.value = render(self.make_chart())
-        except ValueError as err:
-            self.out.value = f"<i>{html.escape(str(err))}</i>"
-
-    def _ipython_display_(self):
-        self.refresh()
-        display(self.out)
-
-
 def explore(nb, pair_for, controls: dict, *, runs, chart, predict=None) -> ShapeExplorer:
     """A notebook's "explore a shape" block: a `ShapeExplorer` of `pair_for(**controls)` with its
     `predict` line and Train button, above `chart(frame)` — the store's frame of `runs` plus every shape
-    trained here (column `trained_here`) — which redraws after each training. `nb` is the notebook's
-    `notebooks.Session` (its store and thread count). Displays both and returns the explorer."""
-    explorer = ShapeExplorer(pair_for, controls, store=nb.store, predict=predict, threads=nb.settings.threads)
+    trained here (column `trained_here`) — which redraws after each training; a chart that refuses its
+    data (ValueError: too few runs) shows the reason instead. `nb` is the notebook's `notebooks.Session`
+    (its store and thread count). Displays both and returns the explorer."""
+    view = widgets.HTML()
 
-    def make_chart():
+    def redraw(_record=None):
         frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
-        return chart(frame.assign(trained_here=frame["run_key"].isin(explorer.trained)))
+        try:
+            view.value = render(chart(frame.assign(trained_here=frame["run_key"].isin(explorer.trained))))
+        except ValueError as err:
+            view.value = f"<i>{html.escape(str(err))}</i>"
 
-    view = ChartView(make_chart)
-    explorer.on_trained = view.refresh
+    explorer = ShapeExplorer(pair_for, controls, store=nb.store, predict=predict, on_trained=redraw,
+                             threads=nb.settings.threads)
+    redraw()
     display(explorer, view)
     return explorer
