@@ -626,6 +626,22 @@ def isoflop_points_chart(runs: pd.DataFrame, *, loss: str = "val_loss") -> alt.C
         detail="budget:O", tooltip=["shape", "seed", "non_embedding_params", "tokens", "flops", loss],
     ).properties(width=WIDTH, height=HEIGHT, title="isoFLOP profiles (data)")
 
+
+def predicted_loss_chart(runs: pd.DataFrame) -> alt.Chart:
+    """Each complete run's measured loss against its `predicted` column (a law's prediction; without the
+    column, the measured loss on both axes), coloured by `trained_here`: shapes a notebook's explorer
+    trained (`widgets.explore`) against the runs the law was fitted to."""
+    frame = runs[runs["status"] == "complete"]
+    frame = frame.assign(source=np.where(frame["trained_here"], "trained here", "fitted runs"))
+    y = "predicted" if "predicted" in frame else "val_loss"
+    return alt.Chart(frame).mark_point(filled=True).encode(
+        x=alt.X("val_loss:Q", scale=alt.Scale(zero=False), title="measured loss"),
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False),
+                title="predicted loss" if y == "predicted" else "measured loss (no law to predict from)"),
+        color="source:N", tooltip=["run_id", "depth", "width", "tokens", "val_loss"],
+    ).properties(title="measured vs predicted")
+
+
 def to_svg(chart) -> str:
     """The chart as SVG markup (vl-convert, offline): for ipywidgets.HTML views, which redraw by setting
     a value instead of capturing display output (nbclient's Output-widget mimic can deadlock papermill)."""

@@ -3,6 +3,7 @@
 Inside a notebook (after its papermill parameters cell):
 
     nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, …)   # settings, store, output dir
+    s = nb.settings                # the resolved parameters: s.widths, s.budget, s.seeds …
     pairs = nb.design()            # the runs this notebook trains at this preset (dwlib.presets)
     nb.show_design(pairs)          # what will run, and its predicted cost
     runs = nb.run(pairs)           # train what the store lacks (tqdm progress), the frame of those runs
@@ -42,8 +43,8 @@ PROGRESS_ENV = "DWLIB_PROGRESS"    # the runner's progress file, which Session.r
 # ---------------------------------------------------------------------------------------------
 
 class Session:
-    """One notebook execution: resolved settings (attributes pass through: nb.widths, nb.budget …),
-    the results store, the output folder, and the charts written so far."""
+    """One notebook execution: its resolved settings (`nb.settings`: widths, budget … — a notebook reads
+    them as `s = nb.settings`), the results store, and the charts and verdicts written so far."""
 
     def __init__(self, s: presets.Settings):
         from .store import Store
@@ -53,11 +54,6 @@ class Session:
         self.charts: list[str] = []
         self.verdicts: list[str] = []
         self.started = time.perf_counter()
-
-    def __getattr__(self, name):
-        if name == "settings":   # not set yet: avoid recursion during unpickling / init
-            raise AttributeError(name)
-        return getattr(self.settings, name)
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -85,21 +81,22 @@ class Session:
         minutes = self.predicted_seconds(pairs) / 60
         self.say(f"**{cost['runs']} runs**, {cost['flops']:.3g} training FLOPs in all. Predicted time on "
                  f"this machine's {device.upper()} (before the store's cache): about **{_minutes(minutes)}** "
-                 f"with the `{self.executor}` executor — a rough guide from `dwlib.presets.estimate_seconds`; "
+                 f"with the `{self.settings.executor}` executor — a rough guide from `dwlib.presets.estimate_seconds`; "
                  f"runs the store already holds cost nothing.")
 
     def _device(self) -> str:
-        return "cuda" if self.device.startswith("cuda") or (self.device == "auto" and _cuda()) else "cpu"
+        device = self.settings.device
+        return "cuda" if device.startswith("cuda") or (device == "auto" and _cuda()) else "cpu"
 
     def workers(self) -> int:
         """Runs trained side by side: one single-thread worker per core with the parallel executor."""
         from .config import available_cores
-        return available_cores() if self.executor == "parallel" else 1
+        return available_cores() if self.settings.executor == "parallel" else 1
 
     def predicted_seconds(self, pairs) -> float:
         """`presets.estimate_seconds` for these pairs with this notebook's device and executor."""
         workers = self.workers()
-        threads = 1 if workers > 1 else self.threads
+        threads = 1 if workers > 1 else self.settings.threads
         return presets.estimate_seconds(pairs, self._device(), threads, workers=min(workers, len(pairs)))
 
     def run(self, pairs):
@@ -107,7 +104,7 @@ class Session:
         frame of exactly these runs (finished ones from the cache). Under the headless runner each run
         also updates the progress file it shows in the terminal ($DWLIB_PROGRESS)."""
         from .sweep import run_sweep
-        return run_sweep(pairs, store=self.store, executor=self.executor, on_result=self._progress_writer(pairs))
+        return run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=self._progress_writer(pairs))
 
     def _progress_writer(self, pairs):
         """A run_sweep `on_result` that writes the sweep's progress as JSON to $DWLIB_PROGRESS (the runner
@@ -162,7 +159,7 @@ class Session:
         """Display `chart` in this cell and save it as <output_dir>/<name>.png and .svg."""
         from IPython.display import display
         from .charts import save_chart
-        save_chart(chart, self.output_dir / name)
+        save_chart(chart, self.settings.output_dir / name)
         self.charts.append(name)
         display(chart)
 

@@ -396,14 +396,22 @@ def _baseline(s: Settings):
     return _annealed(s, pairs)
 
 
-def _annealed(s: Settings, pairs):
-    """`pairs` at every annealed budget of `s`, with one absolute warmup for the whole design (5% of the
-    smallest budget's steps), so that runs of different designs (the LR check) share their schedule."""
+def _annealed(s: Settings, pairs, budgets=None):
+    """`pairs` at every annealed budget of `s` (or at `budgets`), with one absolute warmup for the whole
+    design (5% of the smallest annealed budget's steps), so that runs of different designs (the LR check)
+    share their schedule."""
     from . import sweep
-    budgets = [int(f * s.budget) for f in (s.anneal or [1.0])]
-    m, t = pairs[0]
-    warmup = max(1, round(0.05 * min(budgets) / tokens_per_step(m, t)))
-    return sweep.anneal(pairs, budgets, warmup=warmup)
+    annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
+    warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(*pairs[0])))
+    return sweep.anneal(pairs, budgets or annealed, warmup=warmup)
+
+
+def lr_check_depths(r, depths) -> tuple[int, int]:
+    """02's learning-rate check compares two depths of the critical-depth fit `r`: its best depth — or,
+    when that is the deepest, where the loss levels off, or else the second-deepest — and the deepest."""
+    deepest = max(depths)
+    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau != deepest else sorted(depths)[-2]
+    return int(best), deepest
 
 
 def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tuple]:
@@ -417,9 +425,7 @@ def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tu
         for lr in ([lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]):
             pairs += sweep.grid([depth], [width], seeds or s.tuning_seeds, model=s.model(), train=s.train(lr=lr),
                                 tokens=int(s.budget))
-    budgets = [int(f * s.budget) for f in (s.anneal or [1.0])]
-    warmup = max(1, round(0.05 * min(budgets) / tokens_per_step(*pairs[0])))
-    return sweep.anneal(pairs, [int(s.budget)], warmup=warmup)
+    return _annealed(s, pairs, [int(s.budget)])
 
 
 def _width_validation(s: Settings):

@@ -23,7 +23,8 @@ from IPython.display import display
 
 from . import charts, presets
 from .config import (ModelConfig, breakdown, count_params, embedding_params, flops_per_token,
-                     non_embedding_params, paper_critical_depth, paper_critical_depth_power, steps_for_budget)
+                     non_embedding_params, paper_critical_depth, paper_critical_depth_power, steps_for_budget,
+                     tokens_per_step)
 
 PAPER_VOCAB = 50257          # GPT-2's vocabulary, which the Depth Delusion's parameter counts imply
 SLIDER_LAYOUT = widgets.Layout(width="420px")
@@ -42,6 +43,14 @@ def width_slider(value: int, *, step: int = 16, low: int | None = None, high: in
     return widgets.IntSlider(value=value, min=low if low is not None else step, max=max(high, value), step=step,
                              description=description, continuous_update=False, layout=SLIDER_LAYOUT,
                              style=SLIDER_STYLE)
+
+
+def choice_slider(values, *, near: float, description: str) -> widgets.SelectionSlider:
+    """A slider over a few given values (e.g. a learning-rate grid), starting at the one nearest `near`
+    on a log scale."""
+    return widgets.SelectionSlider(options=[(f"{v:g}", v) for v in values], description=description,
+                                   value=min(values, key=lambda v: abs(math.log(v / near))),
+                                   continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
 
 
 def view(draw, controls: dict) -> widgets.VBox:
@@ -286,7 +295,7 @@ class ShapeExplorer:
             if text:
                 lines.append(text)
         steps = steps_for_budget(m, t)
-        tokens = steps * t.batch_size * t.grad_accum * m.context
+        tokens = steps * tokens_per_step(m, t)
         seconds = presets.estimate_seconds([(m, t)], "cpu", self.threads)
         lines.append(f"D = {m.depth}, W = {m.width}" + (f", each block applied {m.share}×" if m.share > 1 else "")
                      + f": {non_embedding_params(m):,} non-embedding parameters, {steps:,} steps "
@@ -317,20 +326,23 @@ class ShapeExplorer:
             self.button.disabled = False
 
 
-class ChartView:
-    """A view (an HTML widget, `.out`) of a chart that `refresh()` redraws from `make_chart()` (e.g. the
-    sweep's chart with runs the explorer added). Errors from the chart (too few runs) show as text."""
+def explore(nb, pair_for, controls: dict, *, runs, chart, predict=None) -> ShapeExplorer:
+    """A notebook's "explore a shape" block: a `ShapeExplorer` of `pair_for(**controls)` with its
+    `predict` line and Train button, above `chart(frame)` — the store's frame of `runs` plus every shape
+    trained here (column `trained_here`) — which redraws after each training; a chart that refuses its
+    data (ValueError: too few runs) shows the reason instead. `nb` is the notebook's `notebooks.Session`
+    (its store and thread count). Displays both and returns the explorer."""
+    view = widgets.HTML()
 
-    def __init__(self, make_chart):
-        self.make_chart = make_chart
-        self.out = widgets.HTML()
-
-    def refresh(self, *_):
+    def redraw(_record=None):
+        frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
         try:
-            self.out.value = render(self.make_chart())
+            view.value = render(chart(frame.assign(trained_here=frame["run_key"].isin(explorer.trained))))
         except ValueError as err:
-            self.out.value = f"<i>{html.escape(str(err))}</i>"
+            view.value = f"<i>{html.escape(str(err))}</i>"
 
-    def _ipython_display_(self):
-        self.refresh()
-        display(self.out)
+    explorer = ShapeExplorer(pair_for, controls, store=nb.store, predict=predict, on_trained=redraw,
+                             threads=nb.settings.threads)
+    redraw()
+    display(explorer, view)
+    return explorer

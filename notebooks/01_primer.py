@@ -54,8 +54,8 @@
 preset = "smoke"       # smoke (race of a few seconds) | cpu (a one-minute race) | gpu
 corpus = "stdlib"      # the race trains on this corpus
 tokenizer = "byte"
-widths = None          # race shapes: widths, paired with depths; None: from the preset (64 and 128)
-depths = None          # race shapes: depths; None: from the preset (8 and 2: equal parameters)
+widths = None          # race shapes: widths, paired with depths; None: from the preset
+depths = None          # race shapes: depths; None: from the preset (shapes of equal 12·D·W²)
 budget = None          # training tokens per racer; None: from the preset
 seeds = None
 device = "auto"

@@ -46,7 +46,7 @@
 # models are tiny and trained for seconds: the plumbing is checked, the science is not.
 
 # %% tags=["parameters"]
-preset = "smoke"       # smoke (CI, ~1 min) | cpu (`make run`: ~25 min on 2 cores) | gpu (one GPU); see the table below
+preset = "smoke"       # smoke (CI: plumbing only) | cpu (`make run`) | gpu (one GPU); minutes: see the table below
 corpus = "stdlib"      # stdlib (offline default), tinyshakespeare, file:PATH, hf:NAME
 tokenizer = "byte"     # byte or bpe:N
 widths = None          # widths to sweep; None: from the preset
@@ -65,7 +65,6 @@ threads = None         # torch threads per run; None: $DWLIB_THREADS or all core
 # %%
 import altair as alt
 import pandas as pd
-from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, sweep, transfer, widgets
 
@@ -152,7 +151,10 @@ pd.DataFrame([dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low
 by_budget = {}
 for width in s.widths:
     by_budget[width], why = nb.attempt(fit.critical_depth_by_budget, runs, width=width, n_boot=min(s.n_boot, 500))
-    nb.say(fit.verdicts.movement_sentence(*by_budget[width], width) if by_budget[width] else f"W = {width}: {why}")
+    if by_budget[width]:
+        nb.verdict(fit.verdicts.movement_sentence(*by_budget[width], width))
+    else:
+        nb.say(f"W = {width}: {why}")
 drawn = [charts.critical_depth_by_budget_chart(b[0], width=w) for w, b in by_budget.items()
          if b is not None and (b[0]["verdict"].str.startswith(("U", "monotone"))).any()]
 if drawn:
@@ -163,26 +165,34 @@ if drawn:
 #
 # One learning rate for every depth can make a deep model look bad because that rate suits it badly. At
 # the first width, the best depth and the deepest depth get a small learning-rate sweep on **other** seeds
-# (choosing a winner and scoring it on the same seeds would flatter it); each depth's best rate is then
-# trained on the verdict's seeds and the two depths compared, paired by seed.
+# (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). The curves
+# below show loss against learning rate at the two depths on those seeds.
 
 # %%
 r = fits.get(s.widths[0])
-deepest = max(s.depths)
-best = None if r is None else int(r.best_depth if r.best_depth != deepest else
-                                  (r.d_plateau if r.d_plateau != deepest else sorted(s.depths)[-2]))
-if best is None:
+if r is None:
     nb.say("No fitted sweep at the first width: no learning-rate check.")
 else:
+    best, deepest = presets.lr_check_depths(r, s.depths)
     tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
     chosen = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")["grid_lr"].to_dict()
-    scored = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0], lrs=chosen, seeds=s.seeds))
     nb.figure(charts.lr_curves_chart(tuning, color="depth"), "lr_check")
+
+# %% [markdown]
+# Each depth's best rate is then trained on the verdict's seeds, and the two depths are compared paired by
+# seed (`dwlib.fit.compare_losses`), beside the difference the fixed learning rate gave.
+
+# %%
+if r is not None:
+    scored = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0], lrs=chosen, seeds=s.seeds))
     a, b = (scored[(scored["depth"] == d) & (scored["status"] == "complete")] for d in (best, deepest))
     gap, why = nb.attempt(fit.compare_losses, a["val_loss"], b["val_loss"], seeds_a=a["seed"], seeds_b=b["seed"])
     at_fixed = final[final["width"] == s.widths[0]].groupby("depth")["val_loss"].mean()
-    nb.say(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
-                                          rise=at_fixed[deepest] - at_fixed[best]) if gap else f"Not compared — {why}")
+    if gap is None:
+        nb.say(f"Not compared — {why}")
+    else:
+        nb.verdict(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
+                                                  rise=at_fixed[deepest] - at_fixed[best]))
 
 # %% [markdown]
 # ## Loss curves
@@ -198,7 +208,8 @@ nb.figure(charts.curves_chart(nb.curves(final), color="depth"), "loss_curves")
 #
 # Move the sliders: the prediction (from the fitted curve when the width was swept), the shape's size and
 # its cost update at once. **Train** trains that shape on this notebook's budget (first seed), stores it,
-# and adds it to the chart below. Nothing trains unless you click.
+# and adds it to the chart below. Nothing trains unless you click. First, how a slider position becomes a
+# run, and the prediction read off the fitted saturating law:
 
 # %%
 def pair_for(depth, width):
@@ -217,17 +228,15 @@ def predict(m, t):
     return f"The fitted saturating law at W = {m.width} puts the validation loss near <b>{loss:.3f}</b> at D = {m.depth}."
 
 
-def sweep_chart():
-    frame = nb.store.runs_frame(keys=list(final["run_key"]) + explorer.trained)
-    return charts.loss_vs_chart(frame, "depth", color="width", title="the sweep, with shapes you trained")
+# %% [markdown]
+# The sliders start in the middle of the sweep; the chart holds the sweep's runs at the largest budget.
 
-
-view = widgets.ChartView(sweep_chart)
-explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(s.depths[len(s.depths) // 2], high=max(64, max(s.depths))),
-               "width": widgets.width_slider(s.widths[0], step=s.head_dim, high=max(512, max(s.widths)))},
-    store=nb.store, predict=predict, on_trained=view.refresh, threads=s.threads)
-display(explorer, view)
+# %%
+widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(s.depths[len(s.depths) // 2], high=max(64, *s.depths)),
+                               "width": widgets.width_slider(s.widths[0], step=s.head_dim, high=max(512, *s.widths))},
+                runs=final, predict=predict,
+                chart=lambda frame: charts.loss_vs_chart(frame, "depth", color="width",
+                                                         title="the sweep, with shapes you trained"));
 
 # %% [markdown]
 # ## What this run shows
@@ -236,6 +245,8 @@ display(explorer, view)
 done = runs[runs["status"] == "complete"]
 others = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items() if k != "complete")
 nb.say(f"{len(done)} of {len(runs)} runs finished" + (f" ({others})" if others else "") + f"; preset `{s.preset}`, "
-       f"corpus `{s.corpus}` ({s.tokenizer} tokens), budgets {', '.join(f'{b:,}' for b in budgets)} tokens per run. "
-       + " ".join(fit.verdicts.critical_depth_sentence(r) for r in fits.values() if r is not None))
+       f"corpus `{s.corpus}` ({s.tokenizer} tokens), budgets {', '.join(f'{b:,}' for b in budgets)} tokens per run.")
+for r in fits.values():
+    if r is not None:
+        nb.verdict(fit.verdicts.critical_depth_sentence(r))
 nb.finish();

@@ -60,23 +60,27 @@ alt.renderers.enable("svg")
 nb = notebooks.start("03_width_validation", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
                      depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
                      executor=executor, output_dir=output_dir, threads=threads)
+s = nb.settings
 
 # %% [markdown]
 # ## What each preset runs
 #
-# The `cpu` preset holds depth at 8 — the paper's D_crit = 2.43·ln W is 8.4 at W = 32 and 11.8 at
-# W = 128 — and sweeps five widths from 32 to 128 with three seeds each.
+# Each preset holds depth near the paper's critical depth for the widths it sweeps, and trains every width
+# on the same number of tokens; `cpu` and `gpu` repeat each width over several seeds.
 
 # %%
 presets.preset_table("03_width_validation")
 
+# %% [markdown]
+# ## The design at this preset
+
 # %%
 pairs = nb.design()
 nb.show_design(pairs)
-depth = nb.depths[0]
-nb.say(f"Depth held at **{depth}**; the paper's critical depth over these widths runs from "
-       f"{paper_critical_depth(min(nb.widths)):.1f} (W = {min(nb.widths)}) to {paper_critical_depth(max(nb.widths)):.1f} "
-       f"(W = {max(nb.widths)}).")
+depth = s.depths[0]
+nb.say(f"Depth held at **{depth}** over widths {', '.join(map(str, s.widths))}, {len(s.seeds)} seed(s) each; the "
+       f"paper's critical depth over these widths runs from {paper_critical_depth(min(s.widths)):.1f} "
+       f"(W = {min(s.widths)}) to {paper_critical_depth(max(s.widths)):.1f} (W = {max(s.widths)}).")
 
 # %%
 runs = nb.run(pairs)
@@ -100,12 +104,7 @@ else:
 
 # %%
 if trend is not None:
-    holds = trend.verdict.startswith("monotone")
-    nb.say(f"At depth {depth}, widening the model "
-           + ("**lowered the loss at every step** tried, as the paper reports" if holds else
-              f"**did not lower the loss steadily**: {trend.reason}")
-           + f". Over the whole range the loss changes by {trend.params['slope']:+.4f} nats per e-fold of width "
-           f"(95% CI {trend.ci['slope'][0]:+.4f} to {trend.ci['slope'][1]:+.4f}).")
+    nb.verdict(fit.verdicts.width_trend_sentence(trend, depth))
 
 # %% [markdown]
 # ## Per-layer gradient norms
@@ -121,7 +120,7 @@ nb.figure(charts.grad_norm_profiles_chart(grads, color="width"), "grad_norm_prof
 # ## τ for each model, and τ(W)
 
 # %%
-taus = fit.tau_by_width(grads, n_boot=min(nb.n_boot, 500))
+taus = fit.tau_by_width(grads, n_boot=min(s.n_boot, 500))
 taus
 
 # %%
@@ -129,16 +128,22 @@ decaying = taus[taus["verdict"] == "decays toward the input"]
 growing = taus[taus["verdict"] == "grows toward the input"]
 nb.say(f"In {len(decaying)} of {len(taus)} runs the block gradients **decay** toward the input (the interval of "
        f"the decay rate 1/τ lies above zero), in {len(growing)} they **grow** toward it, in the rest there is no "
-       "clear trend. τ(W) is fitted to every run's decay rate, whatever its sign: a run whose gradients do not "
-       "decay is a result, not a reason to leave it out.")
+       "clear trend.")
+
+# %% [markdown]
+# τ(W) is fitted to every run's decay rate 1/τ, whatever its sign — a run whose gradients do not decay is a
+# result, not a reason to leave it out — as a power law and as a logarithm, each judged on widths it was
+# not fitted to (`dwlib.fit.fit_tau_scaling`).
+
+# %%
 rate_se = (taus["rate_high"] - taus["rate_low"]) / (2 * 1.96)
 scaling, why = nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6),
-                          n_boot=min(nb.n_boot, 500))
+                          n_boot=min(s.n_boot, 500))
 if scaling is None:
     nb.say(f"**τ(W) not fitted** — {why}. The paper's τ ∝ W^0.44 cannot be tested on this run.")
 else:
     nb.figure(charts.tau_scaling_chart(scaling), "tau_scaling")
-    nb.say(scaling.summary())
+    nb.verdict(scaling.summary())
 
 # %% [markdown]
 # ## One model's gradient profile, fitted
@@ -147,7 +152,7 @@ else:
 
 # %%
 widest = done.sort_values(["width", "seed"], ascending=[False, True]).iloc[0] if len(done) else None
-profile, why = (nb.attempt(fit.fit_gradient_persistence, grads, run_id=widest["run_id"], n_boot=min(nb.n_boot, 500))
+profile, why = (nb.attempt(fit.fit_gradient_persistence, grads, run_id=widest["run_id"], n_boot=min(s.n_boot, 500))
                 if widest is not None else (None, "no finished run"))
 if profile is None:
     nb.say(f"Not fitted — {why}")
@@ -163,20 +168,14 @@ else:
 
 # %%
 def pair_for(depth, width):
-    return sweep.make_pair(nb.model(), nb.train(seed=nb.seeds[0]), depth=depth, width=width, tokens=int(nb.budget))
+    return sweep.make_pair(s.model(), s.train(seed=s.seeds[0]), depth=depth, width=width, tokens=int(s.budget))
 
 
-def sweep_chart():
-    frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
-    return charts.loss_vs_chart(frame, "width", color="depth", title="the width sweep, with shapes you trained")
-
-
-view = widgets.ChartView(sweep_chart)
-explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(depth, high=max(32, depth)),
-               "width": widgets.width_slider(nb.widths[len(nb.widths) // 2], step=nb.head_dim, high=max(512, max(nb.widths)))},
-    store=nb.store, on_trained=view.refresh, threads=nb.threads)
-display(explorer, view)
+widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(depth, high=max(32, depth)),
+                               "width": widgets.width_slider(s.widths[len(s.widths) // 2], step=s.head_dim,
+                                                             high=max(512, *s.widths))},
+                runs=runs, chart=lambda frame: charts.loss_vs_chart(frame, "width", color="depth",
+                                                                    title="the width sweep, with shapes you trained"));
 
 # %%
 nb.finish();

@@ -14,17 +14,18 @@
 # ---
 
 # %% [markdown]
-# # 4 · Compute-matched comparison: the critical depth against twice as deep
+# # 4 · Compute-matched comparison: the critical depth against a deeper twin
 #
 # The Depth Delusion's third experiment spends the *same training compute* on two shapes of (nearly) the
 # same size: one at the predicted critical depth D_c = 2.43·ln W, one about twice as deep and narrower so
 # its parameters match. At 7B parameters the paper reports the over-deep model (64 layers × 2816) 0.12
 # nats worse than 32 × 4096.
 #
-# Here both shapes train for the same FLOP budget C (each for C / FLOPs-per-token tokens, rounded to whole
-# steps), with several seeds, so the gap comes with an interval. Because a deep-narrow model also runs
-# more sequential layers per token, we measure each shape's inference latency and throughput too: a
-# shape can lose on loss and on speed, or trade one for the other.
+# Here the deeper shape is `factor` times as deep, and both shapes train for the same FLOP budget C (each
+# for C / FLOPs-per-token tokens, rounded to whole steps), with several seeds, so the gap comes with an
+# interval. Because a deep-narrow model also runs more sequential layers per token, we measure each
+# shape's inference latency and throughput too: a shape can lose on loss and on speed, or trade one for
+# the other.
 #
 # | held equal | differs |
 # |---|---|
@@ -46,7 +47,7 @@ store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
 output_dir = None      # None: outputs/04_compute_matched/
 threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
-factor = None          # how much deeper the second shape is; None: from the preset (2)
+factor = None          # how much deeper the second shape is; None: from the preset
 
 # %%
 import altair as alt
@@ -54,34 +55,41 @@ import pandas as pd
 from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, sweep, widgets
-from dwlib.config import non_embedding_params, paper_critical_depth
+from dwlib.config import non_embedding_params, paper_critical_depth, steps_for_budget, tokens_per_step
 from dwlib.train import measure_inference
 
 alt.renderers.enable("svg")
 nb = notebooks.start("04_compute_matched", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
                      depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
                      executor=executor, output_dir=output_dir, threads=threads, factor=factor)
+s = nb.settings
 
 # %% [markdown]
 # ## What each preset runs
 #
-# The `cpu` preset takes W = 64 (D_c = round(2.43·ln 64) = 10) against 20 layers at the width that matches
-# its non-embedding parameters, each trained for 1.5·10¹² FLOPs (about half a million tokens), three seeds.
+# Each preset takes one width W, the shape at D_c = round(2.43·ln W) and one `factor` times deeper at the
+# width that matches its non-embedding parameters, and trains both for the same FLOP budget; `cpu` and
+# `gpu` repeat each over several seeds.
 
 # %%
 presets.preset_table("04_compute_matched")
 
+# %% [markdown]
+# ## The design at this preset
+
 # %%
 pairs = nb.design()
 nb.show_design(pairs)
-(d_a, w_a), (d_b, w_b) = dict.fromkeys((m.depth, m.width) for m, _ in pairs)
-shape_a = next(m for m, _ in pairs if m.depth == d_a)
-shape_b = next(m for m, _ in pairs if m.depth == d_b)
+shapes = dict(pairs)              # the two shapes (D_crit's first), each with a training config
+shape_a, shape_b = shapes
+(d_a, w_a), (d_b, w_b) = (shape_a.depth, shape_a.width), (shape_b.depth, shape_b.width)
+tokens_a, tokens_b = (steps_for_budget(m, t) * tokens_per_step(m, t) for m, t in shapes.items())
 nb.say(f"Shape A: **D = {d_a}, W = {w_a}** (the paper's D_crit at W = {w_a} is {paper_critical_depth(w_a):.1f}); "
        f"shape B: **D = {d_b}, W = {w_b}**, {d_b / d_a:.1f}× deeper. Non-embedding parameters "
        f"{non_embedding_params(shape_a):,} vs {non_embedding_params(shape_b):,} "
        f"({non_embedding_params(shape_b) / non_embedding_params(shape_a) - 1:+.1%}); both train for "
-       f"{float(nb.budget):.3g} FLOPs.")
+       f"{float(s.budget):.3g} FLOPs — {tokens_a:,} tokens for A, {tokens_b:,} for B — over "
+       f"{len(s.seeds)} seed(s).")
 
 # %%
 runs = nb.run(pairs)
@@ -106,17 +114,7 @@ else:
 
 # %%
 if gap is not None:
-    g, (lo, hi) = gap.params["gap"], gap.ci["gap"]
-    if gap.verdict == "first lower":
-        claim = (f"the over-deep shape is **worse** by {g:.4f} nats (95% CI {lo:.4f} to {hi:.4f}) — the direction "
-                 f"the paper reports (0.12 nats at 7B)")
-    elif gap.verdict == "second lower":
-        claim = (f"the over-deep shape is **better** by {-g:.4f} nats (95% CI {-hi:.4f} to {-lo:.4f}) — the paper's "
-                 f"claim is **not reproduced** at this scale")
-    else:
-        claim = (f"the two shapes are **indistinguishable** (gap {g:+.4f}, 95% CI {lo:+.4f} to {hi:+.4f}): at this "
-                 f"scale and budget the data neither confirm nor refute the paper's penalty for depth")
-    nb.say(f"At {float(nb.budget):.3g} training FLOPs each, {claim}.")
+    nb.verdict(fit.verdicts.compute_matched_sentence(gap, s.budget))
 
 # %% [markdown]
 # ## Loss against compute
@@ -134,8 +132,8 @@ nb.figure(charts.curves_chart(curves, color="depth", x="flops"), "loss_vs_flops"
 # latency of one sequence, and the throughput of a batch, on this notebook's device.
 
 # %%
-speed = pd.DataFrame([measure_inference(m, device=nb.device, batch_size=nb.latency_batch,
-                                        repeats=nb.latency_repeats, threads=nb.threads)
+speed = pd.DataFrame([measure_inference(m, device=s.device, batch_size=s.latency_batch,
+                                        repeats=s.latency_repeats, threads=s.threads)
                       for m in (shape_a, shape_b)])
 nb.figure(charts.latency_chart(speed), "inference_speed")
 speed
@@ -155,20 +153,13 @@ nb.say(f"On {sa.device}, one {int(sa.context)}-token sequence takes {sa.latency_
 
 # %%
 def pair_for(depth, width):
-    return sweep.make_pair(nb.model(), nb.train(seed=nb.seeds[0]), depth=depth, width=width, flops=float(nb.budget))
+    return sweep.make_pair(s.model(), s.train(seed=s.seeds[0]), depth=depth, width=width, flops=float(s.budget))
 
 
-def sweep_chart():
-    frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
-    return charts.loss_vs_chart(frame, "depth", color="width", title=f"loss at {float(nb.budget):.3g} FLOPs per run")
-
-
-view = widgets.ChartView(sweep_chart)
-explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(d_a, high=max(64, d_b)),
-               "width": widgets.width_slider(w_a, step=nb.head_dim, high=max(512, w_a))},
-    store=nb.store, on_trained=view.refresh, threads=nb.threads)
-display(explorer, view)
+widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(d_a, high=max(64, d_b)),
+                               "width": widgets.width_slider(w_a, step=s.head_dim, high=max(512, w_a))},
+                runs=runs, chart=lambda frame: charts.loss_vs_chart(
+                    frame, "depth", color="width", title=f"loss at {float(s.budget):.3g} FLOPs per run"));
 
 # %%
 nb.finish();

@@ -54,7 +54,6 @@ epoch_data = None      # Epoch AI points (svg_extracted_data.csv); None: the cop
 from pathlib import Path
 
 import altair as alt
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
@@ -110,7 +109,7 @@ if iso is None:
     nb.say(f"**Not fitted** — {why}")
 else:
     nb.figure(charts.isoflop_chart(iso), "isoflop")
-    nb.say(iso.summary())
+    nb.verdict(iso.summary())
     display(iso.optima[[c for c in iso.optima.columns if c.startswith(("flops", "n_runs", "opt_params", "params_status",
                                                                         "opt_depth", "opt_width"))]])
 
@@ -144,7 +143,7 @@ if law is None:
     nb.say(f"**Not fitted** — {why}")
 else:
     nb.figure(charts.depth_width_law_chart(law), "depth_width_law")
-    nb.say(law.summary())
+    nb.verdict(law.summary())
 
 # %% [markdown]
 # ## The Chinchilla form on the same runs
@@ -171,14 +170,14 @@ if comparison is None:
     nb.say(f"**Not compared** — {why}")
 else:
     display(comparison)
-    nb.say(fit.laws.compare_laws_sentence(comparison))
+    nb.verdict(fit.laws.compare_laws_sentence(comparison))
 
 # %% [markdown]
 # ## Is the fitter sound? Epoch AI's Chinchilla replication
 #
 # Besiroglu et al. (2024) digitised the points of Chinchilla's Figure 4 and refitted the law the way
-# Hoffmann et al. describe: E = 1.817 (95% CI 1.769–1.871), A = 482, B = 2085, α = 0.348 (0.317–0.373),
-# β = 0.366 (0.331–0.415). The same fitter, on their points (the 5 highest-loss ones excluded, as they did):
+# Hoffmann et al. describe; their estimates and 95% intervals (`fit.CHINCHILLA_EPOCH`, `_CI`) are the
+# table's `epoch_ai` columns. The same fitter, on their points (the highest-loss ones excluded, as they did):
 
 # %%
 epoch_path = Path(epoch_data) if epoch_data else presets.repo_root() / "tests" / "fixtures" / "epoch_chinchilla_points.csv"
@@ -189,21 +188,18 @@ else:
     points = fit.read_epoch_points(epoch_path)
     epoch = fit.fit_chinchilla(points["params"], points["tokens"], points["loss"], n_boot=max(200, s.n_boot))
     nb.figure(charts.chinchilla_chart(epoch), "epoch_replication")
-    table = pd.DataFrame({k: dict(this_fit=epoch.params[k], ci_low=epoch.ci[k][0], ci_high=epoch.ci[k][1],
-                                  epoch_ai=fit.CHINCHILLA_EPOCH[k],
-                                  epoch_ci=str(fit.CHINCHILLA_EPOCH_CI[k])) for k in fit.CHINCHILLA_EPOCH}).T
-    display(table)
-    inside = [k for k in ("E", "alpha", "beta") if fit.CHINCHILLA_EPOCH_CI[k][0] <= epoch.params[k] <= fit.CHINCHILLA_EPOCH_CI[k][1]]
+    display(pd.DataFrame({k: dict(this_fit=epoch.params[k], ci_low=epoch.ci[k][0], ci_high=epoch.ci[k][1],
+                                  epoch_ai=fit.CHINCHILLA_EPOCH[k], epoch_ci=str(fit.CHINCHILLA_EPOCH_CI[k]))
+                          for k in fit.CHINCHILLA_EPOCH}).T)
     assert epoch.identified, epoch.health
-    nb.say(f"On {len(points)} points: E = {epoch.params['E']:.3f}, α = {epoch.params['alpha']:.3f}, "
-           f"β = {epoch.params['beta']:.3f}; {len(inside)} of 3 (E, α, β) inside Epoch AI's published intervals"
-           + (" — the fitter reproduces their refit." if len(inside) == 3 else " — **check the fitter** before trusting the fits above."))
+    nb.verdict(fit.verdicts.epoch_check_sentence(epoch, len(points)))
 
 # %% [markdown]
 # ## Predict, then train
 #
 # Choose a shape and a budget: the fitted ansatz (when there is one) predicts its loss at once; **Train**
-# trains it to that budget, stores it, and adds the measured point beside the prediction below.
+# trains it to that budget, stores it, and adds the measured point beside the prediction below. First, how
+# a slider position becomes a run, and what the fitted ansatz predicts for it:
 
 # %%
 def pair_for(depth, width, flops):
@@ -220,26 +216,22 @@ def predict(m, t):
     return f"The fitted ansatz predicts a validation loss of <b>{loss:.3f}</b> after {tokens:,} tokens."
 
 
-def prediction_chart():
-    frame = nb.store.runs_frame(keys=list(data["run_key"]) + explorer.trained)
-    frame = frame[frame["status"] == "complete"].copy()
+# %% [markdown]
+# The chart sets each run's measured loss against the ansatz's prediction for it: the runs the laws were
+# fitted to, and every shape trained here.
+
+# %%
+def prediction_chart(frame):
     if law is not None and law.identified:
-        frame["predicted"] = fit.depth_width_loss(law.params, frame["depth"], frame["width"], frame["tokens"])
-    frame["source"] = np.where(frame["run_key"].isin(explorer.trained), "trained here", "fitted runs")
-    y = "predicted:Q" if "predicted" in frame else "val_loss:Q"
-    return alt.Chart(frame).mark_point(filled=True).encode(
-        x=alt.X("val_loss:Q", scale=alt.Scale(zero=False), title="measured loss"),
-        y=alt.Y(y, scale=alt.Scale(zero=False), title="predicted loss"), color="source:N",
-        tooltip=["run_id", "depth", "width", "tokens", "val_loss"]).properties(title="measured vs predicted")
+        frame = frame.assign(predicted=fit.depth_width_loss(law.params, frame["depth"], frame["width"], frame["tokens"]))
+    return charts.predicted_loss_chart(frame)
 
 
 budgets = s.budget if isinstance(s.budget, list) else [s.budget]
-view = widgets.ChartView(prediction_chart)
-explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(4, high=64), "width": widgets.width_slider(32, step=s.head_dim, high=512),
-               "flops": widgets.flops_slider(budgets[-1])},
-    store=nb.store, predict=predict, on_trained=view.refresh, threads=s.threads)
-display(explorer, view)
+widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(4, high=64),
+                               "width": widgets.width_slider(32, step=s.head_dim, high=512),
+                               "flops": widgets.flops_slider(budgets[-1])},
+                runs=data, predict=predict, chart=prediction_chart);
 
 # %%
 nb.finish();

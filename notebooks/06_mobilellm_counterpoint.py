@@ -33,7 +33,8 @@
 # | non-embedding parameters (matched to a few %), training tokens, block design, seed, learning rate | depth and width, block sharing — and so training FLOPs (a shared block costs FLOPs each time it is applied) |
 #
 # MobileLLM's evidence is zero-shot accuracy after about a trillion tokens; ours is validation loss after
-# a few hundred thousand. A difference here is about training at this scale, not a test of its result.
+# orders of magnitude fewer (the design below says how many). A difference here is about training at this
+# scale, not a test of its result.
 
 # %% tags=["parameters"]
 preset = "smoke"       # smoke (CI) | cpu (a laptop result, 3 seeds) | gpu (one GPU)
@@ -54,7 +55,6 @@ reference_depth = None # the depth whose shape (at the width) sets the parameter
 # %%
 import altair as alt
 import pandas as pd
-from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, sweep, widgets
 
@@ -63,19 +63,28 @@ nb = notebooks.start("06_mobilellm_counterpoint", preset=preset, corpus=corpus, 
                      depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
                      executor=executor, output_dir=output_dir, threads=threads, shares=shares,
                      reference_depth=reference_depth)
+s = nb.settings
 
 # %% [markdown]
 # ## What each preset runs
 #
-# The `cpu` preset matches the parameters of a 4-block, 64-wide model with 2, 8 and 16 blocks (widths
-# 96, 48 and 32), with and without sharing, three seeds each.
+# Each preset takes a reference shape (`reference_depth` blocks at the preset's width) and shapes of the
+# other depths at the width that matches its non-embedding parameters — narrower when deeper — each with
+# and without sharing; `cpu` and `gpu` repeat each over several seeds.
 
 # %%
 presets.preset_table("06_mobilellm_counterpoint")
 
+# %% [markdown]
+# ## The design at this preset
+
 # %%
 pairs = nb.design()
 nb.show_design(pairs)
+shapes = sorted({(m.depth, m.width) for m, _ in pairs})
+nb.say(f"Reference: **D = {presets.reference_depth(s)}, W = {s.widths[0]}**; at its non-embedding parameters: "
+       + ", ".join(f"D = {d} at W = {w}" for d, w in shapes) + f"; block sharing ×{', ×'.join(map(str, s.shares))}; "
+       f"{int(s.budget):,} training tokens per run, {len(s.seeds)} seed(s).")
 
 # %%
 runs = nb.run(pairs)
@@ -92,27 +101,30 @@ nb.figure(charts.loss_vs_chart(runs, "depth", color="share",
 # %%
 done = runs[runs["status"] == "complete"]
 plain = done[done["share"] == 1]
-means = plain.groupby(["depth", "width"])["val_loss"].mean().reset_index().sort_values("val_loss")
-best = means.iloc[0]
+best = plain.groupby(["depth", "width"])["val_loss"].mean().reset_index().sort_values("val_loss").iloc[0]
+nb.say(f"Without sharing, the lowest mean loss is at **D = {int(best.depth)}, W = {int(best.width)}** "
+       f"({best.val_loss:.4f}) among depths {sorted(map(int, plain.depth.unique()))}.")
+
+# %% [markdown]
+# MobileLLM's claim, tested at its extremes: the deepest shape minus the shallowest (without sharing), paired
+# by seed (`dwlib.fit.compare_losses`).
+
+# %%
 shallow, deep = plain[plain.depth == plain.depth.min()], plain[plain.depth == plain.depth.max()]
 gap, why = nb.attempt(fit.compare_losses, shallow["val_loss"], deep["val_loss"], seeds_a=shallow["seed"],
                       seeds_b=deep["seed"])
-nb.say(f"Without sharing, the lowest mean loss is at **D = {int(best.depth)}, W = {int(best.width)}** "
-       f"({best.val_loss:.4f}) among depths {sorted(map(int, plain.depth.unique()))}.")
 if gap is None:
     nb.say(f"Deepest against shallowest: no interval — {why}")
 else:
-    nb.say(f"Deepest (D = {deep.depth.iloc[0]}, W = {deep.width.iloc[0]}) minus shallowest (D = {shallow.depth.iloc[0]}, "
-           f"W = {shallow.width.iloc[0]}): {gap.summary()} "
-           + {"second lower": "**Deep-and-thin wins** here, as MobileLLM claims.",
-              "first lower": "**Wide-and-shallow wins** here: MobileLLM's claim is **not reproduced** at this scale.",
-              "no clear difference": "The data **cannot separate** them at this scale and budget."}[gap.verdict])
+    nb.verdict(fit.verdicts.deep_vs_shallow_sentence(gap, (deep.depth.iloc[0], deep.width.iloc[0]),
+                                                     (shallow.depth.iloc[0], shallow.width.iloc[0])))
 
 # %% [markdown]
 # ## Does block sharing help?
 #
-# For each depth, the shared model minus its unshared twin (same parameters, same tokens, twice the
-# FLOPs), paired by seed.
+# For each depth, the shared model minus its unshared twin (same parameters, same tokens, more FLOPs: a
+# shared block costs its FLOPs each time it is applied), paired by seed (`dwlib.fit.compare_losses`).
+# MobileLLM's gain counts as reproduced when sharing lowers the loss measurably at most depths.
 
 # %%
 rows = []
@@ -127,13 +139,7 @@ sharing = pd.DataFrame(rows)
 sharing
 
 # %%
-helped = sharing[sharing.verdict == "second lower"]
-hurt = sharing[sharing.verdict == "first lower"]
-nb.say(f"Sharing lowered the loss with an interval excluding zero at {len(helped)} of {len(sharing)} depths "
-       f"({', '.join(map(str, helped.depth)) or 'none'}) and raised it at {len(hurt)} "
-       f"({', '.join(map(str, hurt.depth)) or 'none'}); mean change {sharing.gap.mean():+.4f} nats. "
-       + ("MobileLLM's sharing gain is **reproduced**." if len(helped) > len(sharing) / 2 else
-          "MobileLLM's sharing gain is **not clearly reproduced** at this scale."))
+nb.verdict(fit.verdicts.sharing_sentence(sharing))
 
 # %% [markdown]
 # ## Loss curves
@@ -148,26 +154,19 @@ nb.figure(charts.curves_chart(nb.curves(runs), color="depth", title="validation 
 # **Train** trains it on this notebook's budget and adds it to the chart below.
 
 # %%
-ref_model = nb.model(depth=presets.reference_depth(nb.settings), width=nb.widths[0], **presets.MOBILELLM_BLOCK)
+ref_model = s.model(depth=presets.reference_depth(s), width=s.widths[0], **presets.MOBILELLM_BLOCK)
 
 
 def pair_for(depth, share):
     width = sweep.matched_width(depth, ref_model)
-    return sweep.make_pair(ref_model, nb.train(seed=nb.seeds[0]), depth=depth, width=width, share=share,
-                           tokens=int(nb.budget))
+    return sweep.make_pair(ref_model, s.train(seed=s.seeds[0]), depth=depth, width=width, share=share,
+                           tokens=int(s.budget))
 
 
-def sweep_chart():
-    frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
-    return charts.loss_vs_chart(frame, "depth", color="share", title="equal parameters, with shapes you trained")
-
-
-view = widgets.ChartView(sweep_chart)
-explorer = widgets.ShapeExplorer(
-    pair_for, {"depth": widgets.depth_slider(max(nb.depths), high=max(64, max(nb.depths))),
-               "share": widgets.depth_slider(1, low=1, high=4, description="share")},
-    store=nb.store, on_trained=view.refresh, threads=nb.threads)
-display(explorer, view)
+widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(max(s.depths), high=max(64, *s.depths)),
+                               "share": widgets.depth_slider(1, low=1, high=4, description="share")},
+                runs=runs, chart=lambda frame: charts.loss_vs_chart(
+                    frame, "depth", color="share", title="equal parameters, with shapes you trained"));
 
 # %%
 nb.finish();

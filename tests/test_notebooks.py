@@ -229,3 +229,31 @@ def test_train_button_trains_stores_and_refreshes(tmp_path):
     assert "<svg" in explorer.live.out.value and "complete" in explorer.status.value
     explorer.button.click()                              # the same shape again: served from the store
     assert explorer.trained[0] == explorer.trained[1] and len(store.keys()) == 1
+
+
+def test_explore_redraws_the_chart_with_the_shapes_trained_here(tmp_path, monkeypatch):
+    from dwlib import charts, sweep
+    nb = notebooks.Session(presets.settings("03_width_validation", "smoke", store_path=tmp_path / "runs.sqlite",
+                                            output_dir=tmp_path / "out"))
+
+    def pair_for(depth, width):
+        return sweep.make_pair(ModelConfig(context=16, head_dim=16), None, depth=depth, width=width, steps=4,
+                               batch_size=2, eval_every=2, eval_batches=1, threads=1)
+
+    own = sweep.run(*pair_for(1, 32), store=nb.store, progress=False)     # the notebook's own sweep
+    drawn = []
+
+    def chart(frame):
+        drawn.append(frame)
+        return charts.loss_vs_chart(frame, "depth", color="width")
+
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda *objs: shown.extend(objs))   # what the cell would show
+    explorer = widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(2), "width": widgets.width_slider(32)},
+                               runs=nb.store.runs_frame(keys=[own["run_key"]]), chart=chart)
+    assert shown[0] is explorer and "D = 2, W = 32" in explorer.prediction.value
+    assert drawn[-1]["run_key"].tolist() == [own["run_key"]] and "<svg" in shown[1].value
+    explorer.button.click()
+    frame = drawn[-1]                                    # redrawn after training: the sweep plus the new shape
+    assert dict(zip(frame["run_key"], frame["trained_here"])) == {own["run_key"]: False, explorer.trained[0]: True}
+    assert "<svg" in shown[1].value

@@ -205,3 +205,89 @@ def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None) -> str:
         return head + fixed + f": **the deeper model is now better** — at the fixed learning rate depth was handicapped."
     return head + fixed + (": **no measurable difference** — with a tuned learning rate the rise beyond the best "
                            "depth is not there at this precision.")
+
+
+def width_trend_sentence(trend, depth) -> str:
+    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)?"""
+    lo, hi = trend.ci["slope"]
+    holds = trend.verdict.startswith("monotone")
+    return (f"At depth {depth}, widening the model "
+            + ("**lowered the loss at every step** tried, as the paper reports" if holds else
+               f"**did not lower the loss steadily**: {trend.reason}")
+            + f". Over the whole range the loss changes by {trend.params['slope']:+.4f} nats per e-fold of width "
+            f"({trend.level:.0%} CI {lo:+.4f} to {hi:+.4f}).")
+
+
+PAPER_DEEP_PENALTY = 0.12   # Depth Delusion, 7B: 64 × 2816 is 0.12 nats worse than 32 × 4096 at equal compute
+
+
+def compute_matched_sentence(gap, flops) -> str:
+    """04: `gap` is `compare_losses(loss at D_crit, loss of the deeper, narrower shape)` at `flops` each."""
+    g, (lo, hi), level = gap.params["gap"], gap.ci["gap"], f"{gap.level:.0%} CI"
+    if gap.verdict == "first lower":
+        claim = (f"the over-deep shape is **worse** by {g:.4f} nats ({level} {lo:.4f} to {hi:.4f}) — the direction "
+                 f"the paper reports ({PAPER_DEEP_PENALTY} nats at 7B)")
+    elif gap.verdict == "second lower":
+        claim = (f"the over-deep shape is **better** by {-g:.4f} nats ({level} {-hi:.4f} to {-lo:.4f}) — the paper's "
+                 f"claim is **not reproduced** at this scale")
+    else:
+        claim = (f"the two shapes are **indistinguishable** (gap {g:+.4f}, {level} {lo:+.4f} to {hi:+.4f}): at this "
+                 f"scale and budget the data neither confirm nor refute the paper's penalty for depth")
+    return f"At {float(flops):.3g} training FLOPs each, {claim}."
+
+
+def deep_vs_shallow_sentence(gap, deep, shallow) -> str:
+    """06: `gap` is `compare_losses(shallowest, deepest)` at equal parameters; `deep`, `shallow` are
+    their (depth, width)."""
+    outcome = {"second lower": "**Deep-and-thin wins** here, as MobileLLM claims.",
+               "first lower": "**Wide-and-shallow wins** here: MobileLLM's claim is **not reproduced** at this scale.",
+               }.get(gap.verdict, "The data **cannot separate** them at this scale and budget.")
+    return (f"Deepest (D = {deep[0]}, W = {deep[1]}) minus shallowest (D = {shallow[0]}, W = {shallow[1]}): "
+            f"{gap.summary()} {outcome}")
+
+
+def sharing_sentence(sharing) -> str:
+    """06: `sharing` has a row per depth — the shared model minus its unshared twin (`gap`) and the
+    `verdict` of `compare_losses`. Reproduced when sharing lowers the loss measurably at most depths."""
+    helped, hurt = (sharing[sharing["verdict"] == v] for v in ("second lower", "first lower"))
+    listed = lambda rows: ", ".join(map(str, rows["depth"])) or "none"
+    return (f"Sharing lowered the loss with an interval excluding zero at {len(helped)} of {len(sharing)} depths "
+            f"({listed(helped)}) and raised it at {len(hurt)} ({listed(hurt)}); mean change "
+            f"{sharing['gap'].mean():+.4f} nats. "
+            + ("MobileLLM's sharing gain is **reproduced**." if len(helped) > len(sharing) / 2 else
+               "MobileLLM's sharing gain is **not clearly reproduced** at this scale."))
+
+
+def lr_spread_sentence(spread, over) -> str:
+    """07: how far the best learning rate moves across widths or depths (`over`), per parametrisation
+    (`transfer.lr_spread`'s frame)."""
+    parts = []
+    for row in spread.itertuples():
+        edge = (f" ({row.n_at_edge} of {row.n_sizes} optima at the edge of the grid: bounds)" if row.n_at_edge else "")
+        parts.append(f"under **{row.parametrization}** the best learning rate ranges over {row.lr_min:.2g}–"
+                     f"{row.lr_max:.2g}, a factor of {row.ratio:.1f} ({row.octaves:.1f} octaves; slope "
+                     f"{row.slope:+.2f} per log-{over}){edge}")
+    return f"Across {over}s " + "; ".join(parts) + "."
+
+
+def retuning_gain_sentence(gain) -> str:
+    """07: `gain` {depth: loss at the fixed lr minus loss at each depth's best lr}, shallowest first: did
+    the fixed learning rate handicap the deepest model more than the shallowest?"""
+    deep_more = gain.iloc[-1] > gain.iloc[0]
+    return ("Re-tuning the learning rate per depth lowered SP's loss by "
+            + ", ".join(f"{g:.3f} at D = {d}" for d, g in gain.items())
+            + (" nats — more at the deepest depth than at the shallowest, so the fixed learning rate handicapped "
+               "deep models more than shallow ones." if deep_more else
+               " nats — no more at the deepest depth than at the shallowest, so the fixed learning rate did "
+               "not single out deep models."))
+
+
+def epoch_check_sentence(epoch, n_points) -> str:
+    """05: the Chinchilla fitter on Epoch AI's points against their published refit."""
+    from .laws import CHINCHILLA_EPOCH_CI
+    inside = [k for k in ("E", "alpha", "beta")
+              if CHINCHILLA_EPOCH_CI[k][0] <= epoch.params[k] <= CHINCHILLA_EPOCH_CI[k][1]]
+    return (f"On {n_points} points: E = {epoch.params['E']:.3f}, α = {epoch.params['alpha']:.3f}, "
+            f"β = {epoch.params['beta']:.3f}; {len(inside)} of 3 (E, α, β) inside Epoch AI's published intervals"
+            + (" — the fitter reproduces their refit." if len(inside) == 3 and epoch.identified else
+               " — **check the fitter** before trusting the fits above."))

@@ -1,0 +1,99 @@
+"""The sentences notebooks print as conclusions (`dwlib.fit.verdicts`), on planted inputs run through the
+real fitters: each sentence must state the verdict the evidence gives, and change when the verdict does."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from dwlib import fit, transfer
+from dwlib.fit import verdicts
+
+SEEDS = range(5)
+
+
+def planted_gap(gap, noise=0.002, rng=0):
+    """Losses of two shapes over five seeds that share each seed's luck; the second is `gap` nats higher."""
+    rng = np.random.default_rng(rng)
+    luck = rng.normal(0, 0.05, 5)
+    a = 2.0 + luck + rng.normal(0, noise, 5)
+    return fit.compare_losses(a, a + gap + rng.normal(0, noise, 5), seeds_a=SEEDS, seeds_b=SEEDS)
+
+
+def test_width_trend_sentence_follows_check_monotone():
+    rng = np.random.default_rng(5)
+    x = np.repeat([32, 64, 128, 256], 3).astype(float)
+    falling = 2.0 - 0.1 * np.log(x) + rng.normal(0, 0.005, len(x))
+    steady = verdicts.width_trend_sentence(fit.check_monotone(x, falling), depth=8)
+    assert steady.startswith("At depth 8, widening the model **lowered the loss at every step**")
+    trend = fit.check_monotone(x, falling + np.where(x == 128, 0.2, 0.0))
+    bumpy = verdicts.width_trend_sentence(trend, depth=8)
+    assert "**did not lower the loss steadily**" in bumpy and "from x = 64 to 128" in bumpy
+    assert f"{trend.params['slope']:+.4f} nats per e-fold of width" in bumpy
+
+
+@pytest.mark.parametrize("gap, expected", [(0.05, "**worse** by {:.4f} nats"), (-0.05, "**better** by {:.4f} nats"),
+                                           (0.0, "**indistinguishable** (gap {:+.4f}")])
+def test_compute_matched_sentence_states_the_direction_of_the_gap(gap, expected):
+    result = planted_gap(gap, noise=0.002 if gap else 0.02)
+    text = verdicts.compute_matched_sentence(result, 1.5e12)
+    measured = result.params["gap"] if gap >= 0 else -result.params["gap"]
+    assert text.startswith("At 1.5e+12 training FLOPs each, ") and expected.format(measured) in text, text
+    assert ("not reproduced" in text) == (gap < 0)
+    assert ("0.12 nats at 7B" in text) == (gap > 0)    # the paper's figure beside a gap in its direction
+
+
+@pytest.mark.parametrize("gap, expected", [(-0.05, "**Deep-and-thin wins**"), (0.05, "**not reproduced**"),
+                                           (0.0, "**cannot separate**")])
+def test_deep_vs_shallow_sentence_names_the_winner(gap, expected):
+    result = planted_gap(gap, noise=0.002 if gap else 0.02)
+    text = verdicts.deep_vs_shallow_sentence(result, deep=(16, 32), shallow=(2, 96))
+    assert text.startswith("Deepest (D = 16, W = 32) minus shallowest (D = 2, W = 96)") and expected in text
+    assert result.summary() in text
+
+
+def sharing_table(gaps):
+    """A row per depth as notebook 06 builds it: shared minus unshared, compared over seeds."""
+    rows = []
+    for depth, gap in gaps.items():
+        r = planted_gap(gap, rng=depth)
+        rows.append(dict(depth=depth, gap=r.params["gap"], verdict=r.verdict))
+    return pd.DataFrame(rows)
+
+
+def test_sharing_is_reproduced_only_when_it_helps_at_most_depths():
+    most = verdicts.sharing_sentence(sharing_table({2: -0.05, 4: -0.05, 8: 0.0}))
+    assert most.startswith("Sharing lowered the loss with an interval excluding zero at 2 of 3 depths (2, 4) "
+                           "and raised it at 0 (none)") and most.endswith("sharing gain is **reproduced**.")
+    half = verdicts.sharing_sentence(sharing_table({2: -0.05, 4: 0.05}))
+    assert "at 1 of 2 depths (2) and raised it at 1 (4)" in half and "**not clearly reproduced**" in half
+
+
+def test_lr_spread_sentence_reports_how_far_the_best_lr_moves():
+    widths = [16, 32, 64]
+    best = pd.DataFrame([dict(parametrization=p, depth=2, width=w, best_lr=lr, at_edge=edge)
+                         for p, lrs, edges in (("sp", [4e-3, 2e-3, 1e-3], [False, False, True]),
+                                               ("mup", [2e-3, 2e-3, 2e-3], [False, False, False]))
+                         for w, lr, edge in zip(widths, lrs, edges)])
+    text = verdicts.lr_spread_sentence(transfer.lr_spread(best, over="width"), "width")
+    assert text.startswith("Across widths ")
+    assert ("under **sp** the best learning rate ranges over 0.001–0.004, a factor of 4.0 (2.0 octaves; slope "
+            "-1.00 per log-width) (1 of 3 optima at the edge of the grid: bounds)") in text
+    assert "under **mup** the best learning rate ranges over 0.002–0.002, a factor of 1.0 (0.0 octaves" in text
+
+
+def test_retuning_gain_sentence_compares_the_deepest_with_the_shallowest():
+    deep_more = verdicts.retuning_gain_sentence(pd.Series({2: 0.01, 4: 0.02, 8: 0.05}))
+    assert deep_more.startswith("Re-tuning the learning rate per depth lowered SP's loss by 0.010 at D = 2, "
+                                "0.020 at D = 4, 0.050 at D = 8 nats")
+    assert "handicapped deep models more" in deep_more
+    assert "did not single out deep models" in verdicts.retuning_gain_sentence(pd.Series({2: 0.05, 8: 0.01}))
+
+
+def test_epoch_check_sentence_passes_only_inside_epochs_intervals():
+    def chinchilla(E, alpha, beta, identified=True):
+        return fit.Fit(kind="chinchilla", params=dict(E=E, alpha=alpha, beta=beta), ci={}, n_points=240,
+                       identified=identified)
+    good = verdicts.epoch_check_sentence(chinchilla(1.82, 0.35, 0.37), 240)
+    assert good.startswith("On 240 points: E = 1.820") and "3 of 3" in good and "reproduces their refit" in good
+    off = verdicts.epoch_check_sentence(chinchilla(1.6, 0.35, 0.37), 240)
+    assert "2 of 3" in off and "**check the fitter**" in off
+    assert "**check the fitter**" in verdicts.epoch_check_sentence(chinchilla(1.82, 0.35, 0.37, False), 240)
