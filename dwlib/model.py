@@ -18,16 +18,19 @@ from .config import ModelConfig
 
 
 def rope_tables(head_size: int, context: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin (context, head_size) for `apply_rope`: channel i of a head pairs with channel
+    i ± head_size/2, and the first half's sin is negated."""
     inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
     angles = torch.outer(torch.arange(context, dtype=torch.float32), inv_freq)  # (T, hs/2)
-    return angles.cos(), angles.sin()
+    return angles.cos().repeat(1, 2), torch.cat((-angles.sin(), angles.sin()), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, T, hs); rotate channel pairs (first half, second half) by position-dependent angles
-    x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos[: x.size(-2)].to(x.dtype), sin[: x.size(-2)].to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotate each pair (x1, x2) = (channel i, channel i + head_size/2) of x's last dimension by a
+    position-dependent angle: (x1·cos − x2·sin, x2·cos + x1·sin), written as one multiply-add over whole
+    heads (swapping the halves) rather than four half-width products and a concatenation. The tables
+    come from `rope_tables`, sliced and shaped by the model to broadcast against x."""
+    return x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -47,10 +50,18 @@ class Attention(nn.Module):
         mup = cfg.parametrization in ("mup", "completep")
         self.scale = math.sqrt(cfg.base_head_size) / self.head_size if mup else 1.0 / math.sqrt(self.head_size)
 
+    def rotated_qkv(self, x, cos, sin):
+        """Queries and keys rotated by RoPE, and values, each (B, heads, T, head_size)."""
+        B, T, W = x.shape
+        # q and k rotate in one pass, in the layout the projection writes (B, T, q|k, heads, head_size)
+        qk, v = self.qkv(x).split((2 * W, W), dim=-1)
+        qk = apply_rope(qk.view(B, T, 2, self.heads, self.head_size), cos.to(qk.dtype), sin.to(qk.dtype))
+        q, k = qk.unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.view(B, T, self.heads, self.head_size).transpose(1, 2)
+
     def forward(self, x, cos, sin):
         B, T, W = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_size).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = self.rotated_qkv(x, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.proj(y.transpose(1, 2).reshape(B, T, W))
 
@@ -85,10 +96,13 @@ class Block(nn.Module):
         self.branch_scale = residual_branch_scale(cfg)
 
     def forward(self, x, cos, sin):
-        a = self.attn(self.norm1(x), cos, sin) * self.branch_scale
-        x = x + (a * self.gate1 if self.gate1 is not None else a)
-        m = self.mlp(self.norm2(x)) * self.branch_scale
-        return x + (m * self.gate2 if self.gate2 is not None else m)
+        x = x + self.branch(self.attn(self.norm1(x), cos, sin), self.gate1)
+        return x + self.branch(self.mlp(self.norm2(x)), self.gate2)
+
+    def branch(self, y, gate):
+        if self.branch_scale != 1.0:   # a multiply by 1 is a full pass over the activations, forward and back
+            y = y * self.branch_scale
+        return y if gate is None else y * gate
 
 
 def residual_branch_scale(cfg: ModelConfig) -> float:
@@ -143,12 +157,16 @@ class Transformer(nn.Module):
         if T > self.cfg.context:
             raise ValueError(f"sequence length {T} exceeds the model's context {self.cfg.context}")
         x = self.embed(idx)
+        # RoPE tables for these T positions, shaped once to broadcast over (B, T, q|k, heads, head_size)
+        cos, sin = self.rope_cos[:T, None, None], self.rope_sin[:T, None, None]
         for block in self.blocks:
             for _ in range(self.cfg.share):  # MobileLLM: apply the same block `share` times in a row
-                x = block(x, self.rope_cos, self.rope_sin)
+                x = block(x, cos, sin)
         x = self.norm(x)
         weight = self.embed.weight if self.head is None else self.head.weight
-        logits = F.linear(x, weight) * self.output_scale
+        logits = F.linear(x, weight)
+        if self.output_scale != 1.0:
+            logits = logits * self.output_scale
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

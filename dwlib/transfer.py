@@ -117,16 +117,12 @@ def _activations(net, idx) -> dict:
     """{(site, layer): tensor} for one forward pass of `idx` through `net` (no grad, eval mode)."""
     import torch
 
-    from .model import apply_rope
-
     acts, hooks = {}, []
 
     def attention_logits(i):
         def hook(module, args, output):
-            x, cos, sin = args
-            B, T, _ = x.shape
-            q, k, _ = module.qkv(x).view(B, T, 3, module.heads, module.head_size).permute(2, 0, 3, 1, 4)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k, _ = module.rotated_qkv(*args)
+            T = q.size(-2)
             logits = (q @ k.transpose(-2, -1)) * module.scale
             causal = torch.ones(T, T, dtype=torch.bool).tril()
             acts["attn_logits", i] = logits[..., causal]      # the entries softmax actually sees
