@@ -157,8 +157,10 @@ class Transformer(nn.Module):
         if T > self.cfg.context:
             raise ValueError(f"sequence length {T} exceeds the model's context {self.cfg.context}")
         x = self.embed(idx)
-        # RoPE tables for these T positions, shaped once to broadcast over (B, T, q|k, heads, head_size)
-        cos, sin = self.rope_cos[:T, None, None], self.rope_sin[:T, None, None]
+        # RoPE tables for these T positions, laid out once per forward as (T, q|k, heads, head_size): a
+        # multiply then runs over whole contiguous rows, not head-sized pieces of a broadcast
+        shape = (T, 2, self.cfg.heads, self.cfg.head_size)
+        cos, sin = (table[:T, None, None].expand(shape).contiguous() for table in (self.rope_cos, self.rope_sin))
         for block in self.blocks:
             for _ in range(self.cfg.share):  # MobileLLM: apply the same block `share` times in a row
                 x = block(x, cos, sin)

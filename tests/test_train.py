@@ -73,7 +73,8 @@ def test_clip_fraction_counts_clipped_steps(tokens):
 
 
 def test_a_run_no_better_than_guessing_is_unstable(tokens):
-    r = run(tokens, lr=3.0, steps=40)     # finite losses, but worse than a uniform guess at the end
+    # finite losses, but worse than a uniform guess at the end (lr 3 sits on the edge: a rounding change tips it)
+    r = run(tokens, lr=10.0, steps=40)
     assert r["status"] == "unstable" and r["val_loss"] >= math.log(256)
     assert "ln(vocab)" in r["unstable_reason"]
 
