@@ -2,9 +2,9 @@
 
 The loop keeps the device busy: each step's loss stays a device scalar and reaches the host only at
 evaluations, checkpoints and every `SYNC_EVERY` steps (to notice divergence), so a CUDA run makes no
-per-step host syncs. AdamW is the fused kernel on CPU and CUDA alike. On CUDA it uses bf16 autocast,
-TF32 matmuls and, when asked, torch.compile. Batches are a pure function of (seed, step), so a resumed run replays exactly the
-batches the uninterrupted run would have seen.
+per-step host syncs. AdamW is the fused kernel on CPU and CUDA alike. On CUDA it uses bf16
+autocast, TF32 matmuls and, when asked, torch.compile. Batches are a pure function of (seed, step),
+so a resumed run replays exactly the batches the uninterrupted run would have seen.
 """
 from __future__ import annotations
 

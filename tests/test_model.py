@@ -109,3 +109,24 @@ def test_mup_attention_scale_goes_as_one_over_head_size():
         assert math.isclose(attn.scale, math.sqrt(64) / (width / 2))
     sp = Transformer(ModelConfig(depth=1, width=512, n_heads=2)).blocks[0].attn
     assert math.isclose(sp.scale, 1 / math.sqrt(256))
+
+
+def test_rope_scores_depend_only_on_the_offset_between_positions():
+    """RoPE's defining property: the score of a query at position m against a key at n is a function of
+    m − n, and rotating keeps each vector's length. Checked on the model's own q, k path."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(depth=1, width=64, context=16, head_dim=16)
+    model = Transformer(cfg).eval()
+    tables = []
+    model.blocks[0].attn.register_forward_hook(lambda m, args, out: tables.append(args[1:]))
+    with torch.no_grad():
+        model(torch.zeros(1, 16, dtype=torch.long))
+        same = torch.randn(1, 1, cfg.width).expand(1, 16, cfg.width)   # one vector at every position
+        q, k, v = model.blocks[0].attn.rotated_qkv(same, *tables[0])
+    scores = q @ k.transpose(-2, -1)                                     # (1, heads, T, T)
+    for offset in (-5, 0, 3):
+        diagonal = scores.diagonal(offset, dim1=-2, dim2=-1)
+        assert torch.allclose(diagonal, diagonal[..., :1].expand_as(diagonal), atol=1e-5)
+    assert not torch.allclose(scores[..., 0, 0], scores[..., 5, 0], atol=1e-3)   # the offset matters
+    assert torch.allclose(q.norm(dim=-1), q[..., :1, :].norm(dim=-1).expand(q.shape[:-1]), atol=1e-5)
+    assert torch.equal(v, v[..., :1, :].expand_as(v))                    # values are not rotated
