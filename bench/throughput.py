@@ -16,7 +16,7 @@ too, interleaved with this checkout (alternating which goes first), --repeats ti
 [min–max] are printed, and the ratio of medians. The load average before and after is printed: the
 machine may be shared.
 
-    python bench/throughput.py                     # CPU shapes
+    python bench/throughput.py --device cpu        # CPU shapes (the default where there is no GPU)
     python bench/throughput.py --baseline main     # A/B against the code at `main`
     python bench/throughput.py --device cuda       # GPU shapes
 """
@@ -186,7 +186,7 @@ def cpu_model() -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: cuda when present)")
     p.add_argument("--baseline", metavar="REF", help="also run dwlib as it is at this git ref, interleaved")
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 40 CPU, 100 GPU)")
     p.add_argument("--repeats", type=int, default=5, help="runs per shape and variant (default 5)")
@@ -196,8 +196,13 @@ def main():
     args = p.parse_args()
     if args.worker:
         return serve()
+    import torch
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device not in ("cpu", "cuda"):
-        sys.exit(f"--device must be cpu or cuda, got {args.device!r}")
+        sys.exit(f"--device must be cpu, cuda or auto, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device cuda: this torch build ({torch.__version__}) sees no CUDA GPU")
     if args.repeats < 1 or (args.steps is not None and args.steps < 1):
         sys.exit("--repeats and --steps must be positive")
     shapes = CPU_SHAPES if args.device == "cpu" else GPU_SHAPES
@@ -213,7 +218,6 @@ def main():
         for w in workers:
             w.process.stdin.close()
             w.process.wait()
-    import torch
     first = next(iter(rows[0]["runs"].values()))[0]
     device = cpu_model() if args.device == "cpu" else first["device"]
     print(f"\ndevice: {device}   torch {torch.__version__}   cpus {os.cpu_count()}   "
