@@ -60,10 +60,12 @@ TABLES: dict[str, dict[str, dict]] = {
         # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget
         "smoke": dict(widths=[32], depths=[1, 2, 4, 8], budget=60 * 8 * 64, anneal=[0.5, 1.0], lr_factors=[0.5, 1, 2],
                       tuning_seeds=[10]),
-        # Chosen for evidence per CPU-minute (see the notebook): the narrowest widths reach the most tokens
-        # per parameter (1M tokens is 20 per non-embedding parameter for W = 16 at D = 16, and for W = 32 at
-        # D = 4); depths 1…16 bracket the paper's D_crit = 2.43·ln W (6.7 and 8.4) on both sides.
-        "cpu": dict(widths=[16, 32], depths=[1, 2, 3, 4, 6, 8, 12, 16], budget=1_000_000, anneal=[0.25, 0.5, 1.0],
+        # Chosen for evidence per CPU-minute before any result was seen (see the notebook): the narrowest
+        # widths reach the most tokens per parameter; 2M tokens, the most whose predicted time on the 2-core
+        # project machine (with the LR check) stays well inside 30 minutes, is 40 tokens per non-embedding
+        # parameter for W = 16 at D = 16 and 10 for W = 32 at D = 16 (40 at D = 4); depths 1…16 bracket the
+        # paper's D_crit = 2.43·ln W (6.7 and 8.4) on both sides.
+        "cpu": dict(widths=[16, 32], depths=[1, 2, 3, 4, 6, 8, 12, 16], budget=2_000_000, anneal=[0.25, 0.5, 1.0],
                     lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
         "gpu": dict(widths=[256, 512], depths=[2, 4, 8, 12, 16, 24, 32, 48], budget=100_000_000,
                     anneal=[0.25, 0.5, 1.0], lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
@@ -85,13 +87,13 @@ TABLES: dict[str, dict[str, dict]] = {
         # isoFLOP design, fixed before any result: every shape is trained to every FLOP budget (cooldown
         # branches of one trunk per shape and seed); two aspect ratios per size (D×4 at W÷2, the same
         # 12·D·W²); sizes span well below and above the ~20 tokens per parameter of Chinchilla's optimum
-        # at every budget (N* ≈ sqrt(C/120): 14k, 25k, 43k at the cpu budgets, sizes 3k … 197k).
+        # at every budget (N* ≈ sqrt(C/120): 14k, 25k, 43k, 75k at the cpu budgets, sizes 3k … 393k).
         # min_steps: a shape a budget buys fewer steps than this is left out at that budget.
         "smoke": dict(shapes=[[1, 16], [2, 16], [4, 16], [1, 32], [8, 16], [2, 32], [16, 16], [4, 32]], widths=[], depths=[],
                       budget=[3e9, 9e9], seeds=[0], n_boot=100, min_steps=8),
         "cpu": dict(shapes=[[1, 16], [2, 16], [4, 16], [1, 32], [8, 16], [2, 32], [16, 16], [4, 32], [8, 32],
-                            [2, 64], [16, 32], [4, 64]],
-                    widths=[], depths=[], budget=[2.5e10, 7.5e10, 2.25e11], n_boot=300, min_steps=50),
+                            [2, 64], [16, 32], [4, 64], [8, 64], [2, 128]],
+                    widths=[], depths=[], budget=[2.5e10, 7.5e10, 2.25e11, 6.75e11], n_boot=300, min_steps=50),
         "gpu": dict(shapes=[[2, 128], [8, 64], [4, 128], [2, 256], [8, 128], [4, 256], [16, 128], [8, 256],
                             [2, 512], [16, 256], [4, 512], [32, 256], [8, 512], [16, 512], [4, 1024]],
                     widths=[], depths=[], budget=[3e15, 1e16, 3e16], n_boot=300, min_steps=200),
@@ -247,20 +249,21 @@ GPU_FLOPS_BY_WIDTH = ((256, 91e12), (768, 231e12), (1024, 271e12), (2048, 385e12
 GPU_STEP_OVERHEAD = 0.004   # seconds per step the small models spend launching kernels
 # Checked on an H100 (2026-11-23, torch 2.11, context 512, batch 64, 40 steps): measured vs predicted
 # ms per step — D=16 W=512: 70.6 vs 69.6; D=48 W=512: 197 vs 201; D=16 W=256: 44.8 vs 35.9.
-SPEED_SHAPES = ((2, 32), (8, 64), (4, 128))   # timed to calibrate the CPU model: small to mid, shallow to deep
+SPEED_SHAPES = ((2, 16), (8, 32), (8, 64), (4, 128))   # timed to calibrate the CPU model: narrow to wide
 # `machine_speed` on the 2-core project machine, one thread, quiet: what tests price the presets with
 # (a live measurement on a busy CI machine would make the check depend on the load)
-REFERENCE_SPEED = dict(layer_seconds=0.00426, flops_per_second=7.8e10)
+REFERENCE_SPEED = dict(layer_seconds=0.0009, layer_width_seconds=0.0033, flops_per_second=1.15e11)
 
 
 def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     """How fast this machine trains on the CPU with `threads` torch threads, measured and cached.
 
-    A CPU step of a small model costs `layer_seconds` per layer per 1024 tokens (the memory-bound work:
-    norms, softmax, GELU, the optimizer) plus its FLOPs at `flops_per_second`. Both are fitted (least
-    squares, non-negative) to a few timed steps of three shapes (context 64, batch 16) — about 10 s —
-    and cached under the cache folder by machine, CPU, torch version and thread count. Measure on a
-    quiet machine: a busy one gives a slower (pessimistic) model; `refresh=True` measures again."""
+    A CPU step of a small model costs, per layer and per 1024 tokens, `layer_seconds` of fixed work plus
+    `layer_width_seconds` × W/64 of memory-bound work that grows with the width (norms, softmax, GELU, the
+    optimizer), plus its FLOPs at `flops_per_second`. The three are fitted (least squares, non-negative)
+    to the median of ten timed steps of four shapes (context 64, batch 16), ~15 s, and cached under the
+    cache folder by machine, CPU, torch version and thread count. Measure on a quiet machine: a busy
+    one gives a slower (pessimistic) model; `refresh=True` measures again."""
     import json
     import platform
 
@@ -282,24 +285,26 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
         for depth, width in SPEED_SHAPES:
             cfg = ModelConfig(depth=depth, width=width, context=64, head_dim=16, vocab_size=256)
             model = Transformer(cfg)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)   # as the trainer does
             x = torch.randint(0, 256, (16, 64))
             times = []
-            for i in range(7):
+            for i in range(13):
                 start = time.perf_counter()
                 _, loss = model(x, x)
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                if i >= 2:                                  # two warm-up steps
+                if i >= 3:                                  # three warm-up steps
                     times.append(time.perf_counter() - start)
             tokens = 16 * 64
-            rows.append([cfg.layers * tokens / 1024, flops_per_token_with_head(cfg) * tokens])
+            rows.append([cfg.layers * tokens / 1024, cfg.layers * tokens / 1024 * width / 64,
+                         flops_per_token_with_head(cfg) * tokens])
             seconds.append(float(np.median(times)))
     finally:
         torch.set_num_threads(previous)
     coef, _ = nnls(np.array(rows), np.array(seconds))
-    speed = dict(layer_seconds=float(coef[0]), flops_per_second=float(1 / coef[1]) if coef[1] > 0 else 1e12,
+    speed = dict(layer_seconds=float(coef[0]), layer_width_seconds=float(coef[1]),
+                 flops_per_second=float(1 / coef[2]) if coef[2] > 0 else 1e12,
                  threads=threads, cpu=cpu, torch=torch.__version__, measured=time.strftime("%Y-%m-%d %H:%M"),
                  shapes=[dict(depth=d, width=w, step_seconds=t) for (d, w), t in zip(SPEED_SHAPES, seconds)])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +326,8 @@ def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", th
                 break
         return GPU_STEP_OVERHEAD + flops / rate
     speed = machine_speed(threads)
-    return speed["layer_seconds"] * model.layers * tokens / 1024 + flops / speed["flops_per_second"]
+    per_layer = speed["layer_seconds"] + speed["layer_width_seconds"] * model.width / 64
+    return per_layer * model.layers * tokens / 1024 + flops / speed["flops_per_second"]
 
 
 def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int = 1) -> float:
