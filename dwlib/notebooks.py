@@ -53,6 +53,7 @@ class Session:
         s.output_dir.mkdir(parents=True, exist_ok=True)
         self.charts: list[str] = []
         self.verdicts: list[str] = []
+        self.training: list[tuple[float, float]] = []   # (measured, predicted) seconds of each run() that trained
         self.started = time.perf_counter()
 
     # -- runs ---------------------------------------------------------------------------------
@@ -104,7 +105,19 @@ class Session:
         frame of exactly these runs (finished ones from the cache). Under the headless runner each run
         also updates the progress file it shows in the terminal ($DWLIB_PROGRESS)."""
         from .sweep import run_sweep
-        return run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=self._progress_writer(pairs))
+        pairs = list(dict.fromkeys(pairs))           # run_sweep's indices count distinct pairs
+        progress, trained = self._progress_writer(pairs), []
+
+        def on_result(i, outcome):
+            trained.extend([i] if outcome["how"] == "trained" else [])
+            if progress is not None:
+                progress(i, outcome)
+
+        started = time.perf_counter()
+        frame = run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=on_result)
+        if trained:   # measured against predicted, for the summary (finish)
+            self.training.append((time.perf_counter() - started, self.predicted_seconds([pairs[i] for i in trained])))
+        return frame
 
     def _progress_writer(self, pairs):
         """A run_sweep `on_result` that writes the sweep's progress as JSON to $DWLIB_PROGRESS (the runner
@@ -113,7 +126,6 @@ class Session:
         path = os.environ.get(PROGRESS_ENV)
         if not path:
             return None
-        pairs = list(dict.fromkeys(pairs))           # run_sweep's indices count distinct pairs
         cost = [self.predicted_seconds([p]) for p in pairs]
         workers = min(self.workers(), len(pairs))
         done, started, trained_cost = set(), time.time(), 0.0
@@ -187,12 +199,16 @@ class Session:
         """Write <output_dir>/manifest.json (charts, verdicts, settings, wall time) and say where outputs are."""
         seconds = time.perf_counter() - self.started
         s = self.settings
+        measured, predicted = (sum(t[i] for t in self.training) for i in (0, 1))
         manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, verdicts=self.verdicts,
-                        wall_seconds=seconds,
+                        wall_seconds=seconds, training_seconds=measured, predicted_training_seconds=predicted,
                         store=str(s.store_path), output_dir=str(s.output_dir),
                         settings={k: _plain(v) for k, v in vars(s).items()})
         (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        self.say(f"Done in {seconds:.0f} s. Charts (PNG and SVG): `{s.output_dir}`; runs: `{s.store_path}`.")
+        trained = (f" Training took {_minutes(measured / 60)} against {_minutes(predicted / 60)} predicted by the cost "
+                   "model calibrated on this machine (`presets.machine_speed`)." if self.training else
+                   " Every run came from the store: nothing trained.")
+        self.say(f"Done in {seconds:.0f} s.{trained} Charts (PNG and SVG): `{s.output_dir}`; runs: `{s.store_path}`.")
         return manifest
 
 

@@ -128,7 +128,7 @@ nb.figure(charts.loss_vs_chart(final, "depth", color="width"), "loss_vs_depth")
 # %%
 fits = {}
 for width in s.widths:
-    fits[width], why = nb.attempt(fit.critical_depth_from_frame, final, width=width, n_boot=s.n_boot)
+    fits[width], why = nb.attempt(fit.critical_depth_from_frame, runs, width=width, n_boot=s.n_boot)
     nb.say(fits[width].summary() if fits[width] else f"**W = {width}: not fitted** — {why}")
 fitted = [charts.critical_depth_chart(r) for r in fits.values() if r is not None]
 if fitted:
@@ -175,7 +175,8 @@ if r is None:
 else:
     best, deepest = presets.lr_check_depths(r, s.depths)
     tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
-    chosen = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")["grid_lr"].to_dict()
+    tuned = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")
+    chosen = tuned["grid_lr"].to_dict()
     nb.figure(charts.lr_curves_chart(tuning, color="depth"), "lr_check")
 
 # %% [markdown]
@@ -192,7 +193,8 @@ if r is not None:
         nb.say(f"Not compared — {why}")
     else:
         nb.verdict(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
-                                                  rise=at_fixed[deepest] - at_fixed[best]))
+                                                  rise=at_fixed[deepest] - at_fixed[best],
+                                                  at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]]))
 
 # %% [markdown]
 # ## Loss curves

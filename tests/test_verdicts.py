@@ -97,3 +97,32 @@ def test_epoch_check_sentence_passes_only_inside_epochs_intervals():
     off = verdicts.epoch_check_sentence(chinchilla(1.6, 0.35, 0.37), 240)
     assert "2 of 3" in off and "**check the fitter**" in off
     assert "**check the fitter**" in verdicts.epoch_check_sentence(chinchilla(1.82, 0.35, 0.37, False), 240)
+
+
+@pytest.mark.parametrize("gap, rise, expected", [
+    (0.05, 0.04, "**the deeper model is worse even at its best learning rate** — the rise survives"),
+    (0.0, 0.04, "**no measurable difference** — with a tuned learning rate the rise seen at the fixed rate is not there"),
+    (0.0, -0.01, "**no measurable difference** at their best learning rates, as at the fixed rate"),
+    (-0.05, 0.04, "**the deeper model is better at its best learning rate**")])
+def test_lr_check_sentence_follows_the_tuned_gap_and_says_when_a_rate_is_only_a_bound(gap, rise, expected):
+    result = planted_gap(gap, noise=0.002 if gap else 0.02)
+    text = verdicts.lr_check_sentence(result, (8, 16), {8: 6e-3, 16: 3e-3}, [10, 11], rise=rise)
+    assert expected in text and "chosen on seeds 10, 11" in text, text
+    edge = verdicts.lr_check_sentence(result, (8, 16), {8: 6e-3, 16: 3e-3}, [10, 11], rise=rise, at_edge=[8])
+    assert "at D = 8 the best rate is at an end of the grid tried" in edge
+
+
+def test_regime_of_annealed_budgets_comes_from_the_change_between_budgets():
+    rng = np.random.default_rng(6)
+    rows = []
+    for tokens, offset in ((1e6, 0.0), (2e6, -0.03)):       # 0.03 nats lower per doubling of tokens
+        for d in (1, 2, 3, 4, 6, 8, 12, 16):
+            for seed in range(3):
+                rows.append(dict(run_id=f"{tokens}-{d}-{seed}", depth=d, width=16, seed=seed, tokens=tokens,
+                                 status="complete", schedule="wsd-sqrt", final_slope=-0.3,   # a cooldown's drop
+                                 tokens_per_param=tokens / (3072 * d),
+                                 val_loss=1.5 + 0.5 * d ** -0.7 + offset + rng.normal(0, 0.003)))
+    r = fit.critical_depth_from_frame(pd.DataFrame(rows), n_boot=200)
+    assert r.n_points == 24 and r.regime["slope_kind"] == "annealed budgets"
+    assert r.regime["slope_best"] == pytest.approx(-0.03, abs=0.01)
+    assert "between the two largest annealed budgets the loss was still falling" in r.summary()

@@ -293,17 +293,31 @@ def _one_width(runs, width):
 def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss", **kwargs) -> CriticalDepthFit:
     """`fit_critical_depth` on the store's runs frame at one `width` (the only one when None): complete
     runs only — diverged, unstable and unfinished ones are excluded and listed in the summary — with
-    the regime (tokens_per_param, final_slope) taken from the frame when it has those columns."""
+    the regime (tokens_per_param, final_slope) taken from the frame. When the frame holds annealed runs
+    at several budgets (`dwlib.sweep.anneal`), the fit uses the largest budget and the regime's slope is
+    the change between the two largest budgets per doubling of tokens (a run's own last quarter is
+    mostly its cooldown, whose drop says nothing about how much more data would help)."""
     frame, width = _one_width(runs, width)
     frame, excluded = usable_runs(frame, ["depth", loss])
     if frame.empty:
         raise ValueError(f"no complete runs with a finite {loss} at width {width}" +
                          (f" (excluded: {'; '.join(excluded)})" if excluded else ""))
+    slope, slope_kind = frame.get("final_slope"), "last quarter"
+    budgets = np.unique(frame["tokens"]) if "tokens" in frame else []
+    if len(budgets) >= 2 and "schedule" in frame and frame["schedule"].isin(["wsd", "wsd-sqrt"]).all():
+        last, before = (frame[frame["tokens"] == t] for t in budgets[-1:-3:-1])
+        pairs = last.merge(before, on=["depth", "seed"], how="left", suffixes=("", "_before"))
+        slope = (pairs[loss] - pairs[f"{loss}_before"]) / np.log2(budgets[-1] / budgets[-2])
+        frame, slope_kind = pairs, "annealed budgets"
     tpp = frame["tokens_per_param"] if "tokens_per_param" in frame else frame["tokens"] / frame["non_embedding_params"] \
         if {"tokens", "non_embedding_params"} <= set(frame.columns) else None
-    return fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
-                              seeds=frame["seed"].to_numpy() if "seed" in frame else None, width=width,
-                              tokens_per_param=tpp, final_slope=frame.get("final_slope"), excluded=excluded, **kwargs)
+    result = fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
+                                seeds=frame["seed"].to_numpy() if "seed" in frame else None, width=width,
+                                tokens_per_param=tpp, final_slope=slope, excluded=excluded, **kwargs)
+    if slope is not None:
+        result.regime["slope_kind"] = slope_kind
+        result.text = critical_depth_text(result)
+    return result
 
 
 def critical_depth_by_budget(runs: pd.DataFrame, *, width=None, loss="val_loss", n_boot=1000, level=0.95,

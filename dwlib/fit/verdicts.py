@@ -11,31 +11,41 @@ import math
 from .stats import CHINCHILLA_TOKENS_PER_PARAM, FALLING_FAST, fmt, fmt_ci
 
 
+def _count(v) -> str:
+    """Two significant figures without an exponent: 0.35, 40, 640, 1,600."""
+    return f"{v:.2g}" if v < 100 else f"{float(f'{v:.2g}'):,.0f}"
+
+
 def regime_sentence(regime: dict) -> str:
     """Which regime a set of runs comes from: tokens per non-embedding parameter (Chinchilla-optimal is
-    about 20), and whether the best and deepest runs were still falling when training stopped."""
+    about 20), and whether the best and deepest runs were still falling when training stopped — per
+    doubling of tokens, between annealed budgets when there are several, else over a run's last quarter."""
     if not regime:
         return ""
     parts = []
     tpp = regime.get("tokens_per_param")
     if tpp:
         lo, hi = tpp
-        parts.append(f"Regime: {lo:.2g}–{hi:.2g} tokens per non-embedding parameter")
+        parts.append(f"Regime: {_count(lo)}–{_count(hi)} tokens per non-embedding parameter")
         if hi < CHINCHILLA_TOKENS_PER_PARAM:
             parts[-1] += (f", below the ≈ {CHINCHILLA_TOKENS_PER_PARAM:g} of compute-optimal training: these models "
                           "are under-trained, and a comparison between them measures how fast each shape learns "
                           "at this budget more than what it can reach")
     slopes = {k: regime[f"slope_{k}"] for k in ("best", "deepest") if f"slope_{k}" in regime}
+    if slopes.get("best") == slopes.get("deepest") and len(slopes) == 2:
+        slopes = {"best (and deepest)": slopes["best"]}
+    where = {"annealed budgets": "between the two largest annealed budgets",
+             "last quarter": "over the last quarter of training"}.get(regime.get("slope_kind"), "at the end of training")
     fast = {k: v for k, v in slopes.items() if v < FALLING_FAST}
     if fast:
         effect = regime.get("effect")
         txt = " and ".join(f"the {k} runs by {-v:.3f}" for k, v in fast.items())
-        parts.append(f"at the end of training the loss was still falling — {txt} nats per doubling of tokens"
+        parts.append(f"{where} the loss was still falling — {txt} nats per doubling of tokens"
                      + (f", more than the {effect:.3f}-nat difference the verdict rests on" if effect and
                         max(-v for v in fast.values()) > effect else ""))
     elif slopes:
-        parts.append("the loss had levelled off by the end of training (under "
-                     f"{-FALLING_FAST:g} nats per doubling of tokens at the best and deepest depths)")
+        parts.append(f"{where} the loss had levelled off (under {-FALLING_FAST:g} nats per doubling of tokens at the "
+                     "best and deepest depths)")
     return "; ".join(parts) + "." if parts else ""
 
 
@@ -188,25 +198,29 @@ def fair_depth_text(fits: dict) -> str:
             + f". {detail}{caveat}")
 
 
-def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None) -> str:
+def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> str:
     """02's learning-rate check: `gap` is `compare_losses(loss at depths[0], loss at depths[1])`, each
     depth at its own best learning rate `lrs` {depth: lr} chosen on `tuning_seeds` and scored on other
-    seeds; `rise` is the fixed-lr rise between the two depths (nats) for comparison."""
+    seeds; `rise` is the same difference at the sweep's fixed learning rate; `at_edge` the depths whose
+    best rate was at an end of the grid tried (only a bound)."""
     a, b = depths
     lo, hi = gap.ci["gap"]
     chosen = ", ".join(f"{lrs[d]:.3g} at D = {d}" for d in depths)
+    edge = (f"; at D = {', '.join(map(str, at_edge))} the best rate is at an end of the grid tried, so the true best may "
+            "lie beyond it" if at_edge else "")
     head = (f"With each depth at its own best learning rate ({chosen}; chosen on seeds "
-            f"{', '.join(map(str, tuning_seeds))}, scored on others), D = {b} minus D = {a} is {gap.params['gap']:+.4f} "
-            f"nats ({gap.level:.0%} CI {lo:+.4f} to {hi:+.4f}, {gap.method})")
-    fixed = f" against {rise:+.4f} at the fixed learning rate" if rise is not None else ""
+            f"{', '.join(map(str, tuning_seeds))}, scored on others{edge}), D = {b} minus D = {a} is "
+            f"{gap.params['gap']:+.4f} nats ({gap.level:.0%} CI {lo:+.4f} to {hi:+.4f}, {gap.method})"
+            + (f", against {rise:+.4f} at the fixed learning rate" if rise is not None else ""))
     if lo > 0:
-        return head + fixed + f": **the deeper model is still worse** — the rise survives a better learning rate."
+        return head + (": **the deeper model is worse even at its best learning rate** — the rise survives a better "
+                       "learning rate." if rise is not None and rise > 0 else ": **the deeper model is worse at its best "
+                       "learning rate**.")
     if hi < 0:
-        return head + fixed + f": **the deeper model is now better** — at the fixed learning rate depth was handicapped."
-    return head + fixed + (": **no measurable difference** — with a tuned learning rate the rise beyond the best "
-                           "depth is not there at this precision.")
-
-
+        return head + ": **the deeper model is better at its best learning rate**."
+    return head + (": **no measurable difference** — with a tuned learning rate the rise seen at the fixed rate is "
+                   "not there at this precision." if rise is not None and rise > 0 else
+                   ": **no measurable difference** at their best learning rates, as at the fixed rate.")
 def width_trend_sentence(trend, depth) -> str:
     """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)?"""
     lo, hi = trend.ci["slope"]
