@@ -343,10 +343,11 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 
-def isoflop_chart(result: fit.Fit) -> alt.VConcatChart:
-    """Top: loss vs parameters per FLOP budget with the fitted parabolas (in ln N) and the optima.
-    Below: the optima (N, and D, W when fitted) against C with their intervals and power-law fits; the
-    paper's slopes 0.12 (depth) and 0.34 (width) dashed, through the fitted line's middle."""
+def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
+    """Left: loss vs parameters per FLOP budget with the fitted parabolas (in ln N); filled points are
+    each size's best shape, open ones the other shapes of that size. Right: the bracketed optima against
+    C with their intervals, and — only when the exponent is identified — the power law and Chinchilla's
+    C^0.5 for reference."""
     _expect(result, "isoflop")
     data = result.data.copy()
     optima = result.optima
@@ -354,47 +355,45 @@ def isoflop_chart(result: fit.Fit) -> alt.VConcatChart:
                       legend=alt.Legend(format=".2e"))
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
     y_scale = alt.Scale(zero=False)
-    layers = [alt.Chart(data).mark_point(filled=True).encode(
-        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(data.columns))]
+    y = alt.Y("loss:Q", scale=y_scale, title="loss")
+    on_frontier = data["frontier"] if "frontier" in data else pd.Series(True, index=data.index)
+    # Filled: the best shape of each size (the profile is fitted to these); open: other shapes of that size.
+    layers = [alt.Chart(data[on_frontier]).mark_point(filled=True).encode(x=x, y=y, color=color,
+                                                                          tooltip=list(data.columns))]
+    if not on_frontier.all():
+        layers.append(alt.Chart(data[~on_frontier]).mark_point(filled=False, opacity=0.6).encode(
+            x=x, y=y, color=color, tooltip=list(data.columns)))
     if result.curve is not None:
         curve = result.curve[result.curve["coordinate"] == "params"].rename(columns={"x": "params", "flops": "budget"})
         layers.append(alt.Chart(curve).mark_line().encode(
             x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title="isoFLOP profiles")
 
-    panels = []
-    paper = {"depth": fit.PAPER_DEPTH_EXPONENT, "width": fit.PAPER_WIDTH_EXPONENT}
-    for name in ("params", "depth", "width"):
-        if f"{name}_exponent" not in result.params:
-            continue
-        pts = optima.dropna(subset=[f"opt_{name}"])
-        pts = pd.DataFrame({"flops": pts["flops"], "value": pts[f"opt_{name}"], "low": pts[f"opt_{name}_low"],
-                            "high": pts[f"opt_{name}_high"]})
-        k, a = result.params[f"{name}_coef"], result.params[f"{name}_exponent"]
-        cs = np.exp(np.linspace(np.log(pts["flops"].min()), np.log(pts["flops"].max()), 40))
-        lines = [pd.DataFrame({"flops": cs, "value": k * cs ** a, "label": f"fit: C^{a:.3f}"})]
-        if name in paper:
-            c_mid = float(np.exp(np.log(cs).mean()))
-            lines.append(pd.DataFrame({"flops": cs, "value": k * c_mid ** a * (cs / c_mid) ** paper[name],
-                                       "label": f"paper: C^{paper[name]}"}))
-        lines = pd.concat(lines)
-        labels = list(dict.fromkeys(lines["label"]))
-        xc = alt.X("flops:Q", scale=_log(), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
-        yv = alt.Y("value:Q", scale=_log(), title=f"optimal {name}", axis=alt.Axis(format="~s"))
-        panel = alt.layer(
-            alt.Chart(lines).mark_line().encode(
-                x=xc, y=yv,
-                **_styled_lines(labels, [FIT_COLOR, PAPER_COLOR][:len(labels)], [[1, 0], [6, 3]][:len(labels)])),
-            alt.Chart(pts).mark_errorbar(color="black").encode(
-                x=xc, y=alt.Y("low:Q", scale=_log(), title=f"optimal {name}"), y2="high:Q"),
-            alt.Chart(pts).mark_point(color="black", filled=True).encode(x=xc, y=yv, tooltip=list(pts.columns)),
-        ).properties(width=220, height=HEIGHT,
-                     title=f"{name}: C^{a:.3f} ({fit.fmt_ci(result.ci[f'{name}_exponent'])})")
-        panels.append(panel)
-    if not panels:
+    pts = optima.dropna(subset=["opt_params"]) if "opt_params" in optima else optima.iloc[:0]
+    if pts.empty:
         return left
-    right = alt.hconcat(*panels).resolve_scale(color="independent", strokeDash="independent")
-    return alt.vconcat(left, right).resolve_scale(color="independent")
+    pts = pd.DataFrame({"flops": pts["flops"], "value": pts["opt_params"], "low": pts["opt_params_low"],
+                        "high": pts["opt_params_high"]})
+    xc = alt.X("flops:Q", scale=_padded(pts["flops"]), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
+    n_scale = _padded(pd.concat([pts["low"], pts["high"], pts["value"]]))
+    yv = alt.Y("value:Q", scale=n_scale, title="optimal size N*", axis=alt.Axis(format="~s"))
+    layers = [alt.Chart(pts).mark_errorbar(color="black").encode(
+                  x=xc, y=alt.Y("low:Q", scale=n_scale, title="optimal size N*"), y2="high:Q"),
+              alt.Chart(pts).mark_point(color="black", filled=True).encode(x=xc, y=yv, tooltip=list(pts.columns))]
+    title = "N* per budget: exponent not identified"
+    if result.identified:       # a line only where the exponent is an estimate
+        k, a = result.params["params_coef"], result.params["params_exponent"]
+        cs = np.exp(np.linspace(np.log(pts["flops"].min()), np.log(pts["flops"].max()), 40))
+        c_mid = float(np.exp(np.log(cs).mean()))
+        lines = pd.concat([pd.DataFrame({"flops": cs, "value": k * cs ** a, "label": f"fit: C^{a:.3f}"}),
+                           pd.DataFrame({"flops": cs, "value": k * c_mid ** a * (cs / c_mid) ** 0.5,
+                                         "label": "Chinchilla: C^0.5"})])
+        labels = list(dict.fromkeys(lines["label"]))
+        layers.insert(0, alt.Chart(lines).mark_line().encode(
+            x=xc, y=yv, **_styled_lines(labels, [FIT_COLOR, PAPER_COLOR], [[1, 0], [6, 3]])))
+        title = f"N* ∝ C^{a:.3f} ({fit.fmt_ci(result.ci['params_exponent'])})"
+    right = alt.layer(*layers).properties(width=300, height=HEIGHT, title=title)
+    return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 
 FIT_CHARTS = {

@@ -255,6 +255,18 @@ SPEED_SHAPES = ((2, 16), (8, 32), (8, 64), (4, 128))   # timed to calibrate the 
 REFERENCE_SPEED = dict(layer_seconds=0.0009, layer_width_seconds=0.0033, flops_per_second=1.15e11)
 
 
+def speed_cache_path(threads: int):
+    """Where `machine_speed` keeps its measurement: one file per machine, CPU, torch version and threads."""
+    import platform
+
+    import torch
+
+    from .data import cache_dir
+    cpu = platform.processor() or platform.machine()
+    key = f"{platform.node()}-{cpu}-torch{torch.__version__}-{threads}t".replace("/", "_").replace(" ", "_")
+    return cache_dir() / "speed" / f"{key}.json"
+
+
 def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     """How fast this machine trains on the CPU with `threads` torch threads, measured and cached.
 
@@ -265,18 +277,19 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     cache folder by machine, CPU, torch version and thread count. Measure on a quiet machine: a busy
     one gives a slower (pessimistic) model; `refresh=True` measures again."""
     import json
-    import platform
 
     import numpy as np
+    import torch
     from scipy.optimize import nnls
 
-    from .data import cache_dir
-    cpu = platform.processor() or platform.machine()
-    import torch
-    key = f"{platform.node()}-{cpu}-torch{torch.__version__}-{threads}t".replace("/", "_").replace(" ", "_")
-    path = cache_dir() / "speed" / f"{key}.json"
+    path = speed_cache_path(threads)
     if path.exists() and not refresh:
-        return json.loads(path.read_text())
+        try:
+            cached = json.loads(path.read_text())
+        except ValueError:
+            cached = {}
+        if set(REFERENCE_SPEED) <= set(cached):     # a file from an older cost model is measured again
+            return cached
     from .model import Transformer
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -305,7 +318,7 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     coef, _ = nnls(np.array(rows), np.array(seconds))
     speed = dict(layer_seconds=float(coef[0]), layer_width_seconds=float(coef[1]),
                  flops_per_second=float(1 / coef[2]) if coef[2] > 0 else 1e12,
-                 threads=threads, cpu=cpu, torch=torch.__version__, measured=time.strftime("%Y-%m-%d %H:%M"),
+                 threads=threads, torch=torch.__version__, measured=time.strftime("%Y-%m-%d %H:%M"),
                  shapes=[dict(depth=d, width=w, step_seconds=t) for (d, w), t in zip(SPEED_SHAPES, seconds)])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(speed, indent=1))

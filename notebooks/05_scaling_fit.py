@@ -27,9 +27,11 @@
 #
 # Every nonlinear fit here carries a **health check**: a fit the data cannot identify is shown as such
 # and never graded against a paper. Under the ansatz as written, the compute-optimal depth and width
-# D\*(C), W\*(C) follow from a tie-break rather than from the data, so this notebook measures them with an
-# **isoFLOP** design instead (several budgets, many shapes each trained to exactly that budget: Chinchilla's
-# approach 2), to set beside the paper's D\* ∝ C^0.12 and W\* ∝ C^0.34. Finally the fitter is checked on
+# D\*(C), W\*(C) follow from a tie-break rather than from the data, so this notebook measures the optimum
+# with an **isoFLOP** design instead (several budgets, many shapes each trained to exactly that budget:
+# Chinchilla's approach 2): the optimal size N\*(C) and tokens T\*(C), and the best shape at each budget.
+# Grading the paper's D\* ∝ C^0.12 and W\* ∝ C^0.34 would need depth and width each bracketed at every
+# budget — a denser grid of shapes than this design affords. Finally the fitter is checked on
 # Epoch AI's replication of Chinchilla: if it does not
 # reproduce their published refit on their data, none of the numbers above should be trusted.
 
@@ -92,12 +94,15 @@ runs[["run_id", "status", "depth", "width", "seed", "non_embedding_params", "tok
       "val_loss"]]
 
 # %% [markdown]
-# ## IsoFLOP profiles: N\*(C), T\*(C), and D\*, W\* where the data identify them
+# ## IsoFLOP profiles: N\*(C), T\*(C), and the best shape per budget
 #
-# At each budget a local parabola of loss in ln N (and in ln D, ln W) around the lowest point locates the
+# At each budget, each size is represented by its best shape (filled points; the other aspect ratio of
+# that size is drawn open): at equal N a deep-narrow shape can be far worse than a shallow-wide one, and one
+# parabola through both would zigzag. A local parabola of loss in ln N around the lowest point locates the
 # optimum, with a bootstrap interval; an optimum counts only where the sizes tried bracket it, and resamples
-# without an interior minimum are counted, never given a made-up value. Power laws of the optima against C
-# give the exponents without assuming any law.
+# without an interior minimum are counted, never given a made-up value. A power law of the optima against
+# C gives the exponent without assuming any law. The table also names each budget's best shape and how
+# often it stays best when the seeds are resampled.
 
 # %%
 design_runs = runs[runs["status"] == "complete"]
@@ -111,7 +116,7 @@ else:
     nb.figure(charts.isoflop_chart(iso), "isoflop")
     nb.verdict(iso.summary())
     display(iso.optima[[c for c in iso.optima.columns if c.startswith(("flops", "n_runs", "opt_params", "params_status",
-                                                                        "opt_depth", "opt_width"))]])
+                                                                        "best_"))]])
 
 # %% [markdown]
 # ## The data the laws are fitted to

@@ -87,7 +87,7 @@ def test_paper_reference_is_drawn(results):
     text = str(spec)
     assert "2.43·ln W" in text and "(W/512)^0.44" in text
     assert "paper: tau ~ W^0.44" in str(charts.tau_scaling_chart(results["tau_scaling"]).to_dict())
-    assert "paper: C^0.12" in str(charts.isoflop_chart(results["isoflop"]).to_dict())
+    assert "Chinchilla: C^0.5" in str(charts.isoflop_chart(results["isoflop"]).to_dict())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -294,6 +294,39 @@ def test_planted_isoflop_optima_and_exponents_are_recovered():
     assert (r.optima["params_status"] == "ok").all()
 
 
+def test_isoflop_profile_follows_the_best_shape_of_each_size():
+    """Two aspect ratios per size, the deeper one 0.25 nats worse: one parabola through both zigzags
+    (the 05 cpu run did this), the frontier recovers the planted optimum and names the best shape."""
+    df = planted_isoflop()
+    wide = df.assign(depth=2, width=np.sqrt(df.params / 24))
+    deep = df.assign(depth=8, width=np.sqrt(df.params / 96), params=df.params * 1.01, loss=df.loss + 0.25)
+    both = pd.concat([wide, deep], ignore_index=True)
+    r = fit.fit_isoflop(both.flops, both.params, both.loss, depths=both.depth, widths=both.width, n_boot=300)
+    assert r.identified and (r.optima["params_status"] == "ok").all()
+    assert r.params["params_exponent"] == pytest.approx(0.5, abs=0.03)
+    assert (r.optima["best_depth"] == 2).all() and (r.optima["best_share"] == 1).all()
+    assert r.data["frontier"].sum() == len(wide)
+    assert "Best shape" in r.summary() and "not graded" in r.summary()
+    mixed = fit.fit_isoflop(both.flops, both.params, both.loss, n_boot=300)     # no shapes given: no frontier
+    assert not (mixed.optima["params_status"] == "ok").all()
+
+
+def test_isoflop_lopsided_minimum_falls_back_to_the_best_size_tried():
+    """A profile far steeper on one side than the other: the local parabola's vertex lands between
+    sizes with a seed-noise interval that excludes the best size tried; the optimum reported is then
+    that size, bracketed by its neighbours, and the status says why."""
+    rng = np.random.default_rng(5)
+    sizes = 1e4 * 2.0 ** np.arange(-3, 4)
+    rows = [dict(flops=1e15, params=n, loss=2 + 0.02 * max(0, -math.log(n / 1e4)) + 0.5 * max(0, math.log(n / 1e4))
+                 + rng.normal(0, 0.002)) for n in sizes for _ in range(3)]
+    df = pd.DataFrame(rows)
+    r = fit.fit_isoflop(df.flops, df.params, df.loss, n_boot=300)
+    row = r.optima.iloc[0]
+    assert "misses the lowest-loss size" in row["params_status"]
+    assert row["opt_params"] == pytest.approx(1e4) and (row["opt_params_low"], row["opt_params_high"]) == \
+        pytest.approx((5e3, 2e4))
+
+
 def test_isoflop_unbracketed_budget_is_reported_not_imputed():
     df = planted_isoflop(budgets=(1e15, 1e16))
     df = df[~((df.flops == 1e16) & (df.params > 0.1 * 1e16 ** 0.5 * 0.9))]     # sizes stop below the optimum

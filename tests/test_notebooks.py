@@ -257,3 +257,15 @@ def test_explore_redraws_the_chart_with_the_shapes_trained_here(tmp_path, monkey
     frame = drawn[-1]                                    # redrawn after training: the sweep plus the new shape
     assert dict(zip(frame["run_key"], frame["trained_here"])) == {own["run_key"]: False, explorer.trained[0]: True}
     assert "<svg" in shown[1].value
+
+
+def test_a_speed_file_from_an_older_cost_model_is_measured_again(tmp_path, monkeypatch):
+    """A cached measurement without a field the cost model needs (written before the width term) used
+    to end every notebook with KeyError: it is measured again instead."""
+    monkeypatch.setenv("DWLIB_CACHE", str(tmp_path))
+    path = presets.speed_cache_path(1)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(dict(layer_seconds=0.001, flops_per_second=1e11)))
+    speed = presets.machine_speed(1)
+    assert set(presets.REFERENCE_SPEED) <= set(speed)
+    assert set(presets.REFERENCE_SPEED) <= set(json.loads(path.read_text()))

@@ -4,14 +4,20 @@ D*(C), W*(C) — the Depth Delusion's D* ∝ C^0.12 and W* ∝ C^0.34 measured w
 
 An optimum is only reported where the budget's runs bracket it; bootstrap resamples whose parabola
 has no interior minimum are counted and reported, never given a made-up value.
+
+When a design tries several shapes (D, W) of about the same size, the size profile is taken along the
+*frontier*: at each size the shape with the lowest mean loss at that budget (the compute-optimal choice
+among the shapes tried). Mixing shapes of one size into one parabola makes it zigzag — at equal N a
+deep-narrow shape can be tenths of a nat worse than a shallow-wide one — and hides the optimum.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import f as f_distribution
 
 from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, local_vertex, not_constant, percentile_ci,
                     same_length, t_interval)
@@ -19,13 +25,13 @@ from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, local_vert
 PAPER_DEPTH_EXPONENT = 0.12     # Depth Delusion: D* ∝ C^0.12
 PAPER_WIDTH_EXPONENT = 0.34     # Depth Delusion: W* ∝ C^0.34
 MAX_NO_MINIMUM = 0.2            # a budget whose resamples lack a minimum this often has no usable optimum
+LACK_OF_FIT_P = 0.01            # below this the seeds show a budget's profile is not a parabola near its minimum
 
 
 @dataclass(kw_only=True, repr=False)
 class IsoflopFit(Fit):
     optima: pd.DataFrame | None = None        # one row per budget: flops, opt_<coord>, its interval, status
-    exponents: pd.DataFrame | None = None     # one row per coordinate: exponent, interval, budgets used
-    notes: list[str] = field(default_factory=list)
+    exponents: pd.DataFrame | None = None     # N*'s exponent, its interval, budgets used (when fitted)
 
 
 def group_budgets(flops, rtol=0.05) -> np.ndarray:
@@ -43,69 +49,97 @@ def group_budgets(flops, rtol=0.05) -> np.ndarray:
 
 def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000, level=0.95, budget_rtol=0.05,
                 random_state=0) -> IsoflopFit:
-    """Optimal size (and depth, width) per FLOP budget, and their power laws in C.
+    """Optimal size per FLOP budget, the best shape there, and power laws of the optima in C.
 
-    Per budget and coordinate x ∈ {ln N, ln D, ln W}: the local parabola around the lowest-loss value
-    (`stats.local_vertex`, window of 5 values) with a bootstrap interval. The optimum counts only when
-    it is interior (the runs bracket it) and at most 20% of resamples lack an interior minimum. Power
-    laws x*(C) = k·C^a over the budgets with an optimum: the exponent's interval is the wider of the
-    bootstrap one (each resample's line through the per-budget draws) and the t-interval from the
+    Per budget: the local parabola of loss in ln N around the lowest-loss size (`stats.local_vertex`,
+    window of 5 sizes) with a bootstrap interval. With `depths` and `widths`, sizes within 5% of each
+    other are one size, represented by its best shape at that budget (the frontier; chosen on the seed
+    means, which matters only where shapes are within seed noise of each other, and then barely moves
+    the profile), and the optima table names the best shape of the budget (`best_depth`,
+    `best_width`) with the share of seed resamples in which it stays best (`best_share`). The optimum
+    counts only when it is interior (the runs bracket it) and at most 20% of resamples lack an interior
+    minimum. Where the seeds show the parabola misfits (lack-of-fit F-test, p < 0.01) and its interval
+    excludes the best size tried (a minimum sharper or more lopsided than a parabola), N* is that size
+    and its interval the neighbouring sizes. N*(C) = k·C^a over the budgets with an optimum: the exponent's interval is the wider of
+    the bootstrap one (each resample's line through the per-budget draws) and the t-interval from the
     optima's scatter about the line (≥ 3 budgets). `identified` needs ≥ 2 budgets with a bracketed
-    size optimum and a bounded exponent interval. `params`: <coord>_exponent, <coord>_coef, and
-    tokens_exponent = 1 − params_exponent (T* = C/6N*)."""
+    size optimum and a bounded exponent interval. `params`: params_exponent, params_coef and
+    tokens_exponent = 1 − params_exponent (T* = C/6N*). Depth and width exponents are not fitted: a
+    design with a few aspect ratios per size brackets size, not depth and width separately."""
     check_level(level)
     check_n_boot(n_boot)
     C, N, L = (as_array(n, v, positive=True) for n, v in (("flops", flops), ("params", params), ("losses", losses)))
     same_length(flops=C, params=N, losses=L)
-    coords = {"params": N}
-    for name, values in (("depth", depths), ("width", widths)):
-        if values is not None:
-            coords[name] = as_array(f"{name}s", values, positive=True)
-            same_length(flops=C, **{f"{name}s": coords[name]})
+    if (depths is None) != (widths is None):
+        raise ValueError("give both depths and widths (the shapes), or neither")
+    if depths is not None:
+        D, W = as_array("depths", depths, positive=True), as_array("widths", widths, positive=True)
+        same_length(flops=C, depths=D, widths=W)
     not_constant("losses", L)
     labels = group_budgets(C, budget_rtol)
     rng = np.random.default_rng(random_state)
-    rows, curves, draws = [], [], {k: [] for k in coords}
+    rows, curves, draws = [], [], []
+    frontier = np.ones(len(L), bool)
     for g in np.unique(labels):
         idx = np.flatnonzero(labels == g)
         budget = float(np.exp(np.log(C[idx]).mean()))
         row = dict(flops=budget, n_runs=len(idx), min_loss=float(L[idx].min()))
-        for name, values in coords.items():
-            optimum, status, curve = _budget_optimum(np.log(values[idx]), L[idx], n_boot, level, rng)
-            row[f"{name}_status"] = status
-            if optimum is not None:
-                row.update({f"opt_{name}{k}": v for k, v in optimum.items() if k != "samples"})
-                draws[name].append((budget, optimum["samples"]))
-                curves.append(curve.assign(flops=budget, coordinate=name))
+        if depths is not None:
+            keep, best = _frontier(N[idx], D[idx], W[idx], L[idx], n_boot, rng)
+            frontier[idx] = keep
+            row.update(best)
+            idx = idx[keep]
+        optimum, row["params_status"], curve = _budget_optimum(np.log(N[idx]), L[idx], n_boot, level, rng)
+        if optimum is not None:
+            row.update({f"opt_params{k}": v for k, v in optimum.items() if k != "samples"})
+            draws.append((budget, optimum["samples"]))
+            curves.append(curve.assign(flops=budget, coordinate="params"))
         rows.append(row)
     optima = pd.DataFrame(rows)
-    est, ci, ex_rows, notes = {}, {}, [], []
-    for name in coords:
-        if len(draws[name]) < 2:
-            notes.append(f"{name}: {len(draws[name])} budget(s) with a bracketed optimum — need 2 for a power law")
-            continue
-        slope, log_k, slope_ci, used = _power_law(draws[name], optima[f"opt_{name}"].dropna(), level)
-        est[f"{name}_exponent"], est[f"{name}_coef"] = slope, math.exp(log_k)
-        ci[f"{name}_exponent"] = slope_ci
-        ex_rows.append(dict(coordinate=name, exponent=slope, low=slope_ci[0], high=slope_ci[1],
-                            budgets=len(draws[name]), resamples_used=used))
-    if "params_exponent" in est:
-        est["tokens_exponent"] = 1 - est["params_exponent"]
-        lo, hi = ci["params_exponent"]
-        ci["tokens_exponent"] = (1 - hi, 1 - lo)
-    health = list(notes) if "params_exponent" not in est else []
-    for k, (lo, hi) in ci.items():
-        if k.endswith("_exponent") and not (np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1.0):
-            health.append(f"{k[:-9]}'s exponent interval {fmt_ci((lo, hi))} is unbounded or wider than 1: "
-                          "add budgets (≥ 3, spanning ≥ 10×) and sizes that bracket each optimum")
-    data = pd.DataFrame({"flops": C, "budget": optima["flops"].to_numpy()[labels], "loss": L, **coords})
+    est, ci, ex_rows, health = {}, {}, [], []
+    if len(draws) < 2:
+        health.append(f"the size optimum is bracketed at {len(draws)} budget(s) — need 2 for a power law: "
+                      "add sizes beyond the lowest-loss one at each budget (or budgets where the sizes bracket it)")
+    else:
+        slope, log_k, slope_ci, used = _power_law(draws, optima["opt_params"].dropna(), level)
+        est.update(params_exponent=slope, params_coef=math.exp(log_k), tokens_exponent=1 - slope)
+        ci.update(params_exponent=slope_ci, tokens_exponent=(1 - slope_ci[1], 1 - slope_ci[0]))
+        ex_rows.append(dict(coordinate="params", exponent=slope, low=slope_ci[0], high=slope_ci[1],
+                            budgets=len(draws), resamples_used=used))
+        lo, hi = slope_ci
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1.0):
+            span = max(b for b, _ in draws) / min(b for b, _ in draws)
+            health.append(f"N*'s exponent interval {fmt_ci((lo, hi))} (from {len(draws)} budgets spanning "
+                          f"{span:.0f}×) is unbounded or wider than 1: add budgets (≥ 4, spanning ≥ 10×) with "
+                          "sizes that bracket each optimum")
+    columns = {"flops": C, "budget": optima["flops"].to_numpy()[labels], "loss": L, "params": N}
+    if depths is not None:
+        columns.update(depth=D, width=W, frontier=frontier)
     result = IsoflopFit(kind="isoflop", params=est, ci=ci, n_points=len(L), level=level, n_boot=n_boot,
-                        identified=not health, health=health, data=data,
+                        identified=not health, health=health, data=pd.DataFrame(columns),
                         curve=pd.concat(curves, ignore_index=True) if curves else None, optima=optima,
-                        exponents=pd.DataFrame(ex_rows), notes=notes)
+                        exponents=pd.DataFrame(ex_rows))
     from .verdicts import isoflop_text
     result.text = isoflop_text(result)
     return result
+
+
+def _frontier(N, D, W, L, n_boot, rng):
+    """One budget's runs: (mask of the runs whose shape is the best of its size, the best shape overall
+    with the share of seed resamples in which it stays best). Sizes within 5% are one size."""
+    shapes = pd.DataFrame({"size": group_budgets(N, 0.05), "depth": D, "width": W, "loss": L})
+    means = shapes.groupby(["size", "depth", "width"]).loss.mean()
+    best_of_size = means.groupby(level="size").idxmin()
+    keep = shapes.set_index(["size", "depth", "width"]).index.isin(best_of_size.to_numpy())
+    shape_id = shapes.groupby(["depth", "width"]).ngroup().to_numpy()
+    keys = shapes.groupby(["depth", "width"]).size().index
+    winner = int(np.argmin([L[shape_id == k].mean() for k in range(len(keys))]))
+    wins = [np.argmin([rng.choice(L[shape_id == k], (shape_id == k).sum()).mean() for k in range(len(keys))])
+            for _ in range(min(n_boot, 300))]
+    depth, width = keys[winner]
+    best = dict(best_depth=int(depth), best_width=int(width),
+                best_share=float(np.mean(np.equal(wins, winner))) if wins else math.nan)
+    return keep, best
 
 
 def _budget_optimum(x, y, n_boot, level, rng):
@@ -120,11 +154,38 @@ def _budget_optimum(x, y, n_boot, level, rng):
         return None, "no interior minimum (the parabola opens downward or leaves the window)", None
     if v["no_minimum"] > MAX_NO_MINIMUM:
         return None, f"{v['no_minimum']:.0%} of resamples have no interior minimum", None
-    grid = np.linspace(x.min(), x.max(), 60)
-    coef = np.polyfit(x - x.mean(), y, 2)
+    levels = np.unique(x)                          # the parabola drawn is the one fitted: over its window
+    centre = int(np.argmin([y[x == level].mean() for level in levels]))
+    window = levels[max(0, centre - 2):centre + 3]
+    inside = np.isin(x, window)
+    grid = np.linspace(window.min(), window.max(), 40)
+    coef = np.polyfit(x[inside] - x.mean(), y[inside], 2)
     optimum = {"": math.exp(v["x"]), "_low": math.exp(v["low"]), "_high": math.exp(v["high"]),
                "_no_minimum": v["no_minimum"], "samples": v["samples"]}
-    return optimum, "ok", pd.DataFrame({"x": np.exp(grid), "loss": np.polyval(coef, grid - x.mean())})
+    status = "ok"
+    if _lack_of_fit_p(x[inside], y[inside]) < LACK_OF_FIT_P and not v["low"] <= v["grid_x"] <= v["high"]:
+        # The profile's minimum is sharper or more lopsided than a parabola (the seeds say so), and the
+        # vertex's interval (seed noise only) excludes the best size tried. Fall back to what the runs
+        # show: the best size, bracketed by its neighbours, with no bootstrap draws for the power law.
+        optimum.update({"": math.exp(v["grid_x"]), "_low": math.exp(levels[centre - 1]),
+                        "_high": math.exp(levels[centre + 1]), "samples": np.full_like(v["samples"], np.nan)})
+        status = ("the parabola misses the lowest-loss size tried: N* is that size, bracketed by its neighbours "
+                  "(add sizes between them to locate it)")
+    return optimum, status, pd.DataFrame({"x": np.exp(grid), "loss": np.polyval(coef, grid - x.mean())})
+
+
+def _lack_of_fit_p(x, y) -> float:
+    """p-value of the classical lack-of-fit F-test of a parabola in x: its residual error beyond the
+    spread of the repeated runs (seeds) at each x. 1.0 when there are no repeats or no spare values."""
+    levels, index = np.unique(x, return_inverse=True)
+    df_pure, df_lack = len(y) - len(levels), len(levels) - 3
+    if df_pure < 1 or df_lack < 1:
+        return 1.0
+    pure = float(np.sum((y - (np.bincount(index, y) / np.bincount(index))[index]) ** 2))
+    residual = float(np.sum((y - np.polyval(np.polyfit(x, y, 2), x)) ** 2))
+    if pure <= 0:
+        return 0.0 if residual > 0 else 1.0
+    return float(f_distribution.sf((residual - pure) / df_lack / (pure / df_pure), df_lack, df_pure))
 
 
 def _power_law(points, optima, level):

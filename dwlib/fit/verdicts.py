@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from .stats import CHINCHILLA_TOKENS_PER_PARAM, FALLING_FAST, fmt, fmt_ci
 
 
@@ -125,30 +127,35 @@ def movement_sentence(by_budget, moves, width=None) -> str:
 
 
 def isoflop_text(r) -> str:
-    """The isoFLOP summary: optima per budget, the exponents (graded against the paper only when the
-    design identified them), and what is missing."""
+    """The isoFLOP summary: the size optimum per budget, N*(C) and T*(C) when identified, the best
+    shape per budget, and what is missing."""
     from .isoflop import PAPER_DEPTH_EXPONENT, PAPER_WIDTH_EXPONENT
-    budgets = len(r.optima)
-    bracketed = int(r.optima.get("opt_params", []).notna().sum()) if "opt_params" in r.optima else 0
-    text = f"IsoFLOP profiles: {budgets} budgets from {r.n_points} runs; the size optimum is bracketed at {bracketed}."
-    paper = {"depth": PAPER_DEPTH_EXPONENT, "width": PAPER_WIDTH_EXPONENT}
-    parts = []
-    for row in (r.exponents.itertuples() if r.exponents is not None else []):
-        label = {"params": "N*", "depth": "D*", "width": "W*"}[row.coordinate]
-        part = f"{label} ∝ C^{row.exponent:.3f} ({r.level:.0%} CI {fmt_ci((row.low, row.high))}; {row.budgets} budgets)"
-        if row.coordinate in paper and r.identified:
-            inside = row.low <= paper[row.coordinate] <= row.high
-            part += f" — the paper's {paper[row.coordinate]} is {'inside' if inside else 'outside'}"
-        parts.append(part)
-    if "tokens_exponent" in r.params:
-        lo, hi = r.ci["tokens_exponent"]
-        parts.append(f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((lo, hi))})")
-    if parts:
-        text += " " + "; ".join(parts) + "."
-    if r.notes and r.identified:
-        text += " " + "; ".join(r.notes) + "."
-    if not r.identified:
-        text += " **Not identified** — " + "; ".join(r.health) + ". Nothing here is compared with the paper."
+    optima = r.optima
+    bracketed = optima["opt_params"].notna() if "opt_params" in optima else pd.Series(False, index=optima.index)
+    text = (f"IsoFLOP profiles: {len(optima)} budgets from {r.n_points} runs; the size optimum is bracketed at "
+            f"{int(bracketed.sum())}.")
+    # C/(6N*) tokens: the 6N-per-token rule, so tokens per parameter ≈ C/(6N*²) (attention adds a little)
+    per_budget = [f"C = {row.flops:.3g}: N* = {row.opt_params:,.0f} ({fmt_ci((row.opt_params_low, row.opt_params_high))}), "
+                  f"≈ {row.flops / (6 * row.opt_params ** 2):.0f} tokens per parameter"
+                  + ("" if row.params_status == "ok" else f" — {row.params_status}")
+                  for row in optima[bracketed].itertuples()]
+    per_budget += [f"C = {row.flops:.3g}: {row.params_status}" for row in optima[~bracketed].itertuples()]
+    if per_budget:
+        text += " " + "; ".join(per_budget) + "."
+    if r.identified:
+        lo, hi = r.ci["params_exponent"]
+        tlo, thi = r.ci["tokens_exponent"]
+        text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}), "
+                 f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((tlo, thi))}); Chinchilla found both ≈ 0.5 and ≈ "
+                 f"{CHINCHILLA_TOKENS_PER_PARAM:.0f} tokens per parameter.")
+    else:
+        text += " **Not identified** — " + "; ".join(r.health) + ". No exponent is reported."
+    if "best_depth" in optima:
+        shapes = [f"{row.best_depth}×{row.best_width} at {row.flops:.3g} ({row.best_share:.0%} of resamples)"
+                  for row in optima.itertuples()]
+        text += (" Best shape (depth×width) per budget: " + "; ".join(shapes) + ". The design brackets size, not "
+                 f"depth and width separately, so the paper's D* ∝ C^{PAPER_DEPTH_EXPONENT} and W* ∝ "
+                 f"C^{PAPER_WIDTH_EXPONENT} are not graded here.")
     return text
 
 
