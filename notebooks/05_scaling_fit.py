@@ -115,8 +115,8 @@ if iso is None:
 else:
     nb.figure(charts.isoflop_chart(iso), "isoflop")
     nb.verdict(iso.summary())
-    display(iso.optima[[c for c in iso.optima.columns if c.startswith(("flops", "n_runs", "opt_params", "params_status",
-                                                                        "best_"))]])
+    columns = ("flops", "n_runs", "opt_params", "opt_tokens", "params_status", "best_")
+    display(iso.optima[[c for c in iso.optima.columns if c.startswith(columns)]])
 
 # %% [markdown]
 # ## The data the laws are fitted to

@@ -92,6 +92,9 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
         optimum, row["params_status"], curve = _budget_optimum(np.log(N[idx]), L[idx], n_boot, level, rng)
         if optimum is not None:
             row.update({f"opt_params{k}": v for k, v in optimum.items() if k != "samples"})
+            # T* = C/(6N*): the 6N-per-token rule (attention adds a little); a larger N* means fewer tokens
+            row.update(opt_tokens=budget / (6 * optimum[""]), opt_tokens_low=budget / (6 * optimum["_high"]),
+                       opt_tokens_high=budget / (6 * optimum["_low"]))
             draws.append((budget, optimum["samples"]))
             curves.append(curve.assign(flops=budget, coordinate="params"))
         rows.append(row)

@@ -134,9 +134,9 @@ def isoflop_text(r) -> str:
     bracketed = optima["opt_params"].notna() if "opt_params" in optima else pd.Series(False, index=optima.index)
     text = (f"IsoFLOP profiles: {len(optima)} budgets from {r.n_points} runs; the size optimum is bracketed at "
             f"{int(bracketed.sum())}.")
-    # C/(6N*) tokens: the 6N-per-token rule, so tokens per parameter ≈ C/(6N*²) (attention adds a little)
-    per_budget = [f"C = {row.flops:.3g}: N* = {row.opt_params:,.0f} ({fmt_ci((row.opt_params_low, row.opt_params_high))}), "
-                  f"≈ {row.flops / (6 * row.opt_params ** 2):.0f} tokens per parameter"
+    per_budget = [f"C = {row.flops:.3g}: N* = {row.opt_params:,.0f} ({row.opt_params_low:,.0f}–{row.opt_params_high:,.0f}), "
+                  f"T* = C/6N* = {row.opt_tokens:,.0f} ({row.opt_tokens_low:,.0f}–{row.opt_tokens_high:,.0f}) tokens, "
+                  f"≈ {row.opt_tokens / row.opt_params:.0f} per parameter"
                   + ("" if row.params_status == "ok" else f" — {row.params_status}")
                   for row in optima[bracketed].itertuples()]
     per_budget += [f"C = {row.flops:.3g}: {row.params_status}" for row in optima[~bracketed].itertuples()]
