@@ -77,7 +77,8 @@ s = nb.settings
 #
 # Every shape is trained to every FLOP budget (a shape that a budget buys fewer than `min_steps` steps is
 # left out there). Sizes span well below and well above the ≈ 20 tokens per parameter of Chinchilla's
-# optimum at every budget, so each budget's optimum is *bracketed*; each size comes in two aspect ratios
+# optimum at every budget, so an optimum near that ratio is *bracketed* (the fit says where one is not:
+# tiny models can be compute-optimal far from 20); each size comes in two aspect ratios
 # (D×4 at W÷2: the same 12·D·W²), so depth and width are not tied to size. One trunk per shape and seed
 # trains to the largest budget; the smaller budgets are cooldown branches of it, each fully annealed.
 
