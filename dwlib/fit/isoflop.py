@@ -1,6 +1,8 @@
 """IsoFLOP profiles (Chinchilla's approach 2): at each FLOP budget, where is the loss lowest in model
-size N (and in depth D and width W)? Then power laws of those optima against C: N*(C), T*(C) = C/6N*,
-D*(C), W*(C) — the Depth Delusion's D* ∝ C^0.12 and W* ∝ C^0.34 measured without assuming its law.
+size N, and which shape is best there? Then a power law of those optima against C: N*(C) and
+T*(C) = C/6N*, measured without assuming any law. (The Depth Delusion's D* ∝ C^0.12 and W* ∝ C^0.34
+would need depth and width each bracketed at every budget: a denser grid of shapes than a few aspect
+ratios per size.)
 
 An optimum is only reported where the budget's runs bracket it; bootstrap resamples whose parabola
 has no interior minimum are counted and reported, never given a made-up value.
@@ -30,7 +32,7 @@ LACK_OF_FIT_P = 0.01            # below this the seeds show a budget's profile i
 
 @dataclass(kw_only=True, repr=False)
 class IsoflopFit(Fit):
-    optima: pd.DataFrame | None = None        # one row per budget: flops, opt_<coord>, its interval, status
+    optima: pd.DataFrame | None = None        # one row per budget: N*, T* and their intervals, status, best shape
     exponents: pd.DataFrame | None = None     # N*'s exponent, its interval, budgets used (when fitted)
 
 
@@ -60,10 +62,10 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
     counts only when it is interior (the runs bracket it) and at most 20% of resamples lack an interior
     minimum. Where the seeds show the parabola misfits (lack-of-fit F-test, p < 0.01) and its interval
     excludes the best size tried (a minimum sharper or more lopsided than a parabola), N* is that size
-    and its interval the neighbouring sizes. N*(C) = k·C^a over the budgets with an optimum: the exponent's interval is the wider of
-    the bootstrap one (each resample's line through the per-budget draws) and the t-interval from the
-    optima's scatter about the line (≥ 3 budgets). `identified` needs ≥ 2 budgets with a bracketed
-    size optimum and a bounded exponent interval. `params`: params_exponent, params_coef and
+    and its interval the neighbouring sizes. N*(C) = k·C^a over the budgets with an optimum: the
+    exponent's interval is the wider of the bootstrap one (each resample's line through the per-budget
+    draws) and the t-interval from the optima's scatter about the line (≥ 3 budgets). `identified`
+    needs ≥ 2 budgets with a bracketed size optimum and a bounded exponent interval. `params`: params_exponent, params_coef and
     tokens_exponent = 1 − params_exponent (T* = C/6N*). Depth and width exponents are not fitted: a
     design with a few aspect ratios per size brackets size, not depth and width separately."""
     check_level(level)
@@ -146,8 +148,8 @@ def _frontier(N, D, W, L, n_boot, rng):
 
 
 def _budget_optimum(x, y, n_boot, level, rng):
-    """The optimum of one budget along one coordinate x (log scale): (dict of the optimum, its interval and
-    its bootstrap draws, or None; a status; the fitted parabola on a grid for charts)."""
+    """The size optimum of one budget, x = ln N: (dict of the optimum, its interval and its bootstrap
+    draws, or None; a status; the fitted parabola over its window, for charts)."""
     if len(np.unique(x)) < 3:
         return None, "fewer than 3 distinct values", None
     v = local_vertex(x, y, n_boot=n_boot, level=level, rng=rng)
