@@ -354,8 +354,7 @@ def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
     color = alt.Color("budget:O", title="budget (FLOPs)", scale=alt.Scale(scheme="viridis"),
                       legend=alt.Legend(format=".2e"))
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
-    y_scale = alt.Scale(zero=False)
-    y = alt.Y("loss:Q", scale=y_scale, title="loss")
+    y = alt.Y("loss:Q", scale=alt.Scale(zero=False), title="loss")
     on_frontier = data["frontier"] if "frontier" in data else pd.Series(True, index=data.index)
     # Filled: the best shape of each size (the profile is fitted to these); open: other shapes of that size.
     layers = [alt.Chart(data[on_frontier]).mark_point(filled=True).encode(x=x, y=y, color=color,
@@ -365,8 +364,7 @@ def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
             x=x, y=y, color=color, tooltip=list(data.columns)))
     if result.curve is not None:
         curve = result.curve[result.curve["coordinate"] == "params"].rename(columns={"x": "params", "flops": "budget"})
-        layers.append(alt.Chart(curve).mark_line().encode(
-            x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color))
+        layers.append(alt.Chart(curve).mark_line().encode(x=x, y=y, color=color))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title="isoFLOP profiles")
 
     pts = optima.dropna(subset=["opt_params"]) if "opt_params" in optima else optima.iloc[:0]

@@ -274,15 +274,34 @@ def test_shape_aware_law_is_compared_on_held_out_shapes():
 
 # -- isoFLOP ---------------------------------------------------------------------------------------
 
-def planted_isoflop(budgets=(1e15, 1e16, 1e17), rng=0, noise=0.003):
+def planted_isoflop(budgets=(1e15, 1e16, 1e17), rng=0, noise=0.003, seeds=1):
+    """A parabola in ln N per budget with N* = 0.1·C^0.5; 7 sizes over 64×, `seeds` runs each."""
     rng = np.random.default_rng(rng)
     rows = []
     for C in budgets:
         n_opt = 0.1 * C ** 0.5           # N* = 0.1·C^0.5
         for n in n_opt * np.geomspace(1 / 8, 8, 7):
-            loss = 2.0 + 0.3 * (np.log(n / n_opt)) ** 2 + rng.normal(0, noise)
-            rows.append(dict(flops=C, params=n, loss=loss))
+            for _ in range(seeds):
+                loss = 2.0 + 0.3 * (np.log(n / n_opt)) ** 2 + rng.normal(0, noise)
+                rows.append(dict(flops=C, params=n, loss=loss))
     return pd.DataFrame(rows)
+
+
+def two_aspect_ratios(df, penalty=0.25):
+    """Each run of a planted profile as a shallow-wide shape (D = 2) and a deep-narrow one of about the
+    same size (D = 8, 1% larger) that is `penalty` nats worse."""
+    wide = df.assign(depth=2, width=np.sqrt(df.params / 24))
+    deep = df.assign(depth=8, width=np.sqrt(df.params / 96), params=df.params * 1.01, loss=df.loss + penalty)
+    return pd.concat([wide, deep], ignore_index=True)
+
+
+def lopsided_profile(rng=5, seeds=3, noise=0.002):
+    """One budget whose loss rises 25× faster above N = 1e4 than below it: not a parabola."""
+    rng = np.random.default_rng(rng)
+    sizes = 1e4 * 2.0 ** np.arange(-3, 4)
+    return pd.DataFrame([dict(flops=1e15, params=n, loss=2 + 0.02 * max(0, -math.log(n / 1e4))
+                              + 0.5 * max(0, math.log(n / 1e4)) + rng.normal(0, noise))
+                         for n in sizes for _ in range(seeds)])
 
 
 def test_planted_isoflop_optima_and_exponents_are_recovered():
@@ -298,14 +317,12 @@ def test_isoflop_profile_follows_the_best_shape_of_each_size():
     """Two aspect ratios per size, the deeper one 0.25 nats worse: one parabola through both zigzags
     (the 05 cpu run did this), the frontier recovers the planted optimum and names the best shape."""
     df = planted_isoflop()
-    wide = df.assign(depth=2, width=np.sqrt(df.params / 24))
-    deep = df.assign(depth=8, width=np.sqrt(df.params / 96), params=df.params * 1.01, loss=df.loss + 0.25)
-    both = pd.concat([wide, deep], ignore_index=True)
+    both = two_aspect_ratios(df)
     r = fit.fit_isoflop(both.flops, both.params, both.loss, depths=both.depth, widths=both.width, n_boot=300)
     assert r.identified and (r.optima["params_status"] == "ok").all()
     assert r.params["params_exponent"] == pytest.approx(0.5, abs=0.03)
     assert (r.optima["best_depth"] == 2).all() and (r.optima["best_share"] == 1).all()
-    assert r.data["frontier"].sum() == len(wide)
+    assert r.data["frontier"].sum() == len(df)
     assert "Best shape" in r.summary() and "not graded" in r.summary()
     mixed = fit.fit_isoflop(both.flops, both.params, both.loss, n_boot=300)     # no shapes given: no frontier
     assert not (mixed.optima["params_status"] == "ok").all()
@@ -315,16 +332,30 @@ def test_isoflop_lopsided_minimum_falls_back_to_the_best_size_tried():
     """A profile far steeper on one side than the other: the local parabola's vertex lands between
     sizes with a seed-noise interval that excludes the best size tried; the optimum reported is then
     that size, bracketed by its neighbours, and the status says why."""
-    rng = np.random.default_rng(5)
-    sizes = 1e4 * 2.0 ** np.arange(-3, 4)
-    rows = [dict(flops=1e15, params=n, loss=2 + 0.02 * max(0, -math.log(n / 1e4)) + 0.5 * max(0, math.log(n / 1e4))
-                 + rng.normal(0, 0.002)) for n in sizes for _ in range(3)]
-    df = pd.DataFrame(rows)
+    df = lopsided_profile()
     r = fit.fit_isoflop(df.flops, df.params, df.loss, n_boot=300)
     row = r.optima.iloc[0]
     assert "misses the lowest-loss size" in row["params_status"]
     assert row["opt_params"] == pytest.approx(1e4) and (row["opt_params_low"], row["opt_params_high"]) == \
         pytest.approx((5e3, 2e4))
+
+
+def isoflop_fallback_rate(make, trials=100):
+    """Share of planted single-budget profiles whose optimum falls back to the best size tried."""
+    hits = 0
+    for i in range(trials):
+        df = make(i)
+        status = fit.fit_isoflop(df.flops, df.params, df.loss, n_boot=100).optima["params_status"].iloc[0]
+        hits += "misses the lowest-loss size" in status
+    return hits / trials
+
+
+def test_isoflop_fallback_is_calibrated_on_planted_profiles():
+    """The lack-of-fit fallback fires on ≤ 5% of true parabolas (3 seeds per size) and on ≥ 80% of
+    lopsided profiles, at two noise levels."""
+    for noise in (0.003, 0.01):
+        assert isoflop_fallback_rate(lambda i: planted_isoflop((1e15,), rng=i, noise=noise, seeds=3)) <= 0.05
+        assert isoflop_fallback_rate(lambda i: lopsided_profile(rng=i, noise=noise)) >= 0.8
 
 
 def test_isoflop_unbracketed_budget_is_reported_not_imputed():

@@ -159,35 +159,40 @@ def _budget_optimum(x, y, n_boot, level, rng):
         return None, "no interior minimum (the parabola opens downward or leaves the window)", None
     if v["no_minimum"] > MAX_NO_MINIMUM:
         return None, f"{v['no_minimum']:.0%} of resamples have no interior minimum", None
-    levels = np.unique(x)                          # the parabola drawn is the one fitted: over its window
-    centre = int(np.argmin([y[x == level].mean() for level in levels]))
-    window = levels[max(0, centre - 2):centre + 3]
-    inside = np.isin(x, window)
-    grid = np.linspace(window.min(), window.max(), 40)
-    coef = np.polyfit(x[inside] - x.mean(), y[inside], 2)
+    lo, hi = v["window"]
+    inside = (x >= lo) & (x <= hi)
+    grid = np.linspace(lo, hi, 40)
+
+    def parabola(u):                              # the one local_vertex fitted, centred on the best size
+        return np.polyval(v["coef"][::-1], u - v["grid_x"])
+
+    curve = pd.DataFrame({"x": np.exp(grid), "loss": parabola(grid)})
     optimum = {"": math.exp(v["x"]), "_low": math.exp(v["low"]), "_high": math.exp(v["high"]),
                "_no_minimum": v["no_minimum"], "samples": v["samples"]}
     status = "ok"
-    if _lack_of_fit_p(x[inside], y[inside]) < LACK_OF_FIT_P and not v["low"] <= v["grid_x"] <= v["high"]:
+    if _lack_of_fit_p(x[inside], y[inside], parabola(x[inside])) < LACK_OF_FIT_P and not v["low"] <= v["grid_x"] <= v["high"]:
         # The profile's minimum is sharper or more lopsided than a parabola (the seeds say so), and the
         # vertex's interval (seed noise only) excludes the best size tried. Fall back to what the runs
         # show: the best size, bracketed by its neighbours, with no bootstrap draws for the power law.
+        levels = np.unique(x)
+        centre = int(np.searchsorted(levels, v["grid_x"]))       # interior: the method was not 'edge'
         optimum.update({"": math.exp(v["grid_x"]), "_low": math.exp(levels[centre - 1]),
                         "_high": math.exp(levels[centre + 1]), "samples": np.full_like(v["samples"], np.nan)})
         status = ("the parabola misses the lowest-loss size tried: N* is that size, bracketed by its neighbours "
                   "(add sizes between them to locate it)")
-    return optimum, status, pd.DataFrame({"x": np.exp(grid), "loss": np.polyval(coef, grid - x.mean())})
+    return optimum, status, curve
 
 
-def _lack_of_fit_p(x, y) -> float:
-    """p-value of the classical lack-of-fit F-test of a parabola in x: its residual error beyond the
-    spread of the repeated runs (seeds) at each x. 1.0 when there are no repeats or no spare values."""
+def _lack_of_fit_p(x, y, fitted) -> float:
+    """p-value of the classical lack-of-fit F-test of a parabola (`fitted`: its values at x): its
+    residual error beyond the spread of the repeated runs (seeds) at each x. 1.0 when there are no
+    repeats or no spare values."""
     levels, index = np.unique(x, return_inverse=True)
     df_pure, df_lack = len(y) - len(levels), len(levels) - 3
     if df_pure < 1 or df_lack < 1:
         return 1.0
     pure = float(np.sum((y - (np.bincount(index, y) / np.bincount(index))[index]) ** 2))
-    residual = float(np.sum((y - np.polyval(np.polyfit(x, y, 2), x)) ** 2))
+    residual = float(np.sum((y - fitted) ** 2))
     if pure <= 0:
         return 0.0 if residual > 0 else 1.0
     return float(f_distribution.sf((residual - pure) / df_lack / (pure / df_pure), df_lack, df_pure))

@@ -221,7 +221,8 @@ def local_vertex(x, y, *, window=5, n_boot=1000, level=0.95, rng=None) -> dict:
     minimum has no finite neighbour on one side, `method` is 'edge' (the minimum was never seen rising
     there); when the parabola opens downward or its vertex leaves the window, 'grid'. Both return the
     grid minimum with its neighbouring x values as the interval (NaN where the range ends).
-    Returns dict(x, low, high, method, grid_x, grid_y, value, samples, no_minimum)."""
+    Returns dict(x, low, high, method, grid_x, grid_y, value, samples, no_minimum), and for the parabola
+    methods `window` (its x range) and `coef` (a + b·u + c·u², u = x − grid_x)."""
     rng = np.random.default_rng(rng)
     x, y = np.asarray(x, float), np.asarray(y, float)
     levels = np.unique(x)
@@ -247,7 +248,8 @@ def local_vertex(x, y, *, window=5, n_boot=1000, level=0.95, rng=None) -> dict:
     if not coef[2] > 0 or not x_lo <= -coef[1] / (2 * coef[2]) <= x_hi:
         return grid("grid")
     best = float(vertex(coef[None], x_lo, x_hi)[0])
-    answer.update(value=float(coef[0] + coef[1] * best + coef[2] * best ** 2), method="parabola")
+    answer.update(value=float(coef[0] + coef[1] * best + coef[2] * best ** 2), method="parabola",
+                  window=(x_lo + levels[i], x_hi + levels[i]), coef=coef)
     if not n_boot:
         return dict(answer, x=best + levels[i], low=math.nan, high=math.nan)
     _, index, counts, _, _ = group_means(xs, ys)
