@@ -1,8 +1,7 @@
 """Altair charts for fits and results, and an offline PNG/SVG export.
 
-Sections: export · fits (one chart per fitter in `dwlib.fit`, drawing the fitted points, the fitted
-curve, its interval band and the published value it is compared with). Other chart families (runs,
-loss curves, widgets' live views) get their own section below the fits.
+Sections: export · fits (one chart per fitter in `dwlib.fit`: fitted points, curve, interval band and
+the published value compared with) · sweep results and teaching charts · learning-rate transfer.
 
 Charts take a `fit.Fit` result (or the frame a helper returned) and read its `.data`, `.curve`,
 `.samples`, `.params`, `.ci`; they never refit. Colours: fits blue, the paper's claims red (dashed),
@@ -12,6 +11,7 @@ otherwise switch the whole title to a fallback font. Axes of sizes, depths and F
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import altair as alt
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from . import fit
-from .config import paper_critical_depth, paper_critical_depth_power
+from .config import breakdown, paper_critical_depth, paper_critical_depth_power
+
 
 @alt.theme.register("dwlib", enable=True)
 def _theme():
@@ -99,25 +100,21 @@ def _titled(text: str, subtitle: str | None):
 DASHES = [[6, 3], [2, 2], [8, 3, 2, 3]]
 
 
-def _legend_rules(frame, x=None, y=None):
-    """Reference rules with a legend: `frame` has the position column(s) and a `label` column. The
-    paper's claims are red, other references grey; each label gets its own dash pattern."""
-    labels = list(dict.fromkeys(frame["label"]))
-    colors = [PAPER_COLOR if "paper" in lab.lower() else REFERENCE_COLOR for lab in labels]
-    enc = dict(color=alt.Color("label:N", title="reference", scale=alt.Scale(domain=labels, range=colors)),
-               strokeDash=alt.StrokeDash("label:N", title="reference",
-                                         scale=alt.Scale(domain=labels, range=DASHES[:len(labels)])))
-    if x is not None:
-        enc["x"] = x
-    if y is not None:
-        enc["y"] = y
-    return alt.Chart(frame).mark_rule(strokeWidth=2).encode(**enc)
-
-
 def _styled_lines(labels, colors, dashes, title=None):
-    """Colour and dash encodings for lines named by `label`, merged into one legend."""
+    """Colour and dash encodings for lines named by `label` (`labels`: its values, in legend order, repeats
+    allowed), merged into one legend."""
+    labels = list(dict.fromkeys(labels))
     return dict(color=alt.Color("label:N", title=title, scale=alt.Scale(domain=labels, range=colors)),
                 strokeDash=alt.StrokeDash("label:N", title=title, scale=alt.Scale(domain=labels, range=dashes)))
+
+
+def _legend_rules(frame, **position):
+    """Reference rules with a legend: `frame` has the position column(s) (`position`: the x or y encoding)
+    and a `label` column. The paper's claims are red, other references grey; each label its own dashes."""
+    labels = list(dict.fromkeys(frame["label"]))
+    colors = [PAPER_COLOR if "paper" in lab.lower() else REFERENCE_COLOR for lab in labels]
+    return alt.Chart(frame).mark_rule(strokeWidth=2).encode(
+        **_styled_lines(labels, colors, DASHES[:len(labels)], title="reference"), **position)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,14 +132,14 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
     stats["low"], stats["high"] = stats["mean"] - stats["sem"], stats["mean"] + stats["sem"]
     lo, hi = result.ci["d_star"]
     refs = (pd.DataFrame({"depth": [result.paper_log, result.paper_power],
-                          "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]}) if result.width is not None else None)
+                          "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
+            if result.width is not None else None)
     xs = [*data["depth"], *curve["depth"], lo, hi, *([] if refs is None else refs["depth"])]
     xs = [v for v in xs if np.isfinite(v) and v > 0]
     x = alt.X("depth:Q", scale=_padded(xs), axis=_integer_axis(data["depth"]), title="depth D (blocks)")
-    y = lambda field: alt.Y(field, scale=alt.Scale(zero=False), title="validation loss")
-    laws = list(dict.fromkeys(curve["law"]))
+    y = partial(alt.Y, scale=alt.Scale(zero=False), title="validation loss")
     lines = alt.Chart(curve).mark_line().encode(
-        x=x, y=y("loss:Q"), **_styled_lines(laws, [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law"))
+        x=x, y=y("loss:Q"), **_styled_lines(curve["law"], [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law"))
     runs = alt.Chart(data).mark_circle(color="black", opacity=0.3, size=25).encode(
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
     means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
@@ -176,19 +173,18 @@ def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> al
     frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
                                np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
     x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
-    y = alt.Y("depth:Q", scale=_log(), title="loss-minimising depth D*")
+    y = partial(alt.Y, scale=_log(), title="loss-minimising depth D*")
     u = frame[frame["verdict"] == "U-shaped"]
-    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=alt.Y("low:Q", scale=_log(),
-                                                                               title="loss-minimising depth D*"), y2="high:Q"),
+    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
               alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
-                  x=x, y=y, color=alt.value(FIT_COLOR),
+                  x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
                   shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
                       domain=["D* (U-shaped)", "bound D* ≥", "bound D* ≤"],
                       range=["circle", "triangle-up", "triangle-down"])),
                   tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
     if width is not None:
         refs = pd.DataFrame({"depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
-        layers.append(_legend_rules(refs, y=y))
+        layers.append(_legend_rules(refs, y=y("depth:Q")))
     title = "critical depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
@@ -199,17 +195,14 @@ def gradient_persistence_chart(result: fit.Fit) -> alt.LayerChart:
     _expect(result, "gradient_persistence")
     data, curve = result.data, result.curve
     x = alt.X("layer:Q", title="block ℓ (0 = nearest the input)")
-    y_scale = _log()
-    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(
-        x=x, y=alt.Y("low:Q", scale=y_scale, title="gradient norm of block ℓ"), y2="high:Q")
-    line = alt.Chart(curve).mark_line(color=FIT_COLOR).encode(
-        x=x, y=alt.Y("norm:Q", scale=y_scale, title="gradient norm of block ℓ"))
+    y = partial(alt.Y, scale=_log(), title="gradient norm of block ℓ")
+    band = alt.Chart(curve).mark_area(opacity=0.2, color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q")
+    line = alt.Chart(curve).mark_line(color=FIT_COLOR).encode(x=x, y=y("norm:Q"))
     points = alt.Chart(data).mark_point(color="black", filled=True).encode(
-        x=x, y=alt.Y("norm:Q", scale=y_scale, title="gradient norm of block ℓ"), tooltip=list(data.columns))
+        x=x, y=y("norm:Q"), tooltip=list(data.columns))
     layers = [band, line, points]
     if "low" in data.columns:
-        layers.append(alt.Chart(data).mark_errorbar(color="black").encode(
-            x=x, y=alt.Y("low:Q", scale=y_scale, title="gradient norm of block ℓ"), y2="high:Q"))
+        layers.append(alt.Chart(data).mark_errorbar(color="black").encode(x=x, y=y("low:Q"), y2="high:Q"))
     tau, ci = result.params["tau"], result.ci["tau"]
     title = f"τ = {fit.fmt(tau)} layers ({fit.fmt_ci(ci)}), R² = {result.r2:.3f}: {result.verdict}"
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
@@ -236,7 +229,8 @@ def tau_scaling_chart(result: fit.Fit) -> alt.LayerChart:
     colors = [PAPER_COLOR if lab.startswith("paper") else "#ff7f0e" if "ln W" in lab else FIT_COLOR for lab in labels]
     dashes = [[6, 3] if lab.startswith("paper") else [4, 2] if "ln W" in lab else [1, 0] for lab in labels]
     line = alt.Chart(lines).mark_line().encode(x=x, y=y, **_styled_lines(labels, colors, dashes))
-    points = alt.Chart(data).mark_point(color="black", filled=True, size=50).encode(x=x, y=y, tooltip=list(data.columns))
+    points = alt.Chart(data).mark_point(color="black", filled=True, size=50).encode(
+        x=x, y=y, tooltip=list(data.columns))
     title = (f"tau(W): gamma = {result.params['gamma']:.3f} ({fit.fmt_ci(result.ci['gamma'])}); "
              + ("widths cannot tell power from log" if abs(result.form_correlation) > 0.99 else
                 f"held-out widths prefer the {result.preferred}"))
@@ -253,15 +247,13 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
     curve["log10_flops"] = np.log10(curve["flops"])
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
     curve = _drawable(curve[curve["loss"] <= data["loss"].max() * 1.05], "flops", ["loss"])   # where data are
-    y_scale = _log()
+    y = partial(alt.Y, scale=_log(), title="loss")
     color = alt.Color("log10_flops:Q", title="log10 FLOPs", scale=alt.Scale(scheme="viridis"))
     band = alt.Chart(_drawable(curve, "flops")).mark_area(opacity=0.2).encode(
-        x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="flops:Q")
-    line = alt.Chart(curve).mark_line().encode(
-        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, detail="flops:Q")
+        x=x, y=y("low:Q"), y2="high:Q", color=color, detail="flops:Q")
+    line = alt.Chart(curve).mark_line().encode(x=x, y=y("loss:Q"), color=color, detail="flops:Q")
     points = alt.Chart(data).mark_circle(size=25, opacity=0.8).encode(
-        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color,
-        tooltip=["params", "tokens", "flops", "loss", "fitted"])
+        x=x, y=y("loss:Q"), color=color, tooltip=["params", "tokens", "flops", "loss", "fitted"])
     left = alt.layer(band, line, points).properties(width=WIDTH, height=HEIGHT,
                                                     title=f"L = E + A/N^α + B/T^β (R² {result.r2:.3f})")
     rows = []
@@ -301,16 +293,16 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
         data["series"] += " @T=" + data["tokens"].map(lambda t: f"{t:.3g}")
     data = data.sort_values(["series", "depth"])
     x = alt.X("depth:Q", scale=_padded(data["depth"]), axis=_integer_axis(data["depth"], "depth D"))
-    y_scale = alt.Scale(zero=False)
+    y = partial(alt.Y, scale=alt.Scale(zero=False), title="loss")
     color = alt.Color("width:O", title="width W", scale=alt.Scale(scheme="viridis"))
     layers = []
     if "low" in data.columns:
         layers.append(alt.Chart(_drawable(data, "series")).mark_area(opacity=0.15).encode(
-            x=x, y=alt.Y("low:Q", scale=y_scale, title="loss"), y2="high:Q", color=color, detail="series:N"))
+            x=x, y=y("low:Q"), y2="high:Q", color=color, detail="series:N"))
     layers.append(alt.Chart(_drawable(data, "series", ["fitted"])).mark_line().encode(
-        x=x, y=alt.Y("fitted:Q", scale=y_scale, title="loss"), color=color, detail="series:N"))
+        x=x, y=y("fitted:Q"), color=color, detail="series:N"))
     layers.append(alt.Chart(data).mark_point(filled=True).encode(
-        x=x, y=alt.Y("loss:Q", scale=y_scale, title="loss"), color=color, tooltip=list(result.data.columns)))
+        x=x, y=y("loss:Q"), color=color, tooltip=list(result.data.columns)))
     left = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=f"fitted law, R² = {result.r2:.3f}")
 
     form = result.law
@@ -328,16 +320,15 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
                       "label": "paper: 15.2·(W/512)^0.44"}),
     ])
     xw = alt.X("width:Q", scale=_log(), title="width W")
-    yd = alt.Y("d_crit:Q", scale=_log(), title="critical depth D_crit")
+    yd = partial(alt.Y, scale=_log(), title="critical depth D_crit")
     right_layers = []
     if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2,
-                                                                                   color=FIT_COLOR).encode(
-            x=xw, y=alt.Y("low:Q", scale=_log(), title="critical depth D_crit"), y2="high:Q"))
-    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd))
-    labels = list(dict.fromkeys(refs["label"]))
+        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2, color=FIT_COLOR)
+                            .encode(x=xw, y=yd("low:Q"), y2="high:Q"))
+    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd("d_crit:Q")))
     right_layers.append(alt.Chart(refs).mark_line().encode(
-        x=xw, y=yd, **_styled_lines(labels, [PAPER_COLOR, PAPER_COLOR], DASHES[:2], title="reference")))
+        x=xw, y=yd("d_crit:Q"), **_styled_lines(refs["label"], [PAPER_COLOR, PAPER_COLOR], DASHES[:2],
+                                                title="reference")))
     form_txt = f"κ·W^γ, γ = {result.params['gamma']:.2f}" if form == "power" else "κ·ln W"
     right = alt.layer(*right_layers).properties(width=300, height=HEIGHT, title=f"D_crit = {form_txt}")
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
@@ -374,9 +365,9 @@ def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
                         "high": pts["opt_params_high"]})
     xc = alt.X("flops:Q", scale=_padded(pts["flops"]), title="compute C (FLOPs)", axis=alt.Axis(format=".0e"))
     n_scale = _padded(pd.concat([pts["low"], pts["high"], pts["value"]]))
-    yv = alt.Y("value:Q", scale=n_scale, title="optimal size N*", axis=alt.Axis(format="~s"))
-    layers = [alt.Chart(pts).mark_errorbar(color="black").encode(
-                  x=xc, y=alt.Y("low:Q", scale=n_scale, title="optimal size N*"), y2="high:Q"),
+    y_n = partial(alt.Y, scale=n_scale, title="optimal size N*")
+    yv = y_n("value:Q", axis=alt.Axis(format="~s"))
+    layers = [alt.Chart(pts).mark_errorbar(color="black").encode(x=xc, y=y_n("low:Q"), y2="high:Q"),
               alt.Chart(pts).mark_point(color="black", filled=True).encode(x=xc, y=yv, tooltip=list(pts.columns))]
     title = "N* per budget: exponent not identified"
     if result.identified:       # a line only where the exponent is an estimate
@@ -386,9 +377,8 @@ def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
         lines = pd.concat([pd.DataFrame({"flops": cs, "value": k * cs ** a, "label": f"fit: C^{a:.3f}"}),
                            pd.DataFrame({"flops": cs, "value": k * c_mid ** a * (cs / c_mid) ** 0.5,
                                          "label": "Chinchilla: C^0.5"})])
-        labels = list(dict.fromkeys(lines["label"]))
         layers.insert(0, alt.Chart(lines).mark_line().encode(
-            x=xc, y=yv, **_styled_lines(labels, [FIT_COLOR, PAPER_COLOR], [[1, 0], [6, 3]])))
+            x=xc, y=yv, **_styled_lines(lines["label"], [FIT_COLOR, PAPER_COLOR], [[1, 0], [6, 3]])))
         title = f"N* ∝ C^{a:.3f} ({fit.fmt_ci(result.ci['params_exponent'])})"
     right = alt.layer(*layers).properties(width=300, height=HEIGHT, title=title)
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
@@ -422,11 +412,18 @@ def _expect(result, kind):
 # ---------------------------------------------------------------------------------------------
 # These take the store's frames (runs, curves, grad norms) or plain numbers, never a fit result.
 
+def _complete_runs(runs: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """The complete runs with a finite `loss` (diverged runs left out); ValueError when none is left."""
+    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
+    if frame.empty:
+        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    return frame
+
+
 def _mean_band(runs, x, loss, by=()):
     """Mean, standard error and 95% t-interval of `loss` per x (and per `by` columns), over seeds."""
     from scipy import stats as _stats
-    keys = [x, *by]
-    g = runs.groupby(keys, dropna=False)[loss].agg(["mean", "std", "count"]).reset_index()
+    g = runs.groupby([x, *by], dropna=False)[loss].agg(["mean", "std", "count"]).reset_index()
     g["sem"] = (g["std"] / np.sqrt(g["count"])).fillna(0.0)
     t = np.where(g["count"] > 1, _stats.t.ppf(0.975, np.maximum(g["count"] - 1, 1)), 0.0)
     g["low"], g["high"] = g["mean"] - t * g["sem"], g["mean"] + t * g["sem"]
@@ -437,23 +434,21 @@ def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss
                   title: str | None = None, log_x: bool = True) -> alt.LayerChart:
     """Final loss against a shape column (depth, width, params…): every run faint, the mean over seeds
     with its 95% t-interval as an error bar, one line per `color` value. Diverged runs are left out."""
-    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
-    if frame.empty:
-        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    frame = _complete_runs(runs, loss)
     by = [color] if color else []
     stats = _mean_band(frame, x, loss, by)
     axis = _integer_axis(frame[x], x) if x in ("depth", "width", "layers") else alt.Axis(title=x)
     xe = alt.X(f"{x}:Q", scale=_padded(frame[x], log_x), axis=axis)
-    y_scale, y_title = alt.Scale(zero=False), loss.replace("_", " ")   # one title: layers' titles would merge
+    y_title = loss.replace("_", " ")
+    y = partial(alt.Y, scale=alt.Scale(zero=False), title=y_title)   # one title: layers' titles would merge
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")) if color else alt.value(FIT_COLOR)
     points = alt.Chart(frame).mark_circle(opacity=0.35, size=22).encode(
-        x=xe, y=alt.Y(f"{loss}:Q", scale=y_scale, title=y_title), color=enc_color,
+        x=xe, y=y(f"{loss}:Q"), color=enc_color,
         tooltip=[c for c in ("run_id", "depth", "width", "share", "seed", "params", loss) if c in frame.columns])
     line = alt.Chart(stats).mark_line(point=True).encode(
-        x=xe, y=alt.Y("mean:Q", scale=y_scale, title=y_title), color=enc_color,
-        tooltip=[x, *by, "mean", "low", "high", "count"])
+        x=xe, y=y("mean:Q"), color=enc_color, tooltip=[x, *by, "mean", "low", "high", "count"])
     bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar().encode(    # one seed: no interval to draw
-        x=xe, y=alt.Y("low:Q", scale=y_scale, title=y_title), y2="high:Q", color=enc_color)
+        x=xe, y=y("low:Q"), y2="high:Q", color=enc_color)
     title = title or f"{y_title} vs {x} (mean, 95% CI over seeds)"
     return alt.layer(points, bars, line).properties(width=WIDTH, height=HEIGHT,
                                                     title=_titled(title, _seed_caption(stats["count"])))
@@ -540,7 +535,6 @@ def budget_breakdown_chart(cfg) -> alt.VConcatChart:
     """Where a shape's parameters and training FLOPs per token go (`dwlib.config.breakdown`, for a
     ModelConfig). The totals in the titles are `count_params` and `flops_per_token` (6N + 6·D·T·W, what
     budgets count); the output head's 6·W·V FLOPs, which budgets leave out, are named separately."""
-    from .config import breakdown
     parts = breakdown(cfg)
     # legend below, titles from the left: in a browser (wider fonts than vl-convert measures) text at the
     # chart's edges was clipped
@@ -594,24 +588,20 @@ def live_curves_chart(points: list[dict], *, title: str = "validation loss") -> 
     of `dwlib.widgets.LiveChart`; `points` hold label, tokens, seconds, val_loss). Seconds are each run's
     own, counted from its first training step; points without them appear only against tokens."""
     frame = pd.DataFrame(points, columns=["label", "tokens", "seconds", "val_loss"]).dropna(subset=["val_loss"])
-    color = alt.Color("label:N", title=None)
-    y = alt.Y("val_loss:Q", scale=alt.Scale(zero=False), title="validation loss")
     tooltip = ["label", "tokens", alt.Tooltip("seconds:Q", format=".1f"), alt.Tooltip("val_loss:Q", format=".4f")]
-    by_tokens = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("tokens:Q", axis=_count_axis("training tokens")), y=y, color=color,
-        tooltip=tooltip).properties(width=300, height=220)
-    by_time = alt.Chart(frame.dropna(subset=["seconds"])).mark_line(point=True).encode(
-        x=alt.X("seconds:Q", title="training seconds (from each run's first step)"), y=y, color=color,
-        tooltip=tooltip).properties(width=300, height=220)
+    base = alt.Chart(frame).mark_line(point=True).encode(
+        y=alt.Y("val_loss:Q", scale=alt.Scale(zero=False), title="validation loss"),
+        color=alt.Color("label:N", title=None), tooltip=tooltip).properties(width=300, height=220)
+    by_tokens = base.encode(x=alt.X("tokens:Q", axis=_count_axis("training tokens")))
+    by_time = base.properties(data=frame.dropna(subset=["seconds"])).encode(
+        x=alt.X("seconds:Q", title="training seconds (from each run's first step)"))
     return alt.hconcat(by_tokens, by_time).properties(title=title)
 
 
 def isoflop_points_chart(runs: pd.DataFrame, *, loss: str = "val_loss") -> alt.Chart:
     """The isoFLOP data without a fit: final loss against non-embedding parameters (log axis), one line
     per FLOP budget (runs' FLOPs grouped to 2 significant figures), each run labelled with its shape."""
-    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
-    if frame.empty:
-        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    frame = _complete_runs(runs, loss)
     frame["budget"] = frame["flops"].map(lambda f: float(f"{f:.2g}"))
     frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
     frame = frame.sort_values(["budget", "non_embedding_params"])
@@ -652,6 +642,16 @@ def to_svg(chart) -> str:
 # Colours per parametrisation: SP red (the paper's setting), μP blue, CompleteP green.
 
 PARAMETRIZATION_COLORS = {"sp": "#d62728", "mup": "#1f77b4", "completep": "#2ca02c"}
+_LR_TOOLTIP = [alt.Tooltip(f"{c}:Q", format=".3g") for c in ("best_lr", "lr_low", "lr_high")]
+
+
+def _best_lr_rows(best: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a `dwlib.transfer.best_lr` frame with a best lr; a missing interval end becomes the
+    best lr itself (no interval drawn)."""
+    frame = best.dropna(subset=["best_lr"]).copy()
+    frame["lr_low"] = frame["lr_low"].fillna(frame["best_lr"])
+    frame["lr_high"] = frame["lr_high"].fillna(frame["best_lr"])
+    return frame
 
 
 def _parametrization_color(values):
@@ -702,9 +702,7 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
     marked with its interval. Where the marks line up vertically the learning rate transfers.
     Diverged runs are left out; the y axis is cut at `y_max` (default: a little above the region of the
     minima, so divergent learning rates do not flatten the curves)."""
-    frame = runs[(runs["status"] == "complete") & np.isfinite(runs[loss].astype(float))].copy()
-    if frame.empty:
-        raise ValueError(f"no complete runs with a finite {loss} to chart")
+    frame = _complete_runs(runs, loss)
     means = frame.groupby(["parametrization", "depth", "width", "lr"], as_index=False)[loss].mean()
     lo = float(means[loss].min())
     if y_max is None:
@@ -712,6 +710,9 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
     y_scale = alt.Scale(domain=[lo - 0.02 * (y_max - lo) - 1e-3, y_max], zero=False)
     x = alt.X("lr:Q", scale=_padded(means["lr"]), axis=alt.Axis(format="~g", title="learning rate"))
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis"), title=color)
+    if best is not None:
+        best = _best_lr_rows(best)
+        best["best_loss"] = best["best_loss"].clip(upper=y_max)
     panels = []
     for parametrization in [p for p in PARAMETRIZATION_COLORS if p in set(means["parametrization"])]:
         m = means[means["parametrization"] == parametrization]
@@ -720,16 +721,13 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
             detail="shape:N", tooltip=["depth", "width", "lr", alt.Tooltip(f"{loss}:Q", format=".4f")],
         ).transform_calculate(shape="datum.depth + 'x' + datum.width")]
         if best is not None:
-            b = best[(best["parametrization"] == parametrization) & best["best_lr"].notna()].copy()
-            b["best_loss"] = b["best_loss"].clip(upper=y_max)
-            b["lr_low"] = b["lr_low"].fillna(b["best_lr"])
-            b["lr_high"] = b["lr_high"].fillna(b["best_lr"])
+            b = best[best["parametrization"] == parametrization]
+            y_best = alt.Y("best_loss:Q", scale=y_scale)
             layers.append(alt.Chart(b[b["lr_high"] > b["lr_low"]]).mark_rule(strokeWidth=2).encode(
-                x="lr_low:Q", x2="lr_high:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color))
+                x="lr_low:Q", x2="lr_high:Q", y=y_best, color=enc_color))
             layers.append(alt.Chart(b).mark_point(shape="diamond", size=90, filled=True).encode(
-                x="best_lr:Q", y=alt.Y("best_loss:Q", scale=y_scale), color=enc_color,
-                tooltip=["depth", "width", alt.Tooltip("best_lr:Q", format=".3g"), alt.Tooltip("lr_low:Q", format=".3g"),
-                         alt.Tooltip("lr_high:Q", format=".3g"), "at_edge", "method"]))
+                x="best_lr:Q", y=y_best, color=enc_color,
+                tooltip=["depth", "width", *_LR_TOOLTIP, "at_edge", "method"]))
         panels.append(alt.layer(*layers).properties(width=260, height=220, title=parametrization))
     return alt.hconcat(*panels).resolve_scale(color="shared").properties(
         title=f"{loss.replace('_', ' ')} vs learning rate (◆ best lr with its interval)")
@@ -741,20 +739,18 @@ def best_lr_chart(best: pd.DataFrame, *, over: str = "width") -> alt.LayerChart:
     (bounds, not estimates). A flat line is a learning rate that transfers."""
     if over not in ("width", "depth"):
         raise ValueError(f"over must be 'width' or 'depth', got {over!r}")
-    frame = best.dropna(subset=["best_lr"]).copy()
+    frame = _best_lr_rows(best)
     if frame.empty:
         raise ValueError("no best learning rates to chart")
-    frame["lr_low"] = frame["lr_low"].fillna(frame["best_lr"])
-    frame["lr_high"] = frame["lr_high"].fillna(frame["best_lr"])
     frame["estimate"] = np.where(frame["at_edge"], "edge of sweep (bound)", "interior optimum")
     x = alt.X(f"{over}:Q", scale=_padded(frame[over]), axis=_integer_axis(frame[over], over))
-    y = alt.Y("best_lr:Q", scale=_log(), title="best learning rate")
+    y_lr = partial(alt.Y, scale=_log(), title="best learning rate")
+    y = y_lr("best_lr:Q")
     color = _parametrization_color(frame["parametrization"])
     line = alt.Chart(frame).mark_line().encode(x=x, y=y, color=color)
     bars = alt.Chart(frame[frame["lr_high"] > frame["lr_low"]]).mark_errorbar().encode(   # bounds: no bar
-        x=x, y=alt.Y("lr_low:Q", scale=_log(), title="best learning rate"), y2="lr_high:Q", color=color)
-    tooltip = ["parametrization", "depth", "width", alt.Tooltip("best_lr:Q", format=".3g"),
-               alt.Tooltip("lr_low:Q", format=".3g"), alt.Tooltip("lr_high:Q", format=".3g"), "estimate"]
+        x=x, y=y_lr("lr_low:Q"), y2="lr_high:Q", color=color)
+    tooltip = ["parametrization", "depth", "width", *_LR_TOOLTIP, "estimate"]
     interior = alt.Chart(frame[~frame["at_edge"].astype(bool)]).mark_point(size=60, filled=True).encode(
         x=x, y=y, color=color, tooltip=tooltip)
     edge = alt.Chart(frame[frame["at_edge"].astype(bool)]).mark_point(size=60, filled=False).encode(
