@@ -29,28 +29,26 @@ from .config import (ModelConfig, breakdown, count_params, embedding_params, flo
 PAPER_VOCAB = 50257          # GPT-2's vocabulary, which the Depth Delusion's parameter counts imply
 SLIDER_LAYOUT = widgets.Layout(width="420px")
 SLIDER_STYLE = {"description_width": "90px"}
+_SLIDER = dict(continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)   # redraw on release only
 
 
 def depth_slider(value: int, *, low: int = 1, high: int = 64, description: str = "depth") -> widgets.IntSlider:
     """An IntSlider for a depth; redraws on release (continuous_update off) so nothing heavy runs mid-drag."""
-    return widgets.IntSlider(value=value, min=low, max=max(high, value), step=1, description=description,
-                             continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+    return widgets.IntSlider(value=value, min=low, max=max(high, value), step=1, description=description, **_SLIDER)
 
 
 def width_slider(value: int, *, step: int = 16, low: int | None = None, high: int = 512,
                  description: str = "width") -> widgets.IntSlider:
     """An IntSlider for a width in multiples of `step` (the head size, so every value is a valid shape)."""
     return widgets.IntSlider(value=value, min=low if low is not None else step, max=max(high, value), step=step,
-                             description=description, continuous_update=False, layout=SLIDER_LAYOUT,
-                             style=SLIDER_STYLE)
+                             description=description, **_SLIDER)
 
 
 def choice_slider(values, *, near: float, description: str) -> widgets.SelectionSlider:
     """A slider over a few given values (e.g. a learning-rate grid), starting at the one nearest `near`
     on a log scale."""
     return widgets.SelectionSlider(options=[(f"{v:g}", v) for v in values], description=description,
-                                   value=min(values, key=lambda v: abs(math.log(v / near))),
-                                   continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+                                   value=min(values, key=lambda v: abs(math.log(v / near))), **_SLIDER)
 
 
 def view(draw, controls: dict) -> widgets.VBox:
@@ -83,8 +81,7 @@ def flops_slider(value: float, *, low: float = 1e8, high: float = 1e20,
                  description: str = "FLOPs") -> widgets.FloatLogSlider:
     """A log-scale slider for a FLOP budget (quarter-decade steps)."""
     return widgets.FloatLogSlider(value=value, base=10, min=math.log10(low), max=math.log10(max(high, value)),
-                                  step=0.25, description=description, readout_format=".2e",
-                                  continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+                                  step=0.25, description=description, readout_format=".2e", **_SLIDER)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,10 +136,9 @@ def calculator(depth: int = 12, width: int = 768, context: int = 1024, flops: fl
     style = {"description_width": "110px"}    # "budget (FLOPs)" fits
     d = depth_slider(depth, high=128)
     w = width_slider(width, step=head_dim, low=head_dim, high=8192)
-    c = widgets.IntSlider(value=context, min=64, max=max(8192, context), step=64, description="context",
-                          continuous_update=False, layout=SLIDER_LAYOUT)
+    c = widgets.IntSlider(value=context, min=64, max=max(8192, context), step=64, description="context", **_SLIDER)
     b = widgets.FloatLogSlider(value=flops, base=10, min=15, max=25, step=0.25, description="budget (FLOPs)",
-                               continuous_update=False, layout=SLIDER_LAYOUT, readout_format=".2e")
+                               readout_format=".2e", **_SLIDER)
     readout = widgets.HTML()
     readout.add_class("dwlib-calc")
     picture = widgets.HTML()
@@ -168,8 +164,7 @@ def persistence_explorer(depth: int = 24, tau: float = 8.0) -> widgets.VBox:
     """Sliders for depth D and persistence length τ; the per-layer gradient profile and how much of the
     top layer's gradient reaches the first block redraw on every change."""
     d = depth_slider(depth, high=96, description="layers D")
-    t = widgets.FloatSlider(value=tau, min=0.5, max=64.0, step=0.5, description="τ (layers)",
-                            continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+    t = widgets.FloatSlider(value=tau, min=0.5, max=64.0, step=0.5, description="τ (layers)", **_SLIDER)
 
     def draw(depth, tau):
         text = (f"<div style='font-family:sans-serif'>The first block receives "
