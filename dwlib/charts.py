@@ -215,15 +215,12 @@ def tau_scaling_chart(result: fit.Fit) -> alt.LayerChart:
     data, curve = result.data, result.curve
     w_mid = float(np.exp(np.log(data["width"]).mean()))
     rate_mid = result.params["k"] * w_mid ** -result.params["gamma"]
-    lines = [pd.DataFrame({"width": curve["width"], "rate": 1 / curve["tau"],
-                           "label": f"fit: tau ~ W^{result.params['gamma']:.2f}"})]
+    rates = {f"fit: tau ~ W^{result.params['gamma']:.2f}": 1 / curve["tau"]}    # label -> rate per width
     if "tau_log_form" in curve:
-        lines.append(pd.DataFrame({"width": curve["width"], "rate": 1 / curve["tau_log_form"],
-                                   "label": "fit: tau = a + b ln W"}))
-    lines.append(pd.DataFrame({"width": curve["width"], "label": f"paper: tau ~ W^{fit.PAPER_TAU_EXPONENT}",
-                               "rate": rate_mid * (curve["width"] / w_mid) ** -fit.PAPER_TAU_EXPONENT}))
-    lines = pd.concat(lines)
-    labels = list(dict.fromkeys(lines["label"]))
+        rates["fit: tau = a + b ln W"] = 1 / curve["tau_log_form"]
+    rates[f"paper: tau ~ W^{fit.PAPER_TAU_EXPONENT}"] = rate_mid * (curve["width"] / w_mid) ** -fit.PAPER_TAU_EXPONENT
+    lines = pd.concat([pd.DataFrame({"width": curve["width"], "rate": r, "label": lab}) for lab, r in rates.items()])
+    labels = list(rates)
     x = alt.X("width:Q", scale=_log(), title="width W (d_model)")
     y = alt.Y("rate:Q", scale=alt.Scale(zero=False), title="decay rate 1/τ (per layer)")
     colors = [PAPER_COLOR if lab.startswith("paper") else "#ff7f0e" if "ln W" in lab else FIT_COLOR for lab in labels]
@@ -242,9 +239,8 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
     lines with bootstrap bands. Right: the exponents α, β with their intervals beside Hoffmann et al.'s
     and Epoch AI's published values."""
     _expect(result, "chinchilla")
-    data, curve = result.data.copy(), result.curve.copy()
-    data["log10_flops"] = np.log10(data["flops"])
-    curve["log10_flops"] = np.log10(curve["flops"])
+    data = result.data.assign(log10_flops=lambda f: np.log10(f["flops"]))
+    curve = result.curve.assign(log10_flops=lambda f: np.log10(f["flops"]))
     x = alt.X("params:Q", scale=_log(), title="parameters N", axis=alt.Axis(format="~s"))
     curve = _drawable(curve[curve["loss"] <= data["loss"].max() * 1.05], "flops", ["loss"])   # where data are
     y = partial(alt.Y, scale=_log(), title="loss")
