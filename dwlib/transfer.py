@@ -110,15 +110,15 @@ def _activations(net, idx) -> dict:
             acts["attn_logits", i] = logits[..., causal]      # the entries softmax actually sees
         return hook
 
-    def residual(i):
-        def hook(module, args, output):
-            acts["residual", i] = output                      # with sharing: after the last application
+    def output(key):
+        def hook(module, args, out):
+            acts[key] = out                                   # a shared block: after its last application
         return hook
 
-    hooks.append(net.embed.register_forward_hook(lambda m, a, out: acts.__setitem__(("embedding", -1), out)))
+    hooks.append(net.embed.register_forward_hook(output(("embedding", -1))))
     for i, block in enumerate(net.blocks):
         hooks.append(block.attn.register_forward_hook(attention_logits(i)))
-        hooks.append(block.register_forward_hook(residual(i)))
+        hooks.append(block.register_forward_hook(output(("residual", i))))
     was_training = net.training
     net.eval()
     try:
