@@ -107,17 +107,16 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
     text = cache_result(lambda: _read_text(files, corpus, max_tokens))   # read once, and only on a cache miss
 
     content_sha = _content_sha256(files, max_tokens, text, root)
+    recipe = {"format": FORMAT_VERSION, "content": content_sha, "val_fraction": val_fraction}
     tokenizer_file, tokenizer_sha = None, None
     if tokenizer != "byte":
-        key = _sha256_json({"format": FORMAT_VERSION, "content": content_sha, "val_fraction": val_fraction,
-                            "vocab_size": vocab_size})
+        key = _sha256_json({**recipe, "vocab_size": vocab_size})
         tokenizer_file = root / "tokenizers" / f"bpe{vocab_size}-{key[:20]}.json"
         if not tokenizer_file.exists():
             train_text, _ = _split_text(text(), val_fraction, corpus)
             _train_bpe(train_text, vocab_size, tokenizer_file)
         tokenizer_sha = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()
-    fingerprint = _sha256_json({"format": FORMAT_VERSION, "content": content_sha, "val_fraction": val_fraction,
-                                "tokenizer": tokenizer, "tokenizer_sha256": tokenizer_sha})
+    fingerprint = _sha256_json({**recipe, "tokenizer": tokenizer, "tokenizer_sha256": tokenizer_sha})
 
     folder = root / "tokens" / fingerprint
     meta = _read_meta(folder)
@@ -452,10 +451,11 @@ def decode(ids, tokenizer: str | Tokens = "byte") -> str:
 # Batches
 
 
-def _check_positive(**values) -> None:
+def _check_ints(minimum: int, **values) -> None:   # minimum 1: positive, 0: non-negative
     for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            kind = "positive" if minimum == 1 else "non-negative"
+            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
 
 
 def _check_windows(data: np.ndarray, context: int, what: str) -> None:
@@ -466,15 +466,13 @@ def _check_windows(data: np.ndarray, context: int, what: str) -> None:
                          "needed for one (input, target) window: use a bigger corpus or a shorter context")
 
 
-def get_batch(data: np.ndarray, step: int, batch_size: int, context: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(data: np.ndarray, step: int, batch_size: int, context: int,
+              seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch `step` of a run seeded `seed`: (x, y) int64 of shape (batch_size, context), y = x shifted
     by one token. Random windows lying wholly inside `data`, a pure function of (seed, step), so a
     resumed run sees exactly the batches it would have seen."""
-    _check_positive(batch_size=batch_size, context=context)
-    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
-        raise ValueError(f"step must be a non-negative integer, got {step!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_ints(1, batch_size=batch_size, context=context)
+    _check_ints(0, step=step, seed=seed)
     data = np.asarray(data)             # a view, not a copy, for a memory map
     _check_windows(data, context, "data")
     rng = np.random.default_rng([int(seed), int(step)])
@@ -482,11 +480,12 @@ def get_batch(data: np.ndarray, step: int, batch_size: int, context: int, seed: 
     return _windows(data, starts, context)
 
 
-def val_batches(tokens: Tokens | np.ndarray, n_batches: int, batch_size: int, context: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def val_batches(tokens: Tokens | np.ndarray, n_batches: int, batch_size: int,
+                context: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A fixed list of n_batches (x, y) batches from the validation tokens: windows evenly spaced from
     the start to the end of tokens.val, the same for every model scored on these tokens. Windows
     overlap when the validation split is shorter than n_batches·batch_size·(context+1)."""
-    _check_positive(n_batches=n_batches, batch_size=batch_size, context=context)
+    _check_ints(1, n_batches=n_batches, batch_size=batch_size, context=context)
     data = np.asarray(tokens.val if isinstance(tokens, Tokens) else tokens)
     _check_windows(data, context, "the validation split")
     starts = np.linspace(0, len(data) - context - 1, n_batches * batch_size).round().astype(np.int64)

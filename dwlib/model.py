@@ -26,10 +26,9 @@ def rope_tables(head_size: int, context: int, base: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x1, x2) = (channel i, channel i + head_size/2) of x's last dimension by a
-    position-dependent angle: (x1·cos − x2·sin, x2·cos + x1·sin), written as one multiply-add over whole
-    heads (swapping the halves) rather than four half-width products and a concatenation. The tables
-    come from `rope_tables`, sliced and shaped by the model to broadcast against x."""
+    """Rotate each pair (x1, x2) = (channel i, channel i + head_size/2) of x's last dimension by its
+    position's angle, (x1·cos − x2·sin, x2·cos + x1·sin), as one multiply-add over whole heads (halves
+    swapped by a roll); cos and sin: `rope_tables`, shaped by the model to broadcast against x."""
     return x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
 
 
@@ -144,11 +143,9 @@ class Transformer(nn.Module):
         if self.head is not None:
             nn.init.normal_(self.head.weight, std=std)
         for block in self.blocks:
-            nn.init.normal_(block.attn.qkv.weight, std=hidden_std)
-            nn.init.normal_(block.mlp.fc.weight, std=hidden_std)
-            nn.init.normal_(block.attn.proj.weight, std=proj_std)
-            nn.init.normal_(block.mlp.proj.weight, std=proj_std)
-            for m in (block.attn.qkv, block.attn.proj, block.mlp.fc, block.mlp.proj):
+            for m, m_std in ((block.attn.qkv, hidden_std), (block.mlp.fc, hidden_std),
+                             (block.attn.proj, proj_std), (block.mlp.proj, proj_std)):
+                nn.init.normal_(m.weight, std=m_std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 

@@ -8,6 +8,7 @@ so a resumed run replays exactly the batches the uninterrupted run would have se
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -46,12 +47,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but this torch build sees no CUDA GPU "
                          f"(torch {torch.__version__}); use --device cpu or install a CUDA build")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}")
     return device
 
 
@@ -59,10 +60,8 @@ def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_BF16_FLOPS.items():  # ordered so "H100 PCIe" matches before "H100"
-        if key in name:
-            return value
-    return None
+    # the table is ordered so that "H100 PCIe" matches before "H100"
+    return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
 def param_groups(model: Transformer, cfg: ModelConfig, train: TrainConfig) -> list[dict]:
@@ -241,10 +240,8 @@ def save_checkpoint(location, key: str, model, optimizer, state: dict) -> None:
 def remove_checkpoint(location) -> None:
     """Delete a run's checkpoint once its result is stored (nothing if there is none)."""
     fs, path = checkpoint_fs(location)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
-    except FileNotFoundError:
-        pass
 
 
 def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
@@ -289,6 +286,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     # Per-step device scalars (loss, clipped or not, per-layer gradient norms), held until the next sync:
     # at most SYNC_EVERY steps
     losses, clipped, pending_norms, status = [], [], [], "complete"
+    fork_at = fork_at or {}
 
     bar = tqdm(total=steps, initial=start_step, disable=not progress, leave=False,
                desc=f"D={model_cfg.depth} W={model_cfg.width}")
@@ -312,13 +310,14 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
 
         at_eval = done % train_cfg.eval_every == 0 or done == steps
         at_checkpoint = checkpoint is not None and done % train_cfg.checkpoint_every == 0 and done < steps
-        forks = (fork_at or {}).get(done, ())
+        forks = fork_at.get(done, ())
         if at_eval or at_checkpoint or forks or len(losses) == SYNC_EVERY:
             # .tolist() waits for the device, so the clock read after it is honest
             host_losses = torch.stack(losses).tolist()
             host_clipped = torch.stack(clipped).tolist() if clipped else [False] * len(losses)
             finite = sync(state, host_losses, host_clipped, pending_norms, time.perf_counter() - segment_start)
-            losses.clear(), clipped.clear()
+            losses.clear()
+            clipped.clear()
             if finite and at_eval:
                 point = evaluation(state, forward, val, autocast, tokens_per_step(model_cfg, train_cfg))
                 bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{point['val_loss']:.3f}")
@@ -403,9 +402,9 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
     done = state["step"]
     curve = curve_points(state, per_step, fpt, steps, train_cfg)
     tail = [c["train_loss"] for c in curve if c["step"] > done - max(1, done // 10) and math.isfinite(c["train_loss"])]
-    val_losses = [e["val_loss"] for e in state["evals"] if math.isfinite(e["val_loss"])]
+    best_val_loss = min((e["val_loss"] for e in state["evals"] if math.isfinite(e["val_loss"])), default=None)
     val_loss = state["evals"][-1]["val_loss"] if status == "complete" and state["evals"] else None
-    unstable_reason = instability(val_loss, min(val_losses) if val_losses else None, model_cfg.vocab_size)
+    unstable_reason = instability(val_loss, best_val_loss, model_cfg.vocab_size)
     trained_tokens = done * per_step
     seconds = state["train_seconds"]
     timed = seconds >= MIN_TIMED_SECONDS   # rates over less than a millisecond would be clock noise
@@ -420,7 +419,7 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
         flops_per_token=fpt, steps=done, planned_steps=steps, tokens=trained_tokens, flops=fpt * trained_tokens,
         tokens_per_param=trained_tokens / non_embedding_params(model_cfg),
         train_loss=float(np.mean(tail)) if tail else None, val_loss=val_loss,
-        best_val_loss=min(val_losses) if val_losses else None,
+        best_val_loss=best_val_loss,
         final_slope=final_slope(state["evals"], curve, done) if status == "complete" else None,
         clip_fraction=state["clipped"] / done if done else 0.0,
         curve=curve, grad_norms=state["grad_norms"],
@@ -428,7 +427,8 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
         tokens_per_second=trained_tokens / seconds if timed else None,
         flops_per_second=hw_flops / seconds if timed else None,
         mfu=hw_flops / seconds / peak if timed and peak else None,
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        device=(torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
         versions=dict(dwlib=__version__, torch=torch.__version__, numpy=np.__version__,
                       python=platform.python_version()),
     )

@@ -1,26 +1,17 @@
 """Learning-rate transfer: coordinate checks, learning-rate sweeps and the best learning rate per shape.
 
-Why this module exists: the Depth Delusion paper trained every shape at one learning rate. Under the
-standard parametrisation (SP) the best learning rate moves with width and depth, so "deeper got worse"
-can mean "the learning rate was wrong for that depth". μP (Yang et al., arXiv 2203.03466) makes the
-optimum stay put across widths, CompleteP (Dey et al., arXiv 2505.01618) across depths as well; the
-rules themselves live in `dwlib.model` (forward pass) and `dwlib.train.param_groups` (optimizer).
-
-    coord_check     activation size per layer after a few Adam steps, over widths (and depths): the
-                    standard test of a parametrisation (Yang et al.'s "coordinate check")
-    coord_drift     log-log slope of those sizes against width (or depth): ≈ 0 when the
-                    parametrisation is right, ≈ 1 when updates grow with width as under SP
-    worst_drift     the largest |slope| per parametrisation: one number to hold against a threshold
-    lr_sweep        the sweep design: log-spaced learning rates × shapes × parametrisations
-    best_lr         the best learning rate per shape from a sweep's runs frame, with an interval
-    lr_spread       how far the best learning rate moves across widths or depths
-
-Position in the data flow: config → model → data → train → store → sweep → transfer → fit → charts.
-Designing a sweep and picking learning rates need no torch; only `coord_check` trains.
+The Depth Delusion paper trained every shape at one learning rate. Under the standard parametrisation
+(SP) the best learning rate moves with width and depth, so "deeper got worse" can mean "the learning
+rate was wrong for that depth". μP (Yang et al., arXiv 2203.03466) keeps the optimum in place across
+widths, CompleteP (Dey et al., arXiv 2505.01618) across depths too; their rules live in `dwlib.model`
+and `dwlib.train.param_groups`. Here: `coord_check` / `coord_drift` / `worst_drift` test a
+parametrisation; `log_spaced` / `lr_sweep` design a learning-rate sweep; `best_lr` / `lr_spread` read
+its optima. Only `coord_check` needs torch.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -42,28 +33,21 @@ def coord_check(widths=(64, 128, 256, 512), *, depths=(2,), parametrizations=PAR
                 lr: float = 3e-3, model: ModelConfig | None = None, train: TrainConfig | None = None,
                 tokens=None, corpus: str = "stdlib", tokenizer: str = "byte", batch_size: int = 8,
                 context: int = 32, seed: int = 0) -> pd.DataFrame:
-    """Activation size per layer during the first `steps` Adam steps, for every width × depth ×
-    parametrisation: the coordinate check of Yang et al. (arXiv 2203.03466), as EleutherAI's
-    nanoGPT-mup and Dey et al.'s depth version run it.
+    """The coordinate check of Yang et al. (arXiv 2203.03466): activation sizes over the first `steps`
+    AdamW steps, for every width × depth × parametrisation.
 
-    Each model starts from seed `seed` and takes `steps` AdamW steps at a constant learning rate `lr`
-    (no warmup, no clipping: the check is about the size of the updates the rules allow) on training
-    batches; after every step (and at step 0, at initialisation) one fixed validation batch is run
-    through it and each site is measured:
-        embedding    the token embeddings entering block 0                    (layer −1)
-        residual     the residual stream after each block                     (layer 0 … D−1)
-        attn_logits  the attention logits q·k·scale of each block (causal part) (layer 0 … D−1)
-        logits       the output logits                                        (layer D)
-    `scale` is the mean |x| over the activation's entries; `delta` is the mean |x_t − x_0|, the
-    change since initialisation on the same batch. Under a correct parametrisation both stay O(1) as
-    width grows (and, under CompleteP, as depth grows); under SP with Adam the change grows like width
-    or faster (each Adam step moves every weight by ~lr, a layer sums `width` of those moves, and the
-    growth compounds through consecutive layers).
+    Each model starts from seed `seed` and trains at a constant `lr` (no warmup, no clipping: the check
+    is about the size of the updates the rules allow). At step 0 and after every step one fixed
+    validation batch is measured at each site: embedding (layer −1), residual stream after each block
+    and attention logits q·k·scale, causal part (layers 0 … D−1), output logits (layer D).
+    `scale` is the mean |x|; `delta` the mean |x_t − x_0|, the change since initialisation. Under a
+    correct parametrisation both stay O(1) as width (and, under CompleteP, depth) grows; under SP with
+    Adam the change grows like width or faster (each step moves every weight by ~lr, a layer sums
+    `width` of those moves, and layers compound).
 
-    model: base ModelConfig for every other field (base_width, base_depth, head_dim …); by default
-        base_width = min(widths) and base_depth = min(depths). train: TrainConfig for betas, ε and
-        weight decay (its lr, schedule and budget are ignored). tokens: a `dwlib.data.Tokens`, else
-        loaded from `corpus` / `tokenizer`.
+    model: base ModelConfig for the other fields (default base_width = min(widths), base_depth =
+        min(depths)). train: TrainConfig for betas, ε and weight decay only. tokens: a
+        `dwlib.data.Tokens`, else loaded from `corpus` / `tokenizer`.
     Returns a long frame: parametrization, width, depth, step, site, layer, scale, delta.
     """
     import torch
@@ -85,31 +69,29 @@ def coord_check(widths=(64, 128, 256, 512), *, depths=(2,), parametrizations=PAR
     probe, _ = val_batches(tokens, 1, batch_size, context)[0]
 
     rows = []
-    for parametrization in parametrizations:
-        for depth in depths:
-            for width in widths:
-                cfg = dataclasses.replace(base, depth=depth, width=width, context=context,
-                                          vocab_size=tokens.vocab_size, parametrization=parametrization)
-                torch.manual_seed(seed)
-                net = Transformer(cfg)
-                groups = param_groups(net, cfg, train)
-                for g in groups:
-                    g["lr"] = lr * g["lr_mult"]
-                optimizer = torch.optim.AdamW(groups, lr=lr, betas=(train.beta1, train.beta2))
-                first = None
-                for step in range(steps + 1):
-                    if step > 0:
-                        x, y = get_batch(tokens.train, step - 1, batch_size, context, seed)
-                        _, loss = net(x, y)
-                        loss.backward()
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    acts = _activations(net, probe)
-                    first = first or acts
-                    for (site, layer), value in acts.items():
-                        rows.append(dict(parametrization=parametrization, width=width, depth=depth, step=step,
-                                         site=site, layer=layer, scale=value.abs().mean().item(),
-                                         delta=(value - first[site, layer]).abs().mean().item()))
+    for parametrization, depth, width in itertools.product(parametrizations, depths, widths):
+        cfg = dataclasses.replace(base, depth=depth, width=width, context=context,
+                                  vocab_size=tokens.vocab_size, parametrization=parametrization)
+        torch.manual_seed(seed)
+        net = Transformer(cfg)
+        groups = param_groups(net, cfg, train)
+        for g in groups:
+            g["lr"] = lr * g["lr_mult"]
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=(train.beta1, train.beta2))
+        first = None
+        for step in range(steps + 1):
+            if step > 0:
+                x, y = get_batch(tokens.train, step - 1, batch_size, context, seed)
+                _, loss = net(x, y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            acts = _activations(net, probe)
+            first = first or acts
+            for (site, layer), value in acts.items():
+                rows.append(dict(parametrization=parametrization, width=width, depth=depth, step=step,
+                                 site=site, layer=layer, scale=value.abs().mean().item(),
+                                 delta=(value - first[site, layer]).abs().mean().item()))
     return pd.DataFrame(rows)
 
 
@@ -128,15 +110,15 @@ def _activations(net, idx) -> dict:
             acts["attn_logits", i] = logits[..., causal]      # the entries softmax actually sees
         return hook
 
-    def residual(i):
-        def hook(module, args, output):
-            acts["residual", i] = output                      # with sharing: after the last application
+    def output(key):
+        def hook(module, args, out):
+            acts[key] = out                                   # a shared block: after its last application
         return hook
 
-    hooks.append(net.embed.register_forward_hook(lambda m, a, out: acts.__setitem__(("embedding", -1), out)))
+    hooks.append(net.embed.register_forward_hook(output(("embedding", -1))))
     for i, block in enumerate(net.blocks):
         hooks.append(block.attn.register_forward_hook(attention_logits(i)))
-        hooks.append(block.register_forward_hook(residual(i)))
+        hooks.append(block.register_forward_hook(output(("residual", i))))
     was_training = net.training
     net.eval()
     try:
@@ -152,15 +134,12 @@ def _activations(net, idx) -> dict:
 def coord_drift(frame: pd.DataFrame, *, over: str = "width", value: str = "delta", step: int | None = None,
                 layer: str = "last") -> pd.DataFrame:
     """How fast each site's activation size grows with width (or depth): the least-squares slope of
-    log(size) against log(width) at `step` (default: the last step), one row per parametrization ×
-    site (× the other size, when the frame varies both).
+    log(size) on log(width) at `step` (default: the last), per parametrization × site × other size.
 
-    A layer-indexed site (residual, attention logits) is read at its last block (`layer='last'`, the
-    default: the residual stream the head reads, where SP's per-layer changes have all added up, so
-    depth drift shows most clearly) or averaged over its blocks (`layer='mean'`).
-    Reading the slope: 0 means the size does not change with width; 1 means it doubles when width
-    doubles, which is what SP's Adam updates do per layer (more where layers compound); μP and
-    CompleteP should stay near 0. `ratio` is largest over smallest size across the sizes tried.
+    Blocks' sites are read at the last block (`layer='last'`: where SP's per-layer changes have all
+    added up, so depth drift shows most) or averaged over blocks (`layer='mean'`). Slope 0: the size
+    does not change with width (μP, CompleteP); 1: it doubles when width doubles (SP's Adam updates,
+    per layer). `ratio`: largest over smallest size.
     Columns: parametrization, site, over, <other size>, slope, ratio, n_sizes, step.
     """
     if over not in ("width", "depth"):
@@ -195,9 +174,8 @@ def coord_drift(frame: pd.DataFrame, *, over: str = "width", value: str = "delta
 
 
 def worst_drift(drift: pd.DataFrame, sites=("residual", "attn_logits", "logits")) -> pd.Series:
-    """The largest |slope| over `sites` per parametrisation, from `coord_drift`'s frame: one number
-    per parametrisation to hold against a threshold (the embedding is left out by default: its
-    size never depends on width, in any parametrisation, so it cannot fail)."""
+    """The largest |slope| over `sites` per parametrisation, from `coord_drift`'s frame (the embedding
+    is left out by default: its size never depends on width, so it cannot fail)."""
     chosen = drift[drift["site"].isin(_as_list("sites", sites))]
     if chosen.empty:
         raise ValueError(f"no rows for sites {sites}; sites in the frame: {sorted(drift['site'].unique())}")
@@ -220,10 +198,9 @@ def log_spaced(low: float, high: float, n: int) -> list[float]:
 
 def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), model: ModelConfig | None = None,
              train: TrainConfig | None = None, **fields) -> list[tuple]:
-    """The learning-rate sweep design: every lr × (depth, width) shape × parametrization × seed, as
-    (ModelConfig, TrainConfig) pairs for `dwlib.sweep.run_sweep`. `fields` fix any config field
-    (steps=…, base_width=…, corpus=…). Give `lrs` log-spaced (see `log_spaced`): the loss is
-    roughly a parabola in log(lr) near its minimum, which is what `best_lr` fits.
+    """Every lr × (depth, width) shape × parametrization × seed, as (ModelConfig, TrainConfig) pairs for
+    `dwlib.sweep.run_sweep`; `fields` fix any config field. Give `lrs` log-spaced (`log_spaced`): near
+    its minimum the loss is roughly a parabola in log(lr), which `best_lr` fits.
 
         pairs = lr_sweep(log_spaced(1e-3, 3e-2, 6), [(2, 64), (2, 128), (2, 256)],
                          parametrizations=["sp", "mup"], base_width=64, steps=300)
@@ -239,13 +216,9 @@ def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), model: ModelC
     seeds = _as_list("seeds", seeds)
     parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
     pairs = []
-    for parametrization in parametrizations:
-        for depth, width in shapes:
-            for lr in lrs:
-                for seed in seeds:
-                    pairs.append(make_pair(model, train, **{**fields, "parametrization": parametrization,
-                                                            "depth": int(depth), "width": int(width),
-                                                            "lr": lr, "seed": int(seed)}))
+    for parametrization, (depth, width), lr, seed in itertools.product(parametrizations, shapes, lrs, seeds):
+        pairs.append(make_pair(model, train, **{**fields, "parametrization": parametrization, "depth": int(depth),
+                                                "width": int(width), "lr": lr, "seed": int(seed)}))
     return pairs
 
 
@@ -253,26 +226,22 @@ def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization
             window: int = 5, n_boot: int = 1000, level: float = 0.95, random_state: int = 0) -> pd.DataFrame:
     """The best learning rate of each shape in a sweep's runs frame, with a bootstrap interval.
 
-    Method, per group of `by`: average the loss over seeds at each learning rate; take the grid
-    minimum; fit a parabola in log(lr) to the `window` learning rates centred on it (every run a point);
-    the best lr is the parabola's vertex, kept inside that window. Why a parabola: sweeps are coarse
-    (steps of 2× or more) and the quantity we report — how far the optimum moves across widths — is
-    smaller than a grid step; near its minimum the loss is smooth in log(lr), and the vertex of a local
-    quadratic interpolates between grid points (the same device Everett et al., arXiv 2407.05872, and
-    DeepSeek LLM, arXiv 2401.02954, use to read optima off sweeps). A window rather than all points,
-    because far from the optimum the curve is not a parabola (divergence walls, flat plateaus).
+    Per group of `by`: average the loss over seeds at each lr, take the grid minimum, and fit a parabola
+    in log(lr) to the `window` lrs centred on it (every run a point); the best lr is its vertex, kept
+    inside the window. Why: sweeps step by 2× or more, while how far the optimum moves across widths
+    is less than a step; the vertex of a local quadratic interpolates between grid points (as Everett
+    et al., arXiv 2407.05872, and DeepSeek LLM, arXiv 2401.02954, read optima). A window, not all
+    points: far from the optimum the curve is no parabola (divergence walls, plateaus).
 
-    Interval: percentiles of the vertex over `n_boot` resamples. With ≥ 2 seeds at every lr of the
-    window the runs at each lr are resampled (the seed-to-seed noise is then the measured noise);
-    with one seed the parabola's residuals are resampled (rough: few degrees of freedom).
+    Interval: percentiles of the vertex over `n_boot` resamples of the runs at each lr (≥ 2 seeds at
+    every lr of the window) or of the parabola's residuals (one seed: rough).
 
-    Runs that diverged (or have no finite loss) count as infinitely bad: they bound the optimum but
-    are left out of the parabola. When the grid minimum has no finite neighbour on one side — it is
-    the smallest or largest lr tried, or the next lr diverged — the loss was never seen rising on that
-    side: `at_edge` is True, `method` 'edge', best_lr is the grid minimum and the interval spans its
-    neighbouring grid lrs (NaN where the range ends: the optimum may lie beyond it). When the local
-    parabola opens downward or its vertex falls outside the window, it does not describe the minimum
-    (noise, a late loss spike): `method` 'grid', the grid minimum with its neighbours as the interval.
+    Diverged runs (or without a finite loss) count as infinitely bad: they bound the optimum but are
+    left out of the parabola. If the grid minimum has no finite neighbour on one side (the end of the
+    range, or the next lr diverged), `method` is 'edge' and `at_edge` True: best_lr is the grid minimum,
+    the interval its neighbouring grid lrs (NaN past the range's end). If the parabola opens downward
+    or its vertex leaves the window (noise, a late spike), `method` is 'grid': the grid minimum with
+    its neighbours as the interval.
 
     Columns: the `by` columns, best_lr, lr_low, lr_high, best_loss (fitted loss at best_lr),
     grid_lr, grid_loss, at_edge, method, n_lrs, n_runs, n_diverged, seeds.
@@ -307,7 +276,8 @@ def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization
 
 def _best_lr_one(g: pd.DataFrame, window: int, n_boot: int, level: float, rng) -> dict:
     lrs = np.sort(g["lr"].unique())
-    base = dict(n_lrs=len(lrs), n_runs=len(g), n_diverged=int(np.isinf(g["_loss"]).sum()), seeds=int(g["seed"].nunique()))
+    base = dict(n_lrs=len(lrs), n_runs=len(g), n_diverged=int(np.isinf(g["_loss"]).sum()),
+                seeds=int(g["seed"].nunique()))
     if not np.isfinite(g["_loss"]).any():
         return dict(best_lr=math.nan, lr_low=math.nan, lr_high=math.nan, best_loss=math.nan, grid_lr=math.nan,
                     grid_loss=math.nan, at_edge=False, method="none", **base)
@@ -322,11 +292,10 @@ def _best_lr_one(g: pd.DataFrame, window: int, n_boot: int, level: float, rng) -
 
 
 def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") -> pd.DataFrame:
-    """How far the best learning rate moves across sizes, from `best_lr`'s frame: per group of `by`
-    (and the other size held fixed), the ratio of the largest to the smallest best lr, the same in
-    octaves (log2), and the least-squares slope of log(best lr) against log(width or depth) —
-    ≈ −1 under SP's width scaling of Adam, ≈ 0 when the learning rate transfers. Shapes whose optimum
-    lies at the edge of the sweep are counted in `n_at_edge` (their best lr is only a bound).
+    """How far the best learning rate moves across sizes, from `best_lr`'s frame: per group of `by` and
+    other size, the ratio of the largest to the smallest best lr, in octaves too, and the least-squares
+    slope of log(best lr) on log(width or depth) (≈ −1 under SP with Adam, ≈ 0 when the lr transfers).
+    `n_at_edge` counts shapes whose optimum lies at the sweep's edge (their best lr is only a bound).
     Columns: by…, <other size>, over, n_sizes, lr_min, lr_max, ratio, octaves, slope, n_at_edge."""
     if over not in ("width", "depth"):
         raise ValueError(f"over must be 'width' or 'depth', got {over!r}")
