@@ -544,8 +544,6 @@ def preset_table(notebook: str, **params):
             cost = design_cost(design(s))
             row.update(runs=cost["runs"], total_flops=f"{cost['flops']:.2g}",
                        largest_params=f"{cost['largest_params']:,}",
-                       cpu_minutes=round(cost["cpu_minutes"], 1),
-                       cpu_minutes_2_workers=round(cost["cpu_minutes_2_workers"], 1),
-                       h100_minutes=round(cost["h100_minutes"], 1))
+                       **{k: round(cost[k], 1) for k in ("cpu_minutes", "cpu_minutes_2_workers", "h100_minutes")})
         rows[preset] = row
     return pd.DataFrame(rows)
