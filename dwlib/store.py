@@ -122,6 +122,14 @@ def _transaction(con):
     con.execute("COMMIT")
 
 
+def _only(con, keys) -> str:
+    """A WHERE clause for the runs (as `r`) whose keys are in `keys`, held in a temporary table: a literal
+    `IN (?, ?, …)` would run into sqlite's limit on bound parameters."""
+    con.execute("CREATE TEMP TABLE wanted (run_key TEXT PRIMARY KEY)")
+    con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in dict.fromkeys(keys)])
+    return " WHERE r.run_key IN (SELECT run_key FROM wanted)"
+
+
 def owner_id() -> str:
     """A fresh lease-holder name, "host:pid:token". Claims read it back to see whether a holder on this
     host has died (kill -9, a crashed kernel), so a rerun resumes at once instead of waiting out the
@@ -445,14 +453,9 @@ class Store:
         with self._connect() as con:
             if keys is None:
                 return con.execute(f"SELECT {columns} FROM runs ORDER BY created, run_key").fetchall()
-            keys = list(keys)
-            rows = {}
-            for i in range(0, len(keys), 500):   # stay under sqlite's bound-parameter limit
-                chunk = keys[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                for r in con.execute(f"SELECT {columns} FROM runs WHERE run_key IN ({marks})", chunk):
-                    rows[r[0]] = r
-            return [rows[k] for k in dict.fromkeys(keys) if k in rows]
+            keys = list(dict.fromkeys(keys))
+            rows = {r[0]: r for r in con.execute(f"SELECT {columns} FROM runs r{_only(con, keys)}")}
+        return [rows[k] for k in keys if k in rows]
 
     def _long_frame(self, table, columns, order, keys):
         import pandas as pd
@@ -460,11 +463,7 @@ class Store:
         with self._connect() as con:
             sql = (f"SELECT r.short_id AS run_id, r.run_key, {columns}, r.status "
                    f"FROM {table} c JOIN runs r ON r.run_key = c.run_key")
-            where = ""
-            if keys is not None:
-                con.execute("CREATE TEMP TABLE wanted (run_key TEXT PRIMARY KEY)")
-                con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in dict.fromkeys(keys)])
-                where = " WHERE r.run_key IN (SELECT run_key FROM wanted)"
+            where = "" if keys is None else _only(con, keys)
             frame = pd.read_sql_query(sql + where + f" ORDER BY r.created, r.run_key, {order}", con)
             configs = con.execute(f"SELECT r.run_key, r.config FROM runs r{where}").fetchall()
         # depth / width / seed from the stored config, parsed once per run rather than once per row
