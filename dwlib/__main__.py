@@ -9,9 +9,11 @@ import os
 import sys
 import types
 import typing
+from pathlib import Path
 
-from .config import WSD_SCHEDULES, ModelConfig, TrainConfig
-from .store import DEFAULT_PATH
+from . import sweep
+from .config import WSD_SCHEDULES, ModelConfig, TrainConfig, steps_for_budget
+from .store import DEFAULT_PATH, Store, StoreError
 from .sweep import EXECUTORS, TRAIN_FIELDS
 
 DESCRIPTION = """\
@@ -90,8 +92,7 @@ def whole_number(text: str) -> int:
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """Build (ModelConfig, TrainConfig) from the flags given; the vocab size follows the tokenizer. Bad values
     are a ValueError naming the flag; so is a budget that plans more than config.MAX_STEPS steps."""
-    from .config import steps_for_budget
-    from .data import tokenizer_vocab_size
+    from .data import tokenizer_vocab_size   # imports torch: only once flags are parsed
     given = {}
     for name, value in vars(args).items():
         if name in FIELDS:
@@ -111,13 +112,6 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
             raise ValueError(f"{FLAGS[name]} {rest}") from None
         raise
     return model, train
-
-
-def parse_ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated integers, got {text!r}") from None
 
 
 def cmd_train(args) -> int:
@@ -180,8 +174,7 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depths", default=None, help="comma-separated depths, e.g. 2,4,8,16 (default --depth)")
     g.add_argument("--widths", default=None, help="comma-separated widths, e.g. 128,256 (default --width)")
     g.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1 (default --seed)")
-    g.add_argument("--shapes", default=None,
-                   help="explicit shapes DxW for compute-matched / isoflop, e.g. 2x256,8x128,32x64")
+    g.add_argument("--shapes", help="explicit shapes DxW for compute-matched / isoflop, e.g. 2x256,8x128,32x64")
     g.add_argument("--budgets", default=None, help="isoflop: comma-separated FLOP budgets, e.g. 1e12,3e12,1e13")
     g.add_argument("--anneal-at", default=None, metavar="T1,T2,...",
                    help="token budgets, e.g. 2e4,4e4,8e4: every shape and seed of the design is trained once per "
@@ -212,11 +205,13 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the sweep's runs as JSON records instead of a table")
 
 
-def parse_floats(text: str, flag: str) -> tuple[float, ...]:
+def parse_numbers(text: str, flag: str, kind=int) -> tuple:
+    """Comma-separated ints (`kind` int) or floats (`kind` float); a ValueError naming `flag` otherwise."""
     try:
-        return tuple(float(x) for x in str(text).split(",") if x.strip())
+        return tuple(kind(x) for x in str(text).split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{flag} takes comma-separated {what}, got {text!r}") from None
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:
@@ -249,7 +244,6 @@ def parse_vary(items: list[str]) -> dict:
 
 def sweep_pairs(args) -> list:
     """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
-    from . import sweep
     model, train = configs_from_args(args)
     pairs = design_pairs(args, model, train)
     if not args.anneal_at:
@@ -260,17 +254,16 @@ def sweep_pairs(args) -> list:
     schedule = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
     if schedule not in WSD_SCHEDULES:
         raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {schedule}")
-    budgets = parse_floats(args.anneal_at, "--anneal-at")
+    budgets = parse_numbers(args.anneal_at, "--anneal-at", float)
     if not all(math.isfinite(b) and b > 0 for b in budgets):
         raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
     return sweep.anneal(pairs, budgets, schedule=schedule, cooldown=train.cooldown, warmup=train.warmup)
 
 
 def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
-    from . import sweep
-    depths = parse_ints(args.depths, "--depths") if args.depths else (model.depth,)
-    widths = parse_ints(args.widths, "--widths") if args.widths else (model.width,)
-    seeds = parse_ints(args.seeds, "--seeds") if args.seeds else (train.seed,)
+    depths = parse_numbers(args.depths, "--depths") if args.depths else (model.depth,)
+    widths = parse_numbers(args.widths, "--widths") if args.widths else (model.width,)
+    seeds = parse_numbers(args.seeds, "--seeds") if args.seeds else (train.seed,)
     common = dict(model=model, train=train, vary=parse_vary(args.vary))
     design = args.design
     if design in ("compute-matched", "critical-depth") and train.flops is None:
@@ -286,14 +279,15 @@ def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
         return sweep.compute_matched(train.flops, shapes, seeds, **common)
     if design == "critical-depth":
         return sweep.critical_depth_pair(train.flops, model.width, seeds, match=args.match, **common)
-    budgets = parse_floats(args.budgets, "--budgets") if args.budgets else ((train.flops,) if train.flops else ())
+    given = (train.flops,) if train.flops else ()
+    budgets = parse_numbers(args.budgets, "--budgets", float) if args.budgets else given
     if not budgets:
         raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
     if args.shapes:
         return sweep.isoflop(budgets, shapes=parse_shapes(args.shapes), seeds=seeds, **common)
     if args.aspect_ratios:
-        return sweep.isoflop(budgets, depths=depths, aspect_ratios=parse_floats(args.aspect_ratios, "--aspect-ratios"),
-                             seeds=seeds, **common)
+        ratios = parse_numbers(args.aspect_ratios, "--aspect-ratios", float)
+        return sweep.isoflop(budgets, depths=depths, aspect_ratios=ratios, seeds=seeds, **common)
     return sweep.isoflop(budgets, depths=depths, widths=widths, seeds=seeds, **common)
 
 
@@ -322,7 +316,6 @@ def print_frame(frame, columns, as_json=False, as_csv=False) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from . import sweep
     pairs = sweep_pairs(args)
     cost = sweep.anneal_cost(pairs)
     cost_line = (f"cost: {cost['tokens_branched']:,} training tokens with cooldown branches ({cost['trunks']} "
@@ -351,8 +344,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from pathlib import Path
-    from .store import Store
     if not Path(args.store).exists():
         raise FileNotFoundError(f"no store at {args.store} (run `python -m dwlib sweep --store {args.store}` first)")
     frame = Store(args.store, readonly=True).runs_frame()   # listing never writes, not even to an empty file
@@ -400,7 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .store import StoreError
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

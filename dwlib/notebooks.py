@@ -86,8 +86,9 @@ class Session:
                  f"runs the store already holds cost nothing.")
 
     def _device(self) -> str:
+        import torch
         device = self.settings.device
-        return "cuda" if device.startswith("cuda") or (device == "auto" and _cuda()) else "cpu"
+        return "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
     def workers(self) -> int:
         """Runs trained side by side: one single-thread worker per core with the parallel executor."""
@@ -216,20 +217,11 @@ def start(notebook: str, **params) -> Session:
     """Begin a notebook: resolve its parameters against the preset (`dwlib.presets.settings`), open the
     store, create the output folder, size torch's thread pool, and let altair embed any data size."""
     import altair as alt
+    import torch
     s = presets.settings(notebook, **params)
-    _set_threads(s.threads)
+    torch.set_num_threads(s.threads)
     alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
     return Session(s)
-
-
-def _set_threads(threads: int):
-    import torch
-    torch.set_num_threads(threads)
-
-
-def _cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
 
 
 def _minutes(m: float) -> str:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from . import sweep
 from .config import (ModelConfig, TrainConfig, count_params, decay_start, default_threads, flops_per_token,
                      flops_per_token_with_head, steps_for_budget, tokens_per_step)
 
@@ -331,13 +332,9 @@ def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", th
     tokens = tokens_per_step(model, train)
     flops = flops_per_token_with_head(model) * tokens
     if device.startswith("cuda"):
-        pts = GPU_FLOPS_BY_WIDTH
-        w = min(max(model.width, pts[0][0]), pts[-1][0])
-        for (w0, f0), (w1, f1) in zip(pts, pts[1:]):
-            if w <= w1:
-                rate = math.exp(math.log(f0) + (math.log(f1) - math.log(f0)) * math.log(w / w0) / math.log(w1 / w0))
-                break
-        return GPU_STEP_OVERHEAD + flops / rate
+        import numpy as np
+        widths, rates = np.log(GPU_FLOPS_BY_WIDTH).T     # log-linear in the width, held at the end points
+        return GPU_STEP_OVERHEAD + flops / math.exp(np.interp(math.log(model.width), widths, rates))
     speed = machine_speed(threads)
     per_layer = speed["layer_seconds"] + speed["layer_width_seconds"] * model.width / 64
     return per_layer * model.layers * tokens / 1024 + flops / speed["flops_per_second"]
@@ -348,9 +345,8 @@ def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int 
     steps (a cooldown branch only its cooldown: `sweep.branch_groups`), evaluations (forward only, ≈ 1/3
     of a step each), and ~0.3 s per run of overhead. Calibrated on this machine (`machine_speed`); print it
     beside the measured time."""
-    from .sweep import branch_groups
     total = 0.0
-    for group in branch_groups(pairs):
+    for group in sweep.branch_groups(pairs):
         for position, i in enumerate(group):
             m, t = pairs[i]
             steps = steps_for_budget(m, t)
@@ -363,8 +359,7 @@ def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int 
 def design_cost(pairs) -> dict:
     """Runs, trunks, training tokens (cooldown branches counted once) and FLOPs of a design, and its
     predicted minutes on this CPU (one thread; two workers) and on an H100."""
-    from .sweep import anneal_cost
-    cost = anneal_cost(pairs)
+    cost = sweep.anneal_cost(pairs)
     flops = sum(flops_per_token(m) * steps_for_budget(m, t) * tokens_per_step(m, t) for m, t in pairs)
     return dict(runs=len(pairs), trunks=cost["trunks"], tokens=cost["tokens_branched"],
                 tokens_without_branches=cost["tokens_separate"], flops=flops,
@@ -395,7 +390,6 @@ def design(s: Settings) -> list[tuple]:
 
 def _race(s: Settings):
     """Primer: each (depth, width) of the race — paired up by position — for `budget` tokens."""
-    from . import sweep
     if len(s.depths) != len(s.widths):
         raise ValueError(f"the race pairs depths with widths: got {len(s.depths)} depths, {len(s.widths)} widths")
     pairs = []
@@ -408,7 +402,6 @@ def _baseline(s: Settings):
     """02: the paper's depth sweep — every depth at each width, the same tokens for every depth — each run
     annealed at every budget in `anneal` (fractions of `budget`): one trunk per shape and seed, a cooldown
     branch per smaller budget."""
-    from . import sweep
     pairs = []
     for width in s.widths:
         pairs += sweep.depth_sweep(width, s.depths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
@@ -419,7 +412,6 @@ def _annealed(s: Settings, pairs, budgets=None):
     """`pairs` at every annealed budget of `s` (or at `budgets`), with one absolute warmup for the whole
     design (5% of the smallest annealed budget's steps), so that runs of different designs (the LR check)
     share their schedule."""
-    from . import sweep
     annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
     warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(*pairs[0])))
     return sweep.anneal(pairs, budgets or annealed, warmup=warmup)
@@ -438,7 +430,6 @@ def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tu
     `lr_factors` × lr on the tuning seeds (not the verdict's: choosing a winner and scoring it on the same
     seeds flatters it) — or, with `lrs` {depth: lr} and `seeds`, those learning rates on those seeds.
     Every run is annealed at the largest budget only, with the sweep's schedule and warmup."""
-    from . import sweep
     pairs = []
     for depth in depths:
         for lr in ([lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]):
@@ -449,14 +440,12 @@ def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tu
 
 def _width_validation(s: Settings):
     """03: every width at one depth (the first of `depths`), `budget` tokens per run."""
-    from . import sweep
     return sweep.width_sweep(s.depths[0], s.widths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
 
 
 def _compute_matched(s: Settings):
     """04: at `budget` FLOPs per run, the shape at D_crit(W) against one `factor`× deeper and narrower
     (matched non-embedding parameters); with two `depths` given, those two depths instead."""
-    from . import sweep
     width = s.widths[0]
     if not s.depths:
         return sweep.critical_depth_pair(float(s.budget), width, s.seeds, factor=s.factor, model=s.model(),
@@ -473,7 +462,6 @@ def _scaling(s: Settings):
     """05: isoFLOP design — every shape (`shapes`, or depths × widths when given) trained to each FLOP
     budget in `budget` where that buys ≥ `min_steps` steps: per shape and seed one trunk to the largest
     budget and a cooldown branch for each smaller one (token budgets C / FLOPs-per-token)."""
-    from . import sweep
     budgets = s.budget if isinstance(s.budget, (list, tuple)) else [s.budget]
     shapes = [tuple(x) for x in s.shapes] if s.shapes and not (s.depths and s.widths) else \
         [(d, w) for d in s.depths for w in s.widths]
@@ -491,7 +479,6 @@ def _scaling(s: Settings):
 def _counterpoint(s: Settings):
     """06: shapes of every depth at the non-embedding parameters of (reference_depth, widths[0])
     — narrower when deeper — each with every block-sharing factor in `shares`, `budget` tokens per run."""
-    from . import sweep
     reference = s.model(depth=reference_depth(s), width=s.widths[0], **MOBILELLM_BLOCK)
     pairs = []
     for depth in s.depths:
@@ -557,8 +544,6 @@ def preset_table(notebook: str, **params):
             cost = design_cost(design(s))
             row.update(runs=cost["runs"], total_flops=f"{cost['flops']:.2g}",
                        largest_params=f"{cost['largest_params']:,}",
-                       cpu_minutes=round(cost["cpu_minutes"], 1),
-                       cpu_minutes_2_workers=round(cost["cpu_minutes_2_workers"], 1),
-                       h100_minutes=round(cost["h100_minutes"], 1))
+                       **{k: round(cost[k], 1) for k in ("cpu_minutes", "cpu_minutes_2_workers", "h100_minutes")})
         rows[preset] = row
     return pd.DataFrame(rows)

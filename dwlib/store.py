@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS grad_norms (
 );
 """
 _CURVE_COLUMNS = "step, tokens, flops, train_loss, val_loss, lr, seconds"
+# runs_frame's columns read straight from a finished run's result record (None until it finishes)
+_OUTCOME = ("final_slope", "train_loss", "val_loss", "best_val_loss", "diverged_step", "unstable_reason",
+            "clip_fraction", "wall_seconds", "tokens_per_second", "device")
 
 
 def _migrate_from_1(con) -> None:
@@ -91,8 +94,7 @@ def _migrate_from_1(con) -> None:
     constraint, so the runs table is rebuilt with 'unstable' allowed; curves gain `seconds`. Foreign
     keys are off meanwhile, or dropping the old runs table would cascade-delete every curve."""
     con.execute("PRAGMA foreign_keys = OFF")
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(con):
         if con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "dwlib-runs-1":
             con.execute(_RUNS.format(name="runs_new"))
             con.execute("INSERT INTO runs_new SELECT run_key, short_id, status, config, result, error, lease_owner, "
@@ -104,11 +106,28 @@ def _migrate_from_1(con) -> None:
             con.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA,))
             if con.execute("PRAGMA foreign_key_check").fetchall():
                 raise sqlite3.DatabaseError("migration left curves or gradient norms without their run")
+    con.execute("PRAGMA foreign_keys = ON")
+
+
+@contextmanager
+def _transaction(con):
+    """BEGIN IMMEDIATE … COMMIT on `con`: the write lock is taken up front, so a read-then-update inside
+    cannot race another process; any exception rolls it back."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
     except BaseException:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
-    con.execute("PRAGMA foreign_keys = ON")
+
+
+def _only(con, keys) -> str:
+    """A WHERE clause for the runs (as `r`) whose keys are in `keys`, held in a temporary table: a literal
+    `IN (?, ?, …)` would run into sqlite's limit on bound parameters."""
+    con.execute("CREATE TEMP TABLE wanted (run_key TEXT PRIMARY KEY)")
+    con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in dict.fromkeys(keys)])
+    return " WHERE r.run_key IN (SELECT run_key FROM wanted)"
 
 
 def owner_id() -> str:
@@ -227,16 +246,9 @@ class Store:
 
     @contextmanager
     def _write(self):
-        """A write transaction that takes the database's write lock up front (BEGIN IMMEDIATE),
-        so a read-then-update inside it cannot race another process."""
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        """A write transaction on a connection of its own (see `_transaction`)."""
+        with self._connect() as con, _transaction(con):
+            yield con
 
     # -- paths and ids ---------------------------------------------------------------------------
 
@@ -407,12 +419,7 @@ class Store:
                 "params": result.get("params", count_params(m)),
                 "non_embedding_params": non_embedding_params(m), "flops_per_token": flops_per_token(m),
                 "tokens": tokens, "flops": tokens * flops_per_token(m),
-                "tokens_per_param": tokens / non_embedding_params(m), "final_slope": result.get("final_slope"),
-                "train_loss": result.get("train_loss"), "val_loss": result.get("val_loss"),
-                "best_val_loss": result.get("best_val_loss"), "diverged_step": result.get("diverged_step"),
-                "unstable_reason": result.get("unstable_reason"), "clip_fraction": result.get("clip_fraction"),
-                "wall_seconds": result.get("wall_seconds"),
-                "tokens_per_second": result.get("tokens_per_second"), "device": result.get("device"),
+                "tokens_per_param": tokens / non_embedding_params(m), **{k: result.get(k) for k in _OUTCOME},
                 "corpus": t.corpus, "tokenizer": t.tokenizer,
                 "corpus_fingerprint": config.get("corpus_fingerprint", result.get("corpus_fingerprint")),
                 "attempts": attempts, "error": error,
@@ -422,14 +429,11 @@ class Store:
         columns = ["run_id", "run_key", "status", "depth", "width", "heads", "context", "mlp", "norm",
                    "share", "parametrization", "lr", "schedule", "warmup", "cooldown", "seed", "batch_size",
                    "steps", "params", "non_embedding_params", "flops_per_token", "tokens", "flops",
-                   "tokens_per_param", "final_slope", "train_loss", "val_loss", "best_val_loss", "diverged_step",
-                   "unstable_reason", "clip_fraction", "wall_seconds", "tokens_per_second", "device",
-                   "corpus", "tokenizer", "corpus_fingerprint", "attempts", "error", "created", "updated"]
-        frame = pd.DataFrame.from_records(records, columns=columns)
-        for col in ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops",
-                    "flops_per_token", "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction"):
-            frame[col] = frame[col].astype("float64")
-        return frame
+                   "tokens_per_param", *_OUTCOME, "corpus", "tokenizer", "corpus_fingerprint", "attempts", "error",
+                   "created", "updated"]
+        floats = ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops",
+                  "flops_per_token", "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction")
+        return pd.DataFrame.from_records(records, columns=columns).astype(dict.fromkeys(floats, "float64"))
 
     def curves_frame(self, keys=None):
         """Loss curves in long format: run_id, run_key, step, tokens, flops, train_loss, val_loss, lr,
@@ -449,14 +453,9 @@ class Store:
         with self._connect() as con:
             if keys is None:
                 return con.execute(f"SELECT {columns} FROM runs ORDER BY created, run_key").fetchall()
-            keys = list(keys)
-            rows = {}
-            for i in range(0, len(keys), 500):   # stay under sqlite's bound-parameter limit
-                chunk = keys[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                for r in con.execute(f"SELECT {columns} FROM runs WHERE run_key IN ({marks})", chunk):
-                    rows[r[0]] = r
-            return [rows[k] for k in dict.fromkeys(keys) if k in rows]
+            keys = list(dict.fromkeys(keys))
+            rows = {r[0]: r for r in con.execute(f"SELECT {columns} FROM runs r{_only(con, keys)}")}
+        return [rows[k] for k in keys if k in rows]
 
     def _long_frame(self, table, columns, order, keys):
         import pandas as pd
@@ -464,21 +463,12 @@ class Store:
         with self._connect() as con:
             sql = (f"SELECT r.short_id AS run_id, r.run_key, {columns}, r.status "
                    f"FROM {table} c JOIN runs r ON r.run_key = c.run_key")
-            where = ""
-            if keys is not None:
-                con.execute("CREATE TEMP TABLE wanted (run_key TEXT PRIMARY KEY)")
-                con.executemany("INSERT INTO wanted VALUES (?)", [(k,) for k in dict.fromkeys(keys)])
-                where = " WHERE r.run_key IN (SELECT run_key FROM wanted)"
+            where = "" if keys is None else _only(con, keys)
             frame = pd.read_sql_query(sql + where + f" ORDER BY r.created, r.run_key, {order}", con)
             configs = con.execute(f"SELECT r.run_key, r.config FROM runs r{where}").fetchall()
         # depth / width / seed from the stored config, parsed once per run rather than once per row
-        shape = {}
-        for run_key, config in configs:
-            config = json.loads(config)
-            shape[run_key] = (config["model"]["depth"], config["model"]["width"], config["train"]["seed"])
-        for i, name in enumerate(("depth", "width", "seed")):
-            frame[name] = frame["run_key"].map({k: v[i] for k, v in shape.items()}).astype("int64")
-        for col in frame.columns:
-            if col in ("tokens", "flops", "train_loss", "val_loss", "lr", "seconds", "norm"):
-                frame[col] = frame[col].astype("float64")
-        return frame
+        configs = {run_key: json.loads(config) for run_key, config in configs}
+        for name, part in (("depth", "model"), ("width", "model"), ("seed", "train")):
+            frame[name] = frame["run_key"].map({k: c[part][name] for k, c in configs.items()}).astype("int64")
+        floats = ("tokens", "flops", "train_loss", "val_loss", "lr", "seconds", "norm")
+        return frame.astype({col: "float64" for col in frame.columns if col in floats})
