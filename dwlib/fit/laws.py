@@ -20,7 +20,7 @@ from scipy import stats
 
 from ..config import paper_critical_depth
 from .stats import (Fit, as_array, bootstrap_weights, check_level, fmt, fmt_ci, huber_objective, lbfgs_batch,
-                    not_constant, percentile_ci, r2, same_length)
+                    not_constant, percentile_band, percentile_ci, r2, same_length)
 
 CHINCHILLA_HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 CHINCHILLA_EPOCH = dict(E=1.817, A=482.0, B=2085.0, alpha=0.348, beta=0.366)
@@ -106,9 +106,12 @@ def _health(est, ci, *, exponents, scales, centred, polished, loss_min) -> list[
     return reasons
 
 
-def _ci(samples, est, level):
-    return {k: percentile_ci(samples[k], level) if samples is not None and len(samples) else (math.nan, math.nan)
-            for k in est}
+def _estimates(to_frame, theta, boot, level):
+    """Named estimates, the bootstrap draws as a frame (None without any) and their percentile intervals."""
+    est = {k: float(v) for k, v in to_frame(theta[None]).iloc[0].items()}
+    samples = to_frame(boot) if len(boot) else None
+    ci = {k: percentile_ci(samples[k], level) if samples is not None else (math.nan, math.nan) for k in est}
+    return est, samples, ci
 
 
 def _shown(est, ci, n_boot):
@@ -194,16 +197,14 @@ def fit_chinchilla(params, tokens, losses, *, n_boot=1000, huber_delta=1e-3, lev
     starts = np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])), float)
     theta, xs, fs, boot = _optimise(log_pred_vjp, log_l, starts, huber_delta=huber_delta, n_rough=None,
                                     n_polish=n_polish, n_boot=n_boot, rng=np.random.default_rng(random_state))
-    est = {k: float(v) for k, v in _chinchilla_params(theta[None]).iloc[0].items()}
-    samples = _chinchilla_params(boot) if len(boot) else None
-    ci = _ci(samples, est, level)
+    est, samples, ci = _estimates(_chinchilla_params, theta, boot, level)
     a_exp = est["beta"] / (est["alpha"] + est["beta"])
     derived = dict(n_opt_exponent=a_exp, t_opt_exponent=1 - a_exp)
     derived_ci = {}
     if samples is not None:
-        s = samples
-        derived_ci = dict(n_opt_exponent=percentile_ci(s.beta / (s.alpha + s.beta), level),
-                          t_opt_exponent=percentile_ci(s.alpha / (s.alpha + s.beta), level))
+        total = samples.alpha + samples.beta
+        derived_ci = dict(n_opt_exponent=percentile_ci(samples.beta / total, level),
+                          t_opt_exponent=percentile_ci(samples.alpha / total, level))
     health = design + _health(est, ci, exponents=dict(alpha="N", beta="T"), scales=dict(E="E", A="N", B="T"),
                      centred=_chinchilla_centred(boot, log_n, log_t) if len(boot) else None,
                      polished=(_chinchilla_centred(xs, log_n, log_t).to_numpy(), fs), loss_min=float(L.min()))
@@ -246,7 +247,7 @@ def chinchilla_curves(result: LawFit, n_budgets=6) -> pd.DataFrame:
             near = np.abs(np.log(C / c)) < math.log(2)
             near = near if near.sum() >= 2 else np.ones_like(near)
             spans.append((float(c), N[near].min() / 1.2, N[near].max() * 1.2))
-    rows, q = [], 100 * (1 - result.level) / 2
+    rows = []
     for c, lo, hi in spans:
         n = np.exp(np.linspace(np.log(lo), np.log(hi), 60))
         t = c / (6 * n)
@@ -254,7 +255,7 @@ def chinchilla_curves(result: LawFit, n_budgets=6) -> pd.DataFrame:
         if result.samples is not None and len(result.samples):
             s = result.samples
             draws = np.stack([chinchilla_loss(dict(row), n, t) for _, row in s.iterrows()])
-            frame["low"], frame["high"] = np.percentile(draws, [q, 100 - q], axis=0)
+            frame["low"], frame["high"] = percentile_band(draws, result.level)
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
@@ -386,9 +387,7 @@ def fit_depth_width_law(depths, widths, tokens, losses, *, dcrit_form="power", i
     theta, xs, fs, boot = _optimise(log_pred_vjp, log_l, starts, huber_delta=huber_delta, n_rough=n_polish,
                                     n_polish=max(1, n_polish // 8), n_boot=n_boot,
                                     rng=np.random.default_rng(random_state))
-    est = {k: float(v) for k, v in _dd_params(theta[None], dcrit_form, irreducible).iloc[0].items()}
-    samples = _dd_params(boot, dcrit_form, irreducible) if len(boot) else None
-    ci = _ci(samples, est, level)
+    est, samples, ci = _estimates(lambda X: _dd_params(X, dcrit_form, irreducible), theta, boot, level)
     centred = lambda X: _dd_centred(X, names, log_d, log_w, log_t)
     health = design + _health(est, ci, exponents={"alpha": "N", "delta": "T", **({"gamma": "D"} if dcrit_form == "power" else {})},
                      scales={"c": "D", "kappa": "D", **({"E": "E"} if irreducible else {})},
@@ -409,7 +408,7 @@ def fit_depth_width_law(depths, widths, tokens, losses, *, dcrit_form="power", i
                          "fitted": np.exp(log_pred)})
     if samples is not None:
         draws = np.stack([depth_width_loss(dict(row), D, W, T, dcrit_form) for _, row in samples.iterrows()])
-        data["low"], data["high"] = np.percentile(draws, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+        data["low"], data["high"] = percentile_band(draws, level)
     fit_r2 = r2(L, np.exp(log_pred))
     result = LawFit(kind="depth_width_law", law=dcrit_form, params=est, ci=ci, n_points=len(L), level=level,
                     r2=fit_r2, residuals=log_l - log_pred, n_boot=len(boot), identified=not health, health=health,

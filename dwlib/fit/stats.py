@@ -100,9 +100,14 @@ def percentile_ci(samples, level) -> tuple[float, float]:
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
         return (math.nan, math.nan)
-    q = 100 * (1 - level) / 2
-    lo, hi = np.percentile(samples, [q, 100 - q])
+    lo, hi = percentile_band(samples, level)
     return (float(lo), float(hi))
+
+
+def percentile_band(draws, level) -> np.ndarray:
+    """Rows (lower, upper): the `level` percentile interval of each column of `draws` (resamples × points)."""
+    q = 100 * (1 - level) / 2
+    return np.percentile(draws, [q, 100 - q], axis=0)
 
 
 def t_interval(value, se, dof, level) -> tuple[float, float]:
