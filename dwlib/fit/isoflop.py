@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import f as f_distribution
 
-from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, local_vertex, not_constant, percentile_ci,
-                    same_length, t_interval)
+from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, group_means, local_vertex, not_constant,
+                    percentile_ci, same_length, t_interval)
 
 PAPER_DEPTH_EXPONENT = 0.12     # Depth Delusion: D* ∝ C^0.12
 PAPER_WIDTH_EXPONENT = 0.34     # Depth Delusion: W* ∝ C^0.34
@@ -187,11 +187,11 @@ def _lack_of_fit_p(x, y, fitted) -> float:
     """p-value of the classical lack-of-fit F-test of a parabola (`fitted`: its values at x): its
     residual error beyond the spread of the repeated runs (seeds) at each x. 1.0 when there are no
     repeats or no spare values."""
-    levels, index = np.unique(x, return_inverse=True)
+    levels, index, _, means, _ = group_means(x, y)
     df_pure, df_lack = len(y) - len(levels), len(levels) - 3
     if df_pure < 1 or df_lack < 1:
         return 1.0
-    pure = float(np.sum((y - (np.bincount(index, y) / np.bincount(index))[index]) ** 2))
+    pure = float(np.sum((y - means[index]) ** 2))
     residual = float(np.sum((y - fitted) ** 2))
     if pure <= 0:
         return 0.0 if residual > 0 else 1.0
