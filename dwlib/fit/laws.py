@@ -92,8 +92,9 @@ def _fit_law(log_pred_vjp, L, starts, to_frame, centred, *, columns, design, exp
 
     Every start is run roughly (only the `n_rough` most promising when given), the `n_polish` best to full
     convergence; their optima feed the multi-start check. `to_frame` maps optimiser rows to the named
-    parameters, `centred` to the trade-off-free parametrisation `_health` reads; `design` holds reasons
-    found before fitting, `columns` the data frame (a `fitted` column is added), `fields` the law's own."""
+    parameters, `centred` to the trade-off-free parametrisation `_health` reads; `design` lists (distinct
+    values, needed, what, why, dimension) of the data's design, `columns` the data frame (a `fitted` column
+    is added), `fields` the law's own."""
     log_l = np.log(L)
     fun = huber_objective(log_pred_vjp, log_l, None, huber_delta)
     if n_rough is not None and len(starts) > n_rough:     # evaluate every start, keep the most promising
@@ -112,8 +113,9 @@ def _fit_law(log_pred_vjp, L, starts, to_frame, centred, *, columns, design, exp
     est = {k: float(v) for k, v in to_frame(theta[None]).iloc[0].items()}
     samples = to_frame(boot) if len(boot) else None
     ci = {k: percentile_ci(samples[k], level) if samples is not None else (math.nan, math.nan) for k in est}
-    health = design + _health(est, ci, exponents=exponents, scales=scales, loss_min=float(L.min()),
-                              centred=centred(boot) if len(boot) else None, polished=(centred(xs).to_numpy(), fs))
+    health = [f"only {k} distinct {what}: {why} — {REMEDY[dim]}" for k, need, what, why, dim in design if k < need]
+    health += _health(est, ci, exponents=exponents, scales=scales, loss_min=float(L.min()),
+                      centred=centred(boot) if len(boot) else None, polished=(centred(xs).to_numpy(), fs))
     log_pred = log_pred_vjp(theta[None])[0][0]
     return LawFit(params=est, ci=ci, n_points=len(L), level=level, r2=r2(L, np.exp(log_pred)),
                   residuals=log_l - log_pred, n_boot=len(boot), identified=not health, health=health,
@@ -195,9 +197,8 @@ def fit_chinchilla(params, tokens, losses, *, n_boot=1000, huber_delta=1e-3, lev
     if len(L) < 10:
         raise ValueError(f"need at least 10 points to fit 5 parameters, got {len(L)}")
     not_constant("losses", L)
-    design = [f"only {k} distinct {what}: the {dim} term cannot be separated from the others — {REMEDY[dim]}"
-              for k, what, dim in ((len(np.unique(N)), "model size(s)", "N"), (len(np.unique(T)), "token count(s)", "T"))
-              if k < 3]
+    design = [(len(np.unique(N)), 3, "model size(s)", "the N term cannot be separated from the others", "N"),
+              (len(np.unique(T)), 3, "token count(s)", "the T term cannot be separated from the others", "T")]
     log_n, log_t = np.log(N), np.log(T)
     g = CHINCHILLA_GRID if grid is None else grid
     starts = np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])), float)
@@ -371,10 +372,9 @@ def fit_depth_width_law(depths, widths, tokens, losses, *, dcrit_form="power", i
     if len(L) < 2 * len(names):
         raise ValueError(f"need at least {2 * len(names)} runs to fit {len(names)} parameters, got {len(L)}")
     not_constant("losses", L)
-    design = [f"only {k} distinct {what}: {why} — {REMEDY[dim]}" for k, need, what, why, dim in (
-        (len(np.unique(D)), 3, "depth(s)", "a critical depth cannot be located", "D"),
-        (len(np.unique(W)), 2, "width(s)", "how D_crit moves with W cannot be fitted", "D"),
-        (len(np.unique(T)), 2 + irreducible, "token count(s)", "the T term cannot be separated", "T")) if k < need]
+    design = [(len(np.unique(D)), 3, "depth(s)", "a critical depth cannot be located", "D"),
+              (len(np.unique(W)), 2, "width(s)", "how D_crit moves with W cannot be fitted", "D"),
+              (len(np.unique(T)), 2 + irreducible, "token count(s)", "the T term cannot be separated", "T")]
     if dcrit_form == "log" and (W <= math.e).any():
         raise ValueError("dcrit_form='log' needs widths above e (ln W > 1)")
     log_d, log_w, log_t, log_l = np.log(D), np.log(W), np.log(T), np.log(L)
