@@ -197,7 +197,6 @@ def fit_critical_depth(depths, losses, *, seeds=None, width=None, n_boot=1000, l
     worse = (m - m[i_min]) / np.sqrt(se ** 2 + se[i_min] ** 2) > z_crit
     d_plateau = float(levels[np.flatnonzero(~worse)[0]])
     cv0, cv1 = saturating_cv(table) if len(levels) >= 5 else (math.nan, math.nan)
-    lo_d, hi_d = float(levels[0]), float(levels[-1])
     verdict, reason, bound = _verdict(test, levels, rise, d_plateau, cv0, cv1)
     d_star, ci, vertex = math.nan, (math.nan, math.nan), None
     if verdict == "U-shaped":
@@ -212,7 +211,7 @@ def fit_critical_depth(depths, losses, *, seeds=None, width=None, n_boot=1000, l
     result = CriticalDepthFit(
         kind="critical_depth", params={"d_star": d_star}, ci={"d_star": ci}, n_points=len(depths), level=level,
         n_boot=n_boot if vertex else 0, verdict=verdict, data=data, curve=curve, samples=samples, width=width,
-        depth_range=(lo_d, hi_d), p_rise=test["p_rise"], p_fall=test["p_fall"], rise=rise,
+        depth_range=(float(levels[0]), float(levels[-1])), p_rise=test["p_rise"], p_fall=test["p_fall"], rise=rise,
         cv_saturating=cv0, cv_rising=cv1, bound=bound, d_plateau=d_plateau, best_depth=float(levels[i_min]),
         reason=reason, excluded=list(excluded),
         regime=regime(tokens_per_param, final_slope, depths, best=float(levels[i_min]), effect=rise),

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import f as f_distribution
 
-from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, local_vertex, not_constant, percentile_ci,
-                    same_length, t_interval)
+from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, group_means, local_vertex, not_constant,
+                    percentile_ci, same_length, t_interval)
 
 PAPER_DEPTH_EXPONENT = 0.12     # Depth Delusion: D* ∝ C^0.12
 PAPER_WIDTH_EXPONENT = 0.34     # Depth Delusion: W* ∝ C^0.34
@@ -51,23 +51,20 @@ def group_budgets(flops, rtol=0.05) -> np.ndarray:
 
 def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000, level=0.95, budget_rtol=0.05,
                 random_state=0) -> IsoflopFit:
-    """Optimal size per FLOP budget, the best shape there, and power laws of the optima in C.
+    """Optimal size per FLOP budget, the best shape there, and a power law of the optima in C.
 
-    Per budget: the local parabola of loss in ln N around the lowest-loss size (`stats.local_vertex`,
-    window of 5 sizes) with a bootstrap interval. With `depths` and `widths`, sizes within 5% of each
-    other are one size, represented by its best shape at that budget (the frontier; chosen on the seed
-    means, which matters only where shapes are within seed noise of each other, and then barely moves
-    the profile), and the optima table names the best shape of the budget (`best_depth`,
-    `best_width`) with the share of seed resamples in which it stays best (`best_share`). The optimum
-    counts only when it is interior (the runs bracket it) and at most 20% of resamples lack an interior
-    minimum. Where the seeds show the parabola misfits (lack-of-fit F-test, p < 0.01) and its interval
-    excludes the best size tried (a minimum sharper or more lopsided than a parabola), N* is that size
-    and its interval the neighbouring sizes. N*(C) = k·C^a over the budgets with an optimum: the
-    exponent's interval is the wider of the bootstrap one (each resample's line through the per-budget
-    draws) and the t-interval from the optima's scatter about the line (≥ 3 budgets). `identified`
-    needs ≥ 2 budgets with a bracketed size optimum and a bounded exponent interval. `params`: params_exponent, params_coef and
-    tokens_exponent = 1 − params_exponent (T* = C/6N*). Depth and width exponents are not fitted: a
-    design with a few aspect ratios per size brackets size, not depth and width separately."""
+    Per budget: the vertex of a local parabola of loss in ln N around the lowest-loss size
+    (`stats.local_vertex`, window of 5 sizes) with a bootstrap interval. It counts only when the runs
+    bracket it and at most 20% of resamples lack an interior minimum. Where the seeds show the parabola
+    misfits (lack-of-fit F-test, p < 0.01) and its interval excludes the best size tried, N* is that size
+    and its interval the neighbouring sizes. With `depths` and `widths` the profile follows the frontier
+    (see the module docstring; sizes within 5% are one size, its shape chosen on the seed means), and the
+    optima table names each budget's best shape (`best_depth`, `best_width`) with the share of seed
+    resamples in which it stays best (`best_share`). N*(C) = k·C^a over the budgets with an optimum; the
+    exponent's interval is the wider of the bootstrap one and the t-interval from the optima's scatter
+    (≥ 3 budgets). `identified` needs ≥ 2 such budgets and an exponent interval no wider than 1.
+    `params`: params_exponent, params_coef, tokens_exponent = 1 − params_exponent (T* = C/6N*). Depth
+    and width exponents are not fitted (see the module docstring)."""
     check_level(level)
     check_n_boot(n_boot)
     C, N, L = (as_array(n, v, positive=True) for n, v in (("flops", flops), ("params", params), ("losses", losses)))
@@ -187,11 +184,11 @@ def _lack_of_fit_p(x, y, fitted) -> float:
     """p-value of the classical lack-of-fit F-test of a parabola (`fitted`: its values at x): its
     residual error beyond the spread of the repeated runs (seeds) at each x. 1.0 when there are no
     repeats or no spare values."""
-    levels, index = np.unique(x, return_inverse=True)
+    levels, index, _, means, _ = group_means(x, y)
     df_pure, df_lack = len(y) - len(levels), len(levels) - 3
     if df_pure < 1 or df_lack < 1:
         return 1.0
-    pure = float(np.sum((y - (np.bincount(index, y) / np.bincount(index))[index]) ** 2))
+    pure = float(np.sum((y - means[index]) ** 2))
     residual = float(np.sum((y - fitted) ** 2))
     if pure <= 0:
         return 0.0 if residual > 0 else 1.0

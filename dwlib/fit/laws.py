@@ -20,7 +20,7 @@ from scipy import stats
 
 from ..config import paper_critical_depth
 from .stats import (Fit, as_array, bootstrap_weights, check_level, fmt, fmt_ci, huber_objective, lbfgs_batch,
-                    not_constant, percentile_ci, r2, same_length)
+                    not_constant, percentile_band, percentile_ci, r2, same_length)
 
 CHINCHILLA_HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 CHINCHILLA_EPOCH = dict(E=1.817, A=482.0, B=2085.0, alpha=0.348, beta=0.366)
@@ -51,26 +51,6 @@ class LawFit(Fit):
 # ---------------------------------------------------------------------------------------------
 # Shared machinery: grid → L-BFGS → bootstrap, and the health check
 # ---------------------------------------------------------------------------------------------
-
-def _optimise(log_pred_vjp, log_l, starts, *, huber_delta, n_rough, n_polish, n_boot, rng):
-    """Best parameters from a grid of starts, the polished optima (for the multi-start check) and
-    `n_boot` bootstrap refits from the best (rows of finite refits)."""
-    fun = huber_objective(log_pred_vjp, log_l, None, huber_delta)
-    if n_rough is not None and len(starts) > n_rough:     # evaluate every start, keep the most promising
-        f0 = np.concatenate([fun(chunk, None)[0] for chunk in np.array_split(starts, max(1, len(starts) // 2000))])
-        starts = starts[np.argsort(f0)[:n_rough]]
-    xs, fs = lbfgs_batch(fun, starts, ftol=1e-5, gtol=1e-3, max_iter=500)    # roughly, then the best fully
-    keep = np.argsort(fs)[:n_polish]
-    xs, fs = lbfgs_batch(fun, xs[keep], max_iter=2000)
-    theta = xs[int(np.nanargmin(fs))]
-    boot = np.empty((0, len(theta)))
-    if n_boot:
-        weights = bootstrap_weights(len(log_l), n_boot, rng)
-        xb, fb = lbfgs_batch(huber_objective(log_pred_vjp, log_l, weights, huber_delta),
-                             np.repeat(theta[None], n_boot, axis=0), max_iter=2000)
-        boot = xb[np.isfinite(fb) & np.isfinite(xb).all(axis=1)]
-    return theta, xs, fs, boot
-
 
 def _health(est, ci, *, exponents, scales, centred, polished, loss_min) -> list[str]:
     """Plain reasons a fit is not identified (empty when it is). `exponents` / `scales` map a parameter to
@@ -106,9 +86,41 @@ def _health(est, ci, *, exponents, scales, centred, polished, loss_min) -> list[
     return reasons
 
 
-def _ci(samples, est, level):
-    return {k: percentile_ci(samples[k], level) if samples is not None and len(samples) else (math.nan, math.nan)
-            for k in est}
+def _fit_law(log_pred_vjp, L, starts, to_frame, centred, *, columns, design, exponents, scales, huber_delta,
+             n_rough, n_polish, n_boot, level, random_state, **fields) -> LawFit:
+    """Either law: grid of starts → L-BFGS → `n_boot` bootstrap refits from the best → health.
+
+    Every start is run roughly (only the `n_rough` most promising when given), the `n_polish` best to full
+    convergence; their optima feed the multi-start check. `to_frame` maps optimiser rows to the named
+    parameters, `centred` to the trade-off-free parametrisation `_health` reads; `design` lists (distinct
+    values, needed, what, why, dimension) of the data's design, `columns` the data frame (a `fitted` column
+    is added), `fields` the law's own."""
+    log_l = np.log(L)
+    fun = huber_objective(log_pred_vjp, log_l, None, huber_delta)
+    if n_rough is not None and len(starts) > n_rough:     # evaluate every start, keep the most promising
+        f0 = np.concatenate([fun(chunk, None)[0] for chunk in np.array_split(starts, max(1, len(starts) // 2000))])
+        starts = starts[np.argsort(f0)[:n_rough]]
+    xs, fs = lbfgs_batch(fun, starts, ftol=1e-5, gtol=1e-3, max_iter=500)    # roughly, then the best fully
+    keep = np.argsort(fs)[:n_polish]
+    xs, fs = lbfgs_batch(fun, xs[keep], max_iter=2000)
+    theta = xs[int(np.nanargmin(fs))]
+    boot = np.empty((0, len(theta)))
+    if n_boot:
+        weights = bootstrap_weights(len(log_l), n_boot, np.random.default_rng(random_state))
+        xb, fb = lbfgs_batch(huber_objective(log_pred_vjp, log_l, weights, huber_delta),
+                             np.repeat(theta[None], n_boot, axis=0), max_iter=2000)
+        boot = xb[np.isfinite(fb) & np.isfinite(xb).all(axis=1)]
+    est = {k: float(v) for k, v in to_frame(theta[None]).iloc[0].items()}
+    samples = to_frame(boot) if len(boot) else None
+    ci = {k: percentile_ci(samples[k], level) if samples is not None else (math.nan, math.nan) for k in est}
+    health = [f"only {k} distinct {what}: {why} — {REMEDY[dim]}" for k, need, what, why, dim in design if k < need]
+    health += _health(est, ci, exponents=exponents, scales=scales, loss_min=float(L.min()),
+                      centred=centred(boot) if len(boot) else None, polished=(centred(xs).to_numpy(), fs))
+    log_pred = log_pred_vjp(theta[None])[0][0]
+    return LawFit(params=est, ci=ci, n_points=len(L), level=level, r2=r2(L, np.exp(log_pred)),
+                  residuals=log_l - log_pred, n_boot=len(boot), identified=not health, health=health,
+                  data=pd.DataFrame({**columns, "fitted": np.exp(log_pred)}), samples=samples, theta=theta,
+                  objective=float(fs.min()) * huber_delta, starts_at_best=int(np.sum(fs <= fs.min() + 1e-6)), **fields)
 
 
 def _shown(est, ci, n_boot):
@@ -185,41 +197,30 @@ def fit_chinchilla(params, tokens, losses, *, n_boot=1000, huber_delta=1e-3, lev
     if len(L) < 10:
         raise ValueError(f"need at least 10 points to fit 5 parameters, got {len(L)}")
     not_constant("losses", L)
-    design = [f"only {k} distinct {what}: the {dim} term cannot be separated from the others — {REMEDY[dim]}"
-              for k, what, dim in ((len(np.unique(N)), "model size(s)", "N"), (len(np.unique(T)), "token count(s)", "T"))
-              if k < 3]
-    log_n, log_t, log_l = np.log(N), np.log(T), np.log(L)
-    log_pred_vjp = _chinchilla_log_pred(log_n, log_t)
+    design = [(len(np.unique(N)), 3, "model size(s)", "the N term cannot be separated from the others", "N"),
+              (len(np.unique(T)), 3, "token count(s)", "the T term cannot be separated from the others", "T")]
+    log_n, log_t = np.log(N), np.log(T)
     g = CHINCHILLA_GRID if grid is None else grid
     starts = np.array(list(itertools.product(g["a"], g["b"], g["e"], g["alpha"], g["beta"])), float)
-    theta, xs, fs, boot = _optimise(log_pred_vjp, log_l, starts, huber_delta=huber_delta, n_rough=None,
-                                    n_polish=n_polish, n_boot=n_boot, rng=np.random.default_rng(random_state))
-    est = {k: float(v) for k, v in _chinchilla_params(theta[None]).iloc[0].items()}
-    samples = _chinchilla_params(boot) if len(boot) else None
-    ci = _ci(samples, est, level)
+    result = _fit_law(_chinchilla_log_pred(log_n, log_t), L, starts, _chinchilla_params,
+                      lambda X: _chinchilla_centred(X, log_n, log_t), design=design,
+                      columns={"params": N, "tokens": T, "flops": 6 * N * T, "loss": L},
+                      exponents=dict(alpha="N", beta="T"), scales=dict(E="E", A="N", B="T"), huber_delta=huber_delta,
+                      n_rough=None, n_polish=n_polish, n_boot=n_boot, level=level, random_state=random_state,
+                      kind="chinchilla", law="E + A/N^α + B/T^β")
+    est, ci, samples = result.params, result.ci, result.samples
     a_exp = est["beta"] / (est["alpha"] + est["beta"])
-    derived = dict(n_opt_exponent=a_exp, t_opt_exponent=1 - a_exp)
-    derived_ci = {}
+    result.derived = dict(n_opt_exponent=a_exp, t_opt_exponent=1 - a_exp)
     if samples is not None:
-        s = samples
-        derived_ci = dict(n_opt_exponent=percentile_ci(s.beta / (s.alpha + s.beta), level),
-                          t_opt_exponent=percentile_ci(s.alpha / (s.alpha + s.beta), level))
-    health = design + _health(est, ci, exponents=dict(alpha="N", beta="T"), scales=dict(E="E", A="N", B="T"),
-                     centred=_chinchilla_centred(boot, log_n, log_t) if len(boot) else None,
-                     polished=(_chinchilla_centred(xs, log_n, log_t).to_numpy(), fs), loss_min=float(L.min()))
-    log_pred = log_pred_vjp(theta[None])[0][0]
-    fit_r2 = r2(L, np.exp(log_pred))
-    result = LawFit(kind="chinchilla", law="E + A/N^α + B/T^β", params=est, ci=ci, n_points=len(L), level=level,
-                    r2=fit_r2, residuals=log_l - log_pred, n_boot=len(boot), identified=not health, health=health,
-                    data=pd.DataFrame({"params": N, "tokens": T, "flops": 6 * N * T, "loss": L, "fitted": np.exp(log_pred)}),
-                    samples=samples, theta=theta, objective=float(fs.min()) * huber_delta,
-                    starts_at_best=int(np.sum(fs <= fs.min() + 1e-6)), derived=derived, derived_ci=derived_ci)
+        total = samples.alpha + samples.beta
+        result.derived_ci = dict(n_opt_exponent=percentile_ci(samples.beta / total, level),
+                                 t_opt_exponent=percentile_ci(samples.alpha / total, level))
     result.curve = chinchilla_curves(result)
     optimum = (f" Compute-optimal allocation with C = 6NT: N_opt ∝ C^{a_exp:.3f}, T_opt ∝ C^{1 - a_exp:.3f}."
                if result.identified else "")
     result.text = (f"Chinchilla-form fit to {len(L)} points (Huber δ = {huber_delta:g} on log loss, {len(starts)} grid "
                    f"starts, the best {n_polish} polished, {result.starts_at_best} reach the best optimum): "
-                   f"{_shown(est, ci, len(boot))}; R² = {fit_r2:.3f}.{optimum} {health_sentence(result)}")
+                   f"{_shown(est, ci, result.n_boot)}; R² = {result.r2:.3f}.{optimum} {health_sentence(result)}")
     return result
 
 
@@ -246,7 +247,7 @@ def chinchilla_curves(result: LawFit, n_budgets=6) -> pd.DataFrame:
             near = np.abs(np.log(C / c)) < math.log(2)
             near = near if near.sum() >= 2 else np.ones_like(near)
             spans.append((float(c), N[near].min() / 1.2, N[near].max() * 1.2))
-    rows, q = [], 100 * (1 - result.level) / 2
+    rows = []
     for c, lo, hi in spans:
         n = np.exp(np.linspace(np.log(lo), np.log(hi), 60))
         t = c / (6 * n)
@@ -254,7 +255,7 @@ def chinchilla_curves(result: LawFit, n_budgets=6) -> pd.DataFrame:
         if result.samples is not None and len(result.samples):
             s = result.samples
             draws = np.stack([chinchilla_loss(dict(row), n, t) for _, row in s.iterrows()])
-            frame["low"], frame["high"] = np.percentile(draws, [q, 100 - q], axis=0)
+            frame["low"], frame["high"] = percentile_band(draws, result.level)
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
@@ -371,56 +372,46 @@ def fit_depth_width_law(depths, widths, tokens, losses, *, dcrit_form="power", i
     if len(L) < 2 * len(names):
         raise ValueError(f"need at least {2 * len(names)} runs to fit {len(names)} parameters, got {len(L)}")
     not_constant("losses", L)
-    design = [f"only {k} distinct {what}: {why} — {REMEDY[dim]}" for k, need, what, why, dim in (
-        (len(np.unique(D)), 3, "depth(s)", "a critical depth cannot be located", "D"),
-        (len(np.unique(W)), 2, "width(s)", "how D_crit moves with W cannot be fitted", "D"),
-        (len(np.unique(T)), 2 + irreducible, "token count(s)", "the T term cannot be separated", "T")) if k < need]
+    design = [(len(np.unique(D)), 3, "depth(s)", "a critical depth cannot be located", "D"),
+              (len(np.unique(W)), 2, "width(s)", "how D_crit moves with W cannot be fitted", "D"),
+              (len(np.unique(T)), 2 + irreducible, "token count(s)", "the T term cannot be separated", "T")]
     if dcrit_form == "log" and (W <= math.e).any():
         raise ValueError("dcrit_form='log' needs widths above e (ln W > 1)")
     log_d, log_w, log_t, log_l = np.log(D), np.log(W), np.log(T), np.log(L)
-    log_pred_vjp = _dd_log_pred(log_d, log_w, log_t, dcrit_form, irreducible)
     starts = _dd_starts(log_d, log_w, dcrit_form)
     if irreducible:   # E starts below the smallest loss
         starts = np.concatenate([np.column_stack([starts, np.full(len(starts), e)])
                                  for e in np.log(L.min()) + np.log([0.3, 0.6, 0.9])])
-    theta, xs, fs, boot = _optimise(log_pred_vjp, log_l, starts, huber_delta=huber_delta, n_rough=n_polish,
-                                    n_polish=max(1, n_polish // 8), n_boot=n_boot,
-                                    rng=np.random.default_rng(random_state))
-    est = {k: float(v) for k, v in _dd_params(theta[None], dcrit_form, irreducible).iloc[0].items()}
-    samples = _dd_params(boot, dcrit_form, irreducible) if len(boot) else None
-    ci = _ci(samples, est, level)
-    centred = lambda X: _dd_centred(X, names, log_d, log_w, log_t)
-    health = design + _health(est, ci, exponents={"alpha": "N", "delta": "T", **({"gamma": "D"} if dcrit_form == "power" else {})},
-                     scales={"c": "D", "kappa": "D", **({"E": "E"} if irreducible else {})},
-                     centred=centred(boot) if len(boot) else None, polished=(centred(xs).to_numpy(), fs),
-                     loss_min=float(L.min()))
+    result = _fit_law(_dd_log_pred(log_d, log_w, log_t, dcrit_form, irreducible), L, starts,
+                      lambda X: _dd_params(X, dcrit_form, irreducible),
+                      lambda X: _dd_centred(X, names, log_d, log_w, log_t), design=design,
+                      columns={"depth": D, "width": W, "tokens": T, "params": 12 * D * W ** 2, "loss": L},
+                      exponents={"alpha": "N", "delta": "T", **({"gamma": "D"} if dcrit_form == "power" else {})},
+                      scales={"c": "D", "kappa": "D", **({"E": "E"} if irreducible else {})}, huber_delta=huber_delta,
+                      n_rough=n_polish, n_polish=max(1, n_polish // 8), n_boot=n_boot, level=level,
+                      random_state=random_state, kind="depth_width_law", law=dcrit_form)
+    est, ci, samples, health = result.params, result.ci, result.samples, result.health
     crit = {float(w): float(d_crit(est, w, dcrit_form)) for w in np.unique(W)}
     for w, v in crit.items():
         if not D.min() / 3 <= v <= D.max() * 3:
             health.append(f"D_crit = {fmt(v)} at W = {w:g} lies outside the depths tried ({fmt(D.min())}–{fmt(D.max())}) "
                           f"by more than a factor 3: {REMEDY['D']}")
-    log_pred = log_pred_vjp(theta[None])[0][0]
     penalty = est["c"] * np.maximum(0.0, np.log(D / d_crit(est, W, dcrit_form))) ** 2
-    noise = float(np.std(log_l - log_pred) * np.exp(log_l).mean())
+    noise = float(np.std(result.residuals) * np.exp(log_l).mean())
     if penalty.max() < 2 * noise:
         health.append(f"the fitted depth penalty is at most {penalty.max():.2g} nats at the depths tried, no larger "
                       f"than the noise ({noise:.2g}): no critical depth shows in range — {REMEDY['D']}")
-    data = pd.DataFrame({"depth": D, "width": W, "tokens": T, "params": 12 * D * W ** 2, "loss": L,
-                         "fitted": np.exp(log_pred)})
+    result.identified = not health
+    result.derived = dict(d_crit=crit)
     if samples is not None:
         draws = np.stack([depth_width_loss(dict(row), D, W, T, dcrit_form) for _, row in samples.iterrows()])
-        data["low"], data["high"] = np.percentile(draws, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
-    fit_r2 = r2(L, np.exp(log_pred))
-    result = LawFit(kind="depth_width_law", law=dcrit_form, params=est, ci=ci, n_points=len(L), level=level,
-                    r2=fit_r2, residuals=log_l - log_pred, n_boot=len(boot), identified=not health, health=health,
-                    data=data, samples=samples, theta=theta, objective=float(fs.min()) * huber_delta,
-                    starts_at_best=int(np.sum(fs <= fs.min() + 1e-6)), derived=dict(d_crit=crit))
+        result.data["low"], result.data["high"] = percentile_band(draws, level)
     form_txt = "κ·W^γ" if dcrit_form == "power" else "κ·ln W"
     paper = ("; the paper's 2.43·ln W gives " + ", ".join(f"{paper_critical_depth(w):.1f}" for w in crit)
              if result.identified else "")
     result.text = (f"Depth–width law fitted to {len(L)} runs ({len(np.unique(D))} depths, {len(np.unique(W))} widths): "
                    f"L = A·N^−α + B·T^−δ + c·max(0, ln(D/D_crit))²{' + E' if irreducible else ''}, D_crit = {form_txt}. "
-                   f"{_shown(est, ci, len(boot))}; R² = {fit_r2:.3f}. Fitted D_crit: "
+                   f"{_shown(est, ci, result.n_boot)}; R² = {result.r2:.3f}. Fitted D_crit: "
                    + ", ".join(f"{fmt(v)} at W = {w:g}" for w, v in crit.items()) + f"{paper}. {health_sentence(result)}")
     return result
 

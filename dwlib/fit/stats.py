@@ -100,9 +100,14 @@ def percentile_ci(samples, level) -> tuple[float, float]:
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
         return (math.nan, math.nan)
-    q = 100 * (1 - level) / 2
-    lo, hi = np.percentile(samples, [q, 100 - q])
+    lo, hi = percentile_band(samples, level)
     return (float(lo), float(hi))
+
+
+def percentile_band(draws, level) -> np.ndarray:
+    """Rows (lower, upper): the `level` percentile interval of each column of `draws` (resamples × points)."""
+    q = 100 * (1 - level) / 2
+    return np.percentile(draws, [q, 100 - q], axis=0)
 
 
 def t_interval(value, se, dof, level) -> tuple[float, float]:
@@ -209,20 +214,20 @@ def vertex(coef, lo, hi) -> np.ndarray:
 def local_vertex(x, y, *, window=5, n_boot=1000, level=0.95, rng=None) -> dict:
     """Where a noisy curve sampled at a few values of x is lowest, with a bootstrap interval.
 
-    Average y at each value of x; take the grid minimum; fit a parabola to the points at the `window`
-    values centred on it; its vertex (kept inside the window) is the estimate. Why local: away from
-    the minimum a curve is rarely a parabola (a loss that levels off, a divergence wall), and a global
-    quadratic would be bent by those points. Values of x whose mean is not finite (diverged runs) are
-    walls: they bound the minimum but never enter the parabola.
+    Average y at each x; fit a parabola to the points at the `window` values of x centred on the grid
+    minimum; its vertex (kept inside the window) is the estimate. Local, because away from the minimum a
+    curve is rarely a parabola (a loss that levels off, a divergence wall) and would bend a global one.
+    Values of x whose mean is not finite (diverged runs) are walls: they bound the minimum but never
+    enter the parabola.
 
-    Interval (none with n_boot=0): percentiles of the vertex over `n_boot` resamples — the points at each x resampled among
-    themselves when every x in the window has ≥ 2, else the parabola's residuals. Resamples whose
-    parabola has no minimum inside the window are left out and counted (`no_minimum`, a fraction). When the grid
-    minimum has no finite neighbour on one side, `method` is 'edge' (the minimum was never seen rising
-    there); when the parabola opens downward or its vertex leaves the window, 'grid'. Both return the
-    grid minimum with its neighbouring x values as the interval (NaN where the range ends).
-    Returns dict(x, low, high, method, grid_x, grid_y, value, samples, no_minimum), and for the parabola
-    methods `window` (its x range) and `coef` (a + b·u + c·u², u = x − grid_x)."""
+    Interval (none with n_boot=0): percentiles of the vertex over `n_boot` resamples — the points at
+    each x resampled among themselves when every x in the window has ≥ 2, else the parabola's
+    residuals. Resamples whose parabola has no minimum inside the window are left out; `no_minimum` is
+    their share. `method` is 'edge' when the grid minimum has no finite neighbour on one side (it was
+    never seen rising there), 'grid' when the parabola opens downward or its vertex leaves the window;
+    both return the grid minimum with its neighbouring x values as the interval (NaN where the range
+    ends). Returns dict(x, low, high, method, grid_x, grid_y, value, samples, no_minimum), and for the
+    parabola methods `window` (its x range) and `coef` (a + b·u + c·u², u = x − grid_x)."""
     rng = np.random.default_rng(rng)
     x, y = np.asarray(x, float), np.asarray(y, float)
     levels = np.unique(x)

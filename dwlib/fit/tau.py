@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .stats import (Fit, as_array, check_level, check_n_boot, fmt, fmt_ci, not_constant, percentile_ci, r2,
-                    residual_resamples, same_length)
+from .stats import (Fit, as_array, check_level, check_n_boot, fmt, fmt_ci, not_constant, percentile_band,
+                    percentile_ci, r2, residual_resamples, same_length)
 
 PAPER_TAU_EXPONENT = 0.44     # Depth Delusion: τ(W) ∝ W^0.44, R² = 0.98 (vs a logarithm, reported worse)
 PAPER_GRAD_STEP = 1000        # the paper measured gradient norms after 1000 training steps
@@ -122,13 +122,11 @@ def fit_gradient_persistence(layer_grad_norms, *, run_id=None, step=None, n_boot
         tau_ci = (1 / hi if hi > 0 else -math.inf, math.inf) if rate > 0 else (-math.inf, 1 / lo if lo < 0 else math.inf)
     g_top = float(np.exp(coef[0] + rate * D))
     grid = np.linspace(0, D - 1, 100)
-    band = coef_b[:, :1] + coef_b[:, 1:] * grid[None]
-    q = 100 * (1 - level) / 2
+    band = np.exp(percentile_band(coef_b[:, :1] + coef_b[:, 1:] * grid[None], level))
     data = pd.DataFrame({"layer": np.arange(D), "norm": np.exp(mean_log), "fitted": np.exp(fitted)})
     if n_rep >= 2:
         data["low"], data["high"] = np.exp(log_norms.min(axis=0)), np.exp(log_norms.max(axis=0))
-    curve = pd.DataFrame({"layer": grid, "norm": np.exp(coef[0] + rate * grid),
-                          "low": np.exp(np.percentile(band, q, axis=0)), "high": np.exp(np.percentile(band, 100 - q, axis=0))})
+    curve = pd.DataFrame({"layer": grid, "norm": np.exp(coef[0] + rate * grid), "low": band[0], "high": band[1]})
     fit_r2 = r2(mean_log, fitted)
     where = f" of run {run_id} at steps {steps[0]}–{steps[-1]}" if steps else ""
     text = (f"Gradient persistence{where}: {D} blocks, ln‖∇_ℓ‖ linear in ℓ with R² = {fit_r2:.3f} (log space). "

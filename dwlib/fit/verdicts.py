@@ -228,6 +228,8 @@ def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> 
     return head + (": **no measurable difference** — with a tuned learning rate the rise seen at the fixed rate is "
                    "not there at this precision." if rise is not None and rise > 0 else
                    ": **no measurable difference** at their best learning rates, as at the fixed rate.")
+
+
 def width_trend_sentence(trend, depth) -> str:
     """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)?"""
     lo, hi = trend.ci["slope"]
