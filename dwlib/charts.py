@@ -27,7 +27,8 @@ def _theme():
     """altair's default look with room at the right edge: vl-convert sizes a chart with narrower text
     than a browser's sans-serif, so in JupyterLab legends at the right edge were clipped ("D=2 W=12")."""
     return alt.theme.ThemeConfig(config={"view": {"continuousWidth": 300, "continuousHeight": 300},
-                                         "padding": {"left": 5, "top": 5, "right": 36, "bottom": 5}})
+                                         "padding": {"left": 5, "top": 5, "right": 36, "bottom": 5},
+                                         "scale": {"continuousPadding": 10}})
 
 
 FIT_COLOR = "#1f77b4"
@@ -79,11 +80,17 @@ def _count_axis(title=None) -> alt.Axis:
     return alt.Axis(format="~s", labelOverlap="greedy", labelSeparation=8, tickCount=6, title=title)
 
 
-def _seed_caption(counts) -> str | None:
-    """A warning for charts whose intervals come from two seeds (95% t-interval = ±12.7 standard errors)."""
-    if len(counts) and int(np.max(counts)) == 2:
-        return "intervals from 2 seeds are very wide (the 95% t-interval is ±12.7 standard errors)"
-    return None
+def _bars_caption(counts, before: str = "") -> str | None:
+    """What the error bars of a chart of seed means are (`_mean_band`: one convention for every such chart),
+    stated on it; with 2 seeds, that the interval is ±12.7 standard errors."""
+    n = sorted({int(c) for c in counts if c > 1})
+    if not n:
+        return before or None
+    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
+    text = f"bars: 95% t-interval of the mean over {seeds} seeds"
+    if n[0] == 2:
+        text += " (very wide with 2 seeds: ±12.7 standard errors)"
+    return "; ".join(t for t in (before, text) if t)
 
 
 def _drawable(frame: pd.DataFrame, by: str, columns=("low", "high")) -> pd.DataFrame:
@@ -100,21 +107,21 @@ def _titled(text: str, subtitle: str | None):
 DASHES = [[6, 3], [2, 2], [8, 3, 2, 3]]
 
 
-def _styled_lines(labels, colors, dashes, title=None):
-    """Colour and dash encodings for lines named by `label` (`labels`: its values, in legend order, repeats
+def _styled_lines(labels, colors, dashes, title=None, field="label"):
+    """Colour and dash encodings for lines named by `field` (`labels`: its values, in legend order, repeats
     allowed), merged into one legend."""
     labels = list(dict.fromkeys(labels))
-    return dict(color=alt.Color("label:N", title=title, scale=alt.Scale(domain=labels, range=colors)),
-                strokeDash=alt.StrokeDash("label:N", title=title, scale=alt.Scale(domain=labels, range=dashes)))
+    return dict(color=alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=labels, range=colors)),
+                strokeDash=alt.StrokeDash(f"{field}:N", title=title, scale=alt.Scale(domain=labels, range=dashes)))
 
 
-def _legend_rules(frame, **position):
+def _legend_rules(frame, title="reference", dashes=DASHES, **position):
     """Reference rules with a legend: `frame` has the position column(s) (`position`: the x or y encoding)
     and a `label` column. The paper's claims are red, other references grey; each label its own dashes."""
     labels = list(dict.fromkeys(frame["label"]))
     colors = [PAPER_COLOR if "paper" in lab.lower() else REFERENCE_COLOR for lab in labels]
     return alt.Chart(frame).mark_rule(strokeWidth=2).encode(
-        **_styled_lines(labels, colors, DASHES[:len(labels)], title="reference"), **position)
+        **_styled_lines(labels, colors, dashes[:len(labels)], title=title), **position)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,28 +129,29 @@ def _legend_rules(frame, **position):
 # ---------------------------------------------------------------------------------------------
 
 def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
-    """Loss vs depth (log axis): runs (faint) and their mean ± standard error per depth, the two saturating
-    laws the U-test compares (monotone, and one that may rise), D* with its interval when the verdict is
-    U-shaped, and the paper's 2.43·ln W and W^0.44 critical depths as dashed rules when the width is known."""
+    """Loss vs depth (log axis): runs (faint) and their mean with its 95% t-interval over seeds per depth
+    (`_mean_band`, as on every chart of seed means), the two saturating laws the U-test compares (monotone,
+    and one that may rise), D* with its interval when the verdict is U-shaped, and the paper's 2.43·ln W
+    and W^0.44 critical depths as dashed rules when the width is known."""
     _expect(result, "critical_depth")
     data, curve = result.data, result.curve
-    stats = data.groupby("depth")["loss"].agg(["mean", "std", "count"]).reset_index()
-    stats["sem"] = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
-    stats["low"], stats["high"] = stats["mean"] - stats["sem"], stats["mean"] + stats["sem"]
+    stats = _mean_band(data, "depth", "loss")
     lo, hi = result.ci["d_star"]
     refs = (pd.DataFrame({"depth": [result.paper_log, result.paper_power],
                           "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
             if result.width is not None else None)
     xs = [*data["depth"], *curve["depth"], lo, hi, *([] if refs is None else refs["depth"])]
     xs = [v for v in xs if np.isfinite(v) and v > 0]
-    x = alt.X("depth:Q", scale=_padded(xs), axis=_integer_axis(data["depth"]), title="depth D (blocks)")
+    x = alt.X("depth:Q", scale=_padded(xs), axis=_integer_axis(data["depth"], "depth D (blocks)"))
     y = partial(alt.Y, scale=alt.Scale(zero=False), title="validation loss")
+    laws = list(dict.fromkeys(curve["law"]))
     lines = alt.Chart(curve).mark_line().encode(
-        x=x, y=y("loss:Q"), **_styled_lines(curve["law"], [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law"))
+        x=x, y=y("loss:Q"), **_styled_lines(laws, [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law",
+                                            field="law"))
     runs = alt.Chart(data).mark_circle(color="black", opacity=0.3, size=25).encode(
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
     means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
-        x=x, y=y("mean:Q"), tooltip=["depth", "mean", "sem", "count"])
+        x=x, y=y("mean:Q"), tooltip=["depth", "mean", "low", "high", "count"])
     bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar(color="black").encode(   # one run: no bar
         x=x, y=y("low:Q"), y2="high:Q")
     layers = [lines, runs, bars, means]
@@ -158,35 +166,47 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
         layers.append(_legend_rules(refs, x=x))
         title = f"W = {result.width:g}: " + title
     return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
-        width=WIDTH, height=HEIGHT, title=title)
+        width=WIDTH, height=HEIGHT, title=_titled(title, _bars_caption(stats["count"], "points: runs")))
+
+
+BUDGET_MARKERS = {"U-shaped": ("D* with its 95% interval (U-shaped)", "circle"),
+                  "monotone decreasing": ("bound D* ≥ (no rise found)", "triangle-up"),
+                  "monotone increasing": ("bound D* ≤ (rises from the shallowest)", "triangle-down")}
 
 
 def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
-    """D* across annealed budgets (`fit.critical_depth_by_budget`): D* with its interval where the verdict
-    is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is monotone; the paper's 2.43·ln W
-    as a dashed rule when `width` is given."""
+    """D* across annealed budgets (`fit.critical_depth_by_budget`), every budget on the x axis: D* with its
+    interval where the verdict is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is
+    monotone, a grey dotted rule where it is inconclusive (neither); the paper's 2.43·ln W as a dashed
+    rule when `width` is given. The legend lists only what is drawn."""
     frame = by_budget.copy()
     frame["depth"] = frame["d_star"].where(frame["verdict"] == "U-shaped", frame.get("bound_depth"))
-    frame = frame.dropna(subset=["depth"])
-    if frame.empty:
+    drawn, open_ = frame.dropna(subset=["depth"]), frame[frame["depth"].isna()]
+    if drawn.empty:
         raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
-    frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
-                               np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
+    drawn = drawn.assign(marker=drawn["verdict"].map(lambda v: BUDGET_MARKERS[v][0]))
+    kinds = [v for v in BUDGET_MARKERS if v in set(drawn["verdict"])]
+    ref = [paper_critical_depth(width)] if width is not None else []
+    depths = [*drawn["depth"], *drawn["low"].dropna(), *drawn["high"].dropna(), *ref]
+    ticks = sorted({round(v) for v in depths if v >= 1} | {1})
     x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
-    y = partial(alt.Y, scale=_log(), title="loss-minimising depth D*")
-    u = frame[frame["verdict"] == "U-shaped"]
+    y = partial(alt.Y, scale=_padded(depths), axis=alt.Axis(values=ticks, format="d", title="loss-minimising depth D*"))
+    u = drawn[drawn["verdict"] == "U-shaped"]
     layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
-              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
+              alt.Chart(drawn).mark_point(size=80, filled=False, strokeWidth=2, opacity=1).encode(
                   x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
                   shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
-                      domain=["D* (U-shaped)", "bound D* ≥", "bound D* ≤"],
-                      range=["circle", "triangle-up", "triangle-down"])),
+                      domain=[BUDGET_MARKERS[k][0] for k in kinds], range=[BUDGET_MARKERS[k][1] for k in kinds])),
                   tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
+    if len(open_):
+        rules = pd.DataFrame({"tokens": open_["tokens"], "label": "inconclusive (no D* or bound)"})
+        layers.append(_legend_rules(rules, x=x, title=None, dashes=[[1, 3]]))
     if width is not None:
-        refs = pd.DataFrame({"depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
+        refs = pd.DataFrame({"depth": ref, "label": ["paper: 2.43·ln W"]})
         layers.append(_legend_rules(refs, y=y("depth:Q")))
-    title = "critical depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
-    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
+    title = (f"W = {width:g}: " if width is not None else "") + "critical depth across annealed budgets"
+    return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
+        width=WIDTH, height=HEIGHT, title=title)
 
 
 def gradient_persistence_chart(result: fit.Fit) -> alt.LayerChart:
@@ -263,7 +283,7 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
     params = pd.DataFrame(rows)
     sources = ["this fit", "Epoch AI 2024", "Hoffmann et al. 2022"]
     src_color = alt.Color("source:N", scale=alt.Scale(domain=sources, range=[FIT_COLOR, REFERENCE_COLOR, PAPER_COLOR]))
-    y = alt.Y("source:N", sort=sources, title=None)
+    y = alt.Y("source:N", sort=sources, title="source")
     panels = []
     for name, symbol in (("alpha", "α"), ("beta", "β")):
         part = params[params["parameter"] == name]
@@ -429,41 +449,88 @@ def _mean_band(runs, x, loss, by=()):
 def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss", color: str | None = "width",
                   title: str | None = None, log_x: bool = True) -> alt.LayerChart:
     """Final loss against a shape column (depth, width, params…): every run faint, the mean over seeds
-    with its 95% t-interval as an error bar, one line per `color` value. Diverged runs are left out."""
+    with its 95% t-interval as an error bar, one line per `color` value. Diverged runs are left out. Runs
+    marked `trained_here` (an explorer's Train button: one seed of a shape) are drawn apart as black
+    diamonds and kept out of the means."""
     frame = _complete_runs(runs, loss)
+    here = frame["trained_here"].astype(bool) if "trained_here" in frame else pd.Series(False, index=frame.index)
+    frame, extra = frame[~here], frame[here].assign(source="trained here (not in the means)")
+    if frame.empty:
+        raise ValueError(f"no complete runs with a finite {loss} to chart besides those trained here")
     by = [color] if color else []
     stats = _mean_band(frame, x, loss, by)
-    axis = _integer_axis(frame[x], x) if x in ("depth", "width", "layers") else alt.Axis(title=x)
-    xe = alt.X(f"{x}:Q", scale=_padded(frame[x], log_x), axis=axis)
+    every = pd.concat([frame[x], extra[x]])
+    axis = _integer_axis(every, x) if x in ("depth", "width", "layers") else alt.Axis(title=x)
+    xe = alt.X(f"{x}:Q", scale=_padded(every, log_x), axis=axis)
     y_title = loss.replace("_", " ")
     y = partial(alt.Y, scale=alt.Scale(zero=False), title=y_title)   # one title: layers' titles would merge
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")) if color else alt.value(FIT_COLOR)
+    tooltip = [c for c in ("run_id", "depth", "width", "share", "seed", "params", loss) if c in frame.columns]
     points = alt.Chart(frame).mark_circle(opacity=0.35, size=22).encode(
-        x=xe, y=y(f"{loss}:Q"), color=enc_color,
-        tooltip=[c for c in ("run_id", "depth", "width", "share", "seed", "params", loss) if c in frame.columns])
+        x=xe, y=y(f"{loss}:Q"), color=enc_color, tooltip=tooltip)
     line = alt.Chart(stats).mark_line(point=True).encode(
         x=xe, y=y("mean:Q"), color=enc_color, tooltip=[x, *by, "mean", "low", "high", "count"])
     bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar().encode(    # one seed: no interval to draw
         x=xe, y=y("low:Q"), y2="high:Q", color=enc_color)
-    title = title or f"{y_title} vs {x} (mean, 95% CI over seeds)"
-    return alt.layer(points, bars, line).properties(width=WIDTH, height=HEIGHT,
-                                                    title=_titled(title, _seed_caption(stats["count"])))
+    layers = [points, bars, line]
+    if len(extra):
+        layers.append(alt.Chart(extra).mark_point(color="black", size=90, strokeWidth=2).encode(
+            x=xe, y=y(f"{loss}:Q"), tooltip=tooltip, shape=alt.Shape(
+                "source:N", title=None, scale=alt.Scale(domain=[extra["source"].iloc[0]], range=["diamond"]))))
+    title = title or f"{y_title} vs {x}"
+    return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT,
+                                         title=_titled(title, _bars_caption(stats["count"], "dots: runs")))
 
 
 def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens", loss: str = "val_loss",
-                 title: str | None = None) -> alt.Chart:
-    """Loss curves of many runs (the store's curves frame): `loss` at each evaluation against `x`
-    (log axis), one line per run coloured by `color`."""
+                 title: str | None = None, facet: str | None = None, dash: str | None = None,
+                 log_x: bool = True) -> alt.Chart:
+    """Loss curves of many runs (the store's curves frame): `loss` at each evaluation against `x`, one
+    line per run coloured by `color`, dashed by `dash`, one panel per value of `facet` (e.g. width: lines
+    of two widths in one colour cannot be told apart). With `log_x` off the x axis is linear and, when the
+    frame has the learning rate, each panel shades the cooldown (where the rate falls below its peak at
+    the end of training): on a log axis the last 20% of the tokens is a sliver."""
     frame = curves.dropna(subset=[loss])
     frame = frame[frame[x] > 0]
     if frame.empty:
         raise ValueError(f"the curves hold no {loss} values")
-    return alt.Chart(frame).mark_line(opacity=0.7).encode(
-        x=alt.X(f"{x}:Q", scale=_log(), axis=_count_axis(x)),
-        y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
+    x_enc = alt.X(f"{x}:Q", scale=_log() if log_x else alt.Scale(zero=False), axis=_count_axis(x))
+    line = alt.Chart().mark_line(opacity=0.7).encode(
+        x=x_enc, y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
         color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
-        tooltip=["run_id", "depth", "width", "seed", x, loss],
-    ).properties(width=WIDTH, height=HEIGHT, title=title or f"{loss.replace('_', ' ')} during training")
+        tooltip=[c for c in ("run_id", "depth", "width", "share", "seed", x, loss) if c in frame.columns],
+        **({"strokeDash": alt.StrokeDash(f"{dash}:O")} if dash else {}))
+    layers, subtitle = [line], None
+    if not log_x and "lr" in curves:
+        cooldown = _cooldowns(curves, x, facet)
+        if len(cooldown):   # one frame for both layers (a facet's layers share its data), told apart by `layer`
+            frame = pd.concat([frame.assign(layer="curve"), cooldown.assign(layer="cooldown")], ignore_index=True)
+            line = line.transform_filter("datum.layer == 'curve'")
+            layers = [alt.Chart().mark_rect(color="#999", opacity=0.15).encode(x="start:Q", x2="end:Q")
+                      .transform_filter("datum.layer == 'cooldown'"), line]
+            subtitle = "shaded: the cooldown, where the learning rate decays to its end"
+    chart = alt.layer(*layers, data=frame).properties(width=WIDTH if facet is None else 260, height=HEIGHT)
+    title = _titled(title or f"{loss.replace('_', ' ')} during training", subtitle)
+    if facet is None:
+        return chart.properties(title=title)
+    header = alt.Header(labelExpr=f"'{facet} ' + datum.value", labelFontSize=12)
+    return chart.facet(column=alt.Column(f"{facet}:O", title=None, header=header)).properties(title=title)
+
+
+def _cooldowns(curves, x, facet) -> pd.DataFrame:
+    """Per `facet` value, the x range over which the runs' learning rate decays after its plateau (from the
+    plateau's last point; the median over runs)."""
+    rows = []
+    for key, runs in (curves.groupby(facet) if facet else [(None, curves)]):
+        starts = []
+        for _, run in runs.dropna(subset=["lr"]).sort_values(x).groupby("run_id"):
+            plateau = run[run["lr"] >= 0.99 * run["lr"].max()]
+            if plateau[x].max() < run[x].max():        # the rate falls after its plateau
+                starts.append(plateau[x].max())
+        if starts:
+            rows.append({**({facet: key} if facet else {}), "start": float(np.median(starts)),
+                         "end": float(runs[x].max())})
+    return pd.DataFrame(rows)
 
 
 def grad_norm_profiles_chart(grad_norms: pd.DataFrame, *, step: int | None = None, color: str = "width",
@@ -494,7 +561,8 @@ def loss_gap_chart(runs: pd.DataFrame, gap: dict, *, loss: str = "val_loss") -> 
     frame = runs[runs["status"] == "complete"].copy()
     frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
     stats = _mean_band(frame, "shape", loss)
-    y = alt.Y("shape:N", title=None, sort=list(dict.fromkeys(frame["shape"])))
+    shapes = list(dict.fromkeys(frame["shape"]))
+    y = alt.Y("shape:N", title="shape", sort=shapes)
     x_scale = alt.Scale(zero=False)
     points = alt.Chart(frame).mark_circle(size=45, opacity=0.6, color="black").encode(
         x=alt.X(f"{loss}:Q", scale=x_scale, title=loss.replace("_", " ")), y=y,
@@ -503,9 +571,9 @@ def loss_gap_chart(runs: pd.DataFrame, gap: dict, *, loss: str = "val_loss") -> 
         x="low:Q", x2="high:Q", y=y)
     means = alt.Chart(stats).mark_tick(thickness=3, size=22, color=FIT_COLOR).encode(x="mean:Q", y=y)
     lo, hi = gap["ci"]
-    title = f"gap (second − first) = {gap['gap']:+.4f} nats, 95% CI [{lo:+.4f}, {hi:+.4f}]"
+    title = f"{' minus '.join(shapes[::-1])}: {gap['gap']:+.4f} nats (95% CI {lo:+.4f} to {hi:+.4f})"
     return alt.layer(points, bars, means).properties(width=WIDTH, height=120,
-                                                     title=_titled(title, _seed_caption(stats["count"])))
+                                                     title=_titled(title, _bars_caption(stats["count"], "dots: runs")))
 
 
 def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
@@ -513,7 +581,7 @@ def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
     sequence (ms) and batched throughput (tokens/s), side by side."""
     frame = speed.copy()
     frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
-    y = alt.Y("shape:N", title=None, sort=list(frame["shape"]))
+    y = alt.Y("shape:N", title="shape", sort=list(frame["shape"]))
     left = alt.Chart(frame).mark_bar(color=FIT_COLOR).encode(
         x=alt.X("latency_ms:Q", title="latency, one sequence (ms)"), y=y,
         tooltip=["shape", "latency_ms", "latency_ms_sd", "context", "device"]).properties(width=260, height=90)
@@ -638,6 +706,9 @@ def to_svg(chart) -> str:
 # Colours per parametrisation: SP red (the paper's setting), μP blue, CompleteP green.
 
 PARAMETRIZATION_COLORS = {"sp": "#d62728", "mup": "#1f77b4", "completep": "#2ca02c"}
+PARAMETRIZATION_SHORT = {"sp": "SP", "mup": "μP", "completep": "CompleteP"}
+PARAMETRIZATION_NAMES = {"sp": "SP (standard parametrisation)", "mup": "μP (maximal update)",
+                         "completep": "CompleteP (depth and width)"}
 _LR_TOOLTIP = [alt.Tooltip(f"{c}:Q", format=".3g") for c in ("best_lr", "lr_low", "lr_high")]
 
 
@@ -678,15 +749,18 @@ def coord_check_chart(frame: pd.DataFrame, *, over: str = "width", value: str = 
         raise ValueError("nothing to chart: the frame has no positive activation sizes")
     sites = [s for s in ("embedding", "residual", "attn_logits", "logits") if s in set(data["site"])]
     what = "mean |x_t − x_0|" if value == "delta" else "mean |x_t|"
-    # narrow panels, one y title (in the chart's title): the 3 × 4 grid fits a 1400 px browser window
+    data["parametrisation"] = data["parametrization"].map(PARAMETRIZATION_SHORT)
+    # narrow panels with a short y title (the chart's title says it in full): the 3 × 4 grid fits a 1400 px
+    # browser window
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X(f"{over}:Q", scale=_padded(data[over]), axis=_integer_axis(data[over], over)),
-        y=alt.Y(f"{value}:Q", scale=_log(), axis=alt.Axis(format="~g", labelOverlap="greedy", title=None)),
+        y=alt.Y(f"{value}:Q", scale=_log(), axis=alt.Axis(format="~g", labelOverlap="greedy",
+                                                          title="|Δx|" if value == "delta" else "|x|")),
         color=alt.Color("step:O", scale=alt.Scale(scheme="blues"), title="step"),
         detail=f"{other}:O",
         tooltip=["parametrization", "site", over, other, "step", alt.Tooltip(f"{value}:Q", format=".3g")],
-    ).properties(width=140, height=110).facet(
-        row=alt.Row("parametrization:N", sort=list(PARAMETRIZATION_COLORS), title=None),
+    ).properties(width=130, height=110).facet(
+        row=alt.Row("parametrisation:N", sort=list(PARAMETRIZATION_SHORT.values()), title=None),
         column=alt.Column("site:N", sort=sites, title=None),
     ).resolve_scale(y="independent").properties(title=f"coordinate check: {what} per site vs {over}")
 
@@ -695,38 +769,45 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
                     color: str = "width", y_max: float | None = None) -> alt.HConcatChart:
     """Loss against learning rate (log axis), one panel per parametrisation, one line per shape coloured
     by `color` (width or depth); with `best` (from `dwlib.transfer.best_lr`) each shape's best lr is
-    marked with its interval. Where the marks line up vertically the learning rate transfers.
-    Diverged runs are left out; the y axis is cut at `y_max` (default: a little above the region of the
-    minima, so divergent learning rates do not flatten the curves)."""
+    marked with its interval (a diamond, in the legend). Where the marks line up vertically the learning
+    rate transfers. Diverged runs are left out; means above `y_max` (default: a little above the region
+    of the minima, so divergent learning rates do not flatten the curves) are not drawn, and the subtitle
+    says how many."""
     frame = _complete_runs(runs, loss)
     means = frame.groupby(["parametrization", "depth", "width", "lr"], as_index=False)[loss].mean()
     lo = float(means[loss].min())
     if y_max is None:
         y_max = min(float(means[loss].max()), lo + 4 * (float(means[loss].median()) - lo) + 1e-3)
-    y_scale = alt.Scale(domain=[lo - 0.02 * (y_max - lo) - 1e-3, y_max], zero=False)
-    x = alt.X("lr:Q", scale=_padded(means["lr"]), axis=alt.Axis(format="~g", title="learning rate"))
+    off_scale = int((means[loss] > y_max).sum())
+    means = means[means[loss] <= y_max]
+    x = alt.X("lr:Q", scale=_padded(frame["lr"]), axis=alt.Axis(format="~g", title="learning rate"))
+    y = partial(alt.Y, scale=alt.Scale(zero=False), title=loss.replace("_", " "))
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis"), title=color)
     if best is not None:
         best = _best_lr_rows(best)
-        best["best_loss"] = best["best_loss"].clip(upper=y_max)
+        if "parametrization" not in best:          # best_lr by depth or width only: one parametrisation
+            best["parametrization"] = means["parametrization"].iloc[0]
+        best = best[best["best_loss"] <= y_max].assign(what="best lr with its interval")
     panels = []
     for parametrization in [p for p in PARAMETRIZATION_COLORS if p in set(means["parametrization"])]:
         m = means[means["parametrization"] == parametrization]
-        layers = [alt.Chart(m).mark_line(point=True, clip=True).encode(
-            x=x, y=alt.Y(f"{loss}:Q", scale=y_scale, title=loss.replace("_", " ")), color=enc_color,
+        layers = [alt.Chart(m).mark_line(point=True).encode(
+            x=x, y=y(f"{loss}:Q"), color=enc_color,
             detail="shape:N", tooltip=["depth", "width", "lr", alt.Tooltip(f"{loss}:Q", format=".4f")],
         ).transform_calculate(shape="datum.depth + 'x' + datum.width")]
         if best is not None:
             b = best[best["parametrization"] == parametrization]
-            y_best = alt.Y("best_loss:Q", scale=y_scale)
             layers.append(alt.Chart(b[b["lr_high"] > b["lr_low"]]).mark_rule(strokeWidth=2).encode(
-                x="lr_low:Q", x2="lr_high:Q", y=y_best, color=enc_color))
-            layers.append(alt.Chart(b).mark_point(shape="diamond", size=90, filled=True).encode(
-                x="best_lr:Q", y=y_best, color=enc_color,
-                tooltip=["depth", "width", *_LR_TOOLTIP, "at_edge", "method"]))
-        panels.append(alt.layer(*layers).properties(width=260, height=220, title=parametrization))
+                x="lr_low:Q", x2="lr_high:Q", y=y("best_loss:Q"), color=enc_color))
+            layers.append(alt.Chart(b).mark_point(size=90, filled=True, opacity=1).encode(
+                x="best_lr:Q", y=y("best_loss:Q"), color=enc_color,
+                shape=alt.Shape("what:N", title=None, scale=alt.Scale(range=["diamond"])),
+                tooltip=[c for c in ("depth", "width") if c in b] + [*_LR_TOOLTIP, "at_edge", "method"]))
+        panels.append(alt.layer(*layers).properties(width=260, height=220,
+                                                    title=PARAMETRIZATION_NAMES[parametrization]))
+    note = f"{off_scale} mean(s) above {y_max:.3g} not drawn (learning rates far from the best)" if off_scale else None
     return alt.hconcat(*panels).resolve_scale(color="shared").properties(
-        title=f"{loss.replace('_', ' ')} vs learning rate (◆ best lr with its interval)")
+        title=_titled(f"{loss.replace('_', ' ')} vs learning rate (mean over seeds)", note))
 
 
 def best_lr_chart(best: pd.DataFrame, *, over: str = "width") -> alt.LayerChart:
