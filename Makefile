@@ -15,7 +15,7 @@ help:
 	@echo "make test    build .venv (with test extras) and run the test suite"
 	@echo "make bench   throughput and fit benchmarks (prints figures)"
 	@echo "make lab        JupyterLab with the notebooks/*.py opening as notebooks"
-	@echo "make notebooks  execute every notebook with the cpu preset (papermill) into outputs/<name>/"
+	@echo "make notebooks  execute every notebook with the cpu preset (papermill) into outputs/<name>/cpu/"
 	@echo "make smoke      execute every notebook with the smoke preset (what CI runs), ~1 min each"
 	@echo "make report     the executed notebooks in outputs/ as self-contained HTML: outputs/report/index.html"
 
@@ -33,7 +33,7 @@ $(VENV)/.installed-ray: $(VENV)/.installed requirements-ray.txt
 venv: $(VENV)/.installed
 
 # The main job: the baseline depth sweep notebook, cpu preset, on the embedded stdlib corpus, executed
-# by papermill into outputs/02_baseline_sweep/ (executed notebook + PNG/SVG charts; runs in outputs/runs.sqlite).
+# by papermill into outputs/02_baseline_sweep/cpu/ (executed notebook + PNG/SVG charts; runs in outputs/runs.sqlite).
 run: venv
 	$(PY) -m dwlib.notebooks 02_baseline_sweep -p preset cpu -p executor parallel
 
@@ -48,10 +48,13 @@ clean:
 
 # -- notebooks (dwlib/notebooks.py runs them through papermill; jupytext sources need no .ipynb) -------
 # JupyterLab as root needs --allow-root; the labconfig in .jupyter/ makes .py notebooks open as notebooks.
+# One torch thread per run, as `make smoke` and the browser test use (and the parallel executor's workers):
+# two threads per kernel beside the lab server and a browser oversubscribe 2 cores ~10-50x, and the
+# notebooks' predicted times are made for the threads actually used.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab: venv
-	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) \
+	DWLIB_THREADS=1 OMP_NUM_THREADS=1 JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
 
 notebooks: venv

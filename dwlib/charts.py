@@ -169,9 +169,9 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
         width=WIDTH, height=HEIGHT, title=_titled(title, _bars_caption(stats["count"], "points: runs")))
 
 
-BUDGET_MARKERS = {"U-shaped": ("D* with its 95% interval (U-shaped)", "circle"),
-                  "monotone decreasing": ("bound D* ≥ (no rise found)", "triangle-up"),
-                  "monotone increasing": ("bound D* ≤ (rises from the shallowest)", "triangle-down")}
+BUDGET_MARKERS = {"U-shaped": ("U-shaped: D*, 95% interval", "circle"),
+                  "monotone decreasing": ("no rise: bound D* ≥", "triangle-up"),
+                  "monotone increasing": ("rises: bound D* ≤", "triangle-down")}
 
 
 def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
@@ -189,18 +189,19 @@ def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> al
     ref = [paper_critical_depth(width)] if width is not None else []
     depths = [*drawn["depth"], *drawn["low"].dropna(), *drawn["high"].dropna(), *ref]
     ticks = sorted({round(v) for v in depths if v >= 1} | {1})
-    x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
+    x = alt.X("tokens:Q", scale=_padded(frame["tokens"]),   # ticks at the budgets, rounded to whole steps
+              axis=alt.Axis(values=sorted(frame["tokens"]), format="~s", title="training tokens T (annealed)"))
     y = partial(alt.Y, scale=_padded(depths), axis=alt.Axis(values=ticks, format="d", title="loss-minimising depth D*"))
     u = drawn[drawn["verdict"] == "U-shaped"]
     layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
               alt.Chart(drawn).mark_point(size=80, filled=False, strokeWidth=2, opacity=1).encode(
                   x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
-                  shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
+                  shape=alt.Shape("marker:N", title="verdict", scale=alt.Scale(
                       domain=[BUDGET_MARKERS[k][0] for k in kinds], range=[BUDGET_MARKERS[k][1] for k in kinds])),
                   tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
     if len(open_):
-        rules = pd.DataFrame({"tokens": open_["tokens"], "label": "inconclusive (no D* or bound)"})
-        layers.append(_legend_rules(rules, x=x, title=None, dashes=[[1, 3]]))
+        rules = pd.DataFrame({"tokens": open_["tokens"], "label": "inconclusive: no D*"})
+        layers.append(_legend_rules(rules, x=x, title="or", dashes=[[1, 3]]))
     if width is not None:
         refs = pd.DataFrame({"depth": ref, "label": ["paper: 2.43·ln W"]})
         layers.append(_legend_rules(refs, y=y("depth:Q")))
@@ -225,6 +226,9 @@ def gradient_persistence_chart(result: fit.Fit) -> alt.LayerChart:
         layers.append(alt.Chart(data).mark_errorbar(color="black").encode(x=x, y=y("low:Q"), y2="high:Q"))
     tau, ci = result.params["tau"], result.ci["tau"]
     title = f"τ = {fit.fmt(tau)} layers ({fit.fmt_ci(ci)}), R² = {result.r2:.3f}: {result.verdict}"
+    if result.verdict != "decays toward the input":    # no decay: no persistence length to name
+        lo, hi = result.ci["rate"]
+        title = f"decay rate 1/τ = {result.params['rate']:+.3f} per layer ({lo:+.3f} to {hi:+.3f}): {result.verdict}"
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
@@ -513,7 +517,8 @@ def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens
     title = _titled(title or f"{loss.replace('_', ' ')} during training", subtitle)
     if facet is None:
         return chart.properties(title=title)
-    header = alt.Header(labelExpr=f"'{facet} ' + datum.value", labelFontSize=12)
+    symbol = {"width": "W", "depth": "D"}.get(facet, facet)
+    header = alt.Header(labelExpr=f"'{symbol} = ' + datum.value", labelFontSize=12)
     return chart.facet(column=alt.Column(f"{facet}:O", title=None, header=header)).properties(title=title)
 
 

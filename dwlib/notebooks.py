@@ -17,13 +17,17 @@ From a shell (papermill needs .ipynb, so the runner converts the jupytext source
     python -m dwlib.notebooks 02_baseline_sweep -p preset cpu -p widths "[64, 128]"
     python -m dwlib.notebooks all -p preset smoke        # every notebook, in order
 
-Each executed notebook lands beside its charts: outputs/<name>/<name>.ipynb (or under -p output_dir).
+Each executed notebook lands beside its charts: outputs/<name>/<preset>/<name>.ipynb — a folder per preset,
+and per set of parameters that changes results (`variant`): outputs/<name>/cpu-1a2b3c4d/ — or under -p
+output_dir.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import sys
@@ -53,7 +57,8 @@ class Session:
         s.output_dir.mkdir(parents=True, exist_ok=True)
         self.charts: list[str] = []
         self.verdicts: list[str] = []
-        self.training: list[tuple[float, float]] = []   # (measured, predicted) seconds of each run() that trained
+        self.headlines: list[bool] = []     # which verdicts are headlines (listed first)
+        self.training: list[tuple[float, float]] = []   # (measured, predicted) seconds of everything that trained
         self.started = time.perf_counter()
 
     # -- runs ---------------------------------------------------------------------------------
@@ -114,11 +119,17 @@ class Session:
             if progress is not None:
                 progress(i, outcome)
 
-        started = time.perf_counter()
-        frame = run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=on_result)
-        if trained:   # measured against predicted, for the summary (finish)
-            self.training.append((time.perf_counter() - started, self.predicted_seconds([pairs[i] for i in trained])))
+        started = time.perf_counter()   # bars only in JupyterLab: under the runner its status line is the progress
+        frame = run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=on_result,
+                          progress=progress is None)
+        self.trained(time.perf_counter() - started, [pairs[i] for i in trained])
         return frame
+
+    def trained(self, seconds: float, pairs):
+        """Note that `pairs` trained in `seconds` (by `run`, or a widget: the race, a Train button), for the
+        summary `finish` prints: measured against predicted time."""
+        if pairs:
+            self.training.append((seconds, self.predicted_seconds(pairs)))
 
     def _progress_writer(self, pairs):
         """A run_sweep `on_result` that writes the sweep's progress as JSON to $DWLIB_PROGRESS (the runner
@@ -140,7 +151,7 @@ class Session:
             # measured seconds per predicted second once a run has trained; the cost model before
             pace = (time.time() - started) / trained_cost if trained_cost else 1.0 / workers
             state = dict(done=len(done), total=len(pairs), remaining=pace * sum(cost[j] for j in left),
-                         time=time.time(), current=[_label(*pairs[j]) for j in left[:workers]])
+                         time=time.time(), current=_pending([_label(*pairs[j]) for j in left], workers))
             Path(path + ".tmp").write_text(json.dumps(state))
             os.replace(path + ".tmp", path)
 
@@ -181,10 +192,12 @@ class Session:
         from IPython.display import Markdown, display
         display(Markdown(text))
 
-    def verdict(self, text: str):
+    def verdict(self, text: str, *, headline: bool = False):
         """Display a conclusion of this run (Markdown) and record it for manifest.json's `verdicts`, which
-        the report's index lists (`python -m dwlib.report`)."""
-        self.verdicts.append(text)
+        the report's index lists (`python -m dwlib.report`): headlines first, then the rest in order."""
+        i = sum(self.headlines) if headline else len(self.verdicts)
+        self.verdicts.insert(i, text)
+        self.headlines.insert(i, headline)
         self.say(text)
 
     @staticmethod
@@ -201,14 +214,16 @@ class Session:
         seconds = time.perf_counter() - self.started
         s = self.settings
         measured, predicted = (sum(t[i] for t in self.training) for i in (0, 1))
-        manifest = dict(notebook=s.notebook, preset=s.preset, charts=self.charts, verdicts=self.verdicts,
+        name, changed = variant(s)
+        manifest = dict(notebook=s.notebook, preset=s.preset, variant=name, parameters=_plain(changed),
+                        charts=self.charts, verdicts=self.verdicts,
                         wall_seconds=seconds, training_seconds=measured, predicted_training_seconds=predicted,
                         store=str(s.store_path), output_dir=str(s.output_dir),
                         settings={k: _plain(v) for k, v in vars(s).items()})
         (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
         trained = (f" Training took {_minutes(measured / 60)} against {_minutes(predicted / 60)} predicted by the cost "
-                   "model calibrated on this machine (`presets.machine_speed`)." if self.training else
-                   " Every run came from the store: nothing trained.")
+                   f"model calibrated on this machine with {s.threads} torch thread(s) (`presets.machine_speed`)."
+                   if self.training else " Every run came from the store: nothing trained.")
         self.say(f"Done in {seconds:.0f} s.{trained} Charts (PNG and SVG): `{s.output_dir}`; runs: `{s.store_path}`.")
         return manifest
 
@@ -219,9 +234,34 @@ def start(notebook: str, **params) -> Session:
     import altair as alt
     import torch
     s = presets.settings(notebook, **params)
+    if not params.get("output_dir"):
+        s.output_dir = default_output_dir(s)
     torch.set_num_threads(s.threads)
     alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
     return Session(s)
+
+
+# Settings fields that say where and how a notebook runs, not what it computes: they never name a folder
+NOT_RESULTS = ("notebook", "preset", "store_path", "executor", "output_dir", "threads")
+
+
+def variant(s: presets.Settings, extra: dict | None = None) -> tuple[str, dict]:
+    """The name of what `s` computes: its preset ("cpu"), or "cpu-<8 hex digits>" when settings that change
+    results differ from the preset's (those are returned too, with `extra`: parameters of the notebook's
+    own that are not settings), so that outputs of different presets and parameters never share a folder."""
+    base = presets.settings(s.notebook, s.preset)
+    changed = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
+               if f.name not in NOT_RESULTS and getattr(s, f.name) != getattr(base, f.name)}
+    changed.update(extra or {})
+    if not changed:
+        return s.preset, {}
+    digest = hashlib.sha1(json.dumps(_plain(changed), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{s.preset}-{digest}", changed
+
+
+def default_output_dir(s: presets.Settings, extra: dict | None = None) -> Path:
+    """outputs/<notebook>/<variant>/ (`variant`): e.g. outputs/02_baseline_sweep/cpu/."""
+    return presets.default_output_dir(s.notebook) / variant(s, extra)[0]
 
 
 def _minutes(m: float) -> str:
@@ -234,6 +274,16 @@ def _minutes(m: float) -> str:
 
 def _label(m, t) -> str:
     return f"D={m.depth} W={m.width} seed {t.seed}"
+
+
+def _pending(labels, n) -> list[str]:
+    """The first `n` distinct shapes and seeds of the runs not done yet (a shape's budgets are one trunk and
+    its cooldown branches), each with its count of runs when more than one, and "…" when more are left."""
+    counts = dict.fromkeys(labels, 0)
+    for label in labels:
+        counts[label] += 1
+    shown = [f"{label} ({k} budgets)" if k > 1 else label for label, k in list(counts.items())[:n]]
+    return shown + (["…"] if len(counts) > n else [])
 
 
 def _ranges(values) -> str:
@@ -279,7 +329,7 @@ def execute(name: str, parameters: dict | None = None, *, log_output: bool = Fal
     import papermill as pm
     parameters = dict(parameters or {})
     notebook = check_parameters(name, parameters)
-    output_dir = Path(parameters.get("output_dir") or presets.default_output_dir(name)).resolve()
+    output_dir = Path(parameters.get("output_dir") or _output_dir_for(name, notebook, parameters)).resolve()
     parameters["output_dir"] = str(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +349,30 @@ def execute(name: str, parameters: dict | None = None, *, log_output: bool = Fal
             if status is not None:
                 status.stop()
     return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
+
+
+def _output_dir_for(name: str, notebook, parameters: dict) -> Path:
+    """The folder the notebook itself would choose for these -p parameters (`default_output_dir`), its own
+    parameters that are not settings (01's calculator defaults) compared with its parameters cell."""
+    known = {f.name for f in dataclasses.fields(presets.Settings)}
+    cell = _cell_defaults(notebook)
+    s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known and k != "notebook"})
+    extra = {k: v for k, v in parameters.items() if k not in known and v != cell.get(k)}
+    return default_output_dir(s, extra)
+
+
+def _cell_defaults(notebook) -> dict:
+    """name -> value of each literal assignment in the notebook's parameters cell."""
+    values = {}
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                    try:
+                        values[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        pass
+    return values
 
 
 def check_parameters(name: str, parameters: dict):
@@ -377,7 +451,7 @@ class _StatusLine:
         if state["done"] == state["total"]:
             return key, f"{self.name} · {runs} · {_clock(elapsed)} elapsed · sweep done, running the next cells"
         left = max(0.0, state["remaining"] - (time.time() - state["time"]))
-        return key, (f"{self.name} · {runs} · now {', '.join(state['current'])} · {_clock(elapsed)} elapsed · "
+        return key, (f"{self.name} · {runs} · to do: {', '.join(state['current'])} · {_clock(elapsed)} elapsed · "
                      f"about {_clock(left)} left in this sweep")
 
     def show(self):
@@ -418,7 +492,8 @@ def main(argv=None) -> int:
         prog="python -m dwlib.notebooks",
         description="Execute dwlib's notebooks headless with papermill (jupytext sources converted in "
                     "memory). Each lands at <output_dir>/<name>.ipynb beside its charts; output_dir "
-                    "defaults to outputs/<name>/.")
+                    "defaults to outputs/<name>/<preset>/ (outputs/<name>/<preset>-<hash>/ when other "
+                    "parameters change what it computes; manifest.json lists them).")
     parser.add_argument("names", nargs="*", help="notebook names (e.g. 02_baseline_sweep, or 02), or 'all'")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="a notebook parameter; VALUE is read as a Python literal when it is one "

@@ -13,6 +13,7 @@ notebooks show their key figures in plain cells too, and those are on the page.
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import html
 import json
@@ -42,19 +43,31 @@ TITLE = re.compile(r"aria-label=\"Title text '(.*?)'\"")   # Vega's titles, in i
 MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 STYLE = """body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 section { border-top: 1px solid #ddd; padding: 0.5em 0 1em; }
-.meta { color: #555; } .thumbs img { width: 320px; margin: 4px; border: 1px solid #eee; }"""
+.meta { color: #555; } .thumbs img { width: 480px; margin: 4px; border: 1px solid #eee; }"""
 
 
 def executed_notebooks(outputs: Path) -> list[dict]:
-    """The manifests (`notebooks.Session.finish`) of the notebooks executed under `outputs`, one folder
-    each, in notebook order; each gains `folder` and `path` (its executed .ipynb)."""
+    """The manifests (`notebooks.Session.finish`) of the notebooks executed anywhere under `outputs` (one
+    folder each: outputs/<name>/<variant>/ by default), in notebook order; each gains `folder`, `path` (its
+    executed .ipynb) and `variant` (the preset, or preset-hash when other parameters changed results)."""
     found = []
-    for manifest in sorted(Path(outputs).glob("*/manifest.json")):
+    for manifest in sorted(Path(outputs).rglob("manifest.json")):
         entry = json.loads(manifest.read_text())
         path = manifest.parent / f"{entry['notebook']}.ipynb"
         if path.exists():
-            found.append(dict(entry, folder=manifest.parent, path=path))
-    return found
+            found.append(dict(entry, folder=manifest.parent, path=path, variant=entry.get("variant", entry["preset"]),
+                              page=f"{manifest.parent.relative_to(outputs).as_posix()}/{entry['notebook']}.html"))
+    return sorted(found, key=lambda e: (e["notebook"], e["page"]))
+
+
+def variants(entries: list[dict]) -> dict[str, list[dict]]:
+    """The entries by variant — serious presets first (gpu, cpu, smoke), then variants with parameters:
+    the index never sets one run's verdicts beside another's."""
+    order = {p: i for i, p in enumerate(reversed(presets.PRESETS))}
+    groups = {}
+    for e in sorted(entries, key=lambda e: (order.get(e["preset"], 9), e["variant"] != e["preset"], e["variant"])):
+        groups.setdefault(e["variant"], []).append(e)
+    return groups
 
 
 def mathml(text: str) -> str:
@@ -68,13 +81,34 @@ def mathml(text: str) -> str:
     return MATH.sub(replace, text)
 
 
-def notebook_html(path: Path) -> str:
-    """One executed notebook as a standalone HTML page (see the module docstring)."""
+def effective_parameters(nb) -> None:
+    """Show the parameters a run used: papermill's injected values written into the notebook's own
+    parameters cell (its comments kept), and the injected cell dropped."""
+    injected = next((c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])), None)
+    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if injected is None or cell is None:
+        return
+    values = {node.targets[0].id: ast.get_source_segment(injected.source, node.value)
+              for node in ast.parse(injected.source).body if isinstance(node, ast.Assign)}
+    lines = []
+    for line in cell.source.splitlines():
+        m = re.match(r"(\w+)(\s*=\s*)(.*?)(\s+#.*)?$", line)
+        if m and m.group(1) in values:
+            line = f"{m.group(1)}{m.group(2)}{values.pop(m.group(1))}" + (m.group(4) or "")
+        lines.append(line)
+    cell.source = "\n".join(["# the parameters of this run (papermill's values in place of the defaults)", *lines,
+                             *(f"{k} = {v}" for k, v in values.items())])
+    nb.cells.remove(injected)
+
+
+def notebook_html(path: Path, title: str | None = None) -> str:
+    """One executed notebook as a standalone HTML page (see the module docstring), titled `title`."""
     import jinja2
     import nbformat
     from nbconvert import HTMLExporter
     nb = nbformat.read(str(path), as_version=4)
     nb.metadata.pop("widgets", None)          # widget state: only a widget manager script could use it
+    effective_parameters(nb)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = mathml(cell.source)
@@ -84,46 +118,57 @@ def notebook_html(path: Path) -> str:
                 output["data"] = {"text/html": WIDGET_NOTE}
             elif "text/markdown" in data:
                 data["text/markdown"] = mathml(data["text/markdown"])
-            if "image/svg+xml" in data:            # the chart's title (drawn last) as the image's alt text
-                titles = TITLE.findall(data["image/svg+xml"])
-                output.setdefault("metadata", {})["alt"] = html.unescape(titles[-1]) if titles else "a chart"
+            if "image/svg+xml" in data:            # every title of the chart (panels', then the whole) as alt text
+                titles = list(dict.fromkeys(html.unescape(t) for t in TITLE.findall(data["image/svg+xml"])))
+                output.setdefault("metadata", {})["alt"] = "; ".join(titles) or "a chart"
     exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"dwlib_report.html.j2": TEMPLATE})],
                             template_file="dwlib_report.html.j2")
-    return exporter.from_notebook_node(nb)[0]
+    return exporter.from_notebook_node(nb, resources={"metadata": {"name": title or path.stem}})[0]
 
 
 def index_html(entries: list[dict], title: str = "dwlib report") -> str:
-    """The index page: per notebook, a link to its page, its preset, wall time, verdicts and charts."""
+    """The index page: per variant (preset, and parameters when changed), per notebook, a link to its page,
+    its wall time, verdicts and charts."""
     from nbconvert.filters.markdown import markdown2html
     sections = []
-    for e in entries:
-        verdicts = "".join(f"<li>{markdown2html(mathml(v))}</li>" for v in e.get("verdicts", []))
-        thumbs = "".join(f"<img alt='{html.escape(c)}' title='{html.escape(c)}' src='data:image/svg+xml;base64,"
-                         f"{base64.b64encode((e['folder'] / f'{c}.svg').read_bytes()).decode()}'>"
-                         for c in e.get("charts", []) if (e["folder"] / f"{c}.svg").exists())
-        sections.append(
-            f"<section><h2><a href='{html.escape(e['notebook'])}.html'>{html.escape(e['notebook'])}</a></h2>"
-            f"<p class='meta'>preset <b>{html.escape(str(e['preset']))}</b> · wall time "
-            f"{_duration(e['wall_seconds'])} · {len(e.get('charts', []))} charts</p>"
-            + (f"<ul class='verdicts'>{verdicts}</ul>" if verdicts
-               else "<p class='meta'><i>no verdict recorded</i></p>")
-            + f"<div class='thumbs'>{thumbs}</div></section>")
+    for name, group in variants(entries).items():
+        changed = group[0].get("parameters") or {}
+        params = (" with " + ", ".join(f"<code>{html.escape(k)}={html.escape(repr(v))}</code>" for k, v in changed.items())
+                  if changed else " (its own parameters)")
+        sections.append(f"<h2 id='{html.escape(name)}'>preset {html.escape(group[0]['preset'])}{params}</h2>")
+        for e in group:
+            verdicts = "".join(f"<li>{markdown2html(mathml(v))}</li>" for v in e.get("verdicts", []))
+            thumbs = "".join(f"<a href='{html.escape(e['page'])}'><img alt='{html.escape(c)}' title='{html.escape(c)}' "
+                             f"src='data:image/svg+xml;base64,"
+                             f"{base64.b64encode((e['folder'] / f'{c}.svg').read_bytes()).decode()}'></a>"
+                             for c in e.get("charts", []) if (e["folder"] / f"{c}.svg").exists())
+            sections.append(
+                f"<section><h3><a href='{html.escape(e['page'])}'>{html.escape(e['notebook'])}</a></h3>"
+                f"<p class='meta'>preset <b>{html.escape(str(e['preset']))}</b> · wall time "
+                f"{_duration(e['wall_seconds'])} · {len(e.get('charts', []))} charts</p>"
+                + (f"<ul class='verdicts'>{verdicts}</ul>" if verdicts
+                   else "<p class='meta'><i>no verdict recorded</i></p>")
+                + f"<div class='thumbs'>{thumbs}</div></section>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p class='meta'>{len(entries)} notebooks, built {time.strftime('%Y-%m-%d %H:%M')}. Each page is the "
+            f"<p class='meta'>{len(entries)} notebook{'s' if len(entries) != 1 else ''}, built "
+            f"{time.strftime('%Y-%m-%d %H:%M')}. Each page is the "
             f"executed notebook; every number in its prose comes from that run.</p>{''.join(sections)}</body></html>")
 
 
 def build(outputs: Path, target: Path) -> Path:
-    """Write <target>/index.html and one <name>.html per executed notebook under `outputs`; return the
-    index's path. Raises ValueError when `outputs` holds no executed notebook."""
-    entries = executed_notebooks(outputs)
+    """Write <target>/index.html and one page per executed notebook under `outputs` (at the notebook's
+    folder's place: <target>/<name>/<variant>/<name>.html); return the index's path. Raises ValueError when
+    `outputs` holds no executed notebook."""
+    entries = [e for e in executed_notebooks(outputs) if Path(target).resolve() not in e["folder"].resolve().parents]
     if not entries:
-        raise ValueError(f"no executed notebooks under {outputs} (each needs <name>/manifest.json and "
-                         f"<name>/<name>.ipynb): run `make smoke` or `make notebooks` first")
+        raise ValueError(f"no executed notebooks under {outputs} (each needs <folder>/manifest.json and "
+                         f"<folder>/<name>.ipynb): run `make smoke` or `make notebooks` first")
     target.mkdir(parents=True, exist_ok=True)
     for e in entries:
-        (target / f"{e['notebook']}.html").write_text(notebook_html(e["path"]), encoding="utf-8")
+        page = target / e["page"]
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(notebook_html(e["path"], f"{e['notebook']} · preset {e['variant']}"), encoding="utf-8")
     index = target / "index.html"
     index.write_text(index_html(entries), encoding="utf-8")
     return index

@@ -102,7 +102,8 @@ def shape_facts(depth: int, width: int, context: int, flops: float, vocab_size: 
                 embedding_params=embedding_params(cfg), params=count_params(cfg), flops_per_token=fpt,
                 head_flops_per_token=parts["head_flops"],
                 attention_flops_share=parts["flops"]["attention over context"] / fpt, budget=flops, tokens=tokens,
-                tokens_per_param=tokens / n, d_crit_log=paper_critical_depth(width),
+                tokens_per_param=tokens / n, tokens_per_param_all=tokens / count_params(cfg),
+                d_crit_log=paper_critical_depth(width),
                 d_crit_power=paper_critical_depth_power(width), aspect_ratio=width / depth)
 
 
@@ -123,7 +124,8 @@ def calculator_html(f: dict) -> str:
         f"is {f['attention_flops_share']:.0%} of it); the output head adds {f['head_flops_per_token']:,.0f} "
         f"(6·W·V), which budgets do not count<br>"
         f"tokens a budget of {f['budget']:.3g} FLOPs buys: {f['tokens']:,.0f} "
-        f"({f['tokens_per_param']:.1f} tokens per parameter; Chinchilla's optimum is ≈ 20)<br>"
+        f"({f['tokens_per_param']:.1f} per non-embedding parameter, {f['tokens_per_param_all']:.1f} per parameter "
+        f"counting embeddings and head — the count Chinchilla's optimum of ≈ 20 uses)<br>"
         f"aspect ratio W/D = {f['aspect_ratio']:.1f}; the paper's critical depth at W = {f['width']:,}: "
         f"2.43·ln W = {f['d_crit_log']:.1f} (its W^0.44 law: {f['d_crit_power']:.1f}) — "
         f"D = {f['depth']} is {verdict}</div>")
@@ -226,12 +228,14 @@ class LiveChart:
         self.out.value = render(self.chart())
 
 
-def race(pairs, labels, *, store, live: LiveChart | None = None):
-    """Train each (ModelConfig, TrainConfig) pair through the store, one after another, drawing their
-    validation losses live; each finished run is then redrawn from its stored record, so a rerun that
-    finds the runs in the store draws the same chart at once. Returns the store's frame of the runs.
-    Display `live.out` before calling to watch it."""
+def race(pairs, labels, *, store=None, live: LiveChart | None = None, session=None):
+    """Train each (ModelConfig, TrainConfig) pair through the store (`session.store` when `store` is not
+    given), one after another, drawing their validation losses live; each finished run is then redrawn
+    from its stored record, so a rerun that finds the runs in the store draws the same chart at once.
+    `session` (a notebook's `notebooks.Session`) is told what trained and how long it took, for its
+    summary. Returns the store's frame of the runs. Display `live.out` before calling to watch it."""
     from . import sweep
+    store = store if store is not None else session.store
     live = live or LiveChart()
     keys = []
     for (m, t), label in zip(pairs, labels):
@@ -239,7 +243,10 @@ def race(pairs, labels, *, store, live: LiveChart | None = None):
         keys.append(sweep.key_for(m, t, tokens))
         stored = store.get(keys[-1])
         if stored is None or stored["status"] not in ("complete", "diverged"):
+            started = time.perf_counter()
             sweep.run(m, t, store=store, on_eval=live.callback(label), tokens=tokens, progress=False)
+            if session is not None:
+                session.trained(time.perf_counter() - started, [(m, t)])
             stored = store.get(keys[-1])
         live.add_record(label, stored["result"])
         live.redraw()
@@ -252,13 +259,16 @@ def race(pairs, labels, *, store, live: LiveChart | None = None):
 
 class ShapeExplorer:
     """Controls (sliders) → `pair_for(**values)` → (ModelConfig, TrainConfig). Every change redraws
-    `predict(model, train)` (an HTML/Markdown string, or None) above the cost and the store's status of
-    that run; the Train button trains it with a live loss chart, stores it, remembers its key in
-    `trained`, and calls `on_trained(record)` (e.g. to redraw the sweep's chart with it)."""
+    `predict(model, train)` (an HTML/Markdown string, or None) above the shape's size, its training
+    settings, whether the store holds that run and, if not, its predicted time on `threads` torch threads
+    (the threads it trains with); the Train button trains it with a live loss chart (or shows it from the
+    store), remembers its key in `trained`, tells `session` (a `notebooks.Session`) what trained, and
+    calls `on_trained(record)` (e.g. to redraw the sweep's chart with it)."""
 
-    def __init__(self, pair_for, controls: dict, *, store, predict=None, on_trained=None, threads: int = 1):
+    def __init__(self, pair_for, controls: dict, *, store, predict=None, on_trained=None, threads: int = 1,
+                 session=None):
         self.pair_for, self.controls, self.store = pair_for, controls, store
-        self.predict, self.on_trained, self.threads = predict, on_trained, threads
+        self.predict, self.on_trained, self.threads, self.session = predict, on_trained, threads, session
         self.trained: list[str] = []
         self.button = widgets.Button(description="Train", button_style="primary", icon="play",
                                      tooltip="train this shape (stored; re-running finds it in the store)")
@@ -277,10 +287,16 @@ class ShapeExplorer:
     def _ipython_display_(self):
         display(self.widget())
 
+    def _pair(self):
+        """The controls' pair, trained on this explorer's threads unless it names its own."""
+        from dataclasses import replace
+        m, t = self.pair_for(**{name: c.value for name, c in self.controls.items()})
+        return m, (t if t.threads is not None else replace(t, threads=self.threads))
+
     def _show(self, _change=None):
-        values = {name: c.value for name, c in self.controls.items()}
+        from . import sweep
         try:
-            m, t = self.pair_for(**values)
+            m, t = self._pair()
         except ValueError as err:
             self.prediction.value = f"<span style='color:#d62728'>{html.escape(str(err))}</span>"
             return
@@ -291,23 +307,33 @@ class ShapeExplorer:
                 lines.append(text)
         steps = steps_for_budget(m, t)
         tokens = steps * tokens_per_step(m, t)
-        seconds = presets.estimate_seconds([(m, t)], "cpu", self.threads)
+        stored = self.store.get(sweep.key_for(m, t))
+        state = (f"the store holds this run ({stored['status']}): Train shows it at once" if stored else
+                 f"not in the store yet: about {presets.estimate_seconds([(m, t)], 'cpu', t.threads):.0f} s to train "
+                 f"on {t.threads} CPU thread{'s' if t.threads > 1 else ''} (the cost model's figure for this machine)")
         lines.append(f"D = {m.depth}, W = {m.width}" + (f", each block applied {m.share}×" if m.share > 1 else "")
                      + f": {non_embedding_params(m):,} non-embedding parameters, {steps:,} steps "
-                     f"({tokens:,} tokens, {flops_per_token(m) * tokens:.3g} FLOPs); about {seconds:.0f} s to "
-                     f"train on one CPU thread. The paper's D_crit at this width: {paper_critical_depth(m.width):.1f}.")
+                     f"({tokens:,} tokens, {flops_per_token(m) * tokens:.3g} FLOPs). The paper's D_crit at this width: "
+                     f"{paper_critical_depth(m.width):.1f}.")
+        lines.append(f"Trained as the notebook's runs are: schedule {t.schedule}"
+                     + (f", warmup {t.warmup} steps" if t.warmup is not None else "")
+                     + (f", cooldown over the last {t.cooldown:.0%}" if t.schedule.startswith("wsd") else "")
+                     + f", lr {t.lr:g}, batch {t.batch_size}, seed {t.seed}; {state}.")
         self.prediction.value = "<div style='font-family:sans-serif'>" + "<br>".join(lines) + "</div>"
 
     def _train(self, _button=None):
         from . import sweep
-        values = {name: c.value for name, c in self.controls.items()}
-        m, t = self.pair_for(**values)
+        m, t = self._pair()
         self.button.disabled = True
         self.status.value = "training…"
         self.live.points.clear()
         try:
             label = f"D={m.depth} W={m.width}" + (f" ×{m.share}" if m.share > 1 else "")
+            fresh = self.store.get(sweep.key_for(m, t)) is None
+            started = time.perf_counter()
             record = sweep.run(m, t, store=self.store, on_eval=self.live.callback(label), progress=False)
+            if fresh and self.session is not None:
+                self.session.trained(time.perf_counter() - started, [(m, t)])
             self.live.add_record(label, record)
             self.live.redraw()
             self.trained.append(record["run_key"])
@@ -315,6 +341,7 @@ class ShapeExplorer:
                                  if record.get("val_loss") is not None else record["status"])
             if self.on_trained is not None:
                 self.on_trained(record)
+            self._show()
         except Exception as err:   # show it beside the button; the notebook keeps working
             self.status.value = f"<span style='color:#d62728'>{type(err).__name__}: {html.escape(str(err))}</span>"
         finally:
@@ -324,20 +351,24 @@ class ShapeExplorer:
 def explore(nb, pair_for, controls: dict, *, runs, chart, predict=None) -> ShapeExplorer:
     """A notebook's "explore a shape" block: a `ShapeExplorer` of `pair_for(**controls)` with its
     `predict` line and Train button, above `chart(frame)` — the store's frame of `runs` plus every shape
-    trained here (column `trained_here`) — which redraws after each training; a chart that refuses its
-    data (ValueError: too few runs) shows the reason instead. `nb` is the notebook's `notebooks.Session`
-    (its store and thread count). Displays both and returns the explorer."""
+    trained here that is not one of them (column `trained_here`: charts draw those apart, out of the
+    means) — which redraws after each training; a chart that refuses its data (ValueError: too few runs)
+    shows the reason instead. `pair_for` should train with the notebook's own settings (schedule, warmup,
+    budget), so that a swept shape is the sweep's run. `nb` is the notebook's `notebooks.Session` (its
+    store, thread count and training summary). Displays both and returns the explorer."""
     view = widgets.HTML()
+    own = set(runs["run_key"])
 
     def redraw(_record=None):
         frame = nb.store.runs_frame(keys=list(runs["run_key"]) + explorer.trained)
+        here = frame["run_key"].isin(explorer.trained) & ~frame["run_key"].isin(own)
         try:
-            view.value = render(chart(frame.assign(trained_here=frame["run_key"].isin(explorer.trained))))
+            view.value = render(chart(frame.assign(trained_here=here)))
         except ValueError as err:
             view.value = f"<i>{html.escape(str(err))}</i>"
 
     explorer = ShapeExplorer(pair_for, controls, store=nb.store, predict=predict, on_trained=redraw,
-                             threads=nb.settings.threads)
+                             threads=nb.settings.threads, session=nb)
     redraw()
     display(explorer, view)
     return explorer

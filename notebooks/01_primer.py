@@ -61,8 +61,8 @@ seeds = None
 device = "auto"
 store_path = None      # None: outputs/runs.sqlite
 executor = "local"
-output_dir = None      # None: outputs/01_primer/
-threads = None         # torch threads; None: $DWLIB_THREADS or all cores
+output_dir = None      # None: outputs/01_primer/<preset>/
+threads = None         # torch threads; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 calc_depth = 16        # calculator defaults: the Depth Delusion W 512 family
 calc_width = 512
 calc_context = 1024
@@ -193,7 +193,7 @@ nb.show_design(pairs)
 labels = [f"D={m.depth} W={m.width}" for m, _ in pairs]
 live = widgets.LiveChart("race: validation loss")
 display(live.out)
-race = widgets.race(pairs, labels, store=nb.store, live=live)
+race = widgets.race(pairs, labels, live=live, session=nb)
 
 # %%
 nb.figure(live.chart(), "race")

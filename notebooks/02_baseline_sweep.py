@@ -59,14 +59,15 @@ lr_factors = None      # the LR check's learning rates, as multiples of the pres
 device = "auto"        # auto (CUDA if present), cpu, cuda
 store_path = None      # results store; None: outputs/runs.sqlite (finished runs are reused)
 executor = "local"     # local | parallel (worker processes sharing the cores) | ray
-output_dir = None      # charts (PNG + SVG); None: outputs/02_baseline_sweep/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # charts (PNG + SVG); None: outputs/02_baseline_sweep/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 
 # %%
 import altair as alt
 import pandas as pd
 
 from dwlib import charts, fit, notebooks, presets, sweep, transfer, widgets
+from dwlib.config import tokens_per_step
 
 alt.renderers.enable("svg")
 nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
@@ -109,8 +110,9 @@ final[["run_id", "status", "depth", "width", "seed", "tokens", "tokens_per_param
 # %% [markdown]
 # ## Loss against depth, at the largest budget
 #
-# Each faint dot is one run; the line joins the means over seeds, with 95% t-intervals. The x axis is
-# logarithmic, as depths are spaced geometrically.
+# Each faint dot is one run; the line joins the means over seeds, and each bar is the 95% t-interval of
+# a mean — the same interval on every chart of seed means in these notebooks. The x axis is logarithmic,
+# as depths are spaced geometrically.
 
 # %%
 nb.figure(charts.loss_vs_chart(final, "depth", color="width"), "loss_vs_depth")
@@ -145,14 +147,16 @@ pd.DataFrame([dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low
 # Every budget's points are fully annealed runs (schedule `wsd-sqrt`: the learning rate cools down over the
 # last 20% of each budget's own steps). Whether D\* moves between two budgets is tested on the paired
 # bootstrap difference D\*(T₂) − D\*(T₁) — the same resamples at both budgets, since a seed's runs share one
-# trunk — not on whether two intervals overlap. Where a budget is not U-shaped, its bound is drawn instead.
+# trunk — not on whether two intervals overlap. Where a budget is not U-shaped, its bound is drawn instead,
+# and a budget with neither (inconclusive) is a dotted rule.
 
 # %%
 by_budget = {}
 for width in s.widths:
     by_budget[width], why = nb.attempt(fit.critical_depth_by_budget, runs, width=width, n_boot=min(s.n_boot, 500))
     if by_budget[width]:
-        nb.verdict(fit.verdicts.movement_sentence(*by_budget[width], width))
+        nb.verdict(fit.verdicts.movement_sentence(*by_budget[width], width,
+                                                  regime=fit.verdicts.regime_of(runs[runs["width"] == width])))
     else:
         nb.say(f"W = {width}: {why}")
 drawn = [charts.critical_depth_by_budget_chart(b[0], width=w) for w, b in by_budget.items()
@@ -166,7 +170,8 @@ if drawn:
 # One learning rate for every depth can make a deep model look bad because that rate suits it badly. At
 # the first width, the best depth and the deepest depth get a small learning-rate sweep on **other** seeds
 # (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). The curves
-# below show loss against learning rate at the two depths on those seeds.
+# below show loss against learning rate at the two depths on those seeds, and each depth's best rate with
+# its interval (`dwlib.transfer.best_lr`: the vertex of a parabola in log lr, bootstrapped over seeds).
 
 # %%
 r = fits.get(s.widths[0])
@@ -175,9 +180,10 @@ if r is None:
 else:
     best, deepest = presets.lr_check_depths(r, s.depths)
     tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
-    tuned = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")
+    tuned = transfer.best_lr(tuning, by=["depth"], n_boot=200)
+    nb.figure(charts.lr_curves_chart(tuning, tuned, color="depth"), "lr_check")
+    tuned = tuned.set_index("depth")
     chosen = tuned["grid_lr"].to_dict()
-    nb.figure(charts.lr_curves_chart(tuning, color="depth"), "lr_check")
 
 # %% [markdown]
 # Each depth's best rate is then trained on the verdict's seeds, and the two depths are compared paired by
@@ -194,28 +200,35 @@ if r is not None:
     else:
         nb.verdict(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
                                                   rise=at_fixed[deepest] - at_fixed[best],
-                                                  at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]]))
+                                                  at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]],
+                                                  regime=fit.verdicts.regime_of(scored)))
 
 # %% [markdown]
 # ## Loss curves
 #
-# Validation loss at each evaluation, one line per run at the largest budget, coloured by depth; the
-# cooldown shows as the drop at the end.
+# Validation loss at each evaluation, one line per run at the largest budget, coloured by depth, one
+# panel per width. The token axis is linear, so the cooldown — the last 20% of each run's steps, shaded —
+# shows as the drop at the end.
 
 # %%
-nb.figure(charts.curves_chart(nb.curves(final), color="depth"), "loss_curves")
+nb.figure(charts.curves_chart(nb.curves(final), color="depth", facet="width", log_x=False), "loss_curves")
 
 # %% [markdown]
 # ## Explore a shape
 #
 # Move the sliders: the prediction (from the fitted curve when the width was swept), the shape's size and
-# its cost update at once. **Train** trains that shape on this notebook's budget (first seed), stores it,
-# and adds it to the chart below. Nothing trains unless you click. First, how a slider position becomes a
-# run, and the prediction read off the fitted saturating law:
+# its cost update at once. **Train** trains that shape exactly as the sweep trained its runs at the largest
+# budget — the same schedule (`wsd-sqrt`), warmup, cooldown and first seed — stores it, and adds it to the
+# chart below: a swept shape is the sweep's own run (the store serves it at once), a new one is drawn apart
+# as a black diamond and kept out of the means. Nothing trains unless you click. First, how a slider
+# position becomes a run, and the prediction read off the fitted saturating law:
 
 # %%
+sweep_train = next(t for _, t in pairs if t.tokens == max(budgets) and t.seed == s.seeds[0])   # the sweep's settings
+
+
 def pair_for(depth, width):
-    return sweep.make_pair(s.model(), s.train(seed=s.seeds[0]), depth=depth, width=width, tokens=int(s.budget))
+    return sweep.make_pair(s.model(), sweep_train, depth=depth, width=width)
 
 
 def predict(m, t):
@@ -246,9 +259,11 @@ widgets.explore(nb, pair_for, {"depth": widgets.depth_slider(s.depths[len(s.dept
 # %%
 done = runs[runs["status"] == "complete"]
 others = ", ".join(f"{n} {k}" for k, n in runs["status"].value_counts().items() if k != "complete")
+trained = sorted(runs["tokens"].unique())      # each budget rounded to whole steps
 nb.say(f"{len(done)} of {len(runs)} runs finished" + (f" ({others})" if others else "") + f"; preset `{s.preset}`, "
-       f"corpus `{s.corpus}` ({s.tokenizer} tokens), budgets {', '.join(f'{b:,}' for b in budgets)} tokens per run.")
+       f"corpus `{s.corpus}` ({s.tokenizer} tokens), budgets {', '.join(f'{b:,}' for b in trained)} tokens per run "
+       f"(each requested budget rounded to whole steps of {tokens_per_step(*pairs[0]):,} tokens).")
 for r in fits.values():
     if r is not None:
-        nb.verdict(fit.verdicts.critical_depth_sentence(r))
+        nb.verdict(fit.verdicts.critical_depth_sentence(r), headline=True)
 nb.finish();

@@ -46,8 +46,8 @@ seeds = None
 device = "auto"
 store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
-output_dir = None      # None: outputs/03_width_validation/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # None: outputs/03_width_validation/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 
 # %%
 import altair as alt
@@ -78,7 +78,7 @@ presets.preset_table("03_width_validation")
 pairs = nb.design()
 nb.show_design(pairs)
 depth = s.depths[0]
-nb.say(f"Depth held at **{depth}** over widths {', '.join(map(str, s.widths))}, {len(s.seeds)} seed(s) each; the "
+nb.say(f"Depth held at **{depth}** over widths {', '.join(map(str, s.widths))}, {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''} each; the "
        f"paper's critical depth over these widths runs from {paper_critical_depth(min(s.widths)):.1f} "
        f"(W = {min(s.widths)}) to {paper_critical_depth(max(s.widths)):.1f} (W = {max(s.widths)}).")
 
@@ -90,21 +90,19 @@ runs[["run_id", "status", "depth", "width", "seed", "params", "tokens", "val_los
 # ## Is loss monotone in width?
 #
 # `dwlib.fit.check_monotone` compares each width with the next (mean over seeds, Welch interval of the
-# difference) and fits the overall slope of loss against ln W.
+# difference) and fits the overall slope of loss against ln W. A step the wrong way whose interval
+# includes zero is noise, not a reversal.
 
 # %%
 nb.figure(charts.loss_vs_chart(runs, "width", color="depth"), "loss_vs_width")
 done = runs[runs["status"] == "complete"]
 trend, why = nb.attempt(fit.check_monotone, done["width"], done["val_loss"], decreasing=True)
+regime = fit.verdicts.regime_of(runs)
 if trend is None:
     nb.say(f"**Not judged** — {why}")
 else:
-    nb.say(trend.summary())
-    display(trend.steps)
-
-# %%
-if trend is not None:
-    nb.verdict(fit.verdicts.width_trend_sentence(trend, depth))
+    display(trend.steps.rename(columns={"x_from": "width_from", "x_to": "width_to"}))
+    nb.verdict(fit.verdicts.width_trend_sentence(trend, depth, regime=regime))
 
 # %% [markdown]
 # ## Per-layer gradient norms
@@ -124,26 +122,23 @@ taus = fit.tau_by_width(grads, n_boot=min(s.n_boot, 500))
 taus
 
 # %%
-decaying = taus[taus["verdict"] == "decays toward the input"]
-growing = taus[taus["verdict"] == "grows toward the input"]
-nb.say(f"In {len(decaying)} of {len(taus)} runs the block gradients **decay** toward the input (the interval of "
-       f"the decay rate 1/τ lies above zero), in {len(growing)} they **grow** toward it, in the rest there is no "
-       "clear trend.")
+decays = (taus["verdict"] == "decays toward the input").all()
+nb.verdict(fit.verdicts.persistence_sentence(taus, regime=regime))
 
 # %% [markdown]
-# τ(W) is fitted to every run's decay rate 1/τ, whatever its sign — a run whose gradients do not decay is a
-# result, not a reason to leave it out — as a power law and as a logarithm, each judged on widths it was
-# not fitted to (`dwlib.fit.fit_tau_scaling`).
+# Where every run's gradients decay, τ(W) is fitted to the runs' decay rates 1/τ as a power law and as a
+# logarithm, each judged on widths it was not fitted to (`dwlib.fit.fit_tau_scaling`). Where they do not,
+# there is no persistence length to scale, and nothing is fitted.
 
 # %%
 rate_se = (taus["rate_high"] - taus["rate_low"]) / (2 * 1.96)
-scaling, why = nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6),
-                          n_boot=min(s.n_boot, 500))
+scaling, why = (nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6),
+                           n_boot=min(s.n_boot, 500)) if decays else (None, "the gradients do not decay in every run"))
 if scaling is None:
-    nb.say(f"**τ(W) not fitted** — {why}. The paper's τ ∝ W^0.44 cannot be tested on this run.")
+    nb.say(f"**τ(W) not fitted** — {why}. The paper's τ ∝ W^0.44 is not tested on this run.")
 else:
     nb.figure(charts.tau_scaling_chart(scaling), "tau_scaling")
-    nb.verdict(scaling.summary())
+    nb.verdict(scaling.summary() + " " + fit.verdicts.regime_sentence(regime))
 
 # %% [markdown]
 # ## One model's gradient profile, fitted
@@ -158,7 +153,10 @@ if profile is None:
     nb.say(f"Not fitted — {why}")
 else:
     nb.figure(charts.gradient_persistence_chart(profile), "gradient_persistence_widest")
-    nb.say(profile.summary())
+    nb.say(profile.summary() if profile.verdict == "decays toward the input" else
+           f"The widest model's block gradients **{profile.verdict}** (decay rate 1/τ = {profile.params['rate']:+.3f} per "
+           f"layer, {profile.level:.0%} CI {profile.ci['rate'][0]:+.3f} to {profile.ci['rate'][1]:+.3f}): it has no "
+           "persistence length.")
 
 # %% [markdown]
 # ## Explore a width

@@ -45,8 +45,8 @@ seeds = None
 device = "auto"
 store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
-output_dir = None      # None: outputs/04_compute_matched/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # None: outputs/04_compute_matched/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 factor = None          # how much deeper the second shape is; None: from the preset
 
 # %%
@@ -89,7 +89,7 @@ nb.say(f"Shape A: **D = {d_a}, W = {w_a}** (the paper's D_crit at W = {w_a} is {
        f"{non_embedding_params(shape_a):,} vs {non_embedding_params(shape_b):,} "
        f"({non_embedding_params(shape_b) / non_embedding_params(shape_a) - 1:+.1%}); both train for "
        f"{float(s.budget):.3g} FLOPs — {tokens_a:,} tokens for A, {tokens_b:,} for B — over "
-       f"{len(s.seeds)} seed(s).")
+       f"{len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}.")
 
 # %%
 runs = nb.run(pairs)
@@ -114,7 +114,7 @@ else:
 
 # %%
 if gap is not None:
-    nb.verdict(fit.verdicts.compute_matched_sentence(gap, s.budget))
+    nb.verdict(fit.verdicts.compute_matched_sentence(gap, s.budget, regime=fit.verdicts.regime_of(runs)))
 
 # %% [markdown]
 # ## Loss against compute

@@ -47,8 +47,8 @@ seeds = None
 device = "auto"
 store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
-output_dir = None      # None: outputs/05_scaling_fit/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # None: outputs/05_scaling_fit/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 use_store = True       # fit the laws to every comparable run in the store, not only this design
 epoch_data = None      # Epoch AI points (svg_extracted_data.csv); None: the copy in tests/fixtures
 
@@ -115,7 +115,7 @@ if iso is None:
     nb.say(f"**Not fitted** — {why}")
 else:
     nb.figure(charts.isoflop_chart(iso), "isoflop")
-    nb.verdict(iso.summary())
+    nb.verdict(iso.summary() + " " + fit.verdicts.regime_sentence(fit.verdicts.regime_of(design_runs)))
     columns = ("flops", "n_runs", "opt_params", "opt_tokens", "params_status", "best_")
     display(iso.optima[[c for c in iso.optima.columns if c.startswith(columns)]])
 
@@ -149,7 +149,7 @@ if law is None:
     nb.say(f"**Not fitted** — {why}")
 else:
     nb.figure(charts.depth_width_law_chart(law), "depth_width_law")
-    nb.verdict(law.summary())
+    nb.verdict(law.summary() + " " + fit.verdicts.regime_sentence(fit.verdicts.regime_of(data)))
 
 # %% [markdown]
 # ## The Chinchilla form on the same runs
@@ -176,7 +176,8 @@ if comparison is None:
     nb.say(f"**Not compared** — {why}")
 else:
     display(comparison)
-    nb.verdict(fit.laws.compare_laws_sentence(comparison))
+    nb.verdict(fit.laws.compare_laws_sentence(comparison) + " "
+               + fit.verdicts.regime_sentence(fit.verdicts.regime_of(data)))
 
 # %% [markdown]
 # ## Is the fitter sound? Epoch AI's Chinchilla replication

@@ -47,8 +47,8 @@ seeds = None
 device = "auto"
 store_path = None      # None: outputs/runs.sqlite
 executor = "local"     # local | parallel | ray
-output_dir = None      # None: outputs/06_mobilellm_counterpoint/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # None: outputs/06_mobilellm_counterpoint/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 shares = None          # block-sharing factors (1: none, 2: MobileLLM); None: from the preset
 reference_depth = None # the depth whose shape (at the width) sets the parameter count; None: from the preset
 
@@ -84,7 +84,7 @@ nb.show_design(pairs)
 shapes = sorted({(m.depth, m.width) for m, _ in pairs})
 nb.say(f"Reference: **D = {presets.reference_depth(s)}, W = {s.widths[0]}**; at its non-embedding parameters: "
        + ", ".join(f"D = {d} at W = {w}" for d, w in shapes) + f"; block sharing ×{', ×'.join(map(str, s.shares))}; "
-       f"{int(s.budget):,} training tokens per run, {len(s.seeds)} seed(s).")
+       f"{int(s.budget):,} training tokens per run, {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}.")
 
 # %%
 runs = nb.run(pairs)
@@ -117,7 +117,8 @@ if gap is None:
     nb.say(f"Deepest against shallowest: no interval — {why}")
 else:
     nb.verdict(fit.verdicts.deep_vs_shallow_sentence(gap, (deep.depth.iloc[0], deep.width.iloc[0]),
-                                                     (shallow.depth.iloc[0], shallow.width.iloc[0])))
+                                                     (shallow.depth.iloc[0], shallow.width.iloc[0]),
+                                                     regime=fit.verdicts.regime_of(plain)))
 
 # %% [markdown]
 # ## Does block sharing help?
@@ -139,13 +140,14 @@ sharing = pd.DataFrame(rows)
 sharing
 
 # %%
-nb.verdict(fit.verdicts.sharing_sentence(sharing))
+nb.verdict(fit.verdicts.sharing_sentence(sharing, regime=fit.verdicts.regime_of(done)))
 
 # %% [markdown]
 # ## Loss curves
 
 # %%
-nb.figure(charts.curves_chart(nb.curves(runs), color="depth", title="validation loss (colour: depth)"), "loss_curves")
+nb.figure(charts.curves_chart(nb.curves(runs), color="depth", dash="share",
+                              title="validation loss (colour: depth; dashes: block sharing factor)"), "loss_curves")
 
 # %% [markdown]
 # ## Try a depth at the same size

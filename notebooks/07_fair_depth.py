@@ -48,8 +48,8 @@ transfer_widths = None # widths of the width-transfer sweep; None: from the pres
 device = "auto"        # auto (CUDA if present), cpu, cuda
 store_path = None      # results store; None: outputs/runs.sqlite (finished runs are reused)
 executor = "local"     # local | parallel (worker processes sharing the cores) | ray
-output_dir = None      # charts (PNG + SVG); None: outputs/07_fair_depth/
-threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
+output_dir = None      # charts (PNG + SVG); None: outputs/07_fair_depth/<preset>/
+threads = None         # torch threads per run; None: $DWLIB_THREADS (`make lab` sets 1) or all cores
 
 # %%
 import math
@@ -85,7 +85,7 @@ presets.preset_table("07_fair_depth")
 # %%
 nb.say(f"At preset `{s.preset}`: depths {', '.join(map(str, s.depths))} at W = {W}, where the paper's formula puts "
        f"D_crit at {paper_critical_depth(W):.1f}; learning rates {', '.join(f'{v:g}' for v in s.lrs)} (the fixed one: "
-       f"{s.lr:g}); {len(s.seeds)} seed(s) for the depth sweeps, {len(s.transfer_seeds)} for the width transfer over "
+       f"{s.lr:g}); {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''} for the depth sweeps, {len(s.transfer_seeds)} for the width transfer over "
        f"widths {', '.join(map(str, s.transfer_widths))}; base depth {s.base_depth}; {int(s.budget):,} tokens per run.")
 
 # %% [markdown]
@@ -158,7 +158,7 @@ spread_w, why = nb.attempt(transfer.lr_spread, best_w, over="width")
 if spread_w is None:
     nb.say(f"Not enough shapes to compare: {why}")
 else:
-    nb.verdict(fit.verdicts.lr_spread_sentence(spread_w, "width"))
+    nb.verdict(fit.verdicts.lr_spread_sentence(spread_w, "width", regime=fit.verdicts.regime_of(runs_w)))
 best_w[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
 
 # %% [markdown]
@@ -174,7 +174,7 @@ spread_d, why = nb.attempt(transfer.lr_spread, best_d, over="depth")
 if spread_d is None:
     nb.say(f"Not enough shapes to compare: {why}")
 else:
-    nb.verdict(fit.verdicts.lr_spread_sentence(spread_d, "depth"))
+    nb.verdict(fit.verdicts.lr_spread_sentence(spread_d, "depth", regime=fit.verdicts.regime_of(runs_d)))
 best_d[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
 
 # %% [markdown]
@@ -268,7 +268,8 @@ display(widgets.view(depth_curve_at, {"lr": widgets.choice_slider(s.lrs, near=s.
 mean_loss = both[both["status"] == "complete"].groupby(["arm", "depth"])["val_loss"].mean().unstack("arm")
 gain = (mean_loss["(a) SP, fixed lr"] - mean_loss["(b) SP, best lr per depth"]).dropna()
 nb.say(f"Depth sweeps at W = {W}, {int(s.budget):,} tokens per run, seeds {s.seeds}, preset `{s.preset}`.")
+regime = fit.verdicts.regime_of(both)
 if len(gain):
-    nb.verdict(fit.verdicts.retuning_gain_sentence(gain))
-nb.verdict(fit.verdicts.fair_depth_text(fits))
+    nb.verdict(fit.verdicts.retuning_gain_sentence(gain, regime=regime))
+nb.verdict(fit.verdicts.fair_depth_text(fits, regime=regime), headline=True)
 nb.finish();

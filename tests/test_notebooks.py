@@ -88,6 +88,30 @@ def test_runner_output_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     assert f"error: output_dir '{blocker}' is a file" in capsys.readouterr().err
 
 
+def test_outputs_of_different_presets_and_parameters_never_share_a_folder(tmp_path):
+    """02 in JupyterLab at its default smoke preset once wrote its charts and manifest over `make run`'s cpu
+    results: each preset, and each set of parameters that changes results, has its own folder — the same
+    one whether the runner or the notebook itself (JupyterLab: no output_dir) chooses it."""
+    name = "02_baseline_sweep"
+    root = presets.default_output_dir(name)
+
+    def runner(**params):
+        return notebooks._output_dir_for(name, notebooks.check_parameters(name, params), params)
+
+    def kernel(**params):
+        return notebooks.start(name, store_path=str(tmp_path / "runs.sqlite"), **params).settings.output_dir
+
+    assert runner(preset="cpu", executor="parallel") == kernel(preset="cpu", executor="parallel") == root / "cpu"
+    assert runner() == kernel(preset="smoke") == root / "smoke"
+    assert runner(preset="cpu", widths=[16, 32]) == root / "cpu"            # the preset's own widths
+    wide = runner(preset="cpu", widths=[64, 128])
+    assert wide == kernel(preset="cpu", widths=[64, 128]) and wide.name.startswith("cpu-") and wide != runner(
+        preset="cpu", widths=[64])
+    assert notebooks.variant(presets.settings(name, "cpu", widths=[64, 128])) == (wide.name, {"widths": [64, 128]})
+    primer = notebooks._output_dir_for("01_primer", notebooks.check_parameters("01_primer", {"tau": 4.0}), {"tau": 4.0})
+    assert primer.parent == presets.default_output_dir("01_primer") and primer.name.startswith("smoke-")
+
+
 @pytest.mark.parametrize("notebook", list(presets.DESIGNS))
 def test_presets_resolve_and_price_every_design(notebook, monkeypatch):
     monkeypatch.setattr(presets, "machine_speed", lambda threads=1, **_: presets.REFERENCE_SPEED)
@@ -150,6 +174,26 @@ def test_race_times_each_run_from_its_own_record(tmp_path):
     assert again.points == live.points and again.out.value == live.out.value
 
 
+def test_the_race_counts_as_training_in_the_notebooks_summary(tmp_path, monkeypatch):
+    """01 ended with "Every run came from the store: nothing trained" after its race trained two runs."""
+    from dwlib import sweep
+    nb = notebooks.Session(presets.settings("01_primer", "smoke", store_path=tmp_path / "runs.sqlite",
+                                            output_dir=tmp_path / "out"))
+    said = []
+    monkeypatch.setattr(nb, "say", said.append)
+    pairs = [sweep.make_pair(ModelConfig(context=16, head_dim=16), None, depth=d, width=w, steps=4, batch_size=2,
+                             eval_every=2, eval_batches=1, threads=1) for d, w in ((2, 32), (1, 64))]
+    widgets.race(pairs, ["deep", "wide"], live=widgets.LiveChart(), session=nb)
+    assert len(nb.training) == 2 and all(measured > 0 for measured, _ in nb.training)
+    nb.finish()
+    assert "Training took" in said[-1] and "nothing trained" not in said[-1], said[-1]
+    again = notebooks.Session(nb.settings)             # a rerun: both races come from the store
+    monkeypatch.setattr(again, "say", said.append)
+    widgets.race(pairs, ["deep", "wide"], live=widgets.LiveChart(), session=again)
+    again.finish()
+    assert "nothing trained" in said[-1]
+
+
 @pytest.mark.parametrize("name", list(EXPECTED_CHARTS))
 def test_notebook_runs_under_papermill(name, shared, capfd):
     out = shared / name
@@ -162,6 +206,10 @@ def test_notebook_runs_under_papermill(name, shared, capfd):
     if name == "02_baseline_sweep":     # the sweep wrote its progress file and the runner read it
         total = len(presets.design(presets.settings(name, "smoke")))
         assert f"02_baseline_sweep · runs {total}/{total} · " in status.getvalue(), status.getvalue()
+    if name in ("02_baseline_sweep", "03_width_validation", "04_compute_matched", "06_mobilellm_counterpoint"):
+        # the explorer's sliders start at a swept shape: its Train button trains exactly the sweep's run
+        state = json.dumps(nbformat.read(result["path"], as_version=4).metadata.get("widgets", {}))
+        assert "the store holds this run (complete)" in state, f"{name}: the explorer's run is not the sweep's"
     TIMES[name] = round(seconds, 1)
     print(f"\n{name}: {seconds:.1f} s under papermill (smoke)")
     _record_times()
@@ -189,13 +237,20 @@ def test_status_line_reads_the_progress_file(tmp_path):
     stream = io.StringIO()
     line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
     line.stop()                                      # not a terminal: prints the last state once
-    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · now D=8 W=64 seed 1, D=12 W=64 seed 0 · 0m0\ds elapsed · "
+    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · to do: D=8 W=64 seed 1, D=12 W=64 seed 0 · 0m0\ds elapsed · "
                         r"about 3m[12]\ds left in this sweep\n", stream.getvalue()), stream.getvalue()
     (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
     finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
     finished.stop()
     last = stream.getvalue().splitlines()[-1]
     assert last.startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done"), last
+
+
+def test_the_status_line_names_each_shape_once_and_does_not_call_queued_runs_running():
+    # the trunk and the cooldown branches of one shape and seed share a label: "now D=12 W=32 seed 0, D=12 …"
+    labels = ["D=12 W=32 seed 0"] * 3 + ["D=12 W=32 seed 1"] * 3 + ["D=16 W=32 seed 0"]
+    assert notebooks._pending(labels, 2) == ["D=12 W=32 seed 0 (3 budgets)", "D=12 W=32 seed 1 (3 budgets)", "…"]
+    assert notebooks._pending(labels[-1:], 2) == ["D=16 W=32 seed 0"]
 
 
 def _record_times():

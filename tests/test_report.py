@@ -11,10 +11,9 @@ from dwlib import charts, report
 from dwlib.config import ModelConfig
 
 
-@pytest.fixture
-def outputs(tmp_path):
-    """outputs/ with one executed notebook: prose with TeX, a chart, a widget, a Markdown verdict."""
-    folder = tmp_path / "outputs" / "02_baseline_sweep"
+def executed(folder, preset="cpu", verdict="At W = 64 the loss is **U-shaped**: D\\* = 4.3 (3.4–4.9).", **manifest):
+    """An executed notebook in `folder` (notebooks.Session's layout): prose with TeX, a chart, a widget, a
+    Markdown verdict."""
     folder.mkdir(parents=True)
     chart = charts.budget_breakdown_chart(ModelConfig(depth=2, width=64))
     charts.save_chart(chart, folder / "budget_breakdown")
@@ -33,14 +32,20 @@ def outputs(tmp_path):
                                                                             "version_minor": 0}}
     nbformat.write(nb, str(folder / "02_baseline_sweep.ipynb"))
     (folder / "manifest.json").write_text(json.dumps(dict(
-        notebook="02_baseline_sweep", preset="cpu", charts=["budget_breakdown"], wall_seconds=1285.0,
-        verdicts=["At W = 64 the loss is **U-shaped**: D\\* = 4.3 (3.4–4.9)."])))
+        notebook="02_baseline_sweep", preset=preset, charts=["budget_breakdown"], wall_seconds=1285.0,
+        verdicts=[verdict], **manifest)))
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """outputs/ with one executed notebook at the cpu preset, where `make run` puts it."""
+    executed(tmp_path / "outputs" / "02_baseline_sweep" / "cpu", variant="cpu")
     return tmp_path / "outputs"
 
 
 def test_report_pages_are_self_contained(outputs, tmp_path):
     index = report.build(outputs, tmp_path / "report")
-    page = (tmp_path / "report" / "02_baseline_sweep.html").read_text()
+    page = (tmp_path / "report" / "02_baseline_sweep" / "cpu" / "02_baseline_sweep.html").read_text()
     home = index.read_text()
     for text in (page, home):
         assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "loads something from the network"
@@ -49,7 +54,7 @@ def test_report_pages_are_self_contained(outputs, tmp_path):
     assert "<math" in page and "$$" not in page                                                # math as MathML
     assert "open the notebook in JupyterLab" in page and "VBox(children" not in page    # a widget, said so
     assert "preset <b>cpu</b>" in home and "21.4 min" in home
-    assert "<strong>U-shaped</strong>" in home and "02_baseline_sweep.html" in home
+    assert "<strong>U-shaped</strong>" in home and "02_baseline_sweep/cpu/02_baseline_sweep.html" in home
     assert home.count("data:image/svg+xml;base64,") == 1                                # the saved chart
 
 
@@ -63,3 +68,20 @@ def test_report_says_what_is_missing(tmp_path, capsys):
 def test_math_becomes_mathml_and_dollars_in_code_stay():
     html = report.mathml("cost $6N$ per token; $$N = 12 D W^2$$ and a price of \\$5")
     assert html.count("<math") == 2 and 'display="block"' in html and "\\$5" in html
+
+
+def test_report_keeps_each_preset_and_parameter_set_apart(outputs, tmp_path):
+    """02 at cpu, then at smoke, then at cpu with other widths: three folders, three sections, never mixed."""
+    root = outputs / "02_baseline_sweep"
+    executed(root / "smoke", preset="smoke", variant="smoke", verdict="smoke verdict")
+    executed(root / "cpu-1a2b3c4d", variant="cpu-1a2b3c4d", parameters={"widths": [64, 128]}, verdict="wide verdict")
+    home = report.build(outputs, tmp_path / "report").read_text()
+    sections = re.split(r"<h2 ", home)[1:]
+    assert [re.search(r"<h2 [^>]*>(.*?)</h2>", "<h2 " + s).group(1) for s in sections] == [
+        "preset cpu (its own parameters)", "preset cpu with <code>widths=[64, 128]</code>", "preset smoke (its own parameters)"]
+    cpu, wide, smoke = sections
+    assert "U-shaped" in cpu and "smoke verdict" not in cpu and "wide verdict" not in cpu
+    assert "smoke verdict" in smoke and "U-shaped" not in smoke
+    assert "02_baseline_sweep/smoke/02_baseline_sweep.html" in smoke
+    for variant in ("cpu", "smoke", "cpu-1a2b3c4d"):
+        assert (tmp_path / "report" / "02_baseline_sweep" / variant / "02_baseline_sweep.html").exists()

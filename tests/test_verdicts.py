@@ -26,7 +26,7 @@ def test_width_trend_sentence_follows_check_monotone():
     assert steady.startswith("At depth 8, widening the model **lowered the loss at every step**")
     trend = fit.check_monotone(x, falling + np.where(x == 128, 0.2, 0.0))
     bumpy = verdicts.width_trend_sentence(trend, depth=8)
-    assert "**did not lower the loss steadily**" in bumpy and "from x = 64 to 128" in bumpy
+    assert "**did not lower the loss steadily**" in bumpy and "from W = 64 to 128" in bumpy
     assert f"{trend.params['slope']:+.4f} nats per e-fold of width" in bumpy
 
 
@@ -61,10 +61,10 @@ def sharing_table(gaps):
 
 def test_sharing_is_reproduced_only_when_it_helps_at_most_depths():
     most = verdicts.sharing_sentence(sharing_table({2: -0.05, 4: -0.05, 8: 0.0}))
-    assert most.startswith("Sharing lowered the loss with an interval excluding zero at 2 of 3 depths (2, 4) "
-                           "and raised it at 0 (none)") and most.endswith("sharing gain is **reproduced**.")
+    assert most.startswith("Sharing lowered the loss with an interval excluding zero at 2 of 3 depths (D = 2, D = 4) "
+                           "and raised it at 0 (none)") and "is **reproduced**." in most
     half = verdicts.sharing_sentence(sharing_table({2: -0.05, 4: 0.05}))
-    assert "at 1 of 2 depths (2) and raised it at 1 (4)" in half and "**not clearly reproduced**" in half
+    assert "at 1 of 2 depths (D = 2) and raised it at 1 (D = 4)" in half and "**not clearly reproduced**" in half
 
 
 def test_lr_spread_sentence_reports_how_far_the_best_lr_moves():
@@ -126,3 +126,65 @@ def test_regime_of_annealed_budgets_comes_from_the_change_between_budgets():
     assert r.n_points == 24 and r.regime["slope_kind"] == "annealed budgets"
     assert r.regime["slope_best"] == pytest.approx(-0.03, abs=0.01)
     assert "between the two largest annealed budgets the loss was still falling" in r.summary()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every verdict states its regime, in the convention of what it is compared with (issue 21)
+# ---------------------------------------------------------------------------------------------
+
+def runs_frame(depth=1, width=16, tokens=125_000, vocab=256):
+    """Store-like rows of one shape: D = 1, W = 16 has 3,120 non-embedding parameters of 11,312."""
+    from dwlib.config import ModelConfig, count_params, non_embedding_params
+    m = ModelConfig(depth=depth, width=width, vocab_size=vocab, head_dim=16)
+    return pd.DataFrame([dict(status="complete", tokens=tokens, non_embedding_params=non_embedding_params(m),
+                              params=count_params(m), seed=s) for s in range(3)])
+
+
+def test_regime_sets_chinchillas_count_beside_the_non_embedding_one():
+    runs = runs_frame()
+    assert runs[["non_embedding_params", "params"]].iloc[0].tolist() == [3120, 11312]
+    text = verdicts.regime_sentence(verdicts.regime_of(runs))
+    # 125,000 tokens: 40 per non-embedding parameter but 11 per parameter, the count Chinchilla's 20 uses
+    assert text.startswith("Regime: 40 tokens per non-embedding parameter (11 per parameter counting embeddings and "
+                           "head, as Chinchilla's ≈ 20 does), models of 11k parameters; below the ≈ 20"), text
+    assert "under-trained" in text
+    over = verdicts.regime_sentence(verdicts.regime_of(runs_frame(tokens=500_000)))
+    assert "160 tokens per non-embedding parameter (44 per parameter" in over and "under-trained" not in over
+
+
+def test_a_step_the_other_way_within_noise_is_not_a_reversal():
+    x = np.repeat([32, 64, 128], 3).astype(float)
+    y = np.array([1.70, 1.72, 1.68, 1.60, 1.66, 1.54, 1.62, 1.70, 1.54])    # 64 → 128: +0.02, noise ± 0.06
+    trend = fit.check_monotone(x, y)
+    assert trend.verdict == "not monotone" and not trend.steps["significant"].any()
+    text = verdicts.width_trend_sentence(trend, depth=8, regime=verdicts.regime_of(runs_frame()))
+    assert "**no step is significantly reversed**: from W = 64 to 128" in text and "nats per e-fold of width" in text
+    assert "did not lower" not in text and "Regime: 40 tokens per non-embedding parameter" in text
+
+
+def test_compute_matched_sentence_states_its_regime_and_the_papers():
+    text = verdicts.compute_matched_sentence(planted_gap(0.05), 1.5e12, regime=verdicts.regime_of(runs_frame()))
+    assert "0.12 nats at 7B: 64 × 2816 with 6.38B parameters" in text
+    assert "learns more slowly per token" in text and "Regime: 40 tokens per non-embedding parameter" in text
+
+
+def test_persistence_is_graded_only_where_gradients_decay():
+    taus = pd.DataFrame({"verdict": ["grows toward the input"] * 14 + ["no clear trend"]})
+    text = verdicts.persistence_sentence(taus)
+    assert text.startswith("In 0 of 15 runs the block gradients **decay**") and "**not observed**" in text
+    assert "not graded" in text
+    ok = verdicts.persistence_sentence(pd.DataFrame({"verdict": ["decays toward the input"] * 3}))
+    assert "τ(W) is fitted below" in ok
+
+
+def test_a_loss_rising_from_the_shallowest_depth_is_the_depth_penalty_surviving_a_fair_lr():
+    depths = np.repeat([2, 4, 8, 16], 3)
+    rng = np.random.default_rng(2)
+    rising = lambda: fit.fit_critical_depth(depths, 2 + 0.05 * np.log2(depths) + rng.normal(0, 0.003, 12),  # noqa: E731
+                                            seeds=np.tile([0, 1, 2], 4), width=32, n_boot=200)
+    fits = {"(a) SP, fixed lr": rising(), "(b) SP, best lr per depth": rising()}
+    assert all(r.verdict == "monotone increasing" for r in fits.values())
+    text = verdicts.fair_depth_text(fits, regime=verdicts.regime_of(runs_frame()))
+    assert text.startswith("**The depth penalty survives a fair learning rate**: the loss rises from D = 2 on — the "
+                           "depth penalty itself, at D ≤ 2 —"), text
+    assert "Nothing to explain away" not in text and "Regime:" in text

@@ -28,7 +28,7 @@ import pandas as pd
 from ..config import paper_critical_depth, paper_critical_depth_power
 from .stats import (Fit, as_array, check_level, check_n_boot, fmt, fmt_ci, group_means, local_vertex,
                     not_constant, percentile_ci, regime, resample_within, same_length)
-from .verdicts import critical_depth_text
+from .verdicts import critical_depth_text, regime_of
 
 ALPHA = 0.05             # level of the rise and fall tests
 PRIOR_DOF = 4            # per-depth variances are shrunk toward the pooled one with this weight (dof)
@@ -313,9 +313,11 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
     result = fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
                                 seeds=frame["seed"].to_numpy() if "seed" in frame else None, width=width,
                                 tokens_per_param=tpp, final_slope=slope, excluded=excluded, **kwargs)
+    # beside tokens per non-embedding parameter, the ratio Chinchilla's ≈ 20 uses (embeddings counted)
+    result.regime.update({k: v for k, v in regime_of(frame).items() if k != "tokens_per_param"})
     if slope is not None:
         result.regime["slope_kind"] = slope_kind
-        result.text = critical_depth_text(result)
+    result.text = critical_depth_text(result)
     return result
 
 

@@ -18,21 +18,50 @@ def _count(v) -> str:
     return f"{v:.2g}" if v < 100 else f"{float(f'{v:.2g}'):,.0f}"
 
 
+def _range(values) -> tuple[float, float] | None:
+    values = pd.Series(values, dtype=float).replace([math.inf, -math.inf], math.nan).dropna()
+    return (float(values.min()), float(values.max())) if len(values) else None
+
+
+def _span(lo_hi) -> str:
+    lo, hi = lo_hi
+    return _count(lo) if _count(lo) == _count(hi) else f"{_count(lo)}–{_count(hi)}"
+
+
+def regime_of(runs) -> dict:
+    """The regime of the complete runs in a store frame, in both conventions: tokens per non-embedding
+    parameter (Kaplan's N, what dwlib's budgets count) and per parameter counting the embeddings and head
+    (what Chinchilla's ≈ 20 counts), and the parameter range."""
+    done = runs[runs["status"] == "complete"] if "status" in runs else runs
+    ratio = lambda n: _range(done["tokens"] / done[n]) if {"tokens", n} <= set(done) else None   # noqa: E731
+    out = dict(tokens_per_param=ratio("non_embedding_params"), tokens_per_param_all=ratio("params"),
+               params=_range(done["params"]) if "params" in done else None)
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def regime_sentence(regime: dict) -> str:
-    """Which regime a set of runs comes from: tokens per non-embedding parameter (Chinchilla-optimal is
-    about 20), and whether the best and deepest runs were still falling when training stopped — per
+    """Which regime a set of runs comes from: tokens per non-embedding parameter beside tokens per
+    parameter counting the embeddings (the count Chinchilla's compute-optimal ≈ 20 uses, so the one it is
+    compared with), and whether the best and deepest runs were still falling when training stopped — per
     doubling of tokens, between annealed budgets when there are several, else over a run's last quarter."""
     if not regime:
         return ""
     parts = []
-    tpp = regime.get("tokens_per_param")
-    if tpp:
-        lo, hi = tpp
-        parts.append(f"Regime: {_count(lo)}–{_count(hi)} tokens per non-embedding parameter")
-        if hi < CHINCHILLA_TOKENS_PER_PARAM:
-            parts[-1] += (f", below the ≈ {CHINCHILLA_TOKENS_PER_PARAM:g} of compute-optimal training: these models "
-                          "are under-trained, and a comparison between them measures how fast each shape learns "
-                          "at this budget more than what it can reach")
+    tpp, tpa = regime.get("tokens_per_param"), regime.get("tokens_per_param_all")
+    if tpp or tpa:
+        text = "Regime: " + (f"{_span(tpp)} tokens per non-embedding parameter" if tpp else "")
+        if tpa:
+            text += (f" ({_span(tpa)} per parameter counting embeddings and head, as Chinchilla's ≈ "
+                     f"{CHINCHILLA_TOKENS_PER_PARAM:g} does)" if tpp else f"{_span(tpa)} tokens per parameter")
+        if regime.get("params"):
+            text += f", models of {_span([v / 1e3 for v in regime['params']])}k parameters"
+        under = (tpa or tpp)[1] < CHINCHILLA_TOKENS_PER_PARAM
+        if under:
+            text += (f"; below the ≈ {CHINCHILLA_TOKENS_PER_PARAM:g} of compute-optimal training"
+                     + ("" if tpa else " (by non-embedding parameters; counting embeddings the ratio is lower still)")
+                     + ": these models are under-trained, and a comparison between them measures how fast each shape "
+                       "learns at this budget more than what it can reach")
+        parts.append(text)
     slopes = {k: regime[f"slope_{k}"] for k in ("best", "deepest") if f"slope_{k}" in regime}
     if slopes.get("best") == slopes.get("deepest") and len(slopes) == 2:
         slopes = {"best (and deepest)": slopes["best"]}
@@ -49,6 +78,10 @@ def regime_sentence(regime: dict) -> str:
         parts.append(f"{where} the loss had levelled off (under {-FALLING_FAST:g} nats per doubling of tokens at the "
                      "best and deepest depths)")
     return "; ".join(parts) + "." if parts else ""
+
+
+def _with_regime(text: str, regime) -> str:
+    return " ".join(t for t in (text, regime_sentence(regime or {})) if t)
 
 
 def excluded_sentence(excluded) -> str:
@@ -108,8 +141,9 @@ def critical_depth_sentence(r) -> str:
     return " ".join(s for s in (head, regime_sentence(r.regime)) if s)
 
 
-def movement_sentence(by_budget, moves, width=None) -> str:
-    """D* across annealed budgets: the verdict at each budget and whether D* moves (paired test)."""
+def movement_sentence(by_budget, moves, width=None, regime=None) -> str:
+    """D* across annealed budgets: the verdict at each budget and whether D* moves (paired test), in the
+    runs' `regime` (`regime_of`)."""
     w = f" at W = {width:g}" if width is not None else ""
     per = "; ".join(f"{row.tokens:,.0f} tokens: {row.verdict}"
                     + (f" D\\* = {fmt(row.d_star)} ({fmt(row.low)}–{fmt(row.high)})" if row.verdict == "U-shaped"
@@ -117,13 +151,13 @@ def movement_sentence(by_budget, moves, width=None) -> str:
                     for row in by_budget.itertuples())
     text = f"Across annealed budgets{w} — {per}."
     if moves is None or moves.empty:
-        return text + (" The movement of D\\* is only tested between budgets that are both U-shaped; "
-                       "there is no such pair here.")
+        return _with_regime(text + " The movement of D\\* is only tested between budgets that are both U-shaped; "
+                                   "there is no such pair here.", regime)
     for row in moves.itertuples():
         text += (f" From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens D\\* shifts by {row.shift:+.1f} "
                  f"layers (paired bootstrap 95% CI {row.low:+.1f} to {row.high:+.1f}): "
                  + ("**it moves with the budget**." if row.moves else "no significant movement."))
-    return text
+    return _with_regime(text, regime)
 
 
 def isoflop_text(r) -> str:
@@ -136,7 +170,7 @@ def isoflop_text(r) -> str:
             f"{int(bracketed.sum())}.")
     per_budget = [f"C = {row.flops:.3g}: N* = {row.opt_params:,.0f} ({row.opt_params_low:,.0f}–{row.opt_params_high:,.0f}), "
                   f"T* = C/6N* = {row.opt_tokens:,.0f} ({row.opt_tokens_low:,.0f}–{row.opt_tokens_high:,.0f}) tokens, "
-                  f"≈ {row.opt_tokens / row.opt_params:.0f} per parameter"
+                  f"≈ {row.opt_tokens / row.opt_params:.0f} per non-embedding parameter"
                   + ("" if row.params_status == "ok" else f" — {row.params_status}")
                   for row in optima[bracketed].itertuples()]
     per_budget += [f"C = {row.flops:.3g}: {row.params_status}" for row in optima[~bracketed].itertuples()]
@@ -147,7 +181,7 @@ def isoflop_text(r) -> str:
         tlo, thi = r.ci["tokens_exponent"]
         text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}), "
                  f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((tlo, thi))}); Chinchilla found both ≈ 0.5 and ≈ "
-                 f"{CHINCHILLA_TOKENS_PER_PARAM:.0f} tokens per parameter.")
+                 f"{CHINCHILLA_TOKENS_PER_PARAM:.0f} tokens per parameter (embeddings counted).")
     else:
         text += " **Not identified** — " + "; ".join(r.health) + ". No exponent is reported."
     if "best_depth" in optima:
@@ -171,10 +205,11 @@ def arm_sentence(arm: str, r) -> str:
     return f"{arm}: **{r.verdict}**" + (f" ({r.bound})" if r.bound else f" — {r.reason}")
 
 
-def fair_depth_text(fits: dict) -> str:
-    """Notebook 07's verdict: does the critical depth of the paper-style sweep (the first arm: one fixed
-    learning rate) survive a fair learning rate (the other arms)? 'moves' requires the two D* intervals
-    not to overlap — a conservative test (two disjoint 95% intervals differ at well below 5%)."""
+def fair_depth_text(fits: dict, regime=None) -> str:
+    """Notebook 07's verdict: does what the paper-style sweep (the first arm: one fixed learning rate)
+    shows about depth survive a fair learning rate (the other arms)? For a U-shape: 'moves' requires the
+    two D* intervals not to overlap — a conservative test (two disjoint 95% intervals differ at well below
+    5%). A loss that rises from the shallowest depth is the depth penalty itself, there from the start."""
     (name_a, a), *others = fits.items()
     others = [(k, r) for k, r in others if r is not None]
     if a is None:
@@ -182,9 +217,24 @@ def fair_depth_text(fits: dict) -> str:
     detail = "; ".join(arm_sentence(k, r) for k, r in [(name_a, a)] + others) + "."
     caveat = (" Read it with the intervals above: with few seeds and a short budget these are statements about "
               "this run, not about the paper's scale.")
+    if a.verdict == "monotone increasing":
+        shallow = fmt(a.depth_range[0])
+        kept = [k for k, r in others if r.verdict == "monotone increasing"]
+        gone = [k for k, r in others if r.verdict != "monotone increasing"]
+        rises = f"the loss rises from D = {shallow} on — the depth penalty itself, at D ≤ {shallow} —"
+        if others and not gone:
+            head = (f"**The depth penalty survives a fair learning rate**: {rises} under the fixed rate and under "
+                    + " and ".join(kept) + ", so no learning rate tried removes it")
+        elif others:
+            head = (f"**The fixed-lr depth penalty does not fully survive**: {rises} under the fixed rate, but not under "
+                    + " and ".join(gone) + ": at this scale it is at least partly a learning-rate effect")
+        else:
+            head = f"Under the fixed rate {rises} but no fair sweep could be fitted to test it"
+        return _with_regime(f"{head}. {detail}{caveat}", regime)
     if a.verdict != "U-shaped":
-        return (f"**Nothing to explain away at this scale**: the paper-style sweep {name_a} is itself {a.verdict}, "
-                f"so there is no critical depth here whose survival a fair learning rate could test. {detail}{caveat}")
+        return _with_regime(f"**Nothing to explain away at this scale**: the paper-style sweep {name_a} is {a.verdict}"
+                            + (f" ({a.bound})" if a.bound else "") + ", with no rise beyond a critical depth for a "
+                            f"fair learning rate to remove. {detail}{caveat}", regime)
     outcome = {}
     for k, r in others:
         outcome[k] = {"U-shaped": "survives" if _overlap(r, a) else "moves",
@@ -201,15 +251,19 @@ def fair_depth_text(fits: dict) -> str:
                 "so the depth measured at one fixed learning rate is biased.")
     else:
         head = "**Undecided**: at least one fair sweep cannot tell a minimum from a trend — more seeds or depths would decide it."
-    return (head + " The critical depth of the fixed-lr sweep " + "; ".join(f"under {k} {v}" for k, v in outcome.items())
-            + f". {detail}{caveat}")
+    return _with_regime(head + " The critical depth of the fixed-lr sweep "
+                        + "; ".join(f"under {k} {v}" for k, v in outcome.items()) + f". {detail}{caveat}", regime)
 
 
-def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> str:
+def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=(), regime=None) -> str:
     """02's learning-rate check: `gap` is `compare_losses(loss at depths[0], loss at depths[1])`, each
     depth at its own best learning rate `lrs` {depth: lr} chosen on `tuning_seeds` and scored on other
     seeds; `rise` is the same difference at the sweep's fixed learning rate; `at_edge` the depths whose
-    best rate was at an end of the grid tried (only a bound)."""
+    best rate was at an end of the grid tried (only a bound); `regime` that of the scored runs."""
+    return _with_regime(_lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge), regime)
+
+
+def _lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge) -> str:
     a, b = depths
     lo, hi = gap.ci["gap"]
     chosen = ", ".join(f"{lrs[d]:.3g} at D = {d}" for d in depths)
@@ -230,58 +284,95 @@ def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> 
                    ": **no measurable difference** at their best learning rates, as at the fixed rate.")
 
 
-def width_trend_sentence(trend, depth) -> str:
-    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)?"""
+def width_trend_sentence(trend, depth, regime=None) -> str:
+    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)? A
+    step the other way within noise is no evidence against it: only a significantly reversed step is."""
     lo, hi = trend.ci["slope"]
-    holds = trend.verdict.startswith("monotone")
-    return (f"At depth {depth}, widening the model "
-            + ("**lowered the loss at every step** tried, as the paper reports" if holds else
-               f"**did not lower the loss steadily**: {trend.reason}")
-            + f". Over the whole range the loss changes by {trend.params['slope']:+.4f} nats per e-fold of width "
-            f"({trend.level:.0%} CI {lo:+.4f} to {hi:+.4f}).")
+    wrong = trend.steps[~trend.steps["expected"]]
+    reversed_ = wrong[wrong["significant"]]
+    step = lambda row: (f"from W = {fmt(row.x_from)} to {fmt(row.x_to)} the mean loss moves {row.diff:+.4f} nats "  # noqa: E731
+                        f"the other way")
+    if wrong.empty:
+        head = "**lowered the loss at every step** tried, as the paper reports"
+    elif reversed_.empty:
+        head = ("**no step is significantly reversed**: " + "; ".join(step(r) for r in wrong.itertuples())
+                + " (within noise: the interval includes 0)")
+    else:
+        head = ("**did not lower the loss steadily**: " + "; ".join(
+            f"{step(r)} ({trend.level:.0%} CI {r.low:+.4f} to {r.high:+.4f}, excluding 0)" for r in reversed_.itertuples()))
+    return _with_regime(f"At depth {depth}, widening the model {head}. Over the whole range the loss changes by "
+                        f"{trend.params['slope']:+.4f} nats per e-fold of width ({trend.level:.0%} CI {lo:+.4f} to "
+                        f"{hi:+.4f}).", regime)
+
+
+def persistence_sentence(taus, regime=None) -> str:
+    """03: do the runs' block gradients decay toward the input (`fit.tau_by_width`'s verdicts)? Only where
+    every run's do is there a persistence length τ to scale with width and set beside the paper's."""
+    counts = taus["verdict"].value_counts()
+    decay, grow = int(counts.get("decays toward the input", 0)), int(counts.get("grows toward the input", 0))
+    text = (f"In {decay} of {len(taus)} runs the block gradients **decay** toward the input (the interval of the "
+            f"decay rate 1/τ lies above zero), in {grow} they **grow** toward it, in the rest there is no clear trend")
+    if decay == len(taus):
+        return _with_regime(text + ": each run has a persistence length τ, and τ(W) is fitted below.", regime)
+    return _with_regime(text + ". The paper's decay toward the input is **not observed** at this scale, so there is no "
+                        "persistence length to scale with width: τ(W) is not fitted and the paper's τ ∝ W^0.44 (from "
+                        "gradients after 1000 steps of models of 17M–7B parameters) is not graded here.", regime)
 
 
 PAPER_DEEP_PENALTY = 0.12   # Depth Delusion, 7B: 64 × 2816 is 0.12 nats worse than 32 × 4096 at equal compute
 
 
-def compute_matched_sentence(gap, flops) -> str:
-    """04: `gap` is `compare_losses(loss at D_crit, loss of the deeper, narrower shape)` at `flops` each."""
+def compute_matched_sentence(gap, flops, regime=None) -> str:
+    """04: `gap` is `compare_losses(loss at D_crit, loss of the deeper, narrower shape)` at `flops` each, in
+    the runs' `regime`. The paper's figure comes with its scale; below compute-optimal training a deeper
+    shape is expected to lag simply because it learns more slowly per token, which the sentence says."""
     g, (lo, hi), level = gap.params["gap"], gap.ci["gap"], f"{gap.level:.0%} CI"
     if gap.verdict == "first lower":
         claim = (f"the over-deep shape is **worse** by {g:.4f} nats ({level} {lo:.4f} to {hi:.4f}) — the direction "
-                 f"the paper reports ({PAPER_DEEP_PENALTY} nats at 7B)")
+                 f"the paper reports ({PAPER_DEEP_PENALTY} nats at 7B: 64 × 2816 with 6.38B parameters against "
+                 f"32 × 4096 with 6.86B)")
     elif gap.verdict == "second lower":
         claim = (f"the over-deep shape is **better** by {-g:.4f} nats ({level} {-hi:.4f} to {-lo:.4f}) — the paper's "
-                 f"claim is **not reproduced** at this scale")
+                 f"claim (made at 7B parameters) is **not reproduced** at this scale")
     else:
         claim = (f"the two shapes are **indistinguishable** (gap {g:+.4f}, {level} {lo:+.4f} to {hi:+.4f}): at this "
                  f"scale and budget the data neither confirm nor refute the paper's penalty for depth")
-    return f"At {float(flops):.3g} training FLOPs each, {claim}."
+    text = f"At {float(flops):.3g} training FLOPs each, {claim}."
+    ratio = (regime or {}).get("tokens_per_param_all") or (regime or {}).get("tokens_per_param")
+    if ratio and ratio[1] < CHINCHILLA_TOKENS_PER_PARAM and gap.verdict == "first lower":
+        text += (" At so few tokens per parameter a deeper, narrower shape is expected to lag because it learns more "
+                 "slowly per token, so the gap measures that as much as a limit to useful depth.")
+    return _with_regime(text, regime)
 
 
-def deep_vs_shallow_sentence(gap, deep, shallow) -> str:
+MOBILELLM_REGIME = "models of 125M–350M parameters trained on about 1T tokens and scored on zero-shot accuracy"
+
+
+def deep_vs_shallow_sentence(gap, deep, shallow, regime=None) -> str:
     """06: `gap` is `compare_losses(shallowest, deepest)` at equal parameters; `deep`, `shallow` are
-    their (depth, width)."""
-    outcome = {"second lower": "**Deep-and-thin wins** here, as MobileLLM claims.",
-               "first lower": "**Wide-and-shallow wins** here: MobileLLM's claim is **not reproduced** at this scale.",
+    their (depth, width); `regime` that of the runs, set beside MobileLLM's."""
+    outcome = {"second lower": f"**Deep-and-thin wins** here, as MobileLLM claims for {MOBILELLM_REGIME}.",
+               "first lower": f"**Wide-and-shallow wins** here: MobileLLM's claim ({MOBILELLM_REGIME}) is "
+                              "**not reproduced** at this scale.",
                }.get(gap.verdict, "The data **cannot separate** them at this scale and budget.")
-    return (f"Deepest (D = {deep[0]}, W = {deep[1]}) minus shallowest (D = {shallow[0]}, W = {shallow[1]}): "
-            f"{gap.summary()} {outcome}")
+    return _with_regime(f"Deepest (D = {deep[0]}, W = {deep[1]}) minus shallowest (D = {shallow[0]}, W = {shallow[1]}): "
+                        f"{gap.summary()} {outcome}", regime)
 
 
-def sharing_sentence(sharing) -> str:
+def sharing_sentence(sharing, regime=None) -> str:
     """06: `sharing` has a row per depth — the shared model minus its unshared twin (`gap`) and the
     `verdict` of `compare_losses`. Reproduced when sharing lowers the loss measurably at most depths."""
     helped, hurt = (sharing[sharing["verdict"] == v] for v in ("second lower", "first lower"))
-    listed = lambda rows: ", ".join(map(str, rows["depth"])) or "none"
-    return (f"Sharing lowered the loss with an interval excluding zero at {len(helped)} of {len(sharing)} depths "
-            f"({listed(helped)}) and raised it at {len(hurt)} ({listed(hurt)}); mean change "
-            f"{sharing['gap'].mean():+.4f} nats. "
-            + ("MobileLLM's sharing gain is **reproduced**." if len(helped) > len(sharing) / 2 else
-               "MobileLLM's sharing gain is **not clearly reproduced** at this scale."))
+    listed = lambda rows: ", ".join(f"D = {d}" for d in rows["depth"]) or "none"   # noqa: E731
+    return _with_regime(
+        f"Sharing lowered the loss with an interval excluding zero at {len(helped)} of {len(sharing)} depths "
+        f"({listed(helped)}) and raised it at {len(hurt)} ({listed(hurt)}); mean change {sharing['gap'].mean():+.4f} "
+        "nats. " + (f"MobileLLM's sharing gain ({MOBILELLM_REGIME}) is **reproduced**." if len(helped) > len(sharing) / 2
+                    else f"MobileLLM's sharing gain ({MOBILELLM_REGIME}) is **not clearly reproduced** at this scale."),
+        regime)
 
 
-def lr_spread_sentence(spread, over) -> str:
+def lr_spread_sentence(spread, over, regime=None) -> str:
     """07: how far the best learning rate moves across widths or depths (`over`), per parametrisation
     (`transfer.lr_spread`'s frame)."""
     parts = []
@@ -290,19 +381,19 @@ def lr_spread_sentence(spread, over) -> str:
         parts.append(f"under **{row.parametrization}** the best learning rate ranges over {row.lr_min:.2g}–"
                      f"{row.lr_max:.2g}, a factor of {row.ratio:.1f} ({row.octaves:.1f} octaves; slope "
                      f"{row.slope:+.2f} per log-{over}){edge}")
-    return f"Across {over}s " + "; ".join(parts) + "."
+    return _with_regime(f"Across {over}s " + "; ".join(parts) + ".", regime)
 
 
-def retuning_gain_sentence(gain) -> str:
+def retuning_gain_sentence(gain, regime=None) -> str:
     """07: `gain` {depth: loss at the fixed lr minus loss at each depth's best lr}, shallowest first: did
     the fixed learning rate handicap the deepest model more than the shallowest?"""
     deep_more = gain.iloc[-1] > gain.iloc[0]
-    return ("Re-tuning the learning rate per depth lowered SP's loss by "
+    return _with_regime("Re-tuning the learning rate per depth lowered SP's loss by "
             + ", ".join(f"{g:.3f} at D = {d}" for d, g in gain.items())
             + (" nats — more at the deepest depth than at the shallowest, so the fixed learning rate handicapped "
                "deep models more than shallow ones." if deep_more else
                " nats — no more at the deepest depth than at the shallowest, so the fixed learning rate did "
-               "not single out deep models."))
+               "not single out deep models."), regime)
 
 
 def epoch_check_sentence(epoch, n_points) -> str:
