@@ -50,7 +50,10 @@ def test_report_pages_are_self_contained(outputs, tmp_path):
     for text in (page, home):
         assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "loads something from the network"
         assert "<script src" not in text
-    assert 'alt="D = 2, W = 64, context 128, vocab 256" src="data:image/svg+xml;base64,' in page   # the chart
+    alt = re.search(r'<img alt="([^"]*)"\s+src="data:image/svg\+xml;base64,', page).group(1)      # the chart
+    assert alt.startswith("parameters: ") and "training FLOPs per token" in alt     # both panels' titles
+    assert alt.endswith("D = 2, W = 64, context 128, vocab 256")                     # and the whole chart's
+    assert "<title>02_baseline_sweep · preset cpu</title>" in page
     assert "<math" in page and "$$" not in page                                                # math as MathML
     assert "open the notebook in JupyterLab" in page and "VBox(children" not in page    # a widget, said so
     assert "preset <b>cpu</b>" in home and "21.4 min" in home
@@ -85,3 +88,17 @@ def test_report_keeps_each_preset_and_parameter_set_apart(outputs, tmp_path):
     assert "02_baseline_sweep/smoke/02_baseline_sweep.html" in smoke
     for variant in ("cpu", "smoke", "cpu-1a2b3c4d"):
         assert (tmp_path / "report" / "02_baseline_sweep" / variant / "02_baseline_sweep.html").exists()
+
+
+def test_a_page_shows_the_parameters_the_run_used():
+    """The notebook's default parameters cell (preset = "smoke") was shown before papermill's injected one."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"       # smoke | cpu | gpu\nwidths = None          # None: preset',
+                                          metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\npreset = "cpu"\nexecutor = "parallel"\n',
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("nb = notebooks.start(...)")]
+    report.effective_parameters(nb)
+    assert len(nb.cells) == 2 and nb.cells[1].source == "nb = notebooks.start(...)"
+    assert nb.cells[0].source.splitlines()[1:] == ['preset = "cpu"       # smoke | cpu | gpu',
+                                                   "widths = None          # None: preset", 'executor = "parallel"']
