@@ -3,7 +3,8 @@
 slider moved, and the calculator's parameter count and an altair chart checked in the rendered page.
 
 Every chart in the page is measured with getBBox(): each mark layer must draw something of non-zero
-size (a chart whose axes render but whose bars have zero height fails).
+size (a chart whose axes render but whose bars have zero height fails). Opening the notebook must not
+mark it modified.
 
 A second test builds the hand-out report (`dwlib.report`) from an executed primer and opens it from
 file:// with every network request refused: its pages must load and show visible charts.
@@ -241,6 +242,10 @@ def test_primer_in_real_browser(chromium, lab):
             # sent then is dropped: wait for the session itself
             wait("the kernel to be connected and idle", 90, page.wait_for_function, KERNEL_READY)
             page.wait_for_timeout(500)
+            # opening is not editing: with the kernel's language_info missing from the .py header, lab marked
+            # the primer modified here, and closing it asked to save (.jupyter/jupyter_server_config.py)
+            assert not page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"), \
+                "the primer is marked modified right after opening"
             # not awaited: the promise resolves only when every cell has run
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
