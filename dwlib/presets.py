@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -354,6 +355,30 @@ def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int 
             evals = trained // t.eval_every + 1
             total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
     return total / max(1, workers)
+
+
+def contention(threads: int = 1) -> float:
+    """How many times longer a run of `threads` torch threads takes now than `estimate_seconds` says (a
+    quiet machine's figure) when the cores are shared fairly with whatever else runs: (1-minute load
+    average + threads) / cores, at least 1."""
+    from .config import available_cores
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):     # not POSIX
+        return 1.0
+    return max(1.0, (load + threads) / available_cores())
+
+
+def busy_note(seconds: float, threads: int = 1) -> str:
+    """A sentence to follow a prediction of `seconds` while the machine is busy (`contention` ≥ 1.5), else ""."""
+    from .config import available_cores
+    factor = contention(threads)
+    if factor < 1.5:
+        return ""
+    longer = seconds * factor
+    return (f" The machine is busy now (load {os.getloadavg()[0]:.1f} on {available_cores()} cores): with the cores "
+            f"shared fairly that is about {factor:.0f}× longer, "
+            + (f"{longer:.0f} s." if longer < 120 else f"{longer / 60:.0f} min."))
 
 
 def design_cost(pairs) -> dict:

@@ -308,9 +308,12 @@ class ShapeExplorer:
         steps = steps_for_budget(m, t)
         tokens = steps * tokens_per_step(m, t)
         stored = self.store.get(sweep.key_for(m, t))
+        seconds = presets.estimate_seconds([(m, t)], "cpu", t.threads)
         state = (f"the store holds this run ({stored['status']}): Train shows it at once" if stored else
-                 f"not in the store yet: about {presets.estimate_seconds([(m, t)], 'cpu', t.threads):.0f} s to train "
-                 f"on {t.threads} CPU thread{'s' if t.threads > 1 else ''} (the cost model's figure for this machine)")
+                 f"not in the store yet: about {seconds:.0f} s to train on {t.threads} CPU thread"
+                 f"{'s' if t.threads > 1 else ''} (the cost model's figure for this machine, quiet)")
+        if not stored:
+            state += "." + presets.busy_note(seconds, t.threads).rstrip(".")
         lines.append(f"D = {m.depth}, W = {m.width}" + (f", each block applied {m.share}×" if m.share > 1 else "")
                      + f": {non_embedding_params(m):,} non-embedding parameters, {steps:,} steps "
                      f"({tokens:,} tokens, {flops_per_token(m) * tokens:.3g} FLOPs). The paper's D_crit at this width: "
