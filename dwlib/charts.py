@@ -89,7 +89,7 @@ def _bars_caption(counts, before: str = "") -> str | None:
     seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
     text = f"bars: 95% t-interval of the mean over {seeds} seeds"
     if n[0] == 2:
-        text += " (very wide with 2 seeds: ±12.7 standard errors)"
+        text += " (±12.7 standard errors: very wide)"
     return "; ".join(t for t in (before, text) if t)
 
 
@@ -101,7 +101,9 @@ def _drawable(frame: pd.DataFrame, by: str, columns=("low", "high")) -> pd.DataF
 
 
 def _titled(text: str, subtitle: str | None):
-    return alt.TitleParams(text, subtitle=subtitle) if subtitle else text
+    """A title with a subtitle, both from the plot's left edge: centred, a subtitle wider than the plot was
+    cut off at the left in a browser (its fonts are wider than vl-convert's)."""
+    return alt.TitleParams(text, subtitle=subtitle, anchor="start") if subtitle else text
 
 
 DASHES = [[6, 3], [2, 2], [8, 3, 2, 3]]
@@ -588,10 +590,10 @@ def latency_chart(speed: pd.DataFrame) -> alt.HConcatChart:
     frame["shape"] = "D=" + frame["depth"].astype(str) + " W=" + frame["width"].astype(str)
     y = alt.Y("shape:N", title="shape", sort=list(frame["shape"]))
     left = alt.Chart(frame).mark_bar(color=FIT_COLOR).encode(
-        x=alt.X("latency_ms:Q", title="latency, one sequence (ms)"), y=y,
+        x=alt.X("latency_ms:Q", title="latency, one sequence (ms)", scale=alt.Scale(padding=0)), y=y,
         tooltip=["shape", "latency_ms", "latency_ms_sd", "context", "device"]).properties(width=260, height=90)
     right = alt.Chart(frame).mark_bar(color="#ff7f0e").encode(
-        x=alt.X("tokens_per_second:Q", title="throughput (tokens/s)"), y=y,
+        x=alt.X("tokens_per_second:Q", title="throughput (tokens/s)", scale=alt.Scale(padding=0)), y=y,
         tooltip=["shape", "tokens_per_second", "batch_size", "device"]).properties(width=260, height=90)
     return alt.hconcat(left, right).properties(title="inference speed (forward pass over the full context)")
 
@@ -615,7 +617,8 @@ def budget_breakdown_chart(cfg) -> alt.VConcatChart:
         frame = pd.DataFrame({"part": list(counts), "count": list(counts.values())})
         frame["order"] = frame["part"].map(list(BREAKDOWN_COLORS).index)
         return alt.Chart(frame).mark_bar().encode(
-            x=alt.X("sum(count):Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
+            x=alt.X("sum(count):Q", stack="normalize", title="share", axis=alt.Axis(format="%"),
+                    scale=alt.Scale(padding=0)),    # bars start at the axis (the theme pads other scales)
             color=color, order=alt.Order("order:Q"), tooltip=["part", alt.Tooltip("count:Q", format=",.0f")],
         ).properties(width=WIDTH, height=40, title=title)
 
