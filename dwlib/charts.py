@@ -401,7 +401,7 @@ def isoflop_chart(result: fit.Fit) -> alt.HConcatChart:
                                          "label": "Chinchilla: C^0.5"})])
         layers.insert(0, alt.Chart(lines).mark_line().encode(
             x=xc, y=yv, **_styled_lines(lines["label"], [FIT_COLOR, PAPER_COLOR], [[1, 0], [6, 3]])))
-        title = f"N* ∝ C^{a:.3f} ({fit.fmt_ci(result.ci['params_exponent'])})"
+        title = f"N* ~ C^{a:.3f} ({fit.fmt_ci(result.ci['params_exponent'])})"
     right = alt.layer(*layers).properties(width=300, height=HEIGHT, title=title)
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
@@ -500,6 +500,9 @@ def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens
     frame = frame[frame[x] > 0]
     if frame.empty:
         raise ValueError(f"the curves hold no {loss} values")
+    missing = [c for c in (color, dash, facet) if c and c not in frame]
+    if missing:
+        raise ValueError(f"the curves have no column {', '.join(missing)} (merge it from the runs frame)")
     x_enc = alt.X(f"{x}:Q", scale=_log() if log_x else alt.Scale(zero=False), axis=_count_axis(x))
     line = alt.Chart().mark_line(opacity=0.7).encode(
         x=x_enc, y=alt.Y(f"{loss}:Q", scale=alt.Scale(zero=False), title=loss.replace("_", " ")),
@@ -556,7 +559,7 @@ def grad_norm_profiles_chart(grad_norms: pd.DataFrame, *, step: int | None = Non
         lambda s: float(np.sqrt(np.sum(np.square(s)))))
     return alt.Chart(blocks).mark_line(point=True, opacity=0.8).encode(
         x=alt.X("layer:Q", axis=alt.Axis(format="d", tickMinStep=1), title="block ℓ (0 = nearest the input)"),
-        y=alt.Y("norm:Q", scale=_log(), title="gradient norm ‖∇ℓ‖"),
+        y=alt.Y("norm:Q", scale=_log(), title="gradient norm of block ℓ"),
         color=alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
         tooltip=["run_id", "depth", "width", "seed", "step", "layer", "norm"],
     ).properties(width=WIDTH, height=HEIGHT, title=title or "per-block gradient norms")
@@ -642,7 +645,7 @@ def persistence_profile_chart(depth: int, tau: float) -> alt.LayerChart:
     floor = 10.0 ** math.floor(math.log10(max(1e-6, float(frame["relative_norm"].min()))))
     x = alt.X("layer:Q", title="block ℓ (1 = nearest the input)", scale=alt.Scale(domain=[0.5, depth + 0.5]),
               axis=alt.Axis(format="d", tickMinStep=1))
-    y = alt.Y("relative_norm:Q", title="‖∇ℓ‖ / ‖∇D‖",
+    y = alt.Y("relative_norm:Q", title="gradient norm, relative to block D",
               scale=alt.Scale(type="log", domain=[floor, 1.5], clamp=True))   # below 1e-6: on the axis
     line = alt.Chart(frame).mark_line(color="#c7c7c7").encode(x=x, y=y)
     points = alt.Chart(frame).mark_circle(size=60, opacity=1).encode(

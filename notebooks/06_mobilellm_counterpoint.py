@@ -146,7 +146,8 @@ nb.verdict(fit.verdicts.sharing_sentence(sharing, regime=fit.verdicts.regime_of(
 # ## Loss curves
 
 # %%
-nb.figure(charts.curves_chart(nb.curves(runs), color="depth", dash="share",
+curves = nb.curves(runs).merge(runs[["run_key", "share"]], on="run_key")    # the curves frame has no share
+nb.figure(charts.curves_chart(curves, color="depth", dash="share",
                               title="validation loss (colour: depth; dashes: block sharing factor)"), "loss_curves")
 
 # %% [markdown]

@@ -226,7 +226,9 @@ def legend_problems(svg: str) -> list[str]:
     for channels, entries in legends:
         features = sorted({f for name, f in CHANNELS.items() if name in channels})
         for label, style in entries:
-            if not any(_matches(i, style, features) for i in shown):
+            if label in ("undefined", "null", "NaN"):          # the encoded field is missing from the data
+                problems.append(f"legend entry {label!r}: the legend's field has no value")
+            elif not any(_matches(i, style, features) for i in shown):
                 what = ", ".join(f"{f} {_describe(style, f)}" for f in features)
                 problems.append(f"legend entry {label!r}: no visible mark in its style ({what})")
     return problems
