@@ -122,10 +122,10 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
 
     @cache_result
     def text() -> str:   # only on a cache miss: read again, and refuse a corpus that changed meanwhile
-        sha, text, _ = _read_corpus(files, corpus, max_tokens, keep_text=True)
+        sha, read, _ = _read_corpus(files, corpus, max_tokens, keep_text=True)
         if sha != content_sha:
             raise ValueError(f"corpus {corpus!r} changed while it was read; load it again")
-        return text
+        return read
 
     recipe = {"format": FORMAT_VERSION, "content": content_sha, "val_fraction": val_fraction}
     tokenizer_file, tokenizer_sha = None, None
