@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import sweep
@@ -377,8 +377,8 @@ def describe(notebook: str, preset: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Designs: the runs each notebook trains, from its settings (one place, so the preset tables can
-# price every preset and a notebook's Train button builds shapes the same way)
+# Designs: the runs each notebook trains, as one `sweep.design` spec filled from its settings (one place,
+# so the preset tables can price every preset and a notebook's Train button builds shapes the same way)
 # ---------------------------------------------------------------------------------------------
 
 def design(s: Settings) -> list[tuple]:
@@ -388,33 +388,51 @@ def design(s: Settings) -> list[tuple]:
     return DESIGNS[s.notebook](s)
 
 
-def _race(s: Settings):
-    """Primer: each (depth, width) of the race — paired up by position — for `budget` tokens."""
+def _design(s: Settings, kind: str, **spec) -> list[tuple]:
+    """`sweep.design(kind, **spec)` on the notebook's base configs and seeds."""
+    return sweep.design(kind, **{"model": s.model(), "train": s.train(), "seeds": s.seeds, **spec})
+
+
+def _annealed(s: Settings, budgets=None) -> dict:
+    """02's schedule: every run annealed at each fraction in `anneal` of the budget (or at `budgets`), with
+    one absolute warmup for the whole design (5% of the smallest annealed budget's steps), so that runs of
+    different designs (the LR check) share their schedule."""
+    annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
+    warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(s.model(), s.train())))
+    return dict(anneal_at=budgets or annealed, warmup=warmup)
+
+
+def _race(s: Settings) -> list[tuple]:
+    """01: each (depth, width) of the race — paired up by position — for `budget` tokens, on one seed."""
     if len(s.depths) != len(s.widths):
         raise ValueError(f"the race pairs depths with widths: got {len(s.depths)} depths, {len(s.widths)} widths")
-    pairs = []
-    for depth, width in zip(s.depths, s.widths):
-        pairs += sweep.grid([depth], [width], s.seeds[:1], model=s.model(), train=s.train(), tokens=int(s.budget))
-    return pairs
+    return _design(s, "grid", shapes=list(zip(s.depths, s.widths)), seeds=s.seeds[:1], tokens=int(s.budget))
 
 
-def _baseline(s: Settings):
-    """02: the paper's depth sweep — every depth at each width, the same tokens for every depth — each run
-    annealed at every budget in `anneal` (fractions of `budget`): one trunk per shape and seed, a cooldown
-    branch per smaller budget."""
-    pairs = []
-    for width in s.widths:
-        pairs += sweep.depth_sweep(width, s.depths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
-    return _annealed(s, pairs)
-
-
-def _annealed(s: Settings, pairs, budgets=None):
-    """`pairs` at every annealed budget of `s` (or at `budgets`), with one absolute warmup for the whole
-    design (5% of the smallest annealed budget's steps), so that runs of different designs (the LR check)
-    share their schedule."""
-    annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
-    warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(*pairs[0])))
-    return sweep.anneal(pairs, budgets or annealed, warmup=warmup)
+DESIGNS = {
+    "01_primer": _race,
+    # the paper's depth sweep at each width, each run annealed at every budget in `anneal` (fractions of
+    # `budget`): one trunk per shape and seed, a cooldown branch per smaller budget
+    "02_baseline_sweep": lambda s: _design(s, "depth", depths=s.depths, widths=s.widths, tokens=int(s.budget),
+                                           **_annealed(s)),
+    "03_width_validation": lambda s: _design(s, "width", depths=s.depths[:1], widths=s.widths, tokens=int(s.budget)),
+    # the shape at D_crit(W) against one `factor`× deeper and narrower (matched non-embedding parameters),
+    # or the two `depths` given, at `budget` FLOPs each
+    "04_compute_matched": lambda s: _design(s, "critical-depth", depths=s.depths or None, widths=s.widths[:1],
+                                            factor=s.factor, flops=float(s.budget)),
+    # every shape (`shapes`, or depths × widths when both are given) trained to each FLOP budget in `budget`
+    # that buys it ≥ min_steps steps: one trunk per shape and seed to the largest, a cooldown branch per other
+    "05_scaling_fit": lambda s: _design(s, "isoflop", budgets=s.budget, min_steps=s.min_steps, annealed=True,
+                                        **(dict(depths=s.depths, widths=s.widths) if s.depths and s.widths
+                                           else dict(shapes=s.shapes))),
+    # every depth at the non-embedding parameters of (reference_depth, widths[0]), with each block-sharing factor
+    "06_mobilellm_counterpoint": lambda s: _design(s, "matched", depths=s.depths, widths=s.widths[:1],
+                                                   reference_depth=reference_depth(s), vary={"share": s.shares},
+                                                   tokens=int(s.budget), model=s.model(**MOBILELLM_BLOCK)),
+    # every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is only known
+    # once the base shape has been tuned)
+    "07_fair_depth": lambda s: [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part],
+}
 
 
 def lr_check_depths(r, depths) -> tuple[int, int]:
@@ -430,63 +448,9 @@ def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tu
     `lr_factors` × lr on the tuning seeds (not the verdict's: choosing a winner and scoring it on the same
     seeds flatters it) — or, with `lrs` {depth: lr} and `seeds`, those learning rates on those seeds.
     Every run is annealed at the largest budget only, with the sweep's schedule and warmup."""
-    pairs = []
-    for depth in depths:
-        for lr in ([lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]):
-            pairs += sweep.grid([depth], [width], seeds or s.tuning_seeds, model=s.model(), train=s.train(lr=lr),
-                                tokens=int(s.budget))
-    return _annealed(s, pairs, [int(s.budget)])
-
-
-def _width_validation(s: Settings):
-    """03: every width at one depth (the first of `depths`), `budget` tokens per run."""
-    return sweep.width_sweep(s.depths[0], s.widths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
-
-
-def _compute_matched(s: Settings):
-    """04: at `budget` FLOPs per run, the shape at D_crit(W) against one `factor`× deeper and narrower
-    (matched non-embedding parameters); with two `depths` given, those two depths instead."""
-    width = s.widths[0]
-    if not s.depths:
-        return sweep.critical_depth_pair(float(s.budget), width, s.seeds, factor=s.factor, model=s.model(),
-                                         train=s.train())
-    if len(s.depths) != 2:
-        raise ValueError(f"give two depths (reference, deeper) or none (the paper's pair), got {s.depths}")
-    shallow, deep = s.depths
-    narrow = sweep.matched_width(deep, s.model(depth=shallow, width=width))
-    return sweep.compute_matched(float(s.budget), [(shallow, width), (deep, narrow)], s.seeds,
-                                 model=s.model(), train=s.train())
-
-
-def _scaling(s: Settings):
-    """05: isoFLOP design — every shape (`shapes`, or depths × widths when given) trained to each FLOP
-    budget in `budget` where that buys ≥ `min_steps` steps: per shape and seed one trunk to the largest
-    budget and a cooldown branch for each smaller one (token budgets C / FLOPs-per-token)."""
-    budgets = s.budget if isinstance(s.budget, (list, tuple)) else [s.budget]
-    shapes = [tuple(x) for x in s.shapes] if s.shapes and not (s.depths and s.widths) else \
-        [(d, w) for d in s.depths for w in s.widths]
-    pairs = []
-    for depth, width in shapes:
-        for seed in s.seeds:
-            m, t = sweep.make_pair(s.model(), s.train(), depth=depth, width=width, seed=seed)
-            tokens = [round(c / flops_per_token(m)) for c in budgets]
-            tokens = [n for n in tokens if n // tokens_per_step(m, t) >= (s.min_steps or 10)]
-            if tokens:
-                pairs += sweep.anneal([(m, t)], tokens)
-    return pairs
-
-
-def _counterpoint(s: Settings):
-    """06: shapes of every depth at the non-embedding parameters of (reference_depth, widths[0])
-    — narrower when deeper — each with every block-sharing factor in `shares`, `budget` tokens per run."""
-    reference = s.model(depth=reference_depth(s), width=s.widths[0], **MOBILELLM_BLOCK)
-    pairs = []
-    for depth in s.depths:
-        width = s.widths[0] if depth == reference.depth else sweep.matched_width(depth, reference)
-        for share in s.shares:
-            pairs += sweep.grid([depth], [width], s.seeds, model=replace(reference, share=share),
-                                train=s.train(), tokens=int(s.budget))
-    return pairs
+    return [pair for depth in depths for pair in _design(
+        s, "grid", shapes=[(depth, width)], seeds=seeds or s.tuning_seeds, tokens=int(s.budget),
+        vary={"lr": [lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]}, **_annealed(s, [int(s.budget)]))]
 
 
 def reference_depth(s: Settings) -> int:
@@ -513,23 +477,6 @@ def fair_depth_design(s: Settings, transferred_lr: float | None = None) -> dict[
         parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
                                         parametrizations=["completep"], **common)
     return parts
-
-
-def _fair_depth(s: Settings):
-    """07, every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is
-    only known once the base shape has been tuned)."""
-    return [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part]
-
-
-DESIGNS = {
-    "01_primer": _race,
-    "02_baseline_sweep": _baseline,
-    "03_width_validation": _width_validation,
-    "04_compute_matched": _compute_matched,
-    "05_scaling_fit": _scaling,
-    "06_mobilellm_counterpoint": _counterpoint,
-    "07_fair_depth": _fair_depth,
-}
 
 
 def preset_table(notebook: str, **params):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import PARAMETRIZATIONS, ModelConfig, TrainConfig
 from .fit.stats import local_vertex
-from .sweep import make_pair
+from .sweep import design
 
 # Activation sites a coordinate check measures, in the order they are drawn.
 SITES = ("embedding", "residual", "attn_logits", "logits")
@@ -196,30 +196,17 @@ def log_spaced(low: float, high: float, n: int) -> list[float]:
     return [float(f"{v:.3g}") for v in np.geomspace(low, high, n)]
 
 
-def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), model: ModelConfig | None = None,
-             train: TrainConfig | None = None, **fields) -> list[tuple]:
-    """Every lr × (depth, width) shape × parametrization × seed, as (ModelConfig, TrainConfig) pairs for
-    `dwlib.sweep.run_sweep`; `fields` fix any config field. Give `lrs` log-spaced (`log_spaced`): near
-    its minimum the loss is roughly a parabola in log(lr), which `best_lr` fits.
+def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), **spec) -> list[tuple]:
+    """Every parametrization × (depth, width) shape × lr × seed: `sweep.design("grid", …)` per
+    parametrization, with `spec` its other keywords (base configs, any config field). Give `lrs`
+    log-spaced (`log_spaced`): near its minimum the loss is roughly a parabola in log(lr), which `best_lr` fits.
 
         pairs = lr_sweep(log_spaced(1e-3, 3e-2, 6), [(2, 64), (2, 128), (2, 256)],
                          parametrizations=["sp", "mup"], base_width=64, steps=300)
     """
-    lrs = [float(v) for v in _as_list("lrs", lrs)]
-    for v in lrs:
-        if not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"learning rates must be positive and finite, got {v!r}")
-    shapes = _as_list("shapes", shapes)
-    for shape in shapes:
-        if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
-            raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
-    seeds = _as_list("seeds", seeds)
-    parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
-    pairs = []
-    for parametrization, (depth, width), lr, seed in itertools.product(parametrizations, shapes, lrs, seeds):
-        pairs.append(make_pair(model, train, **{**fields, "parametrization": parametrization, "depth": int(depth),
-                                                "width": int(width), "lr": lr, "seed": int(seed)}))
-    return pairs
+    return [pair for parametrization in _as_list("parametrizations", parametrizations)
+            for pair in design("grid", shapes=shapes, seeds=seeds, vary={"lr": lrs}, parametrization=parametrization,
+                               **spec)]
 
 
 def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization", "depth", "width"),

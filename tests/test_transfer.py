@@ -124,11 +124,11 @@ def test_lr_sweep_design():
     assert {(m.parametrization, m.depth, m.width, t.lr, t.seed) for m, t in pairs} == {
         (p, d, w, lr, s) for p in ("sp", "mup") for d, w in [(2, 64), (4, 128)] for lr in lrs for s in (0, 1)}
     assert all(t.steps == 50 and m.base_width == 64 for m, t in pairs)
-    with pytest.raises(ValueError, match="learning rates"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         lr_sweep([0.0], [(2, 64)])
     with pytest.raises(ValueError, match="shape"):
         lr_sweep([1e-3], [64])
-    with pytest.raises(ValueError, match="parametrizations"):
+    with pytest.raises(ValueError, match="parametrization must be one of"):
         lr_sweep([1e-3], [(2, 64)], parametrizations=["ntk"])
     with pytest.raises(ValueError, match="low < high"):
         log_spaced(1e-2, 1e-3, 4)
