@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import sweep
-from .config import (ModelConfig, TrainConfig, count_params, decay_start, default_threads, flops_per_token,
+from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token,
                      flops_per_token_with_head, steps_for_budget, tokens_per_step)
 
 PRESETS = ("smoke", "cpu", "gpu")
@@ -274,14 +274,18 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     A CPU step of a small model costs, per layer and per 1024 tokens, `layer_seconds` of fixed work plus
     `layer_width_seconds` × W/64 of memory-bound work that grows with the width (norms, softmax, GELU, the
     optimizer), plus its FLOPs at `flops_per_second`. The three are fitted (least squares, non-negative)
-    to the median of ten timed steps of four shapes (context 64, batch 16), ~15 s, and cached under the
-    cache folder by machine, CPU, torch version and thread count. Measure on a quiet machine: a busy
-    one gives a slower (pessimistic) model; `refresh=True` measures again."""
+    to the median of ten timed `train.train` steps of four shapes (context 64, batch 16, after three
+    warm-up steps), ~15 s, and cached under the cache folder by machine, CPU, torch version and thread
+    count. Measure on a quiet machine: a busy one gives a slower (pessimistic) model; `refresh=True`
+    measures again."""
     import json
 
     import numpy as np
     import torch
     from scipy.optimize import nnls
+
+    from .data import Tokens
+    from .train import train
 
     path = speed_cache_path(threads)
     if path.exists() and not refresh:
@@ -291,29 +295,22 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
             cached = {}
         if set(REFERENCE_SPEED) <= set(cached):     # a file from an older cost model is measured again
             return cached
-    from .model import Transformer
+    ids = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)   # speed does not depend on the text
+    tokens = Tokens(train=ids, val=ids[:4096], fingerprint="speed", vocab_size=256, corpus="speed", tokenizer="byte")
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     rows, seconds = [], []
     try:
         for depth, width in SPEED_SHAPES:
             cfg = ModelConfig(depth=depth, width=width, context=64, head_dim=16, vocab_size=256)
-            model = Transformer(cfg)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)   # as the trainer does
-            x = torch.randint(0, 256, (16, 64))
-            times = []
-            for i in range(13):
-                start = time.perf_counter()
-                _, loss = model(x, x)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if i >= 3:                                  # three warm-up steps
-                    times.append(time.perf_counter() - start)
-            tokens = 16 * 64
-            rows.append([cfg.layers * tokens / 1024, cfg.layers * tokens / 1024 * width / 64,
-                         flops_per_token_with_head(cfg) * tokens])
-            seconds.append(float(np.median(times)))
+            # 17 steps: three warm-up, ten timed, and the four before the end that also take gradient norms
+            run = TrainConfig(corpus="speed", steps=17, batch_size=16, eval_every=17, eval_batches=1,
+                              grad_norm_steps=(), device="cpu", threads=threads)
+            clock = [time.perf_counter()]
+            train(cfg, run, progress=False, tokens=tokens, on_step=lambda step, _: clock.append(time.perf_counter()))
+            per_step = tokens_per_step(cfg, run)
+            rows.append([cfg.layers * per_step / 1024, cfg.layers * per_step / 1024 * width / 64,
+                         flops_per_token_with_head(cfg) * per_step])
+            seconds.append(float(np.median(np.diff(clock[3:14]))))
     finally:
         torch.set_num_threads(previous)
     coef, _ = nnls(np.array(rows), np.array(seconds))
@@ -342,17 +339,13 @@ def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", th
 
 def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int = 1) -> float:
     """Predicted wall seconds to train every (ModelConfig, TrainConfig) pair, `workers` runs side by side:
-    steps (a cooldown branch only its cooldown: `sweep.branch_groups`), evaluations (forward only, ≈ 1/3
+    steps (a cooldown branch only its cooldown: `sweep.trained_steps`), evaluations (forward only, ≈ 1/3
     of a step each), and ~0.3 s per run of overhead. Calibrated on this machine (`machine_speed`); print it
     beside the measured time."""
     total = 0.0
-    for group in sweep.branch_groups(pairs):
-        for position, i in enumerate(group):
-            m, t = pairs[i]
-            steps = steps_for_budget(m, t)
-            trained = steps if position == 0 else steps - decay_start(steps, t)
-            evals = trained // t.eval_every + 1
-            total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
+    for (m, t), trained in zip(pairs, sweep.trained_steps(pairs)):
+        evals = trained // t.eval_every + 1
+        total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
     return total / max(1, workers)
 
 

@@ -6,12 +6,8 @@ trains every pair not already in the store and returns the store's frame of thos
     pairs = design("depth", depths=[2, 4, 8, 16], widths=[128], steps=500)
     frame = run_sweep(pairs, store="outputs/runs.sqlite", executor="parallel")
 
-Designs (see `design`; any config field may be fixed with a keyword, or varied with `vary={field: [values]}`):
-grid, depth (the paper's first design), width, compute-matched (one FLOP budget C for every shape), matched
-(shapes of other depths at one shape's size), critical-depth (the paper's third experiment: D_crit against
-2×D_crit, narrower), isoflop (several budgets C, shapes at each: the input of compute-optimal fits), each
-optionally annealed: runs that differ only in budget train as one trunk with a cooldown branch per smaller
-budget (`anneal`).
+Designs: the kinds of `design`; `anneal` trains runs that differ only in budget as one trunk with a
+cooldown branch per smaller budget.
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
 the machine's cores: small models use cores far better side by side than with many threads each),
@@ -407,18 +403,24 @@ def branch_groups(pairs) -> list[list[int]]:
     return [sorted(g, key=lambda i: -steps_for_budget(*pairs[i])) for g in groups.values()]
 
 
+def trained_steps(pairs) -> list[int]:
+    """The optimizer steps each pair trains in a sweep: a trunk, or a run of its own, all of its steps; a
+    cooldown branch only those after its fork from the trunk (`branch_groups`)."""
+    trained = [0] * len(pairs)
+    for group in branch_groups(pairs):
+        for position, i in enumerate(group):
+            steps = steps_for_budget(*pairs[i])
+            trained[i] = steps if position == 0 else steps - decay_start(steps, pairs[i][1])
+    return trained
+
+
 def anneal_cost(pairs) -> dict:
     """Training tokens of a design with cooldown branches (per group: its largest budget plus the others'
     cooldowns) against training every run from scratch."""
-    groups = branch_groups(pairs)
-    branched = separate = 0
-    for group in groups:
-        for position, i in enumerate(group):
-            m, t = pairs[i]
-            steps, per_step = steps_for_budget(m, t), tokens_per_step(m, t)
-            separate += steps * per_step
-            branched += (steps if position == 0 else steps - decay_start(steps, t)) * per_step
-    return dict(runs=len(pairs), trunks=len(groups), tokens_branched=branched, tokens_separate=separate)
+    per_step = [tokens_per_step(m, t) for m, t in pairs]
+    return dict(runs=len(pairs), trunks=len(branch_groups(pairs)),
+                tokens_branched=sum(s * n for s, n in zip(trained_steps(pairs), per_step)),
+                tokens_separate=sum(steps_for_budget(*pair) * n for pair, n in zip(pairs, per_step)))
 
 
 def design_frame(pairs):

@@ -52,46 +52,40 @@ def coord_check(widths=(64, 128, 256, 512), *, depths=(2,), parametrizations=PAR
     """
     import torch
 
-    from .data import get_batch, load_tokens, val_batches
-    from .model import Transformer
-    from .train import param_groups
+    from .data import load_tokens, val_batches
+    from .train import build
+    from .train import train as train_run
 
     widths, depths = _positive_ints("widths", widths), _positive_ints("depths", depths)
     parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if tokens is None:
         tokens = load_tokens(corpus, tokenizer)
     base = model or ModelConfig(base_width=min(widths), base_depth=min(depths))
     train = train or TrainConfig()
+    # trained by train.train, step for step the batches any run of this seed sees, on the CPU in fp32
+    run = TrainConfig(corpus=tokens.corpus, tokenizer=tokens.tokenizer, steps=steps, batch_size=batch_size, lr=lr,
+                      schedule="constant", warmup=0, grad_clip=0.0, beta1=train.beta1, beta2=train.beta2,
+                      eps=train.eps, weight_decay=train.weight_decay, seed=seed, eval_every=steps, eval_batches=1,
+                      grad_norm_steps=(), device="cpu", threads=torch.get_num_threads())
     probe, _ = val_batches(tokens, 1, batch_size, context)[0]
 
     rows = []
     for parametrization, depth, width in itertools.product(parametrizations, depths, widths):
         cfg = dataclasses.replace(base, depth=depth, width=width, context=context,
                                   vocab_size=tokens.vocab_size, parametrization=parametrization)
-        torch.manual_seed(seed)
-        net = Transformer(cfg)
-        groups = param_groups(net, cfg, train)
-        for g in groups:
-            g["lr"] = lr * g["lr_mult"]
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=(train.beta1, train.beta2))
-        first = None
-        for step in range(steps + 1):
-            if step > 0:
-                x, y = get_batch(tokens.train, step - 1, batch_size, context, seed)
-                _, loss = net(x, y)
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            acts = _activations(net, probe)
-            first = first or acts
-            for (site, layer), value in acts.items():
+        initial = build(cfg, run, torch.device("cpu"))[0]   # the model train() starts from (same seed)
+        first = _activations(initial, probe)
+
+        def measure(step, net):
+            for (site, layer), value in _activations(net, probe).items():
                 rows.append(dict(parametrization=parametrization, width=width, depth=depth, step=step,
                                  site=site, layer=layer, scale=value.abs().mean().item(),
                                  delta=(value - first[site, layer]).abs().mean().item()))
+
+        measure(0, initial)
+        train_run(cfg, run, progress=False, tokens=tokens, on_step=measure)
     return pd.DataFrame(rows)
 
 

@@ -266,6 +266,10 @@ def test_a_speed_file_from_an_older_cost_model_is_measured_again(tmp_path, monke
     path = presets.speed_cache_path(1)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(dict(layer_seconds=0.001, flops_per_second=1e11)))
+    import dwlib.train
+    timed, real = [], dwlib.train.train     # the calibration times the trainer's own steps, not a copy of them
+    monkeypatch.setattr(dwlib.train, "train", lambda m, t, **kw: timed.append((m.depth, m.width)) or real(m, t, **kw))
     speed = presets.machine_speed(1)
+    assert timed == list(presets.SPEED_SHAPES)
     assert set(presets.REFERENCE_SPEED) <= set(speed)
     assert set(presets.REFERENCE_SPEED) <= set(json.loads(path.read_text()))
