@@ -29,8 +29,6 @@ from .config import (ModelConfig, TrainConfig, count_params, default_threads, fl
                      flops_per_token_with_head, steps_for_budget, tokens_per_step)
 
 PRESETS = ("smoke", "cpu", "gpu")
-NOTEBOOKS = ("01_primer", "02_baseline_sweep", "03_width_validation", "04_compute_matched",
-             "05_scaling_fit", "06_mobilellm_counterpoint", "07_fair_depth")
 
 # Shared by every notebook at a preset: the model's context and heads, the batch, evaluation, bootstrap.
 # head_dim 16 on CPU so widths come in steps of 16 (32, 48, 64 …): parameter-matched shapes then match

@@ -250,7 +250,7 @@ def design(kind: str, *, depths=None, widths=None, shapes=None, seeds=None, mode
         if shapes is not None:
             raise ValueError(f"design {kind} takes depths and widths, not shapes")
         pairs = []
-        for width in _list("widths", [m.width] if widths is None else widths):
+        for width in as_list("widths", [m.width] if widths is None else widths):
             pairs += grid(shapes=_matched(kind, depths, width, m, **own), **common)
         return pairs if anneal_at is None else anneal(pairs, anneal_at, **wsd)
     if kind == "isoflop" and own.get("aspect_ratios") is not None:
@@ -258,13 +258,13 @@ def design(kind: str, *, depths=None, widths=None, shapes=None, seeds=None, mode
             raise ValueError(SHAPES_HELP)
         step = width_step(m)
         shapes = list(dict.fromkeys((d, max(step, step * round(r * d / step))) for d, r in itertools.product(
-            _list("depths", [m.depth] if depths is None else depths), _list("aspect_ratios", own["aspect_ratios"]))))
+            as_list("depths", [m.depth] if depths is None else depths), as_list("aspect_ratios", own["aspect_ratios"]))))
         depths = None
     if shapes is not None and (depths is not None or widths is not None):
         raise ValueError(SHAPES_HELP)
     if shapes is None:
-        depths = _list("depths", [m.depth] if depths is None else depths)
-        widths = _list("widths", [m.width] if widths is None else widths)
+        depths = as_list("depths", [m.depth] if depths is None else depths)
+        widths = as_list("widths", [m.width] if widths is None else widths)
         shapes = [(d, w) for w in widths for d in depths] if kind == "depth" else list(itertools.product(depths, widths))
     pairs = grid(shapes=shapes, **common)
     if kind == "isoflop":
@@ -293,9 +293,9 @@ def grid(depths=None, widths=None, seeds=(0,), *, shapes=None, model=None, train
     """Every (depth, width) — depths × widths, or `shapes` — × (each field in `vary`) × seed, with `fields`
     fixed. E.g. grid([2, 4], [64, 128], seeds=[0, 1], steps=300, vary={"lr": [1e-3, 3e-3]})."""
     if shapes is None:
-        shapes = list(itertools.product(_list("depths", depths), _list("widths", widths)))
-    shapes, seeds = _shapes(shapes), _list("seeds", seeds)
-    vary = {name: _list(f"vary[{name!r}]", values) for name, values in (vary or {}).items()}
+        shapes = list(itertools.product(as_list("depths", depths), as_list("widths", widths)))
+    shapes, seeds = _shapes(shapes), as_list("seeds", seeds)
+    vary = {name: as_list(f"vary[{name!r}]", values) for name, values in (vary or {}).items()}
     pairs = []
     for (depth, width), *varied, seed in itertools.product(shapes, *vary.values(), seeds):
         pairs.append(make_pair(model, train, **{**fields, **dict(zip(vary, varied)),
@@ -328,7 +328,7 @@ def _matched(kind, depths, width, base, *, reference_depth=None, match="params",
              critical_depth=paper_critical_depth) -> list[tuple[int, int]]:
     """The shapes of a matched design at `width`: the reference shape, and every other depth at its size."""
     if kind == "matched":
-        depths = _list("depths", [base.depth] if depths is None else depths)
+        depths = as_list("depths", [base.depth] if depths is None else depths)
         reference_depth = depths[0] if reference_depth is None else reference_depth
     elif depths is None:   # the paper's pair
         reference_depth = max(1, round(critical_depth(width)))
@@ -346,7 +346,7 @@ def _isoflop(pairs, budgets, min_steps, wsd) -> list[tuple]:
     pair once over those budgets' tokens (C / FLOPs per token), a trunk and its cooldown branches."""
     if budgets is None:
         raise ValueError("isoflop needs FLOP budgets: budgets=[C1, C2, ...]")
-    budgets = _list("budgets", budgets)
+    budgets = as_list("budgets", budgets)
     for c in budgets:
         _positive("budget", c)
     kept = [[c for c in budgets if steps_for_budget(*make_pair(m, t, flops=float(c))) >= min_steps] for m, t in pairs]
@@ -375,7 +375,7 @@ def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2,
     `run_sweep` trains the largest once, branching the others' cooldowns from it (see `anneal_cost`)."""
     if schedule not in WSD_SCHEDULES:
         raise ValueError(f"anneal needs a warmup-stable-decay schedule ({', '.join(WSD_SCHEDULES)}), got {schedule!r}")
-    budgets = sorted(dict.fromkeys(_list("budgets", budgets)))
+    budgets = sorted(dict.fromkeys(as_list("budgets", budgets)))
     for tokens in budgets:
         _positive("budget", tokens)
     out = []
@@ -437,7 +437,9 @@ def design_frame(pairs):
     return pd.DataFrame(rows)
 
 
-def _list(name, values) -> list:
+def as_list(name, values) -> list:
+    """`values` as a non-empty list (one value becomes a list of it; numpy scalars become Python's), or a
+    ValueError naming `name`: the one list check of designs and their callers."""
     scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
     values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]  # numpy → python
     if not values:
@@ -447,7 +449,7 @@ def _list(name, values) -> list:
 
 def _shapes(shapes) -> list[tuple[int, int]]:
     out = []
-    for shape in _list("shapes", shapes):
+    for shape in as_list("shapes", shapes):
         if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
             raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
         out.append((shape[0], shape[1]))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import PARAMETRIZATIONS, ModelConfig, TrainConfig
 from .fit.stats import local_vertex
-from .sweep import design
+from .sweep import as_list, design
 
 # Activation sites a coordinate check measures, in the order they are drawn.
 SITES = ("embedding", "residual", "attn_logits", "logits")
@@ -170,7 +170,7 @@ def coord_drift(frame: pd.DataFrame, *, over: str = "width", value: str = "delta
 def worst_drift(drift: pd.DataFrame, sites=("residual", "attn_logits", "logits")) -> pd.Series:
     """The largest |slope| over `sites` per parametrisation, from `coord_drift`'s frame (the embedding
     is left out by default: its size never depends on width, so it cannot fail)."""
-    chosen = drift[drift["site"].isin(_as_list("sites", sites))]
+    chosen = drift[drift["site"].isin(as_list("sites", sites))]
     if chosen.empty:
         raise ValueError(f"no rows for sites {sites}; sites in the frame: {sorted(drift['site'].unique())}")
     return chosen.groupby("parametrization", sort=False)["slope"].apply(lambda s: float(s.abs().max()))
@@ -198,7 +198,7 @@ def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), **spec) -> li
         pairs = lr_sweep(log_spaced(1e-3, 3e-2, 6), [(2, 64), (2, 128), (2, 256)],
                          parametrizations=["sp", "mup"], base_width=64, steps=300)
     """
-    return [pair for parametrization in _as_list("parametrizations", parametrizations)
+    return [pair for parametrization in as_list("parametrizations", parametrizations)
             for pair in design("grid", shapes=shapes, seeds=seeds, vary={"lr": lrs}, parametrization=parametrization,
                                **spec)]
 
@@ -304,16 +304,8 @@ def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") 
 # Small helpers
 # ---------------------------------------------------------------------------------------------
 
-def _as_list(name, values) -> list:
-    scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
-    values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]
-    if not values:
-        raise ValueError(f"{name} is empty")
-    return values
-
-
 def _positive_ints(name, values) -> list[int]:
-    values = _as_list(name, values)
+    values = as_list(name, values)
     for v in values:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be positive integers, got {v!r}")
@@ -321,7 +313,7 @@ def _positive_ints(name, values) -> list[int]:
 
 
 def _choices(name, values, options) -> list[str]:
-    values = _as_list(name, values)
+    values = as_list(name, values)
     for v in values:
         if v not in options:
             raise ValueError(f"{name}: {v!r} is not one of {', '.join(options)}")
