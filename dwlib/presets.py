@@ -21,8 +21,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import sweep
 from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token,
@@ -56,7 +56,8 @@ TABLES: dict[str, dict[str, dict]] = {
     },
     "02_baseline_sweep": {
         # budget = the largest training-token budget per run; every run is also annealed (cooldown branches
-        # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget
+        # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget. The LR check:
+        # learning rates lr_factors × lr, chosen on tuning_seeds (not the verdict's seeds)
         "smoke": dict(widths=[32], depths=[1, 2, 4, 8], budget=60 * 8 * 64, anneal=[0.5, 1.0], lr_factors=[0.5, 1, 2],
                       tuning_seeds=[10]),
         # Chosen for evidence per CPU-minute before any result was seen (see the notebook): the narrowest
@@ -76,7 +77,8 @@ TABLES: dict[str, dict[str, dict]] = {
         "gpu": dict(widths=[128, 256, 384, 512, 768], depths=[16], budget=50_000_000),
     },
     "04_compute_matched": {
-        # depths [] = the paper's pair: D_crit(W) = round(2.43·ln W) vs factor × D_crit, narrower
+        # depths [] = the paper's pair: D_crit(W) = round(2.43·ln W) vs factor × D_crit, narrower;
+        # latency_batch / latency_repeats: the inference-speed measurement's batch and timed repeats
         "smoke": dict(widths=[64], depths=[], budget=3e10, factor=2.0, latency_batch=8, latency_repeats=3),
         # C = 1.5e12 FLOPs buys the W = 64 shape at D_crit ≈ 10 about 500k tokens
         "cpu": dict(widths=[64], depths=[], budget=1.5e12, factor=2.0, latency_batch=16, latency_repeats=20),
@@ -111,6 +113,7 @@ TABLES["07_fair_depth"] = {
     # widths[0] is the width of the depth sweeps; the learning-rate grid holds the preset's fixed lr (3e-3 on
     # CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs. base_depth: CompleteP's lr is
     # tuned there and transferred to the rest; the base width is widths[0], so the depth sweeps run at m_w = 1.
+    # transfer_widths / transfer_seeds: the width-transfer sweep's widths (at base_depth) and seeds.
     "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
                   transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
     # ~100k tokens per run: the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4, bracketed by depths 2 … 16;
@@ -149,45 +152,19 @@ def preset_values(notebook: str, preset: str) -> dict:
     return copy.deepcopy({**BASE[preset], **TABLES[notebook][preset]})
 
 
-@dataclass
-class Settings:
-    """A notebook's resolved parameters: the papermill values, with None filled from the preset. The
-    notebook-specific knobs are fields too (None where a notebook has no use for them)."""
+# Every notebook's parameters beside its preset table's keys, with their defaults
+COMMON = dict(corpus="stdlib", tokenizer="byte", device="auto", store_path=None, executor="local", output_dir=None,
+              threads=None)
 
-    notebook: str
-    preset: str
-    corpus: str
-    tokenizer: str
-    widths: list
-    depths: list
-    budget: object                  # tokens per run, FLOPs per run, or a list of FLOP budgets (05)
-    seeds: list
-    device: str
-    store_path: Path
-    executor: str
-    output_dir: Path
-    threads: int
-    context: int
-    head_dim: int
-    batch_size: int
-    lr: float
-    eval_every: int
-    eval_batches: int
-    n_boot: int
-    anneal: list | None = None             # 02: annealed budgets as fractions of `budget`
-    lr_factors: list | None = None         # 02: learning rates of the LR check, as multiples of `lr`
-    tuning_seeds: list | None = None       # 02: seeds that choose the LR check's learning rates
-    factor: float | None = None            # 04: the deeper shape is factor × D_crit
-    latency_batch: int | None = None       # 04: batch of the throughput measurement
-    latency_repeats: int | None = None     # 04: timed repeats of the latency measurement
-    shapes: list | None = None             # 05: [depth, width] of every isoFLOP shape
-    min_steps: int | None = None           # 05: fewer steps than this at a budget: the shape is left out
-    reference_depth: int | None = None     # 06: the depth whose shape sets the matched parameter count
-    shares: list | None = None             # 06: MobileLLM block-sharing factors
-    lrs: list | None = None                # 07: the learning-rate grid
-    transfer_widths: list | None = None    # 07: widths of the width-transfer sweep
-    transfer_seeds: list | None = None     # 07: seeds of the width-transfer sweep
-    base_depth: int | None = None          # 07: CompleteP's base depth
+
+def parameters(notebook: str, preset: str) -> set:
+    """The names a notebook's settings take: preset, COMMON's and its preset table's (BASE's too)."""
+    return {"preset", *COMMON, *preset_values(notebook, preset)}
+
+
+class Settings(SimpleNamespace):
+    """A notebook's resolved parameters as attributes — its preset's table (`preset_values`) with the
+    notebook's own values on top: s.widths, s.budget, s.factor … — and the base configs they make."""
 
     def model(self, **fields) -> ModelConfig:
         """The notebook's base ModelConfig (context, heads, vocabulary of the tokenizer) with `fields`."""
@@ -206,25 +183,23 @@ class Settings:
         return TrainConfig(**{**base, **fields})
 
 
-def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer="byte", device="auto",
-             store_path=None, executor="local", output_dir=None, threads=None, **params) -> Settings:
-    """Resolve a notebook's parameters: None means "the preset's value" for any preset key (widths,
-    depths, budget, seeds, context, lr, n_boot, a notebook knob such as factor…)."""
-    values = preset_values(notebook, preset)
-    known = {f.name for f in fields(Settings)}
+def settings(notebook: str, preset: str = "smoke", **params) -> Settings:
+    """Resolve a notebook's parameters (`parameters`): None means the default, for a preset key (widths,
+    depths, budget, seeds, context, lr, n_boot, a notebook knob such as factor…) the preset's value."""
+    values = {**COMMON, **preset_values(notebook, preset)}
     for key, value in params.items():
-        if key not in known:
-            raise ValueError(f"unknown notebook parameter {key!r}; known: {', '.join(sorted(known))}")
+        if key not in values:
+            raise ValueError(f"unknown notebook parameter {key!r}; known: {', '.join(sorted(values))}")
         if value is not None:
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
-    if executor not in ("local", "parallel", "ray"):
-        raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {executor!r}")
-    return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer, device=device,
-                    executor=executor, store_path=Path(store_path) if store_path else default_store_path(),
-                    output_dir=Path(output_dir) if output_dir else default_output_dir(notebook),
-                    threads=int(threads) if threads else default_threads(), **values)
+    if values["executor"] not in sweep.EXECUTORS:
+        raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {values['executor']!r}")
+    values["store_path"] = Path(values["store_path"] or default_store_path())
+    values["output_dir"] = Path(values["output_dir"] or default_output_dir(notebook))
+    values["threads"] = int(values["threads"] or default_threads())
+    return Settings(notebook=notebook, preset=preset, **values)
 
 
 def _as_list(name, value) -> list:
