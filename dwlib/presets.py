@@ -1,18 +1,7 @@
-"""What each notebook runs at each scale: the preset tables, and the settings a notebook resolves from
-its papermill parameters.
-
-Three presets, chosen on cost and statistics before any result was looked at:
-
-    smoke   plumbing check, what CI runs: every notebook end to end in about a minute on 2 CPU cores
-            with one torch thread. Tiny models, a few dozen steps: its numbers are not results.
-    cpu     a meaningful result on a laptop-class CPU in well under an hour, ≥ 3 seeds per shape
-            (at toy scale deep-narrow runs scatter between seeds by more than the depth effect).
-    gpu     a serious run for one GPU; its expected time comes from `estimate_seconds`, calibrated on
-            the trainer's measured throughput (bench/RESULTS.md).
-
-A notebook's parameter left at None takes the preset's value; a value given (in the notebook or with
-papermill's -p) wins. `settings(...)` does the merge; `preset_table(notebook)` shows all three presets
-side by side with their predicted cost, so a reader sees what each one runs.
+"""What each notebook runs at each preset (smoke, cpu, gpu: README.md "Notebooks"): the preset tables, the
+settings a notebook resolves from its parameters cell, its design, and the cost model that prices it.
+The presets were chosen on cost and statistics before any result was looked at; at toy scale deep-narrow
+runs scatter between seeds by more than the depth effect, hence ≥ 3 seeds per shape at cpu.
 
 Plain data and arithmetic on configs (no torch, no widgets): notebooks and the runner import it.
 """

@@ -246,27 +246,7 @@ def design(kind: str, *, depths=None, widths=None, shapes=None, seeds=None, mode
     if kind in ("compute-matched", "critical-depth"):
         _positive("flops", t.flops)
         common["flops"] = float(t.flops)
-    if kind in ("matched", "critical-depth"):
-        if shapes is not None:
-            raise ValueError(f"design {kind} takes depths and widths, not shapes")
-        pairs = []
-        for width in as_list("widths", [m.width] if widths is None else widths):
-            pairs += grid(shapes=_matched(kind, depths, width, m, **own), **common)
-        return pairs if anneal_at is None else anneal(pairs, anneal_at, **wsd)
-    if kind == "isoflop" and own.get("aspect_ratios") is not None:
-        if shapes is not None or widths is not None:
-            raise ValueError(SHAPES_HELP)
-        step = width_step(m)
-        shapes = list(dict.fromkeys((d, max(step, step * round(r * d / step))) for d, r in itertools.product(
-            as_list("depths", [m.depth] if depths is None else depths), as_list("aspect_ratios", own["aspect_ratios"]))))
-        depths = None
-    if shapes is not None and (depths is not None or widths is not None):
-        raise ValueError(SHAPES_HELP)
-    if shapes is None:
-        depths = as_list("depths", [m.depth] if depths is None else depths)
-        widths = as_list("widths", [m.width] if widths is None else widths)
-        shapes = [(d, w) for w in widths for d in depths] if kind == "depth" else list(itertools.product(depths, widths))
-    pairs = grid(shapes=shapes, **common)
+    pairs = grid(shapes=_design_shapes(kind, depths, widths, shapes, m, own), **common)
     if kind == "isoflop":
         return _isoflop(pairs, own.get("budgets"), own.get("min_steps", 10), wsd if own.get("annealed") else None)
     return pairs if anneal_at is None else anneal(pairs, anneal_at, **wsd)
@@ -324,9 +304,32 @@ def matched_width(depth: int, reference: ModelConfig, match: str = "params") -> 
                                               - target), w))
 
 
+def _design_shapes(kind, depths, widths, shapes, base, own) -> list[tuple[int, int]]:
+    """The (depth, width) shapes of a design, in its order; depths and widths default to `base`'s."""
+    if kind in ("matched", "critical-depth"):
+        if shapes is not None:
+            raise ValueError(f"design {kind} takes depths and widths, not shapes")
+        return [shape for width in as_list("widths", [base.width] if widths is None else widths)
+                for shape in _matched(kind, depths, width, base, **own)]
+    if kind == "isoflop" and own.get("aspect_ratios") is not None:
+        if shapes is not None or widths is not None:
+            raise ValueError(SHAPES_HELP)
+        step = width_step(base)
+        ratios = itertools.product(as_list("depths", [base.depth] if depths is None else depths),
+                                   as_list("aspect_ratios", own["aspect_ratios"]))
+        return list(dict.fromkeys((d, max(step, step * round(r * d / step))) for d, r in ratios))
+    if shapes is not None:
+        if depths is not None or widths is not None:
+            raise ValueError(SHAPES_HELP)
+        return shapes
+    depths = as_list("depths", [base.depth] if depths is None else depths)
+    widths = as_list("widths", [base.width] if widths is None else widths)
+    return [(d, w) for w in widths for d in depths] if kind == "depth" else list(itertools.product(depths, widths))
+
+
 def _matched(kind, depths, width, base, *, reference_depth=None, match="params", factor=2.0,
              critical_depth=paper_critical_depth) -> list[tuple[int, int]]:
-    """The shapes of a matched design at `width`: the reference shape, and every other depth at its size."""
+    """A matched design's shapes at `width`: the reference shape, and every other depth at its size."""
     if kind == "matched":
         depths = as_list("depths", [base.depth] if depths is None else depths)
         reference_depth = depths[0] if reference_depth is None else reference_depth
