@@ -363,7 +363,8 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, d
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
-          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None) -> dict:
+          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None,
+          on_step=None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path or URI (s3://…, gs://…, see `checkpoint_fs`); the run resumes from it if it exists
@@ -375,6 +376,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
     fork_at: {step: [(run_key, location), …]}: on passing `step`, also save a checkpoint *as each of those
         runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=location)` of it resumes.
+    on_step: called as on_step(steps done, model) after every optimizer step (the cost model's clock,
+        the coordinate check's probe); the loss is not synced for it.
     """
     device, autocast = setup_device(train_cfg)
     check_memory(model_cfg, train_cfg, device)   # before the corpus or a BPE vocabulary is built
@@ -419,6 +422,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
             clipped.append(total_norm > train_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(done, model)
         losses.append(loss)
         bar.update(1)
 

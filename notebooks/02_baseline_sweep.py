@@ -69,10 +69,7 @@ import pandas as pd
 from dwlib import charts, fit, notebooks, presets, sweep, transfer, widgets
 
 alt.renderers.enable("svg")
-nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, anneal=anneal, seeds=seeds, tuning_seeds=tuning_seeds,
-                     lr_factors=lr_factors, device=device, store_path=store_path, executor=executor,
-                     output_dir=output_dir, threads=threads)
+nb = notebooks.start("02_baseline_sweep", locals())
 s = nb.settings
 
 # %% [markdown]

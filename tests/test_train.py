@@ -29,6 +29,13 @@ def run(tokens, model=TINY, **kw):
     return train(model, cfg, progress=False, tokens=tokens)
 
 
+def test_on_step_sees_every_step_with_the_model(tokens):
+    seen = []
+    cfg = TrainConfig(steps=5, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1)
+    train(TINY, cfg, progress=False, tokens=tokens, on_step=lambda step, model: seen.append((step, model.training)))
+    assert seen == [(step, True) for step in range(1, 6)]
+
+
 def test_record_has_the_documented_fields(tokens):
     r = run(tokens)
     for key in ("status", "params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss",
