@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dwlib import fit
-from dwlib.fit.depth import rise_test, saturating_cv
+
 
 EPOCH_CSV = Path(__file__).parent / "fixtures" / "epoch_chinchilla_points.csv"
 SMALL_GRID = dict(a=np.array([0.0, 5.0, 10.0]), b=np.array([5.0, 10.0]), e=np.array([-0.5, 0.5]),
