@@ -18,18 +18,18 @@ The verdict rests on tests of the depth means instead, built to survive what rea
   contrast is ≤ 0 on any curve that never rises, so the flat curve is the least favourable null: R's null
   distribution is simulated with every depth's mean equal and the measured noise (its variance redrawn
   from its own sampling distribution). The fall F mirrors it on the left segment.
-- **D\* is what the data support.** The best depth's confidence set is the set of depths not measurably
+- **D* is what the data support.** The best depth's confidence set is the set of depths not measurably
   worse than any other (pairwise differences against the max-statistic of all pairs: the whole set of
-  tied best depths is covered at `level`). D\* is a parabola's vertex only when the local parabola in
+  tied best depths is covered at `level`). D* is a parabola's vertex only when the local parabola in
   ln D passes its lack-of-fit test and the set lies within one grid step of the best depth; otherwise
-  D\* is the set, `ci["d_star"]` its lowest and highest depth. A bound "D\* ≥ d" is the set's lowest depth.
+  D* is the set, `ci["d_star"]` its lowest and highest depth. A bound "D* ≥ d" is the set's lowest depth.
 - **A negative verdict says what it could have seen**: the minimum detectable rise (MDR), the rise above
   a flat plateau from the set's lowest depth to the deepest (linear in ln D) that R detects with 80%
   power at the measured noise. With one run per depth there is no noise to measure: unless `noise_sd`
   is stated, the verdict is "inconclusive".
 
 "U-shaped" needs a significant fall and a significant rise. The calibration on planted sweeps (false
-"U-shaped" rate, power, coverage of D\* and of the bound) is bench/u_test_calibration.py.
+"U-shaped" rate, power, coverage of D* and of the bound) is bench/u_test_calibration.py.
 """
 from __future__ import annotations
 
