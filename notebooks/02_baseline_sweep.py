@@ -64,9 +64,9 @@ executor = "local"     # local | parallel (worker processes sharing the cores) |
 output_dir = None      # charts (PNG + SVG); None: outputs/02_baseline_sweep/
 threads = None         # torch threads per run; None: $DWLIB_THREADS or all cores
 
-import numpy as np
 # %%
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from dwlib import charts, fit, notebooks, presets, sweep, transfer, widgets
