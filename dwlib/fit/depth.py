@@ -397,7 +397,8 @@ def _result(levels, test, noise_sd, n_boot, level, rng, seeds_blocked) -> Critic
     r.best_set = [float(levels[k]) for k in best_set]
     r.d_plateau = r.best_set[0]
     r.mdr, r.mdr_from = test["mdr"], float(levels[test["mdr_from"]])
-    r.noise_sd = float(noise_sd) if noise_sd is not None else float(np.sqrt(test["resid"] @ test["resid"] / test["dof"]))
+    resid = test["resid"]
+    r.noise_sd = float(noise_sd) if noise_sd is not None else float(np.sqrt(resid @ resid / test["dof"]))
     onset = int(best_set[0])
     gap = means[onset] - means[-1]
     r.still_improving = bool(i_min == len(levels) - 1 and (onset == i_min or gap / np.sqrt(se2[onset] + se2[-1])
