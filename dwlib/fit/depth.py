@@ -221,44 +221,48 @@ def _tests(x, d_idx, y, X, n_seeds, noise_sd, rng, level):
         return dict(means=means, n=n_runs, var=None, dof=dof)
     C, rows = _contrasts(x)
     G = ((C @ M) ** 2) @ S.T                    # se² of each contrast = G @ per-depth variances
-    if noise_sd is None:
-        var = _variances(resid[None], S, share)[0]
-        prior = PRIOR_DOF + S @ share          # the null's true variances, drawn around the estimate
-        true = var * prior / rng.chisquare(prior, size=(N_SIM, K))
-        Z = rng.standard_normal((N_SIM, len(y))) * np.sqrt(true[:, d_idx])
-        se_null = np.sqrt(_variances(Z @ Q.T, S, share) @ G.T)
-    else:
-        var = np.full(K, float(noise_sd) ** 2)
-        Z = rng.standard_normal((N_SIM, len(y))) * noise_sd
-        se_null = np.broadcast_to(np.sqrt(G @ var), (N_SIM, len(C)))
+    var = _variances(resid[None], S, share)[0] if noise_sd is None else np.full(K, float(noise_sd) ** 2)
     se = np.sqrt(G @ var)
+
+    def draws(true):
+        """Contrasts of noise with per-depth variances `true` (draws × depths), and their estimated se."""
+        Z = rng.standard_normal((N_SIM, len(y))) * np.sqrt(true[:, d_idx])
+        if noise_sd is not None:
+            return (Z @ M.T) @ C.T, np.broadcast_to(se, (N_SIM, len(C)))
+        return (Z @ M.T) @ C.T, np.sqrt(_variances(Z @ Q.T, S, share) @ G.T)
+
+    # the null's true variances are drawn around the estimate, so it also carries the estimate's uncertainty
+    prior, exact = PRIOR_DOF + S @ share, np.broadcast_to(var, (N_SIM, K))
+    null, se_null = draws(var * prior / rng.chisquare(prior, size=(N_SIM, K)) if noise_sd is None else exact)
     T = (C @ means) / se
-    null = (Z @ M.T) @ C.T                     # every depth's mean equal: the least favourable curve
-    T0 = null / se_null
+    T0 = null / se_null                        # every depth's mean equal: the least favourable curve
     rise_p, fall_p = _segment_p(T, T0, rows, "rise"), _segment_p(T, T0, rows, "fall")
     pair_t = T[rows["pairs"]].reshape(K, K - 1)
     best_set = np.flatnonzero(pair_t.max(axis=1) <= np.quantile(T0[:, rows["pairs"]].max(axis=1), level))
     # minimum detectable rise: a rise of δ above a flat plateau from the set's lowest depth, linear in ln D
     b0 = min(int(best_set.min()), K - 2)
     shape = np.maximum(0.0, x - x[b0]) / (x[-1] - x[b0])
-    mdr = _detectable(null, se_null, T0, C @ shape, rows)
+    mdr = _detectable(T0, *draws(exact), C @ shape, rows, b0)    # power if the noise is as measured
     return dict(means=means, n=n_runs, var=var, dof=dof, se=se, T=T, p_rise=float(rise_p.min()),
                 p_fall=float(fall_p.min()), rise_break=int(np.argmin(rise_p)), best_set=best_set, mdr=mdr,
                 mdr_from=b0, resid=resid,
                 t_crit=stats.t.ppf(1 - ALPHA, dof) if noise_sd is None else stats.norm.ppf(1 - ALPHA))
 
 
-def _detectable(null, se_null, T0, effect, rows):
-    """The rise δ (times `effect`: the contrasts of a rise of 1) that the rise test detects in POWER of the
-    null draws. Each t-value is affine in δ, so per draw and break the δ where its slope and its end both
-    clear their critical values is exact; the test rejects at the smallest such δ over the breaks."""
+def _detectable(T0, noise, se, effect, rows, first):
+    """The rise δ (times `effect`: the contrasts of a rise of 1 from depth index `first` on) that the rise
+    test detects with POWER when the noise is what was measured: `noise`, `se` are the contrasts and their
+    re-estimated standard errors on draws of that noise, T0 the test's null. Each t-value is affine in δ,
+    so per draw and break the δ where its slope and its end both clear their critical values is exact;
+    the test rejects at the smallest such δ over the breaks from `first` on (in real data a shallower
+    break meets the fall before the plateau)."""
     need = []
     for kind in ("rise_slope", "rise_end"):
-        j = rows[kind]
-        crit = np.quantile(T0[:, j].max(axis=1), 1 - ALPHA)
+        crit = np.quantile(T0[:, rows[kind]].max(axis=1), 1 - ALPHA)
+        j = rows[kind][first:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = (crit * se_null[:, j] - null[:, j]) / effect[j]
-        need.append(np.where(effect[j] > 0, np.maximum(d, 0), np.where(null[:, j] > crit * se_null[:, j], 0, np.inf)))
+            d = (crit * se[:, j] - noise[:, j]) / effect[j]
+        need.append(np.where(effect[j] > 0, np.maximum(d, 0), np.where(noise[:, j] > crit * se[:, j], 0, np.inf)))
     return float(np.quantile(np.maximum(*need).min(axis=1), POWER))
 
 
