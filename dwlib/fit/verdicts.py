@@ -115,7 +115,7 @@ def critical_depth_text(r) -> str:
     if r.best_set:
         text += (f" Best depth ({r.level:.0%} confidence set: the depths not measurably worse than any other): "
                  f"{best_set_words(r)}" + ("; still improving at the deepest depth" if r.still_improving else "") + ".")
-    if r.verdict != "U-shaped" and detectable_sentence(r):
+    if r.verdict in ("monotone decreasing", "inconclusive") and detectable_sentence(r):   # the negative verdicts
         text += " Power: " + detectable_sentence(r) + "."
     parts = (text, outlier_sentence(r), paper_comparison(r), regime_sentence(r.regime), excluded_sentence(r.excluded))
     return " ".join(s for s in parts if s)
