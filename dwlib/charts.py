@@ -131,44 +131,66 @@ def _legend_rules(frame, title="reference", dashes=DASHES, **position):
 # ---------------------------------------------------------------------------------------------
 
 def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
-    """Loss vs depth (log axis): runs (faint) and their mean with its 95% t-interval over seeds per depth
-    (`_mean_band`, as on every chart of seed means), the two saturating laws the U-test compares (monotone,
-    and one that may rise), D* with its interval when the verdict is U-shaped, and the paper's 2.43·ln W
-    and W^0.44 critical depths as dashed rules when the width is known."""
+    """Loss vs depth (log axis), as the U-test reads it: the runs (faint; outliers it flagged and left out
+    as red crosses), each depth's mean with its 95% interval — seed effects removed when seeds are a block,
+    the means and noise the tests compare (`result.means`) — blue where the depth is in the best depth's
+    confidence set, the rise test's two lines at its strongest break (and the local parabola when D* is its
+    vertex), D* with its interval when the verdict is U-shaped, and the paper's 2.43·ln W and W^0.44
+    critical depths as dashed rules when the width is known. The subtitle says what the bars are and,
+    for a negative verdict, the smallest rise the sweep could have detected."""
     _expect(result, "critical_depth")
-    data, curve = result.data, result.curve
-    stats = _mean_band(data, "depth", "loss")
+    from scipy import stats as _stats
+    data, curve, means = result.data.copy(), result.curve, result.means.copy()
+    ok = means["se"].notna() & (means["n"] > 1)
+    t = _stats.t.ppf(0.975, result.noise_dof) if math.isfinite(result.noise_dof) else 1.959963984540054
+    means["low"], means["high"] = means["mean"] - t * means["se"], means["mean"] + t * means["se"]
+    means["set"] = np.where(means["in_set"], "in the best depth's 95% confidence set", "measurably worse than it")
     lo, hi = result.ci["d_star"]
     refs = (pd.DataFrame({"depth": [result.paper_log, result.paper_power],
                           "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
             if result.width is not None else None)
-    xs = [*data["depth"], *curve["depth"], lo, hi, *([] if refs is None else refs["depth"])]
+    xs = [*data["depth"], lo, hi, *([] if refs is None else refs["depth"])]
     xs = [v for v in xs if np.isfinite(v) and v > 0]
     x = alt.X("depth:Q", scale=_padded(xs), axis=_integer_axis(data["depth"], "depth D (blocks)"))
     y = partial(alt.Y, scale=alt.Scale(zero=False), title="validation loss")
     laws = list(dict.fromkeys(curve["law"]))
-    lines = alt.Chart(curve).mark_line().encode(
-        x=x, y=y("loss:Q"), **_styled_lines(laws, [REFERENCE_COLOR, FIT_COLOR], [[4, 2], [1, 0]], title="law",
-                                            field="law"))
-    runs = alt.Chart(data).mark_circle(color="black", opacity=0.3, size=25).encode(
+    palette = {"up to": (REFERENCE_COLOR, [4, 2]), "from": (FIT_COLOR, [1, 0]), "parabola": ("#2ca02c", [1, 0])}
+    styles = [next(v for k, v in palette.items() if k in law) for law in laws]
+    lines = alt.Chart(curve).mark_line().encode(x=x, y=y("loss:Q"), **_styled_lines(
+        laws, [c for c, _ in styles], [d for _, d in styles], title="rise test", field="law"))
+    kept, flagged = data[~data["outlier"]], data[data["outlier"]].assign(what="outlier, left out of the verdict")
+    runs = alt.Chart(kept).mark_circle(color="black", opacity=0.3, size=25).encode(
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
-    means = alt.Chart(stats).mark_point(color="black", filled=True, size=50).encode(
-        x=x, y=y("mean:Q"), tooltip=["depth", "mean", "low", "high", "count"])
-    bars = alt.Chart(stats[stats["count"] > 1]).mark_errorbar(color="black").encode(   # one run: no bar
-        x=x, y=y("low:Q"), y2="high:Q")
-    layers = [lines, runs, bars, means]
+    in_set = alt.Color("set:N", title="depth means", scale=alt.Scale(
+        domain=list(dict.fromkeys(sorted(means["set"], reverse=True))),
+        range=[FIT_COLOR if v.startswith("in") else "black" for v in dict.fromkeys(sorted(means["set"], reverse=True))]))
+    bars = alt.Chart(means[ok]).mark_errorbar().encode(x=x, y=y("low:Q"), y2="high:Q", color=in_set)
+    dots = alt.Chart(means).mark_point(filled=True, size=55, opacity=1).encode(
+        x=x, y=y("mean:Q"), color=in_set, tooltip=["depth", "n", "mean", "se", "in_set"])
+    layers = [lines, runs, bars, dots]
+    if len(flagged):
+        layers.append(alt.Chart(flagged).mark_point(color=PAPER_COLOR, size=80, strokeWidth=2).encode(
+            x=x, y=y("loss:Q"), tooltip=list(data.columns), shape=alt.Shape(
+                "what:N", title=None, scale=alt.Scale(domain=[flagged["what"].iloc[0]], range=["cross"]))))
     if result.verdict == "U-shaped":
         star = pd.DataFrame({"depth": [result.params["d_star"]], "low": [lo], "high": [hi]})
-        layers = [alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q"),
-                  *layers, alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x)]
-        title = f"D* = {fit.fmt(result.params['d_star'])} ({fit.fmt_ci(result.ci['d_star'])}): U-shaped"
+        if hi > lo:
+            layers.insert(0, alt.Chart(star).mark_rect(opacity=0.12, color=FIT_COLOR).encode(x="low:Q", x2="high:Q"))
+        layers.append(alt.Chart(star).mark_rule(color=FIT_COLOR, strokeWidth=2).encode(x=x))
+        what = "vertex of a local parabola" if result.d_star_method == "parabola" else "best depth's confidence set"
+        title = f"D* = {fit.fmt(result.params['d_star'])} ({fit.fmt_ci(result.ci['d_star'])}, {what}): U-shaped"
     else:
         title = f"{result.verdict}" + (f": {result.bound}" if result.bound else "")
     if refs is not None:
         layers.append(_legend_rules(refs, x=x))
         title = f"W = {result.width:g}: " + title
+    blocked = "seed effects removed" if result.seed_blocked else "over seeds"
+    subtitle = f"points: runs; bars: 95% interval of each depth's mean, {blocked} (what the tests compare)"
+    if result.verdict != "U-shaped" and math.isfinite(result.mdr):
+        subtitle += (f"; a rise of {result.mdr:.2g} nats from D = {fit.fmt(result.mdr_from)} to the deepest would "
+                     "have been detected (80% power)")
     return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
-        width=WIDTH, height=HEIGHT, title=_titled(title, _bars_caption(stats["count"], "points: runs")))
+        width=WIDTH, height=HEIGHT, title=_titled(title, subtitle))
 
 
 BUDGET_MARKERS = {"U-shaped": ("U-shaped: D*, 95% interval", "circle"),

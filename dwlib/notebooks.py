@@ -2,7 +2,7 @@
 
 Inside a notebook (after its papermill parameters cell):
 
-    nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, …)   # settings, store, output dir
+    nb = notebooks.start("02_baseline_sweep", locals())   # the parameters cell → settings, store, output dir
     s = nb.settings                # the resolved parameters: s.widths, s.budget, s.seeds …
     pairs = nb.design()            # the runs this notebook trains at this preset (dwlib.presets)
     nb.show_design(pairs)          # what will run, and its predicted cost
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import difflib
 import hashlib
 import json
@@ -231,13 +230,16 @@ class Session:
         return manifest
 
 
-def start(notebook: str, **params) -> Session:
-    """Begin a notebook: resolve its parameters against the preset (`dwlib.presets.settings`), open the
-    store, create the output folder, size torch's thread pool, and let altair embed any data size."""
+def start(notebook: str, parameters: dict) -> Session:
+    """Begin a notebook from its parameters cell, `notebooks.start(name, locals())`: resolve the values of
+    its settings (`presets.parameters`; a name of the notebook's own, such as 01's `tau`, is left to it)
+    against the preset (`presets.settings`), open the store, create the output folder, size torch's
+    thread pool, and let altair embed any data size."""
     import altair as alt
     import torch
-    s = presets.settings(notebook, **params)
-    if not params.get("output_dir"):
+    names = presets.parameters(notebook, parameters.get("preset", "smoke"))
+    s = presets.settings(notebook, **{k: v for k, v in parameters.items() if k in names})
+    if not parameters.get("output_dir"):
         s.output_dir = default_output_dir(s)
     torch.set_num_threads(s.threads)
     alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
@@ -252,9 +254,8 @@ def variant(s: presets.Settings, extra: dict | None = None) -> tuple[str, dict]:
     """The name of what `s` computes: its preset ("cpu"), or "cpu-<8 hex digits>" when settings that change
     results differ from the preset's (those are returned too, with `extra`: parameters of the notebook's
     own that are not settings), so that outputs of different presets and parameters never share a folder."""
-    base = presets.settings(s.notebook, s.preset)
-    changed = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
-               if f.name not in NOT_RESULTS and getattr(s, f.name) != getattr(base, f.name)}
+    base = vars(presets.settings(s.notebook, s.preset))
+    changed = {k: v for k, v in vars(s).items() if k not in NOT_RESULTS and v != base.get(k)}
     changed.update(extra or {})
     if not changed:
         return s.preset, {}
@@ -357,9 +358,9 @@ def execute(name: str, parameters: dict | None = None, *, log_output: bool = Fal
 def _output_dir_for(name: str, notebook, parameters: dict) -> Path:
     """The folder the notebook itself would choose for these -p parameters (`default_output_dir`), its own
     parameters that are not settings (01's calculator defaults) compared with its parameters cell."""
-    known = {f.name for f in dataclasses.fields(presets.Settings)}
+    known = presets.parameters(name, parameters.get("preset", "smoke"))
     cell = _cell_defaults(notebook)
-    s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known and k != "notebook"})
+    s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known})
     extra = {k: v for k, v in parameters.items() if k not in known and v != cell.get(k)}
     return default_output_dir(s, extra)
 
