@@ -100,7 +100,7 @@ def _drawable(frame: pd.DataFrame, by: str, columns=("low", "high")) -> pd.DataF
     return frame[frame.groupby(by)[list(columns)[0]].transform("size") > 1]
 
 
-def _titled(text: str, subtitle: str | None):
+def _titled(text: str, subtitle: str | list | None):
     """A title with a subtitle, both from the plot's left edge: centred, a subtitle wider than the plot was
     cut off at the left in a browser (its fonts are wider than vl-convert's)."""
     return alt.TitleParams(text, subtitle=subtitle, anchor="start") if subtitle else text
@@ -144,7 +144,7 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
     ok = means["se"].notna() & (means["n"] > 1)
     t = _stats.t.ppf(0.975, result.noise_dof) if math.isfinite(result.noise_dof) else 1.959963984540054
     means["low"], means["high"] = means["mean"] - t * means["se"], means["mean"] + t * means["se"]
-    means["set"] = np.where(means["in_set"], "in the best depth's 95% confidence set", "measurably worse than it")
+    means["set"] = np.where(means["in_set"], "in the best depth's 95% set", "measurably worse")
     lo, hi = result.ci["d_star"]
     refs = (pd.DataFrame({"depth": [result.paper_log, result.paper_power],
                           "label": ["paper: 2.43·ln W", "paper: 15.2·(W/512)^0.44"]})
@@ -161,12 +161,12 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
     kept, flagged = data[~data["outlier"]], data[data["outlier"]].assign(what="outlier, left out of the verdict")
     runs = alt.Chart(kept).mark_circle(color="black", opacity=0.3, size=25).encode(
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
-    in_set = alt.Color("set:N", title="depth means", scale=alt.Scale(
+    in_set = partial(alt.Color, "set:N", title="depth mean, 95% interval", scale=alt.Scale(
         domain=list(dict.fromkeys(sorted(means["set"], reverse=True))),
         range=[FIT_COLOR if v.startswith("in") else "black" for v in dict.fromkeys(sorted(means["set"], reverse=True))]))
-    bars = alt.Chart(means[ok]).mark_errorbar().encode(x=x, y=y("low:Q"), y2="high:Q", color=in_set)
+    bars = alt.Chart(means[ok]).mark_errorbar().encode(x=x, y=y("low:Q"), y2="high:Q", color=in_set(legend=None))
     dots = alt.Chart(means).mark_point(filled=True, size=55, opacity=1).encode(
-        x=x, y=y("mean:Q"), color=in_set, tooltip=["depth", "n", "mean", "se", "in_set"])
+        x=x, y=y("mean:Q"), color=in_set(), tooltip=["depth", "n", "mean", "se", "in_set"])
     layers = [lines, runs, bars, dots]
     if len(flagged):
         layers.append(alt.Chart(flagged).mark_point(color=PAPER_COLOR, size=80, strokeWidth=2).encode(
@@ -185,10 +185,10 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
         layers.append(_legend_rules(refs, x=x))
         title = f"W = {result.width:g}: " + title
     blocked = "seed effects removed" if result.seed_blocked else "over seeds"
-    subtitle = f"points: runs; bars: 95% interval of each depth's mean, {blocked} (what the tests compare)"
+    subtitle = [f"points: runs; bars: 95% interval of each depth's mean, {blocked} (what the tests compare)"]
     if result.verdict != "U-shaped" and math.isfinite(result.mdr):
-        subtitle += (f"; a rise of {result.mdr:.2g} nats from D = {fit.fmt(result.mdr_from)} to the deepest would "
-                     "have been detected (80% power)")
+        subtitle.append(f"a rise of {result.mdr:.2g} nats from D = {fit.fmt(result.mdr_from)} to the deepest would "
+                        "have been detected (80% power)")
     return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
         width=WIDTH, height=HEIGHT, title=_titled(title, subtitle))
 
