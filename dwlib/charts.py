@@ -82,14 +82,12 @@ def _count_axis(title=None) -> alt.Axis:
 
 def _bars_caption(counts, before: str = "") -> str | None:
     """What the error bars of a chart of seed means are (`_mean_band`: one convention for every such chart),
-    stated on it; with 2 seeds, that the interval is ±12.7 standard errors."""
+    stated on it; with 2 seeds, that the interval is ±12.7 standard errors (very wide)."""
     n = sorted({int(c) for c in counts if c > 1})
     if not n:
         return before or None
     seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
-    text = f"bars: 95% t-interval of the mean over {seeds} seeds"
-    if n[0] == 2:
-        text += " (±12.7 standard errors: very wide)"
+    text = f"bars: 95% t-interval of the mean over {seeds} seeds" + (" (±12.7 SE)" if n[0] == 2 else "")
     return "; ".join(t for t in (before, text) if t)
 
 

@@ -185,7 +185,7 @@ def test_loss_vs_chart_titles_ticks_and_margins(sweep_frames):
     assert x["axis"]["values"] == [2, 4, 8, 16] and x["axis"]["format"] == "d"    # integer depths only
     lo, hi = x["scale"]["domain"]
     assert lo < 2 and hi > 16                                                       # nothing on the edges
-    assert "over 2 seeds (±12.7 standard errors: very wide)" in str(spec["title"])
+    assert "over 2 seeds (±12.7 SE)" in str(spec["title"])
     three = pd.concat([runs, runs[runs["seed"] == 0].assign(seed=2)])
     assert "over 3 seeds'" in str(charts.loss_vs_chart(three, "depth").to_dict()["title"])
 

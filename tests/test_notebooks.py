@@ -88,11 +88,12 @@ def test_runner_output_dir_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     assert f"error: output_dir '{blocker}' is a file" in capsys.readouterr().err
 
 
-def test_outputs_of_different_presets_and_parameters_never_share_a_folder(tmp_path):
+def test_outputs_of_different_presets_and_parameters_never_share_a_folder(tmp_path, monkeypatch):
     """02 in JupyterLab at its default smoke preset once wrote its charts and manifest over `make run`'s cpu
     results: each preset, and each set of parameters that changes results, has its own folder — the same
     one whether the runner or the notebook itself (JupyterLab: no output_dir) chooses it."""
     name = "02_baseline_sweep"
+    monkeypatch.setattr(presets, "default_output_dir", lambda notebook: tmp_path / notebook)   # start creates it
     root = presets.default_output_dir(name)
 
     def runner(**params):
@@ -110,7 +111,7 @@ def test_outputs_of_different_presets_and_parameters_never_share_a_folder(tmp_pa
         preset="cpu", widths=[64])
     assert notebooks.variant(presets.settings(name, "cpu", widths=[64, 128])) == (wide.name, {"widths": [64, 128]})
     primer = notebooks._output_dir_for("01_primer", notebooks.check_parameters("01_primer", {"tau": 4.0}), {"tau": 4.0})
-    assert primer.parent == presets.default_output_dir("01_primer") and primer.name.startswith("smoke-")
+    assert primer.parent == tmp_path / "01_primer" and primer.name.startswith("smoke-")
 
 
 @pytest.mark.parametrize("notebook", list(presets.DESIGNS))
