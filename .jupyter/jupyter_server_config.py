@@ -9,7 +9,8 @@ from jupytext.async_contentsmanager import build_async_jupytext_contents_manager
 
 LANGUAGE_INFO = {"name": "python", "version": sys.version.split()[0], "mimetype": "text/x-python",   # as ipykernel's
                  "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
-                 "pygments_lexer": f"ipython{sys.version_info[0]}", "nbconvert_exporter": "python", "file_extension": ".py"}
+                 "pygments_lexer": f"ipython{sys.version_info[0]}", "nbconvert_exporter": "python",
+                 "file_extension": ".py"}
 
 
 class ContentsManager(build_async_jupytext_contents_manager_class(AsyncLargeFileManager)):

@@ -159,9 +159,9 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
     kept, flagged = data[~data["outlier"]], data[data["outlier"]].assign(what="outlier, left out of the verdict")
     runs = alt.Chart(kept).mark_circle(color="black", opacity=0.3, size=25).encode(
         x=x, y=y("loss:Q"), tooltip=list(data.columns))
+    kinds = list(dict.fromkeys(sorted(means["set"], reverse=True)))
     in_set = partial(alt.Color, "set:N", title="depth mean, 95% interval", scale=alt.Scale(
-        domain=list(dict.fromkeys(sorted(means["set"], reverse=True))),
-        range=[FIT_COLOR if v.startswith("in") else "black" for v in dict.fromkeys(sorted(means["set"], reverse=True))]))
+        domain=kinds, range=[FIT_COLOR if v.startswith("in") else "black" for v in kinds]))
     bars = alt.Chart(means[ok]).mark_errorbar().encode(x=x, y=y("low:Q"), y2="high:Q", color=in_set(legend=None))
     dots = alt.Chart(means).mark_point(filled=True, size=55, opacity=1).encode(
         x=x, y=y("mean:Q"), color=in_set(), tooltip=["depth", "n", "mean", "se", "in_set"])

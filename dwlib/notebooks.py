@@ -89,7 +89,8 @@ class Session:
                  f"this machine's {device.upper()} (before the store's cache): about **{_minutes(minutes)}** "
                  f"with the `{self.settings.executor}` executor and {threads} torch thread{'s' if threads > 1 else ''} "
                  f"per run — a rough guide from `dwlib.presets.estimate_seconds`, measured on a quiet machine; "
-                 f"runs the store already holds cost nothing." + (presets.busy_note(minutes * 60, threads) if device == "cpu" else ""))
+                 "runs the store already holds cost nothing."
+                 + (presets.busy_note(minutes * 60, threads) if device == "cpu" else ""))
 
     def _device(self) -> str:
         import torch
@@ -223,8 +224,9 @@ class Session:
                         settings={k: _plain(v) for k, v in vars(s).items()})
         (s.output_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
         trained = (f" Training took {_minutes(measured / 60)} against {_minutes(predicted / 60)} predicted by the cost "
-                   f"model calibrated on this machine (quiet) with {s.threads} torch thread{'s' if s.threads > 1 else ''} "
-                   f"(`presets.machine_speed`).{presets.busy_note(predicted, s.threads)}"
+                   f"model calibrated on this machine (quiet) with {s.threads} torch "
+                   f"thread{'s' if s.threads > 1 else ''} (`presets.machine_speed`)."
+                   + presets.busy_note(predicted, s.threads)
                    if self.training else " Every run came from the store: nothing trained.")
         self.say(f"Done in {seconds:.0f} s.{trained} Charts (PNG and SVG): `{s.output_dir}`; runs: `{s.store_path}`.")
         return manifest

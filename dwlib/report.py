@@ -133,8 +133,8 @@ def index_html(entries: list[dict], title: str = "dwlib report") -> str:
     sections = []
     for name, group in variants(entries).items():
         changed = group[0].get("parameters") or {}
-        params = (" with " + ", ".join(f"<code>{html.escape(k)}={html.escape(repr(v))}</code>" for k, v in changed.items())
-                  if changed else " (its own parameters)")
+        params = (" with " + ", ".join(f"<code>{html.escape(k)}={html.escape(repr(v))}</code>"
+                                       for k, v in changed.items()) if changed else " (its own parameters)")
         sections.append(f"<h2 id='{html.escape(name)}'>preset {html.escape(group[0]['preset'])}{params}</h2>")
         for e in group:
             verdicts = "".join(f"<li>{markdown2html(mathml(v))}</li>" for v in e.get("verdicts", []))

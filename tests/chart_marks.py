@@ -78,7 +78,8 @@ def _local_box(el):
     if tag == "path":
         return _box(path_points(el.get("d", "")))
     if tag == "line":
-        return min(num("x1"), num("x2")), min(num("y1"), num("y2")), max(num("x1"), num("x2")), max(num("y1"), num("y2"))
+        x1, y1, x2, y2 = num("x1"), num("y1"), num("x2"), num("y2")
+        return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
     if tag in ("rect", "image"):
         return num("x"), num("y"), num("x") + num("width"), num("y") + num("height")
     return None

@@ -253,7 +253,8 @@ def test_status_line_reads_the_progress_file(tmp_path):
     stream = io.StringIO()
     line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
     line.stop()                                      # not a terminal: prints the last state once
-    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · to do: D=8 W=64 seed 1, D=12 W=64 seed 0 · 0m0\ds elapsed · "
+    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · to do: D=8 W=64 seed 1, D=12 W=64 seed 0 · "
+                        r"0m0\ds elapsed · "
                         r"about 3m[12]\ds left in this sweep\n", stream.getvalue()), stream.getvalue()
     (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
     finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)

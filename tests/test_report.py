@@ -81,7 +81,8 @@ def test_report_keeps_each_preset_and_parameter_set_apart(outputs, tmp_path):
     home = report.build(outputs, tmp_path / "report").read_text()
     sections = re.split(r"<h2 ", home)[1:]
     assert [re.search(r"<h2 [^>]*>(.*?)</h2>", "<h2 " + s).group(1) for s in sections] == [
-        "preset cpu (its own parameters)", "preset cpu with <code>widths=[64, 128]</code>", "preset smoke (its own parameters)"]
+        "preset cpu (its own parameters)", "preset cpu with <code>widths=[64, 128]</code>",
+        "preset smoke (its own parameters)"]
     cpu, wide, smoke = sections
     assert "U-shaped" in cpu and "smoke verdict" not in cpu and "wide verdict" not in cpu
     assert "smoke verdict" in smoke and "U-shaped" not in smoke
@@ -93,8 +94,8 @@ def test_report_keeps_each_preset_and_parameter_set_apart(outputs, tmp_path):
 def test_a_page_shows_the_parameters_the_run_used():
     """The notebook's default parameters cell (preset = "smoke") was shown before papermill's injected one."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"       # smoke | cpu | gpu\nwidths = None          # None: preset',
-                                          metadata={"tags": ["parameters"]}),
+    cell = 'preset = "smoke"       # smoke | cpu | gpu\nwidths = None          # None: preset'
+    nb.cells = [nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell('# Parameters\npreset = "cpu"\nexecutor = "parallel"\n',
                                           metadata={"tags": ["injected-parameters"]}),
                 nbformat.v4.new_code_cell("nb = notebooks.start(...)")]

@@ -283,8 +283,8 @@ def fair_depth_text(fits: dict, regime=None) -> str:
             head = (f"**The depth penalty survives a fair learning rate**: {rises} under the fixed rate and under "
                     + " and ".join(kept) + ", so no learning rate tried removes it")
         elif others:
-            head = (f"**The fixed-lr depth penalty does not fully survive**: {rises} under the fixed rate, but not under "
-                    + " and ".join(gone) + ": at this scale it is at least partly a learning-rate effect")
+            head = (f"**The fixed-lr depth penalty does not fully survive**: {rises} under the fixed rate, but not "
+                    "under " + " and ".join(gone) + ": at this scale it is at least partly a learning-rate effect")
         else:
             head = f"Under the fixed rate {rises} but no fair sweep could be fitted to test it"
         return _with_regime(f"{head}. {detail}{caveat}", regime)
@@ -347,8 +347,9 @@ def width_trend_sentence(trend, depth, regime=None) -> str:
     lo, hi = trend.ci["slope"]
     wrong = trend.steps[~trend.steps["expected"]]
     reversed_ = wrong[wrong["significant"]]
-    step = lambda row: (f"from W = {fmt(row.x_from)} to {fmt(row.x_to)} the mean loss moves {row.diff:+.4f} nats "  # noqa: E731
-                        f"the other way")
+    def step(row):
+        return f"from W = {fmt(row.x_from)} to {fmt(row.x_to)} the mean loss moves {row.diff:+.4f} nats the other way"
+
     if wrong.empty:
         head = "**lowered the loss at every step** tried, as the paper reports"
     elif reversed_.empty:
@@ -356,7 +357,8 @@ def width_trend_sentence(trend, depth, regime=None) -> str:
                 + " (within noise: the interval includes 0)")
     else:
         head = ("**did not lower the loss steadily**: " + "; ".join(
-            f"{step(r)} ({trend.level:.0%} CI {r.low:+.4f} to {r.high:+.4f}, excluding 0)" for r in reversed_.itertuples()))
+            f"{step(r)} ({trend.level:.0%} CI {r.low:+.4f} to {r.high:+.4f}, excluding 0)"
+            for r in reversed_.itertuples()))
     return _with_regime(f"At depth {depth}, widening the model {head}. Over the whole range the loss changes by "
                         f"{trend.params['slope']:+.4f} nats per e-fold of width ({trend.level:.0%} CI {lo:+.4f} to "
                         f"{hi:+.4f}).", regime)
@@ -371,9 +373,10 @@ def persistence_sentence(taus, regime=None) -> str:
             f"decay rate 1/τ lies above zero), in {grow} they **grow** toward it, in the rest there is no clear trend")
     if decay == len(taus):
         return _with_regime(text + ": each run has a persistence length τ, and τ(W) is fitted below.", regime)
-    return _with_regime(text + ". The paper's decay toward the input is **not observed** at this scale, so there is no "
-                        "persistence length to scale with width: τ(W) is not fitted and the paper's τ ∝ W^0.44 (from "
-                        "gradients after 1000 steps of models of 17M–7B parameters) is not graded here.", regime)
+    return _with_regime(text + ". The paper's decay toward the input is **not observed** at this scale, so there is "
+                        "no persistence length to scale with width: τ(W) is not fitted and the paper's τ ∝ W^0.44 "
+                        "(from gradients after 1000 steps of models of 17M–7B parameters) is not graded here.",
+                        regime)
 
 
 PAPER_DEEP_PENALTY = 0.12   # Depth Delusion, 7B: 64 × 2816 is 0.12 nats worse than 32 × 4096 at equal compute
@@ -412,8 +415,8 @@ def deep_vs_shallow_sentence(gap, deep, shallow, regime=None) -> str:
                "first lower": f"**Wide-and-shallow wins** here: MobileLLM's claim ({MOBILELLM_REGIME}) is "
                               "**not reproduced** at this scale.",
                }.get(gap.verdict, "The data **cannot separate** them at this scale and budget.")
-    return _with_regime(f"Deepest (D = {deep[0]}, W = {deep[1]}) minus shallowest (D = {shallow[0]}, W = {shallow[1]}): "
-                        f"{gap.summary()} {outcome}", regime)
+    return _with_regime(f"Deepest (D = {deep[0]}, W = {deep[1]}) minus shallowest (D = {shallow[0]}, "
+                        f"W = {shallow[1]}): {gap.summary()} {outcome}", regime)
 
 
 def sharing_sentence(sharing, regime=None) -> str:
@@ -424,8 +427,8 @@ def sharing_sentence(sharing, regime=None) -> str:
     return _with_regime(
         f"Sharing lowered the loss with an interval excluding zero at {len(helped)} of {len(sharing)} depths "
         f"({listed(helped)}) and raised it at {len(hurt)} ({listed(hurt)}); mean change {sharing['gap'].mean():+.4f} "
-        "nats. " + (f"MobileLLM's sharing gain ({MOBILELLM_REGIME}) is **reproduced**." if len(helped) > len(sharing) / 2
-                    else f"MobileLLM's sharing gain ({MOBILELLM_REGIME}) is **not clearly reproduced** at this scale."),
+        f"nats. MobileLLM's sharing gain ({MOBILELLM_REGIME}) is "
+        + ("**reproduced**." if len(helped) > len(sharing) / 2 else "**not clearly reproduced** at this scale."),
         regime)
 
 
