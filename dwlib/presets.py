@@ -223,10 +223,12 @@ def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer
         values[key] = _as_list(key, values[key])
     if executor not in ("local", "parallel", "ray"):
         raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {executor!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer (None: $DWLIB_THREADS or all cores); got {threads!r}")
     return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer, device=device,
                     executor=executor, store_path=Path(store_path) if store_path else default_store_path(),
                     output_dir=Path(output_dir) if output_dir else default_output_dir(notebook),
-                    threads=int(threads) if threads else default_threads(), **values)
+                    threads=threads or default_threads(), **values)
 
 
 def _as_list(name, value) -> list:

@@ -16,6 +16,7 @@ import argparse
 import base64
 import html
 import json
+import os
 import re
 import sys
 import time
@@ -42,19 +43,43 @@ TITLE = re.compile(r"aria-label=\"Title text '(.*?)'\"")   # Vega's titles, in i
 MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 STYLE = """body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 section { border-top: 1px solid #ddd; padding: 0.5em 0 1em; }
-.meta { color: #555; } .thumbs img { width: 320px; margin: 4px; border: 1px solid #eee; }"""
+.meta { color: #555; } .problem { color: #a00; } .thumbs img { width: 320px; margin: 4px; border: 1px solid #eee; }"""
 
 
 def executed_notebooks(outputs: Path) -> list[dict]:
     """The manifests (`notebooks.Session.finish`) of the notebooks executed under `outputs`, one folder
-    each, in notebook order; each gains `folder` and `path` (its executed .ipynb)."""
+    each, in notebook order; each gains `folder`, `path` (its executed .ipynb) and `problem`: None, or
+    why the folder cannot be reported (naming the file) — then the entry holds only its notebook's name,
+    never a manifest's verdicts. A folder with an executed notebook but no manifest is one whose last
+    run failed or was stopped (the runner removes the old manifest as a run starts)."""
     found = []
-    for manifest in sorted(Path(outputs).glob("*/manifest.json")):
-        entry = json.loads(manifest.read_text())
-        path = manifest.parent / f"{entry['notebook']}.ipynb"
-        if path.exists():
-            found.append(dict(entry, folder=manifest.parent, path=path))
+    for folder in sorted({p.parent for pattern in ("*/manifest.json", "*/*.ipynb") for p in Path(outputs).glob(pattern)}):
+        entry, problem = _read_manifest(folder)
+        path = folder / f"{entry['notebook']}.ipynb"
+        if problem is None:
+            try:   # a truncated write is not JSON
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                entry, problem = dict(notebook=entry["notebook"]), f"{path} cannot be read: {e}"
+        found.append(dict(entry, folder=folder, path=path, problem=problem))
     return found
+
+
+def _read_manifest(folder: Path) -> tuple[dict, str | None]:
+    """(the manifest, None), or ({notebook: its name}, what is wrong with the manifest)."""
+    manifest, executed = folder / "manifest.json", sorted(folder.glob("*.ipynb"))
+    name = dict(notebook=executed[0].stem if executed else folder.name)
+    try:
+        entry = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return name, (f"no {manifest}: the last run failed or was stopped before its end (its page shows how "
+                      "far it got)")
+    except (OSError, ValueError) as e:   # unreadable, or not JSON (a truncated write)
+        return name, f"{manifest} cannot be read: {e}"
+    missing = [k for k in ("notebook", "preset", "wall_seconds") if not isinstance(entry, dict) or k not in entry]
+    if missing:
+        return name, f"{manifest} lacks {', '.join(missing)}"
+    return entry, None
 
 
 def mathml(text: str) -> str:
@@ -97,6 +122,12 @@ def index_html(entries: list[dict], title: str = "dwlib report") -> str:
     from nbconvert.filters.markdown import markdown2html
     sections = []
     for e in entries:
+        if e.get("problem"):   # never a manifest's verdicts beside a notebook that did not produce them
+            name = html.escape(e["notebook"])
+            title = f"<a href='{name}.html'>{name}</a>" if e.get("page") else name
+            sections.append(f"<section class='marked'><h2>{title}</h2><p class='problem'><b>Not reported:</b> "
+                            f"{html.escape(e['problem'])}</p></section>")
+            continue
         verdicts = "".join(f"<li>{markdown2html(mathml(v))}</li>" for v in e.get("verdicts", []))
         thumbs = "".join(f"<img alt='{html.escape(c)}' title='{html.escape(c)}' src='data:image/svg+xml;base64,"
                          f"{base64.b64encode((e['folder'] / f'{c}.svg').read_bytes()).decode()}'>"
@@ -116,17 +147,39 @@ def index_html(entries: list[dict], title: str = "dwlib report") -> str:
 
 def build(outputs: Path, target: Path) -> Path:
     """Write <target>/index.html and one <name>.html per executed notebook under `outputs`; return the
-    index's path. Raises ValueError when `outputs` holds no executed notebook."""
+    index's path. A notebook that cannot be reported is marked on the index (its `problem`), and the
+    others are reported. Raises ValueError when `outputs` holds no executed notebook, or when the report
+    cannot be written (each file is written whole or not at all: no truncated page is left)."""
     entries = executed_notebooks(outputs)
     if not entries:
         raise ValueError(f"no executed notebooks under {outputs} (each needs <name>/manifest.json and "
                          f"<name>/<name>.ipynb): run `make smoke` or `make notebooks` first")
-    target.mkdir(parents=True, exist_ok=True)
-    for e in entries:
-        (target / f"{e['notebook']}.html").write_text(notebook_html(e["path"]), encoding="utf-8")
-    index = target / "index.html"
-    index.write_text(index_html(entries), encoding="utf-8")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for e in entries:
+            if e["path"].exists():
+                try:
+                    page = notebook_html(e["path"])
+                except Exception as err:   # nbformat or nbconvert refusing one notebook: mark it, report the rest
+                    e["problem"] = e["problem"] or f"{e['path']} cannot be converted: {type(err).__name__}: {err}"
+                    continue
+                _write(target / f"{e['notebook']}.html", page)
+                e["page"] = True
+        index = target / "index.html"
+        _write(index, index_html(entries))
+    except OSError as e:   # a read-only or full disk, a file in the way
+        raise ValueError(f"cannot write the report to {target}: {e.strerror or e}") from None
     return index
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside it, renamed over it once complete."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _duration(seconds: float) -> str:
@@ -144,8 +197,12 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {index} ({len(executed_notebooks(args.outputs))} notebooks)")
-    return 0
+    entries = executed_notebooks(args.outputs)
+    marked = [e for e in entries if e["problem"]]
+    for e in marked:
+        print(f"warning: {e['notebook']} is marked, not reported: {e['problem']}", file=sys.stderr)
+    print(f"report: {index} ({len(entries) - len(marked)} notebooks" + (f", {len(marked)} marked)" if marked else ")"))
+    return 3 if marked else 0
 
 
 if __name__ == "__main__":
