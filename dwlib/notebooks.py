@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -267,22 +268,19 @@ def _group_labels(pairs, groups) -> list[str]:
         return getattr(m if hasattr(m, name) else t, name)
     firsts = [pairs[group[0]] for group in groups]
     extra = [n for n in ("lr", "parametrization", "share") if len({value(m, t, n) for m, t in firsts}) > 1]
-    return [f"D={m.depth} W={m.width} seed {t.seed}" + "".join(f" {n} {value(m, t, n):g}" if n == "lr"
-                                                               else f" {n} {value(m, t, n)}" for n in extra)
+    return [f"D={m.depth} W={m.width} seed {t.seed}" + "".join(f" {n} {value(m, t, n)}" for n in extra)
             for m, t in firsts]
 
 
 def _to_terminal(text: str) -> None:
-    """Write to the runner's terminal: inside a kernel, ipykernel's copy of the original stderr (which the
-    notebook does not record); elsewhere plain stderr."""
+    """Write to the runner's terminal: inside a kernel, to ipykernel's copy of the original stderr, which
+    the notebook does not record."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):   # a capturing stream without a file descriptor
         fd = 2
-    try:
+    with contextlib.suppress(OSError):   # the terminal is gone (a closed pipe): the sweep goes on without it
         os.write(fd, text.encode())
-    except OSError:   # the terminal is gone (a closed pipe): the sweep goes on without its status
-        pass
 
 
 def _ranges(values) -> str:
@@ -463,7 +461,7 @@ def main(argv=None) -> int:
         try:   # refuse bad input before running anything, also in the middle of `all`
             stores = {check_run(name, parameters, allow_cpu=args.allow_cpu)[1].store_path for name in chosen}
             if args.times:
-                _check_writable(args.times, "--times")
+                _check_writable(args.times)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -496,14 +494,14 @@ def _failure(err: Exception) -> str:
     return f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
-def _check_writable(path: str, flag: str) -> None:
-    """Refuse an output file that cannot be written before anything runs, not after."""
+def _check_writable(path: str) -> None:
+    """Refuse a --times file that cannot be written before anything runs, not after."""
     existed = os.path.exists(path)
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         open(path, "a").close()
     except OSError as e:
-        raise ValueError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
+        raise ValueError(f"--times {path} cannot be written: {e.strerror or e}") from None
     if not existed:
         os.unlink(path)
 
