@@ -397,7 +397,7 @@ def check_run(name: str, parameters: dict, *, allow_cpu: bool = False) -> tuple:
     s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known})
     try:
         load_tokens(s.corpus, s.tokenizer)
-    except OSError as e:   # e.g. "corpus path '/data/x' does not exist", or no network for a download
+    except (OSError, RuntimeError, ImportError) as e:   # a missing path, a failed download, no `datasets`
         raise ValueError(str(e)) from None
     device = resolve_device(s.device)   # "cuda" on a machine without one: said once, here
     if s.preset == "gpu" and device.type == "cpu":

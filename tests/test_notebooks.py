@@ -281,8 +281,10 @@ def runner(args, tmp: Path) -> subprocess.Popen:
                DWLIB_THREADS="1", TMPDIR=str(tmp / "tmp"))
     (tmp / "tmp").mkdir(parents=True, exist_ok=True)
     paths = ["-p", "store_path", str(tmp / "runs.sqlite"), "-p", "output_dir", str(tmp / "outputs" / "02_baseline_sweep")]
+    # Ctrl-C interrupts, as in a terminal, even when pytest runs in the background (which ignores SIGINT)
     return subprocess.Popen([sys.executable, "-m", "dwlib.notebooks", args[0], *paths, *args[1:]], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def leftovers(tmp: Path, before: set) -> list:
