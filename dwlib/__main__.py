@@ -118,7 +118,7 @@ def cmd_train(args) -> int:
     from .train import train
     model_cfg, train_cfg = configs_from_args(args)
     if args.record:
-        check_writable(args.record)
+        check_writable(args.record, "--record")
     record = train(model_cfg, train_cfg, progress=not args.quiet)
     summary = {k: v for k, v in record.items() if k not in ("curve", "grad_norms")}
     if args.json:
@@ -134,32 +134,47 @@ def cmd_train(args) -> int:
             print(f"unstable: {record['unstable_reason']}")
     if args.record:
         try:
-            with open(args.record, "w") as f:
-                json.dump(record, f, indent=1)
+            write_record(args.record, record)
         except OSError as e:   # the summary above is printed: the run is not lost without a word
             print(f"error: could not write the record to --record {args.record}: {e}", file=sys.stderr)
             return 4
     return 0 if record["status"] == "complete" else 3
 
 
+def write_record(path: str, record: dict) -> None:
+    """--record: a regular file is replaced atomically (a full disk leaves the old file or none, never a
+    truncated one); anything else (/dev/stdout, a pipe) is written to directly."""
+    from .data import atomic_write
+    text, target = json.dumps(record, indent=1), Path(path).resolve()
+    if target.exists() and not target.is_file():
+        with open(target, "w") as f:
+            f.write(text)
+    else:
+        atomic_write(target, lambda f: f.write(text.encode()), "--record")
+
+
 def number(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def check_writable(path: str) -> None:
-    """Refuse a --record path that cannot be written before training, not after."""
-    existed = os.path.exists(path)
+def check_writable(path: str, flag: str, folder: bool = False) -> None:
+    """Refuse, before training rather than after, a path that cannot be written: a file (--record) or a
+    folder (--checkpoint-dir, made if missing)."""
+    target = os.path.join(path, f".dwlib-write-test-{os.getpid()}") if folder else path
+    existed = os.path.exists(target)
     try:
-        open(path, "a").close()
+        if folder:
+            os.makedirs(path, exist_ok=True)
+        open(target, "a").close()
     except OSError as e:
-        raise ValueError(f"--record {path} cannot be written: {e.strerror or e}") from None
+        raise ValueError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
     if not existed:
-        os.unlink(path)
+        os.unlink(target)
 
 
 # -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
 
-SWEEP_DESIGNS = ("grid", "depth", "width", "compute-matched", "critical-depth", "isoflop")
+SWEEP_DESIGNS = tuple(sweep.DESIGNS)
 SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops",
                    "tokens_per_param", "train_loss", "val_loss", "final_slope", "wall_seconds", "error"]
 
@@ -167,10 +182,12 @@ SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "step
 def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweep design (the model and training flags above are the shared config)")
     g.add_argument("--design", choices=SWEEP_DESIGNS, default="grid",
-                   help="grid: depths x widths x seeds (default); depth: --depths at --width; width: --widths "
-                        "at --depth; compute-matched: shapes trained for --flops each; critical-depth: the "
-                        "shape at D_crit(--width) vs one 2x deeper and narrower (matched params), --flops "
-                        "each; isoflop: shapes at each of --budgets")
+                   help="grid: depths x widths (or --shapes) x seeds (default); depth: --depths at --width "
+                        "(or at each of --widths); width: --widths at --depth; compute-matched: shapes trained "
+                        "for --flops each; matched: --depths at the params of the shape (--reference-depth, "
+                        "--width), narrower when deeper; critical-depth: the shape at D_crit(--width) vs one 2x "
+                        "deeper and narrower (matched params; or the two --depths given), --flops each; "
+                        "isoflop: shapes at each of --budgets")
     g.add_argument("--depths", default=None, help="comma-separated depths, e.g. 2,4,8,16 (default --depth)")
     g.add_argument("--widths", default=None, help="comma-separated widths, e.g. 128,256 (default --width)")
     g.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1 (default --seed)")
@@ -184,8 +201,14 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
                         "budget. Each budget is stored as its own fully annealed run")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
-    g.add_argument("--match", choices=["params", "flops"], default="params",
+    g.add_argument("--annealed", action="store_true",
+                   help="isoflop: train each shape and seed once over all --budgets, a warmup-stable-decay trunk "
+                        "to the largest with a cooldown branch for each other budget (--schedule, --cooldown, "
+                        "--warmup as with --anneal-at)")
+    g.add_argument("--match", choices=["params", "flops"], default=None,
                    help="critical-depth: match the deeper shape's non-embedding params or FLOPs per token")
+    g.add_argument("--reference-depth", type=int, default=None,
+                   help="matched: the depth whose shape at --width sets the size (default the first of --depths)")
     g.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
                    help="also vary any config field, e.g. --vary lr=1e-3,3e-3 --vary mlp=gelu,swiglu (repeatable)")
     g = p.add_argument_group("store and executor")
@@ -242,53 +265,61 @@ def parse_vary(items: list[str]) -> dict:
     return vary
 
 
-def sweep_pairs(args) -> list:
-    """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
-    model, train = configs_from_args(args)
-    pairs = design_pairs(args, model, train)
-    if not args.anneal_at:
-        return pairs
+def check_vary(args, vary: dict) -> None:
+    """A --vary field that the design or another flag sets for every run would be overridden without a
+    word (`--vary seed=1,2` trained seed 0 twice): refuse it, naming both flags."""
+    owners = {"depth": "--depths", "width": "--widths", "seed": "--seeds"}
     if args.design in ("compute-matched", "critical-depth", "isoflop"):
-        raise ValueError(f"--anneal-at sets token budgets; --design {args.design} matches FLOP budgets (use "
-                         "--design grid, depth or width)")
-    schedule = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
-    if schedule not in WSD_SCHEDULES:
-        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {schedule}")
-    budgets = parse_numbers(args.anneal_at, "--anneal-at", float)
-    if not all(math.isfinite(b) and b > 0 for b in budgets):
-        raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
-    return sweep.anneal(pairs, budgets, schedule=schedule, cooldown=train.cooldown, warmup=train.warmup)
+        owners.update(dict.fromkeys(sweep.BUDGET_FIELDS, f"--design {args.design}'s FLOP budgets"))
+    if args.anneal_at:
+        owners.update(dict.fromkeys((*sweep.BUDGET_FIELDS, "schedule", "cooldown", "warmup"), "--anneal-at"))
+    for name, values in vary.items():
+        if name in owners:
+            given, owner = ",".join(map(str, values)), owners[name]
+            hint = f"; give {owner} {given} instead" if owner in ("--depths", "--widths", "--seeds") else ""
+            raise ValueError(f"--vary {name}={given} conflicts with {owner}, which sets every run's {name}{hint}")
 
 
-def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
-    depths = parse_numbers(args.depths, "--depths") if args.depths else (model.depth,)
-    widths = parse_numbers(args.widths, "--widths") if args.widths else (model.width,)
-    seeds = parse_numbers(args.seeds, "--seeds") if args.seeds else (train.seed,)
-    common = dict(model=model, train=train, vary=parse_vary(args.vary))
+def sweep_pairs(args) -> list:
+    """The (ModelConfig, TrainConfig) pairs the sweep flags describe: `sweep.design(--design, …)` of the flags
+    given (with --anneal-at: one per budget)."""
+    model, train = configs_from_args(args)
+
+    def numbers(flag, kind=int):
+        text = getattr(args, flag[2:].replace("-", "_"))
+        return parse_numbers(text, flag, kind) if text else None
+
+    spec = dict(depths=numbers("--depths"), widths=numbers("--widths"), seeds=numbers("--seeds"),
+                shapes=parse_shapes(args.shapes) if args.shapes else None, budgets=numbers("--budgets", float),
+                aspect_ratios=numbers("--aspect-ratios", float), match=args.match,
+                reference_depth=args.reference_depth, vary=parse_vary(args.vary), annealed=args.annealed or None)
     design = args.design
     if design in ("compute-matched", "critical-depth") and train.flops is None:
         raise ValueError(f"--design {design} needs a FLOP budget: --flops C")
-    if design == "grid":
-        return sweep.grid(depths, widths, seeds, **common)
-    if design == "depth":
-        return sweep.depth_sweep(model.width, depths, seeds, **common)
-    if design == "width":
-        return sweep.width_sweep(model.depth, widths, seeds, **common)
-    if design == "compute-matched":
-        shapes = parse_shapes(args.shapes) if args.shapes else [(d, w) for d in depths for w in widths]
-        return sweep.compute_matched(train.flops, shapes, seeds, **common)
-    if design == "critical-depth":
-        return sweep.critical_depth_pair(train.flops, model.width, seeds, match=args.match, **common)
-    given = (train.flops,) if train.flops else ()
-    budgets = parse_numbers(args.budgets, "--budgets", float) if args.budgets else given
-    if not budgets:
-        raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
-    if args.shapes:
-        return sweep.isoflop(budgets, shapes=parse_shapes(args.shapes), seeds=seeds, **common)
-    if args.aspect_ratios:
-        ratios = parse_numbers(args.aspect_ratios, "--aspect-ratios", float)
-        return sweep.isoflop(budgets, depths=depths, aspect_ratios=ratios, seeds=seeds, **common)
-    return sweep.isoflop(budgets, depths=depths, widths=widths, seeds=seeds, **common)
+    if design == "isoflop" and not spec["budgets"]:
+        if not train.flops:
+            raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
+        spec["budgets"] = (train.flops,)
+    if args.anneal_at and design in sweep.FLOP_DESIGNS:
+        raise ValueError(f"--anneal-at sets token budgets; --design {design} matches FLOP budgets (use "
+                         "--design grid, depth or width)")
+    if args.anneal_at or args.annealed:
+        spec["schedule"] = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
+        if spec["schedule"] not in WSD_SCHEDULES:
+            flag = "--anneal-at" if args.anneal_at else "--annealed"
+            raise ValueError(f"{flag} trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {spec['schedule']}")
+    if args.anneal_at:
+        spec["anneal_at"] = parse_numbers(args.anneal_at, "--anneal-at", float)
+        if not all(math.isfinite(b) and b > 0 for b in spec["anneal_at"]):
+            raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
+    check_vary(args, spec["vary"])
+    try:
+        return sweep.design(design, model=model, train=train, **{k: v for k, v in spec.items() if v not in (None, {})})
+    except ValueError as e:   # "seed must be …" from --seeds -3 says the flag: "--seeds must be …"
+        name, _, rest = str(e).partition(" ")
+        if name in ("depth", "width", "seed") and getattr(args, name + "s"):
+            raise ValueError(f"--{name}s {rest}") from None
+        raise
 
 
 def print_frame(frame, columns, as_json=False, as_csv=False) -> None:
@@ -327,6 +358,12 @@ def cmd_sweep(args) -> int:
         if cost["trunks"] < cost["runs"]:
             print(cost_line)
         return 0
+    if args.checkpoint_dir and ("://" not in args.checkpoint_dir or args.checkpoint_dir.startswith("file://")):
+        check_writable(args.checkpoint_dir.removeprefix("file://"), "--checkpoint-dir", folder=True)
+    if args.executor != "ray":   # Ray's workers may have other devices than this machine
+        from .train import check_memory, resolve_device
+        for model, train in pairs:
+            check_memory(model, train, resolve_device(train.device))
     if cost["trunks"] < cost["runs"]:
         print(cost_line, file=sys.stderr if args.json else sys.stdout, flush=True)
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
@@ -395,7 +432,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, StoreError) as e:
+    except (ValueError, OSError, ImportError, StoreError) as e:   # a disk, a missing package, a download
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 Inside a notebook (after its papermill parameters cell):
 
-    nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, …)   # settings, store, output dir
+    nb = notebooks.start("02_baseline_sweep", locals())   # the parameters cell → settings, store, output dir
     s = nb.settings                # the resolved parameters: s.widths, s.budget, s.seeds …
     pairs = nb.design()            # the runs this notebook trains at this preset (dwlib.presets)
     nb.show_design(pairs)          # what will run, and its predicted cost
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import dataclasses
 import difflib
 import json
 import os
@@ -181,15 +180,23 @@ class Session:
         return manifest
 
 
-def start(notebook: str, **params) -> Session:
-    """Begin a notebook: resolve its parameters against the preset (`dwlib.presets.settings`), open the
-    store, create the output folder, size torch's thread pool, and let altair embed any data size."""
+def start(notebook: str, parameters: dict) -> Session:
+    """Begin a notebook from its parameters cell, `notebooks.start(name, locals())`: resolve the values of
+    its settings (`presets.parameters`; a name of the notebook's own, such as 01's `tau`, is left to it)
+    against the preset (`presets.settings`), open the store, create the output folder, size torch's
+    thread pool, and let altair embed any data size."""
     import altair as alt
     import torch
-    s = presets.settings(notebook, **params)
+    s = _settings(notebook, parameters)
     torch.set_num_threads(s.threads)
     alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
     return Session(s)
+
+
+def _settings(notebook: str, parameters: dict) -> presets.Settings:
+    """`presets.settings` from a parameters cell's values (a name of the notebook's own is left out)."""
+    names = presets.parameters(notebook, parameters.get("preset", "smoke"))
+    return presets.settings(notebook, **{k: v for k, v in parameters.items() if k in names})
 
 
 def _workers(s: presets.Settings) -> int:
@@ -386,22 +393,21 @@ def check_parameters(name: str, parameters: dict):
 
 def check_run(name: str, parameters: dict, *, allow_cpu: bool = False) -> tuple:
     """What can be checked before a kernel starts, each refused with a ValueError naming the value: the
-    parameters (`check_parameters`) and their values (`presets.settings`: preset, threads …), the corpus
-    and tokenizer (loaded here once, so that a missing file or a failed download stops the run now, not
-    each of its runs), and the device. The gpu preset on a machine without a GPU is refused, with its
+    parameters (`check_parameters`) and their values (`presets.settings`: preset, threads …; the design
+    they make), the corpus and tokenizer (loaded here once, so that a missing file or a failed download
+    stops the run now, not each of its runs), and the device. The gpu preset on a machine without a GPU is refused, with its
     predicted time here, unless `allow_cpu`. Returns the notebook (jupytext-read) and its settings."""
     from .data import load_tokens
     from .train import resolve_device
     notebook = check_parameters(name, parameters)
-    known = {f.name for f in dataclasses.fields(presets.Settings)}   # the rest (e.g. 01's tau) are the notebook's own
-    s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known})
+    s = _settings(name, parameters)
     try:
         load_tokens(s.corpus, s.tokenizer)
     except (OSError, RuntimeError, ImportError) as e:   # a missing path, a failed download, no `datasets`
         raise ValueError(str(e)) from None
     device = resolve_device(s.device)   # "cuda" on a machine without one: said once, here
+    pairs = presets.design(s)            # e.g. "seeds is empty"
     if s.preset == "gpu" and device.type == "cpu":
-        pairs = presets.design(s)
         text = (f"preset 'gpu' is sized for one GPU and would run on this machine's CPU: its {len(pairs)} runs "
                 f"would take about {_minutes(_predicted_seconds(s, pairs, 'cpu') / 60)} here")
         if not allow_cpu:

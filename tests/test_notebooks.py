@@ -110,6 +110,20 @@ def test_presets_resolve_and_price_every_design(notebook, monkeypatch):
         presets.settings(notebook, "huge")
 
 
+def test_start_takes_the_parameters_cell(tmp_path, monkeypatch):
+    """A notebook hands start() its namespace: the names that are settings are resolved against the preset
+    (None: the preset's value), the notebook's own (01's tau) and everything else there are left alone."""
+    monkeypatch.setattr(presets, "default_store_path", lambda: tmp_path / "runs.sqlite")
+    cell = dict(preset="cpu", corpus="stdlib", widths=[32, 48], depths=None, factor=3.0, store_path=None,
+                output_dir=str(tmp_path / "out"), threads=1, tau=8.0, math=__import__("math"), In=[])
+    s = notebooks.start("04_compute_matched", cell).settings
+    assert (s.preset, s.widths, s.factor, s.threads) == ("cpu", [32, 48], 3.0, 1)
+    assert s.depths == presets.preset_values("04_compute_matched", "cpu")["depths"] and not hasattr(s, "tau")
+    assert s.store_path == tmp_path / "runs.sqlite" and s.output_dir == tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown notebook parameter 'factor'"):   # 04's knob, not 02's
+        presets.settings("02_baseline_sweep", "smoke", factor=3.0)
+
+
 def test_calculator_readout_updates_with_the_sliders():
     calc = widgets.calculator(depth=12, width=768, context=1024, flops=1e18)
     sliders = {c.description: c for c in calc.children if hasattr(c, "description") and c.description}
@@ -256,7 +270,11 @@ def test_a_speed_file_from_an_older_cost_model_is_measured_again(tmp_path, monke
     path = presets.speed_cache_path(1)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(dict(layer_seconds=0.001, flops_per_second=1e11)))
+    import dwlib.train
+    timed, real = [], dwlib.train.train     # the calibration times the trainer's own steps, not a copy of them
+    monkeypatch.setattr(dwlib.train, "train", lambda m, t, **kw: timed.append((m.depth, m.width)) or real(m, t, **kw))
     speed = presets.machine_speed(1)
+    assert timed == list(presets.SPEED_SHAPES)
     assert set(presets.REFERENCE_SPEED) <= set(speed)
     assert set(presets.REFERENCE_SPEED) <= set(json.loads(path.read_text()))
 
@@ -343,15 +361,17 @@ def test_runner_prints_one_status_line_per_finished_group(tiny_run):
 
 
 def test_a_failed_rerun_leaves_no_stale_verdicts_in_the_report(tiny_run, tmp_path):
-    """A rerun into the same output_dir that fails (no seeds) once left the old manifest, and the report
-    showed the old verdicts beside the failed notebook; now the folder is marked as failed."""
+    """A rerun into the same output_dir that fails part-way (here every run fails: its corpus is too short
+    for one validation window) once left the old manifest, and the report showed the old verdicts beside
+    the failed notebook; now the folder is marked as failed."""
     outputs = tmp_path / "outputs"
     shutil.copytree(tiny_run["tmp"] / "outputs", outputs)
     folder = outputs / "02_baseline_sweep"
     old = json.loads((folder / notebooks.MANIFEST).read_text())["verdicts"]
     assert old
-    proc = runner(TINY_02 + ["-p", "seeds", "[]", "-p", "store_path", str(tiny_run["tmp"] / "runs.sqlite"),
-                             "-p", "output_dir", str(folder)], tmp_path)
+    (tmp_path / "tiny.txt").write_text("too short " * 20)
+    proc = runner(TINY_02 + ["-p", "corpus", f"file:{tmp_path / 'tiny.txt'}", "-p", "output_dir", str(folder)],
+                  tmp_path)
     _, err = finish(proc)
     assert proc.returncode == 1 and not (folder / notebooks.MANIFEST).exists(), err
     report = subprocess.run([sys.executable, "-m", "dwlib.report", "--outputs", str(outputs), "--to",
@@ -361,7 +381,7 @@ def test_a_failed_rerun_leaves_no_stale_verdicts_in_the_report(tiny_run, tmp_pat
     index = (tmp_path / "report" / "index.html").read_text()
     assert "Not reported" in index and "failed or was stopped" in index
     assert not any(v[:40] in index for v in old)       # none of the old verdicts
-    assert re.search(r"02_baseline_sweep: FAILED — cell \d+: ValueError: seeds is empty", err), err
+    assert re.search(r"02_baseline_sweep: FAILED — cell \d+: ValueError: no complete runs", err), err
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
@@ -398,14 +418,15 @@ def test_a_killed_runner_leaves_nothing_behind(tmp_path):
     (TINY_02 + ["-p", "corpus", "file:/nonexistent"], "error: corpus path '/nonexistent' does not exist"),
     (TINY_02 + ["-p", "threads", "0"], "error: threads must be a positive integer (None: $DWLIB_THREADS or all cores); got 0"),
     (TINY_02 + ["-p", "threads", "-1"], "got -1"),
+    (TINY_02 + ["-p", "seeds", "[]"], "error: seeds is empty"),
     (TINY_02 + ["--times", "{tmp}/a_file/times.json"], "error: --times {tmp}/a_file/times.json cannot be written"),
     (TINY_02 + ["-p", "device", "cuda"], "error: device 'cuda' asked for, but this torch build sees no CUDA GPU"),
     (["02", "-p", "preset", "gpu"], "error: preset 'gpu' is sized for one GPU and would run on this machine's CPU"),
-], ids=["missing-corpus", "threads-0", "threads-minus-1", "times-unwritable", "cuda-without-gpu", "gpu-preset-on-cpu"])
+], ids=["missing-corpus", "threads-0", "threads-minus-1", "no-seeds", "times-unwritable", "cuda-without-gpu", "gpu-preset-on-cpu"])
 def test_runner_refuses_bad_input_before_any_kernel_starts(args, message, tmp_path):
     """Each once started the notebook: a missing corpus failed every run (the cause only inside the .ipynb),
-    threads 0 silently meant all cores, -1 was torch's error, --times was checked after the run, CUDA on
-    a CPU machine failed every run, the gpu preset started a sweep of thousands of hours."""
+    threads 0 silently meant all cores, -1 was torch's error, no seeds failed in a cell, --times was checked
+    after the run, CUDA on a CPU machine failed every run, the gpu preset started a sweep of thousands of hours."""
     import torch
     if torch.cuda.is_available() and ("cuda" in args or "gpu" in args):
         pytest.skip("this machine has a GPU")
