@@ -419,7 +419,7 @@ def test_the_memory_estimate_never_refuses_the_presets():
     """Every notebook's gpu shapes fit an 80 GB GPU by the estimate, and every cpu shape passes the check on
     this machine: the refusal is for typos, not for the designs the project runs."""
     from dwlib import presets
-    for notebook in presets.NOTEBOOKS:
+    for notebook in presets.TABLES:
         for m, t in presets.design(presets.settings(notebook, "gpu")):
             assert memory_estimate(m, t, torch.device("cuda"))["total"] < 80e9, (notebook, m.depth, m.width)
         for m, t in presets.design(presets.settings(notebook, "cpu")):
