@@ -423,18 +423,21 @@ def test_a_killed_runner_leaves_nothing_behind(tmp_path):
     (TINY_02 + ["-p", "device", "cuda"], "error: device 'cuda' asked for, but this torch build sees no CUDA GPU"),
     (["02", "-p", "preset", "gpu"], "error: preset 'gpu' is sized for one GPU and would run on this machine's CPU"),
 ], ids=["missing-corpus", "threads-0", "threads-minus-1", "no-seeds", "times-unwritable", "cuda-without-gpu", "gpu-preset-on-cpu"])
-def test_runner_refuses_bad_input_before_any_kernel_starts(args, message, tmp_path):
+def test_runner_refuses_bad_input_before_any_kernel_starts(args, message, tmp_path, capsys):
     """Each once started the notebook: a missing corpus failed every run (the cause only inside the .ipynb),
     threads 0 silently meant all cores, -1 was torch's error, no seeds failed in a cell, --times was checked
-    after the run, CUDA on a CPU machine failed every run, the gpu preset started a sweep of thousands of hours."""
+    after the run, CUDA on a CPU machine failed every run, the gpu preset started a sweep of thousands of hours.
+    (In this process: the command line's own code, without a second start of torch for each case.)"""
     import torch
     if torch.cuda.is_available() and ("cuda" in args or "gpu" in args):
         pytest.skip("this machine has a GPU")
     (tmp_path / "a_file").write_text("x")
-    proc = runner([a.format(tmp=tmp_path) for a in args], tmp_path)
-    out, err = finish(proc, 300)
-    assert proc.returncode == 2 and message.format(tmp=tmp_path) in err, err
-    assert "Traceback" not in err and "running" not in out
+    folder = tmp_path / "outputs" / "02_baseline_sweep"
+    argv = [args[0], "-p", "store_path", str(tmp_path / "runs.sqlite"), "-p", "output_dir", str(folder),
+            *(a.format(tmp=tmp_path) for a in args[1:])]
+    assert notebooks.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message.format(tmp=tmp_path) in err and "running" not in out, err
     assert not (tmp_path / "outputs").exists()        # nothing ran
     if "gpu" in args:
         assert re.search(r"its \d+ runs would take about [\d.]+ h here; use -p preset cpu, or give --allow-cpu", err)
