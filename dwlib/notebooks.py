@@ -243,7 +243,8 @@ def _status_lines(nb: Session, pairs):
         if open_:
             parts.append("now " + ", ".join(labels[g] for g in open_[:workers]))
         parts.append(f"{_clock(time.perf_counter() - nb.started)} elapsed")
-        parts.append(f"about {_clock(pace * sum(cost[g] for g in open_))} left in this sweep" if open_ else "sweep done")
+        left = pace * sum(cost[g] for g in open_)
+        parts.append(f"about {_clock(left)} left in this sweep" if open_ else "sweep done")
         _to_terminal(" · ".join(parts) + note + "\n")
 
     def on_result(i, outcome):
@@ -395,8 +396,9 @@ def check_run(name: str, parameters: dict, *, allow_cpu: bool = False) -> tuple:
     """What can be checked before a kernel starts, each refused with a ValueError naming the value: the
     parameters (`check_parameters`) and their values (`presets.settings`: preset, threads …; the design
     they make), the corpus and tokenizer (loaded here once, so that a missing file or a failed download
-    stops the run now, not each of its runs), and the device. The gpu preset on a machine without a GPU is refused, with its
-    predicted time here, unless `allow_cpu`. Returns the notebook (jupytext-read) and its settings."""
+    stops the run now, not each of its runs), and the device. The gpu preset on a machine without a GPU
+    is refused, with its predicted time here, unless `allow_cpu`. Returns the notebook (jupytext-read)
+    and its settings."""
     from .data import load_tokens
     from .train import resolve_device
     notebook = check_parameters(name, parameters)

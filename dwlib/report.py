@@ -53,7 +53,8 @@ def executed_notebooks(outputs: Path) -> list[dict]:
     never a manifest's verdicts. A folder with an executed notebook but no manifest is one whose last
     run failed or was stopped (the runner removes the old manifest as a run starts)."""
     found = []
-    for folder in sorted({p.parent for pattern in ("*/manifest.json", "*/*.ipynb") for p in Path(outputs).glob(pattern)}):
+    folders = {p.parent for pattern in ("*/manifest.json", "*/*.ipynb") for p in Path(outputs).glob(pattern)}
+    for folder in sorted(folders):
         entry, problem = _read_manifest(folder)
         path = folder / f"{entry['notebook']}.ipynb"
         if problem is None:

@@ -286,8 +286,8 @@ TINY_02 = ["02", "-p", "preset", "smoke", "-p", "widths", "[16]", "-p", "depths"
            "-p", "budget", "2048", "-p", "tuning_seeds", "[10]", "-p", "lr_factors", "[1]"]
 # the same with runs long enough (~5 s each) to be interrupted while one trains
 LONG_02 = TINY_02 + ["-p", "depths", "[1, 2, 3, 4]", "-p", "budget", "200000"]
-STATUS = re.compile(r"^02_baseline_sweep · runs (\d+)/(\d+)(?: \(\d+ failed\))?(?: · now (.+?))? · \d+m\d\ds elapsed · "
-                    r"(?:about \d+m\d\ds left in this sweep|sweep done)", re.M)
+STATUS = re.compile(r"^02_baseline_sweep · runs (\d+)/(\d+)(?: \(\d+ failed\))?(?: · now (.+?))? · "
+                    r"\d+m\d\ds elapsed · (?:about \d+m\d\ds left in this sweep|sweep done)", re.M)
 
 
 def runner(args, tmp: Path) -> subprocess.Popen:
@@ -298,7 +298,8 @@ def runner(args, tmp: Path) -> subprocess.Popen:
     env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1",
                DWLIB_THREADS="1", TMPDIR=str(tmp / "tmp"))
     (tmp / "tmp").mkdir(parents=True, exist_ok=True)
-    paths = ["-p", "store_path", str(tmp / "runs.sqlite"), "-p", "output_dir", str(tmp / "outputs" / "02_baseline_sweep")]
+    paths = ["-p", "store_path", str(tmp / "runs.sqlite"),
+             "-p", "output_dir", str(tmp / "outputs" / "02_baseline_sweep")]
     # Ctrl-C interrupts, as in a terminal, even when pytest runs in the background (which ignores SIGINT)
     return subprocess.Popen([sys.executable, "-m", "dwlib.notebooks", args[0], *paths, *args[1:]], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -416,13 +417,15 @@ def test_a_killed_runner_leaves_nothing_behind(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (TINY_02 + ["-p", "corpus", "file:/nonexistent"], "error: corpus path '/nonexistent' does not exist"),
-    (TINY_02 + ["-p", "threads", "0"], "error: threads must be a positive integer (None: $DWLIB_THREADS or all cores); got 0"),
+    (TINY_02 + ["-p", "threads", "0"],
+     "error: threads must be a positive integer (None: $DWLIB_THREADS or all cores); got 0"),
     (TINY_02 + ["-p", "threads", "-1"], "got -1"),
     (TINY_02 + ["-p", "seeds", "[]"], "error: seeds is empty"),
     (TINY_02 + ["--times", "{tmp}/a_file/times.json"], "error: --times {tmp}/a_file/times.json cannot be written"),
     (TINY_02 + ["-p", "device", "cuda"], "error: device 'cuda' asked for, but this torch build sees no CUDA GPU"),
     (["02", "-p", "preset", "gpu"], "error: preset 'gpu' is sized for one GPU and would run on this machine's CPU"),
-], ids=["missing-corpus", "threads-0", "threads-minus-1", "no-seeds", "times-unwritable", "cuda-without-gpu", "gpu-preset-on-cpu"])
+], ids=["missing-corpus", "threads-0", "threads-minus-1", "no-seeds", "times-unwritable", "cuda-without-gpu",
+        "gpu-preset-on-cpu"])
 def test_runner_refuses_bad_input_before_any_kernel_starts(args, message, tmp_path, capsys):
     """Each once started the notebook: a missing corpus failed every run (the cause only inside the .ipynb),
     threads 0 silently meant all cores, -1 was torch's error, no seeds failed in a cell, --times was checked

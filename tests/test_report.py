@@ -115,7 +115,8 @@ def test_an_unwritable_or_full_report_folder_is_one_error_and_no_partial_page(ou
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     done = report_cli(outputs, blocker / "report")
-    assert done.returncode == 2 and done.stderr.startswith(f"error: cannot write the report to {blocker}/report"), done.stderr
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot write the report to {blocker}/report"), done.stderr
     full = tmp_path / "full"
     done = report_cli(outputs, full, limit_bytes=100_000)   # the page is larger: its write fails part-way
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
