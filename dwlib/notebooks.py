@@ -243,8 +243,8 @@ def _status_lines(nb: Session, pairs):
         if open_:
             parts.append("now " + ", ".join(labels[g] for g in open_[:workers]))
         parts.append(f"{_clock(time.perf_counter() - nb.started)} elapsed")
-        left = pace * sum(cost[g] for g in open_)
-        parts.append(f"about {_clock(left)} left in this sweep" if open_ else "sweep done")
+        remaining = pace * sum(cost[g] for g in open_)
+        parts.append(f"about {_clock(remaining)} left in this sweep" if open_ else "sweep done")
         _to_terminal(" · ".join(parts) + note + "\n")
 
     def on_result(i, outcome):
