@@ -63,7 +63,7 @@ def main():
     rng = np.random.default_rng(3)
     widths = np.repeat([32, 64, 128, 256, 512, 1024], 3).astype(float)
     rates = 1 / (0.5 * widths ** 0.44) + rng.normal(0, 0.002, len(widths))
-    rows += rows_for("τ(W) = W^γ/k, widths 32–1024 × 3", fit.fit_tau_scaling(widths, rates, n_boot=nb),
+    rows += rows_for("τ(W) = W^γ/k, widths 32–1024 × 3", fit.fit_tau_scaling(widths, rates),
                      dict(gamma=0.44))
 
     iso = planted_isoflop()

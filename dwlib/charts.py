@@ -278,8 +278,9 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
 
 def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     """Left: loss vs depth (log) coloured by width — observed runs (points) and the fitted law at each
-    run's own (D, W, T) (lines with bootstrap bands). Right: the fitted D_crit(W) with its bootstrap band
-    against the paper's 2.43·ln W and its W^0.44 law."""
+    run's own (D, W, T) (lines with bootstrap bands). Right: two depths of the fitted law with their bootstrap
+    bands — D_crit(W), where its penalty starts, and D*(W), where its loss is lowest — against the paper's
+    2.43·ln W and its W^0.44 law (a loss minimum, so D* is the one to compare)."""
     _expect(result, "depth_width_law")
     data = result.data.copy()
     # one line per width, or per (width, tokens) when a width has several runs at one depth
@@ -303,30 +304,30 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
 
     form = result.law
     widths = np.exp(np.linspace(np.log(data["width"].min()), np.log(data["width"].max()), 60))
-    dc = pd.DataFrame({"width": widths, "d_crit": fit.d_crit(result.params, widths, form)})
+    depths = {"law: D_crit (penalty onset)": fit.d_crit, "law: D* (loss minimum)": fit.laws.law_d_star}
+    lines = pd.concat([pd.DataFrame({"width": widths, "depth": f(result.params, widths, form), "label": name})
+                       for name, f in depths.items()], ignore_index=True)
     if result.samples is not None and len(result.samples):
-        draws = np.stack([fit.d_crit(dict(zip(result.samples.columns, r)), widths, form)
-                         for r in result.samples.to_numpy()])
+        cols = {k: result.samples[k].to_numpy()[:, None] for k in result.samples.columns}
         q = 100 * (1 - result.level) / 2
-        dc["low"], dc["high"] = np.percentile(draws, [q, 100 - q], axis=0)
-    refs = pd.concat([
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth(w) for w in widths],
-                      "label": "paper: 2.43·ln W"}),
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth_power(w) for w in widths],
-                      "label": "paper: 15.2·(W/512)^0.44"}),
-    ])
+        lines["low"], lines["high"] = np.concatenate(
+            [np.percentile(f(cols, widths[None], form), [q, 100 - q], axis=0) for f in depths.values()], axis=1)
+    lines = pd.concat([lines, pd.DataFrame({"width": widths, "depth": [paper_critical_depth(w) for w in widths],
+                                            "label": "paper: 2.43·ln W"}),
+                       pd.DataFrame({"width": widths, "depth": [paper_critical_depth_power(w) for w in widths],
+                                     "label": "paper: 15.2·(W/512)^0.44"})], ignore_index=True)
+    styled = _styled_lines(lines["label"], [FIT_COLOR, "#9467bd", PAPER_COLOR, PAPER_COLOR], [[1, 0], [1, 0]] + DASHES[:2],
+                           title="compare the paper with D*")
     xw = alt.X("width:Q", scale=_log(), title="width W")
-    yd = partial(alt.Y, scale=_log(), title="critical depth D_crit")
+    yd = partial(alt.Y, scale=_log(), title="depth")
     right_layers = []
-    if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2, color=FIT_COLOR)
-                            .encode(x=xw, y=yd("low:Q"), y2="high:Q"))
-    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd("d_crit:Q")))
-    right_layers.append(alt.Chart(refs).mark_line().encode(
-        x=xw, y=yd("d_crit:Q"), **_styled_lines(refs["label"], [PAPER_COLOR, PAPER_COLOR], DASHES[:2],
-                                                title="reference")))
+    if "low" in lines.columns:
+        right_layers.append(alt.Chart(lines.dropna(subset=["low", "high"])).mark_area(opacity=0.2).encode(
+            x=xw, y=yd("low:Q"), y2="high:Q", color=styled["color"]))
+    right_layers.append(alt.Chart(lines).mark_line().encode(x=xw, y=yd("depth:Q"), **styled))
     form_txt = f"κ·W^γ, γ = {result.params['gamma']:.2f}" if form == "power" else "κ·ln W"
-    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT, title=f"D_crit = {form_txt}")
+    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT,
+                                                title=f"D_crit = {form_txt} (onset) and D* (minimum)")
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 

@@ -36,7 +36,7 @@ def results():
     out["gradient_persistence"] = fit.fit_gradient_persistence(
         np.exp(-(16 - layers) / 5.0 + rng.normal(0, 0.05, (3, 16))), n_boot=200)
     widths = np.array([64, 128, 256, 512, 1024])
-    out["tau_scaling"] = fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 5)), n_boot=100)
+    out["tau_scaling"] = fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 5)))
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40))
     T = np.exp(rng.uniform(np.log(1e9), np.log(1e11), 40))
     L = 1.8 + 400 / N ** 0.34 + 1500 / T ** 0.3

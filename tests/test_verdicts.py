@@ -30,6 +30,21 @@ def test_width_trend_sentence_follows_check_monotone():
     assert f"{trend.params['slope']:+.4f} nats per e-fold of width" in bumpy
 
 
+def test_width_trend_says_every_step_only_when_every_paired_step_is_significant():
+    rng = np.random.default_rng(2)
+    x = np.repeat([32, 64, 128, 256], 3).astype(float)
+    seeds = np.tile([0, 1, 2], 4)
+    luck = rng.normal(0, 0.03, 3)[seeds]                 # a seed's data order shifts every width alike
+    steady = 2.0 - 0.02 * np.log(x) + luck + rng.normal(0, 0.001, len(x))
+    paired = fit.check_monotone(x, steady, seeds=seeds)
+    assert paired.verdict == "monotone, every step significant" and (paired.steps["method"] == "paired").all()
+    assert "**lowered the loss at every step**" in verdicts.width_trend_sentence(paired, depth=8)
+    welch = fit.check_monotone(x, steady)                 # without the pairing the seed luck swamps the steps
+    assert welch.verdict == "monotone" and not welch.steps["significant"].all()
+    text = verdicts.width_trend_sentence(welch, depth=8)
+    assert "**lowered the loss on average**" in text and "every step**" not in text
+
+
 @pytest.mark.parametrize("gap, expected", [(0.05, "**worse** by {:.4f} nats"), (-0.05, "**better** by {:.4f} nats"),
                                            (0.0, "**indistinguishable** (gap {:+.4f}")])
 def test_compute_matched_sentence_states_the_direction_of_the_gap(gap, expected):

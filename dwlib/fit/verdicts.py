@@ -145,7 +145,7 @@ def isoflop_text(r) -> str:
     if r.identified:
         lo, hi = r.ci["params_exponent"]
         tlo, thi = r.ci["tokens_exponent"]
-        text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}), "
+        text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}, {hi - lo:.2f} wide), "
                  f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((tlo, thi))}); Chinchilla found both ≈ 0.5 and ≈ "
                  f"{CHINCHILLA_TOKENS_PER_PARAM:.0f} tokens per parameter.")
     else:
@@ -231,12 +231,21 @@ def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> 
 
 
 def width_trend_sentence(trend, depth) -> str:
-    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)?"""
+    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)? "At
+    every step" only when every step's difference is significant; when only the means fall, "on average"."""
     lo, hi = trend.ci["slope"]
-    holds = trend.verdict.startswith("monotone")
-    return (f"At depth {depth}, widening the model "
-            + ("**lowered the loss at every step** tried, as the paper reports" if holds else
-               f"**did not lower the loss steadily**: {trend.reason}")
+    steps = trend.steps
+    noisy = steps[~steps["significant"]]
+    if trend.verdict == "monotone, every step significant":
+        how = "paired over seeds" if (steps["method"] == "paired").all() else "each interval"
+        head = f"**lowered the loss at every step** tried ({how}, every step's difference excludes 0), as the paper reports"
+    elif trend.verdict == "monotone":
+        head = (f"**lowered the loss on average**: the mean fell at every step, but {len(noisy)} of {len(steps)} steps "
+                "are within noise (" + ", ".join(f"{fmt(r.x_from)}→{fmt(r.x_to)}" for r in noisy.itertuples())
+                + ": their intervals include 0), so not every step is shown to help")
+    else:
+        head = f"**did not lower the loss steadily**: {trend.reason}"
+    return (f"At depth {depth}, widening the model " + head
             + f". Over the whole range the loss changes by {trend.params['slope']:+.4f} nats per e-fold of width "
             f"({trend.level:.0%} CI {lo:+.4f} to {hi:+.4f}).")
 
