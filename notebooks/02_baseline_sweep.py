@@ -165,8 +165,11 @@ if drawn:
 #
 # One learning rate for every depth can make a deep model look bad because that rate suits it badly. At
 # the first width, the best depth and the deepest depth get a small learning-rate sweep on **other** seeds
-# (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). The curves
-# below show loss against learning rate at the two depths on those seeds.
+# (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). Where a depth's
+# best rate sits at an end of that grid, its grid is extended by factors of 2 until the best rate is
+# bracketed, at most `lr_extensions` more rates per depth (the cap); a rate still at an end after the cap
+# is only a bound, and the verdict says so. The curves below show loss against learning rate at the two
+# depths on those seeds.
 
 # %%
 r = fits.get(s.widths[0])
@@ -174,8 +177,10 @@ if r is None:
     nb.say("No fitted sweep at the first width: no learning-rate check.")
 else:
     best, deepest = presets.lr_check_depths(r, s.depths)
-    tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
-    tuned = transfer.best_lr(tuning, by=["depth"], n_boot=200).set_index("depth")
+    tuning, tuned = transfer.bracketed_best_lr(
+        nb.run, lambda d, lr: presets.lr_check_design(s, [d], s.widths[0], lrs={d: lr}, seeds=s.tuning_seeds),
+        [f * s.lr for f in s.lr_factors], [best, deepest], by="depth", max_extensions=s.lr_extensions, n_boot=200)
+    tuned = tuned.set_index("depth")
     chosen = tuned["grid_lr"].to_dict()
     nb.figure(charts.lr_curves_chart(tuning, color="depth"), "lr_check")
 
@@ -194,7 +199,8 @@ if r is not None:
     else:
         nb.verdict(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
                                                   rise=at_fixed[deepest] - at_fixed[best],
-                                                  at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]]))
+                                                  at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]],
+                                                  extended=tuned["extended"].to_dict(), cap=s.lr_extensions))
 
 # %% [markdown]
 # ## Loss curves

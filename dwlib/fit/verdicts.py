@@ -205,16 +205,21 @@ def fair_depth_text(fits: dict) -> str:
             + f". {detail}{caveat}")
 
 
-def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=()) -> str:
+def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=(), extended=None, cap=None) -> str:
     """02's learning-rate check: `gap` is `compare_losses(loss at depths[0], loss at depths[1])`, each
     depth at its own best learning rate `lrs` {depth: lr} chosen on `tuning_seeds` and scored on other
-    seeds; `rise` is the same difference at the sweep's fixed learning rate; `at_edge` the depths whose
-    best rate was at an end of the grid tried (only a bound)."""
+    seeds; `rise` is the same difference at the sweep's fixed learning rate; `extended` {depth: rates
+    added ×2 apart beyond an end of the grid} and `cap` the most allowed (`transfer.bracketed_best_lr`);
+    `at_edge` the depths whose best rate is still at an end of the grid (only a bound)."""
     a, b = depths
     lo, hi = gap.ci["gap"]
     chosen = ", ".join(f"{lrs[d]:.3g} at D = {d}" for d in depths)
-    edge = (f"; at D = {', '.join(map(str, at_edge))} the best rate is at an end of the grid tried, so the true best may "
-            "lie beyond it" if at_edge else "")
+    grown = {d: n for d, n in (extended or {}).items() if n}
+    edge = ("; the grid was extended by factors of 2 at " + ", ".join(f"D = {d} ({n} more rate{'s' * (n > 1)})"
+                                                                       for d, n in grown.items()) if grown else "")
+    edge += (f"; at D = {', '.join(map(str, at_edge))} the best rate is still at an end of the grid"
+             + (f" after the cap of {cap} more rates" if cap is not None else "")
+             + ", so the true best may lie beyond it" if at_edge else "")
     head = (f"With each depth at its own best learning rate ({chosen}; chosen on seeds "
             f"{', '.join(map(str, tuning_seeds))}, scored on others{edge}), D = {b} minus D = {a} is "
             f"{gap.params['gap']:+.4f} nats ({gap.level:.0%} CI {lo:+.4f} to {hi:+.4f}, {gap.method})"
@@ -290,12 +295,24 @@ def sharing_sentence(sharing) -> str:
                "MobileLLM's sharing gain is **not clearly reproduced** at this scale."))
 
 
+def lr_grid_sentence(best, cap) -> str:
+    """07: where `transfer.bracketed_best_lr` extended the grid (`best`: its frame) and where its `cap` of
+    more rates per shape was hit (the best rate still at an end: a bound)."""
+    grown, capped = best[best["extended"] > 0], best[best["cap_hit"]]
+    shape = lambda r: f"{r.parametrization} D = {r.depth:g} W = {r.width:g}"
+    text = (f"The grid was extended by factors of 2 for {len(grown)} of {len(best)} shapes (at most {cap} more rates "
+            "each): " + "; ".join(f"{shape(r)} +{r.extended}" for r in grown.itertuples()) if len(grown) else
+            f"Every one of the {len(best)} optima was bracketed by the grid as designed (no extension needed)")
+    return text + (f". The cap was hit for {len(capped)}: " + "; ".join(map(shape, capped.itertuples()))
+                   + " — their best rates are bounds, the optimum lies beyond." if len(capped) else ".")
+
+
 def lr_spread_sentence(spread, over) -> str:
     """07: how far the best learning rate moves across widths or depths (`over`), per parametrisation
     (`transfer.lr_spread`'s frame)."""
     parts = []
     for row in spread.itertuples():
-        edge = (f" ({row.n_at_edge} of {row.n_sizes} optima at the edge of the grid: bounds)" if row.n_at_edge else "")
+        edge = (f" ({row.n_at_edge} of {row.n_sizes} optima still at an edge of the grid: bounds)" if row.n_at_edge else "")
         parts.append(f"under **{row.parametrization}** the best learning rate ranges over {row.lr_min:.2g}–"
                      f"{row.lr_max:.2g}, a factor of {row.ratio:.1f} ({row.octaves:.1f} octaves; slope "
                      f"{row.slope:+.2f} per log-{over}){edge}")
