@@ -125,6 +125,22 @@ def test_regime_and_exclusions_are_stated():
         fit.critical_depth_from_frame(pd.concat([runs, runs.assign(width=128)]))
 
 
+def test_a_frame_that_mixes_configurations_is_refused_naming_the_field():
+    runs = annealed_sweep({1e6: 6.0}).assign(lr=3e-3)
+    two_lrs = pd.concat([runs, runs.assign(lr=6e-3, val_loss=runs.val_loss + 0.01)])
+    with pytest.raises(ValueError, match=r"at D = 2 they differ in 'lr' \(0.003, 0.006\)"):
+        fit.critical_depth_from_frame(two_lrs, n_boot=200)
+    cosine = annealed_sweep({1e6: 6.0, 2e6: 6.0}).assign(schedule="cosine")     # two budgets, not annealed
+    with pytest.raises(ValueError, match=r"differ in 'tokens'.*not annealed"):
+        fit.critical_depth_from_frame(cosine, n_boot=200)
+    with pytest.raises(ValueError, match="2 runs of seed 0 at D = 2"):
+        fit.critical_depth_from_frame(pd.concat([runs, runs.iloc[:1]]), n_boot=200)
+    own_lr = runs.assign(lr=np.where(runs.depth > 8, 1.5e-3, 3e-3))             # each depth at its own lr: one design
+    assert fit.critical_depth_from_frame(own_lr, n_boot=200).n_points == len(runs)
+    with pytest.raises(ValueError, match="differ in 'lr'"):
+        fit.critical_depth_by_budget(pd.concat([runs, runs.assign(lr=6e-3)]), n_boot=200)
+
+
 @pytest.mark.parametrize("depths, losses, message", [
     ([2, 4], [3.0, 2.9], "3 distinct depths"),
     ([2, 4, 8], [3.0, 2.9, 2.95], "at least 4 runs"),

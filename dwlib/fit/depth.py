@@ -280,6 +280,35 @@ def usable_runs(runs: pd.DataFrame, columns) -> tuple[pd.DataFrame, list[str]]:
     return runs[keep], excluded
 
 
+# Columns of the store's runs frame that set a run's configuration besides its depth, width and seed.
+CONFIG_COLUMNS = ("heads", "context", "mlp", "norm", "share", "parametrization", "lr", "schedule", "warmup",
+                  "cooldown", "batch_size", "tokens", "corpus", "tokenizer", "corpus_fingerprint")
+
+
+def one_configuration(frame: pd.DataFrame, width) -> None:
+    """Refuse runs at one width that mix configurations, naming the differing field: seeds are repeats
+    of one run, so at each depth every CONFIG_COLUMNS column must take one value (a value may change with
+    the depth — each depth at its own best learning rate is one design), and no (depth, seed) may appear
+    twice (then the runs differ in a field the frame does not show)."""
+    for col in (c for c in CONFIG_COLUMNS if c in frame.columns):
+        counts = frame.groupby("depth")[col].nunique()
+        if (counts > 1).any():
+            depth = counts.idxmax()
+            values = sorted(map(str, frame.loc[frame["depth"] == depth, col].dropna().unique()))
+            raise ValueError(f"the runs at width {width:g} mix configurations: at D = {depth:g} they differ in "
+                             f"{col!r} ({', '.join(values)}), so they are not seeds of one run — select one "
+                             f"{col} first" + (" (budgets that were not annealed are separate sweeps)"
+                                               if col == "tokens" else ""))
+    if "seed" in frame.columns:
+        twice = frame[frame.duplicated(["depth", "seed"], keep=False)]
+        if len(twice):
+            r = twice.iloc[0]
+            raise ValueError(f"the runs at width {width:g} hold {int((twice['depth'] == r['depth']).sum())} runs of seed "
+                             f"{r['seed']} at D = {r['depth']:g}" + (f" ({', '.join(map(str, twice['run_id'][:4]))})"
+                                                                      if "run_id" in twice else "")
+                             + ": they differ in a field the frame does not show — select one configuration first")
+
+
 def _one_width(runs, width):
     if width is None:
         widths = sorted(runs["width"].unique())
@@ -292,7 +321,8 @@ def _one_width(runs, width):
 def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss", **kwargs) -> CriticalDepthFit:
     """`fit_critical_depth` on the store's runs frame at one `width` (the only one when None): complete
     runs only — diverged, unstable and unfinished ones are excluded and listed in the summary — with
-    the regime (tokens_per_param, final_slope) taken from the frame. When the frame holds annealed runs
+    the regime (tokens_per_param, final_slope) taken from the frame. A frame that mixes configurations at
+    a depth (two learning rates, two budgets that were not annealed, …) is refused (`one_configuration`). When the frame holds annealed runs
     at several budgets (`dwlib.sweep.anneal`), the fit uses the largest budget and the regime's slope is
     the change between the two largest budgets per doubling of tokens (a run's own last quarter is
     mostly its cooldown, whose drop says nothing about how much more data would help)."""
@@ -305,9 +335,12 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
     budgets = np.unique(frame["tokens"]) if "tokens" in frame else []
     if len(budgets) >= 2 and "schedule" in frame and frame["schedule"].isin(["wsd", "wsd-sqrt"]).all():
         last, before = (frame[frame["tokens"] == t] for t in budgets[-1:-3:-1])
+        one_configuration(last, width)
         pairs = last.merge(before, on=["depth", "seed"], how="left", suffixes=("", "_before"))
         slope = (pairs[loss] - pairs[f"{loss}_before"]) / np.log2(budgets[-1] / budgets[-2])
         frame, slope_kind = pairs, "annealed budgets"
+    else:
+        one_configuration(frame, width)
     tpp = frame["tokens_per_param"] if "tokens_per_param" in frame else frame["tokens"] / frame["non_embedding_params"] \
         if {"tokens", "non_embedding_params"} <= set(frame.columns) else None
     result = fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
