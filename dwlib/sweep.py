@@ -14,7 +14,7 @@ Designs (any config field may be fixed with a keyword, or varied with `vary={fie
     critical_depth_pair  the paper's third experiment: the shape at the predicted D_crit vs one at
                     2×D_crit made narrower to match parameters (or FLOPs per token), same budget C
     isoflop         several budgets C, a set of shapes at each: the input of compute-optimal fits
-    anneal          any design × token budgets, each run fully annealed (warmup-stable-decay); runs that
+    anneal          any design × token budgets, each run annealed (warmup-stable-decay, cooled to min_lr = lr/10 by default); runs that
                     differ only in budget train as one trunk with a cooldown branch per smaller budget
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
@@ -334,7 +334,7 @@ def isoflop(budgets, *, depths=None, widths=None, aspect_ratios=None, shapes=Non
 # ---------------------------------------------------------------------------------------------
 
 def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2, warmup: int | None = None):
-    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is fully annealed
+    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is annealed (cooled to `min_lr`, lr/10 by default)
     at its own budget (its cooldown is the last `cooldown` of its steps; "wsd-sqrt" the 1 − sqrt shape
     Hägele et al. found best, "wsd" linear). All budgets of a pair share one absolute `warmup` (default 5%
     of the smallest budget's steps), so they are the same computation up to each one's decay start and

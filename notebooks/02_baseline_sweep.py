@@ -20,7 +20,9 @@
 # a U-shaped curve: loss falls as layers are added, up to a **critical depth**, and rises beyond it.
 # Its working formula puts that depth at **D_crit ≈ 2.43·ln W** (about 15 layers at W = 512) and its
 # scaling claim at D_crit ∝ W^0.44 — the two agree only near W = 512. The paper trained each shape once,
-# at one fixed learning rate.
+# at one fixed learning rate. Its critical depth is where the loss is *lowest* (more layers beyond it raise
+# the loss), so it is compared with this notebook's **D\***, the loss-minimising depth — not with the D_crit
+# of notebook 05's fitted law, which marks where that law's depth penalty *starts*.
 #
 # | held equal | grows with depth |
 # |---|---|
@@ -32,7 +34,7 @@
 # This notebook repeats the paper's first experiment on your data and hardware, and checks it:
 #
 # 1. train every depth at each width, several seeds each, all on the same number of tokens — and every run
-#    **fully annealed** at several budgets (a cooldown of the learning rate branched from one constant-rate
+#    **annealed** at several budgets (a cooldown of the learning rate to lr/10, branched from one constant-rate
 #    trunk per shape: a run read part-way through a cosine schedule is not what a run trained to that budget
 #    reaches);
 # 2. ask whether the curve is really U-shaped — a calibrated test that some depth beyond the best one is
@@ -142,7 +144,7 @@ pd.DataFrame([dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low
 # %% [markdown]
 # ## D\* across annealed budgets
 #
-# Every budget's points are fully annealed runs (schedule `wsd-sqrt`: the learning rate cools down over the
+# Every budget's points are annealed runs (schedule `wsd-sqrt`: the learning rate cools down to lr/10 over the
 # last 20% of each budget's own steps). Whether D\* moves between two budgets is tested on the paired
 # bootstrap difference D\*(T₂) − D\*(T₁) — the same resamples at both budgets, since a seed's runs share one
 # trunk — not on whether two intervals overlap. Where a budget is not U-shaped, its bound is drawn instead.

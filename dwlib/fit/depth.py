@@ -354,7 +354,7 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
 
 def critical_depth_by_budget(runs: pd.DataFrame, *, width=None, loss="val_loss", n_boot=1000, level=0.95,
                              random_state=0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """D* at every training budget of an annealed depth sweep (one fully annealed run per depth, seed and
+    """D* at every training budget of an annealed depth sweep (one annealed run per depth, seed and
     budget: the cooldown branches of `dwlib.sweep.anneal`), and whether it moves between budgets.
 
     Returns (by_budget, moves). by_budget: one row per budget — tokens, verdict, d_star, low, high,
