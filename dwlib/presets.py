@@ -424,7 +424,7 @@ def lr_check_depths(r, depths) -> tuple[int, int]:
     """02's learning-rate check compares two depths of the critical-depth fit `r`: its best depth — or,
     when that is the deepest, where the loss levels off, or else the second-deepest — and the deepest."""
     deepest = max(depths)
-    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau != deepest else sorted(depths)[-2]
+    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau < deepest else sorted(depths)[-2]
     return int(best), deepest
 
 
