@@ -162,30 +162,34 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
 
 
 def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
-    """D* across annealed budgets (`fit.critical_depth_by_budget`): D* with its interval where the verdict
-    is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is monotone; the paper's 2.43·ln W
-    as a dashed rule when `width` is given."""
-    frame = by_budget.copy()
-    frame["depth"] = frame["d_star"].where(frame["verdict"] == "U-shaped", frame.get("bound_depth"))
-    frame = frame.dropna(subset=["depth"])
+    """The best depth across annealed budgets (`fit.critical_depth_by_budget`), whatever each budget's
+    verdict: the best depth (marker by verdict) with its confidence set as a bar, D*'s interval (grey,
+    with ticks) where a parabola fits; the paper's critical depth 2.43·ln W (a loss minimum) as a dashed rule when
+    `width` is given."""
+    frame = by_budget.dropna(subset=["best_depth"]).copy() if "best_depth" in by_budget else by_budget.iloc[:0]
     if frame.empty:
-        raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
-    frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
-                               np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
+        raise ValueError("no budget has a best depth to draw (see the verdict column)")
     x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
-    y = partial(alt.Y, scale=_log(), title="loss-minimising depth D*")
-    u = frame[frame["verdict"] == "U-shaped"]
-    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
-              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
-                  x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
-                  shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
-                      domain=["D* (U-shaped)", "bound D* ≥", "bound D* ≤"],
-                      range=["circle", "triangle-up", "triangle-down"])),
-                  tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
+    shown = pd.concat([frame[c] for c in ("best_depth", "set_low", "set_high", "low", "high") if c in frame])
     if width is not None:
-        refs = pd.DataFrame({"depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
-        layers.append(_legend_rules(refs, y=y("depth:Q")))
-    title = "critical depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
+        shown = pd.concat([shown, pd.Series([paper_critical_depth(width)])])
+    y = partial(alt.Y, scale=_padded(shown), title="best depth and its confidence set")
+    verdicts = ["U-shaped", "monotone decreasing", "monotone increasing", "inconclusive"]
+    layers = [alt.Chart(frame.dropna(subset=["set_low", "set_high"])).mark_errorbar(color=FIT_COLOR, thickness=2).encode(
+                  x=x, y=y("set_low:Q"), y2="set_high:Q"),
+              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
+                  x=x, y=y("best_depth:Q"), color=alt.value(FIT_COLOR),
+                  shape=alt.Shape("verdict:N", title=None, scale=alt.Scale(
+                      domain=verdicts, range=["circle", "triangle-up", "triangle-down", "square"])),
+                  tooltip=["tokens", "verdict", "best_depth", "set_low", "set_high", "d_star", "bound"])]
+    vertex = frame[frame.get("d_star_method", pd.Series("", index=frame.index)) == "parabola"]
+    if len(vertex):       # D* where a parabola fits: its interval
+        layers.append(alt.Chart(vertex).mark_errorbar(color=REFERENCE_COLOR, ticks=True).encode(
+            x=x, y=y("low:Q"), y2="high:Q"))
+    if width is not None:
+        refs = pd.DataFrame({"best_depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
+        layers.append(_legend_rules(refs, y=y("best_depth:Q")))
+    title = "best depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 

@@ -254,15 +254,55 @@ def annealed_sweep(d_star_by_budget, seeds=3, rng=0):
     return pd.DataFrame(rows)
 
 
-def test_d_star_movement_between_annealed_budgets_is_a_paired_test():
-    by_budget, moves = fit.critical_depth_by_budget(annealed_sweep({1e6: 4.0, 4e6: 8.0}), n_boot=200)
-    assert list(by_budget["verdict"]) == ["U-shaped", "U-shaped"]
-    assert moves["moves"].iloc[0] and moves["low"].iloc[0] > 0
-    _, still = fit.critical_depth_by_budget(annealed_sweep({1e6: 6.0, 4e6: 6.0}), n_boot=200)
-    assert not still["moves"].iloc[0]
-    assert "paired bootstrap" in fit.verdicts.movement_sentence(by_budget, moves, 64)
+def annealed_pair(d_min=(10.0, 10.0), right=(0.03, 0.06), left=0.1, shape="V", seeds=3, sd=0.005, seed_sd=0.01,
+                  rho=0.8, rng=0):
+    """Two annealed budgets (1M, 2M tokens) of one sweep, 8 depths 2–24 × `seeds`, each run at 2M a cooldown branch
+    of the same trunk as at 1M: the loss falls to its minimum at d_min[k] by `left` per e-fold of depth and rises
+    beyond it by right[k] ('V'; 'parabola': left·ln²(D/d_min) and right[k]·ln²). A seed's effect (sd `seed_sd`,
+    its data order) is shared by every depth and both budgets; each run's own noise (sd `sd`) correlates at `rho`
+    between its two budgets."""
+    rng = np.random.default_rng(rng)
+    luck, own = rng.normal(0, seed_sd, seeds), rng.normal(0, sd, (len(DEPTHS), seeds))
+    power = 1 if shape == "V" else 2
+    rows = []
+    for k, T in enumerate((1e6, 2e6)):
+        u = np.log(DEPTHS / d_min[k])
+        curve = 1.6 - 0.05 * k + np.where(u < 0, left * np.abs(u) ** power, right[k] * np.abs(u) ** power)
+        noise = own if k == 0 else rho * own + math.sqrt(1 - rho ** 2) * rng.normal(0, sd, own.shape)
+        rows += [dict(run_id=f"{T:g}-{d:g}-{s}", depth=d, width=64, seed=s, tokens=T, status="complete",
+                      schedule="wsd-sqrt", val_loss=curve[i] + luck[s] + noise[i, s])
+                 for i, d in enumerate(DEPTHS) for s in range(seeds)]
+    return pd.DataFrame(rows)
+
+
+def moves_rate(sweeps, **pair):
+    """Share of planted annealed pairs (`annealed_pair(**pair)`) in which the best depth is said to move."""
+    return np.mean([fit.critical_depth_by_budget(annealed_pair(rng=i, **pair), n_boot=100)[1]["moves"].iloc[0]
+                    for i in range(sweeps)])
+
+
+def test_the_best_depth_moves_only_when_its_minimum_does():
+    # the same minimum (D = 10) at both budgets, only the rise beyond it twice as steep: no movement
+    assert moves_rate(20) <= 0.05
+    by_budget, moves = fit.critical_depth_by_budget(annealed_pair(d_min=(4.0, 12.0), right=(0.03, 0.03)), n_boot=100)
+    row = moves.iloc[0]
+    assert row["moves"] and row["direction"] == "deeper" and row["best_from"] < 8 < row["best_to"]
+    text = fit.verdicts.movement_sentence(by_budget, moves, 64)
+    assert f"the best depth **moves deeper**: its confidence set {row['set_from']} lies below D = " in text
     with pytest.raises(ValueError, match="annealed"):
         fit.critical_depth_by_budget(annealed_sweep({1e6: 4.0}).assign(schedule="cosine"))
+
+
+def test_every_budget_reports_its_best_depth_whatever_its_shape():
+    # at 1M tokens the loss rises from the shallowest depth (deeper is worse there), at 2M it has a minimum at 8
+    by_budget, moves = fit.critical_depth_by_budget(annealed_pair(d_min=(2.0, 8.0), right=(0.06, 0.06)), n_boot=100)
+    first, second = by_budget.iloc[0], by_budget.iloc[1]
+    assert first["verdict"] == "monotone increasing" and first["best_depth"] == 2 and first["set_low"] == 2
+    assert second["set_low"] <= 8 <= second["set_high"]
+    assert moves["moves"].iloc[0] and moves["direction"].iloc[0] == "deeper"
+    text = fit.verdicts.movement_sentence(by_budget, moves, 64)
+    assert "1,000,000 tokens: **monotone increasing** — deeper is worse at this budget; best depth 2" in text
+    assert "no depth is measurably better" not in text
 
 
 # -- gradient persistence and τ(W) -----------------------------------------------------------------
@@ -434,12 +474,13 @@ def test_shape_aware_law_is_compared_on_held_out_shapes():
     # No fold starts from an optimum that saw its held-out shape. Here no depth penalty shows except one bump
     # at D = 32, W = 64: a fit that saw it bends D_crit to it, and a fold warm-started there would keep the
     # bend (nothing else pulls D_crit back) and "predict" the bump it was never shown.
-    D, W, T, L = planted_dd(dict(TRUE_DD, kappa=20.0))
+    D, W, T, L = (a[planted_dd()[1] <= 128] for a in planted_dd(dict(TRUE_DD, kappa=20.0)))    # 16 shapes: faster
     held = (D == 32) & (W == 64)
     aware = "depth–width law (shape-aware)"
     bumped = {bump: fit.compare_laws(D, W, T, L + np.where(held, bump, 0.0)) for bump in (0.2, 0.4)}
     predicted = {bump: np.exp(t.attrs["predictions"][aware][held]) - L[held] for bump, t in bumped.items()}
-    assert np.allclose(predicted[0.2], predicted[0.4], atol=1e-6) and np.abs(predicted[0.2]).max() < 0.05
+    # (the same up to where a batched optimiser stops on the flat ridge of an unseen penalty: ~1e-3 nats)
+    assert np.abs(predicted[0.2] - predicted[0.4]).max() < 0.01 and np.abs(predicted[0.2]).max() < 0.05
     assert "does not measurably improve" in fit.laws.compare_laws_sentence(bumped[0.2])
 
 

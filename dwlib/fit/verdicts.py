@@ -162,20 +162,34 @@ def critical_depth_sentence(r) -> str:
 
 
 def movement_sentence(by_budget, moves, width=None) -> str:
-    """D* across annealed budgets: the verdict at each budget and whether D* moves (paired test)."""
+    """The best depth at every annealed budget, whatever its verdict — with its confidence set, and D* where
+    a parabola fits — and whether it moves between consecutive budgets (`fit.critical_depth_by_budget`:
+    only confidence sets separated by a depth tried count as a move)."""
     w = f" at W = {width:g}" if width is not None else ""
-    per = "; ".join(f"{row.tokens:,.0f} tokens: {row.verdict}"
-                    + (f" D\\* = {fmt(row.d_star)} ({fmt(row.low)}–{fmt(row.high)})" if row.verdict == "U-shaped"
-                       else (f" ({row.bound})" if isinstance(row.bound, str) and row.bound else ""))
-                    for row in by_budget.itertuples())
-    text = f"Across annealed budgets{w} — {per}."
+    meaning = {"monotone increasing": " — deeper is worse at this budget",
+               "monotone decreasing": " — no rise detected", "U-shaped": " — a minimum inside the range"}
+
+    def budget(row):
+        if not isinstance(row.verdict, str) or row.verdict.startswith("not fitted") or not math.isfinite(row.best_depth):
+            return f"{row.tokens:,.0f} tokens: {row.verdict}"
+        text = f"{row.tokens:,.0f} tokens: **{row.verdict}**{meaning.get(row.verdict, '')}; best depth {fmt(row.best_depth)}"
+        if math.isfinite(row.set_low):
+            text += (f" (confidence set D = {fmt(row.set_low)}" + (f"–{fmt(row.set_high)})" if row.set_high > row.set_low
+                                                                   else " alone)"))
+        return text + (f", {row.bound}" if row.verdict == "U-shaped" and str(row.bound).startswith("D* =") else "")
+
+    text = f"Across annealed budgets{w} — " + "; ".join(budget(row) for row in by_budget.itertuples()) + "."
     if moves is None or moves.empty:
-        return text + (" The movement of D\\* is only tested between budgets that are both U-shaped; "
-                       "there is no such pair here.")
+        return text + " Whether the best depth moves cannot be tested: fewer than two budgets have a confidence set."
     for row in moves.itertuples():
-        text += (f" From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens D\\* shifts by {row.shift:+.1f} "
-                 f"layers (paired bootstrap 95% CI {row.low:+.1f} to {row.high:+.1f}): "
-                 + ("**it moves with the budget**." if row.moves else "no significant movement."))
+        span = f"From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens"
+        if row.moves:
+            side = ("below", "above") if row.direction == "deeper" else ("above", "below")
+            text += (f" {span} the best depth **moves {row.direction}**: its confidence set {row.set_from} lies "
+                     f"{side[0]} D = {fmt(row.across)} and {row.set_to} {side[1]} it.")
+        else:
+            text += (f" {span}: **no measurable movement** of the best depth ({fmt(row.best_from)} → {fmt(row.best_to)}: "
+                     f"the confidence sets {row.set_from} and {row.set_to} are not separated by a depth tried).")
     return text
 
 
