@@ -48,8 +48,7 @@ def run_cell(args):
     said, right, sizes = 0, 0, []
     for i in range(sweeps):
         by_budget, moves = fit.critical_depth_by_budget(annealed_pair(rng=10_000 + i, **pair), n_boot=100)
-        fits = by_budget.attrs["fits"]
-        sizes += [len(f.best_set) for f in fits.values()]
+        sizes += [len(best) for best in by_budget["best_set"]]
         if len(moves) and moves["moves"].iloc[0]:
             said += 1
             right += moves["direction"].iloc[0] == direction

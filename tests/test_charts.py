@@ -80,6 +80,9 @@ def test_critical_depth_by_budget_chart(tmp_path):
     assert invisible_marks(svg.read_text()) == [] and "best depth and its confidence set" in svg.read_text()
     with pytest.raises(ValueError, match="no budget"):
         charts.critical_depth_by_budget_chart(by_budget.iloc[[3]])
+    from test_fit import annealed_pair                       # the fitter's own frame draws too
+    fitted, _ = fit.critical_depth_by_budget(annealed_pair(d_min=(2.0, 8.0), right=(0.06, 0.06)), n_boot=100)
+    assert_written(charts.save_chart(charts.critical_depth_by_budget_chart(fitted, width=64), tmp_path / "fitted"))
 
 
 def test_chart_refuses_the_wrong_result(results):

@@ -547,10 +547,10 @@ def critical_depth_by_budget(runs: pd.DataFrame, *, width=None, loss="val_loss",
     seed and budget: the cooldown branches of `dwlib.sweep.anneal`), whatever each budget's verdict, and
     whether it moves between consecutive budgets.
 
-    Returns (by_budget, moves). by_budget: one row per budget — tokens, verdict, best_depth, set_low and
-    set_high (the ends of the best depth's confidence set at `level`: the depths not measurably worse than
-    any other, `best_set`), d_star, d_star_method, low, high (`ci['d_star']`, set only when U-shaped), bound and
-    bound_depth, p_rise, p_fall, reason, n_runs, tokens_per_param; `attrs['fits']` holds each budget's fit.
+    Returns (by_budget, moves). by_budget: one row per budget — tokens, verdict, best_depth, best_set (the
+    best depth's confidence set at `level`: the depths not measurably worse than any other) and its ends
+    set_low, set_high, d_star, d_star_method, low, high (`ci['d_star']`, set only when U-shaped), bound and
+    bound_depth, p_rise, p_fall, reason, n_runs, tokens_per_param.
     A budget whose loss rises from the shallowest depth is a finding like any other ('monotone
     increasing': deeper is worse at that budget). moves: one row per pair of consecutive budgets —
     best_from, best_to, set_from, set_to (text), direction ('deeper', 'shallower' or ''), across (the
@@ -582,17 +582,17 @@ def critical_depth_by_budget(runs: pd.DataFrame, *, width=None, loss="val_loss",
             continue
         bound_depth = {"monotone decreasing": f.d_plateau,
                        "monotone increasing": f.best_set[-1] if f.best_set else math.nan}.get(f.verdict)
-        rows.append(dict(tokens=T, verdict=f.verdict, best_depth=f.best_depth,
+        rows.append(dict(tokens=T, verdict=f.verdict, best_depth=f.best_depth, best_set=tuple(f.best_set),
                          set_low=f.best_set[0] if f.best_set else math.nan,
                          set_high=f.best_set[-1] if f.best_set else math.nan, d_star=f.params["d_star"],
                          d_star_method=f.d_star_method,
                          low=f.ci["d_star"][0], high=f.ci["d_star"][1], bound=f.bound, bound_depth=bound_depth,
                          p_rise=f.p_rise, p_fall=f.p_fall, reason=f.reason, n_runs=len(at),
                          tokens_per_param=f.regime.get("tokens_per_param")))
-    by_budget = pd.DataFrame(rows, columns=["tokens", "verdict", "best_depth", "set_low", "set_high", "d_star",
+    by_budget = pd.DataFrame(rows, columns=["tokens", "verdict", "best_depth", "best_set", "set_low", "set_high", "d_star",
                                             "d_star_method", "low", "high", "bound", "bound_depth", "p_rise", "p_fall", "reason", "n_runs",
                                             "tokens_per_param"])
-    by_budget.attrs.update(excluded=excluded, fits=fits)
+    by_budget.attrs["excluded"] = excluded
     depths = np.unique(frame["depth"].to_numpy(float))
     moves = []
     for t1, t2 in zip(budgets[:-1], budgets[1:]):
