@@ -7,9 +7,10 @@ and prints, over those sweeps:
 
     U        share called "U-shaped": the false-positive rate on a curve without a rise (target ≤ 0.05),
              the power on a curve with one (target ≥ 0.80)
-    cover    among the U-shaped verdicts, the share whose D* interval (`ci["d_star"]`) holds the planted
-             minimiser: for a parabola vertex the curve's own minimiser (the whole range of them when the
-             bottom is flat); for a confidence set of depths the best depths of the grid (target ≥ 0.90)
+    cover    on a curve with a rise, among the U-shaped verdicts (their count in brackets), the share whose
+             D* interval (`ci["d_star"]`) holds the planted minimiser: for a parabola vertex the curve's own
+             minimiser (the whole range of them when the bottom is flat); for a confidence set of depths
+             the best depths of the grid (target ≥ 0.90)
     bound    on a curve flat from some depth on (a plateau), the share of sweeps whose bound — D* ≥ the
              shallowest depth not measurably worse than the best (`d_plateau`) — is true (target ≥ 0.90)
     flagged  runs flagged as outliers per sweep (when the fitter flags any)
@@ -190,7 +191,7 @@ def main():
             n_u, n_cov, n_int, n_bok, n_b, n_flag = totals[i]
             n = args.sweeps
             grid = f"{len(c.depths)}×{c.seeds}"
-            cover = f"{n_cov / n_int:.2f} ({n_int})" if n_int else "–"
+            cover = f"{n_cov / n_int:.2f} ({n_int})" if n_int and rise else "–"
             bound = f"{n_bok / n_b:.2f}" if n_b else "–"
             miss = (n_u / n > 0.05) if not rise else (n_u / n < 0.80 or (n_int and n_cov / n_int < 0.90))
             miss = miss or (n_b and n_bok / n_b < 0.90)

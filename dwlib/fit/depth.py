@@ -12,20 +12,23 @@ The verdict rests on tests of the depth means instead, built to survive what rea
 - **One bad run is named, not obeyed.** A run far from what its depth and seed predict (externally
   studentised residual beyond the Bonferroni t-bound at OUTLIER_ALPHA, judged only where ≥ 3 runs share
   the depth) is flagged; the verdict is made without it and the summary also gives the verdict with it.
-- **A rise must persist.** For each break b, the right segment [b, deepest] must have a positive slope in
-  ln D *and* end higher than it starts: R = max_b min(t_slope(b), t_end(b)) (a two-lines test whose
-  break is chosen by the max). A single high depth inside the range (a bump) has no high end. Every
-  contrast is ≤ 0 on any curve that never rises, so the flat curve is the least favourable null: R's null
-  distribution is simulated with every depth's mean equal and the measured noise (its variance redrawn
-  from its own sampling distribution). The fall F mirrors it on the left segment.
+- **A rise must persist.** At a break b, the right segment [b, deepest] must slope up in ln D *and* end
+  higher than it starts (deepest − D_b), each judged against the largest of its kind over all breaks
+  (max-adjusted p-values); a break's p is the larger of the two, the test's p the smallest over breaks:
+  a two-lines test whose break the data choose. A bump inside the range has no high end. Slopes are ≤ 0
+  on every curve that never rises, end contrasts on every curve whose deepest depth is nowhere above a
+  shallower one (levelling off, bumps), so for both the flat curve is the least favourable null: it is
+  simulated with every depth's mean equal and the measured noise (its variance redrawn from its own
+  sampling distribution). The fall test mirrors it on the left segment.
 - **D* is what the data support.** The best depth's confidence set is the set of depths not measurably
   worse than any other (pairwise differences against the max-statistic of all pairs: the whole set of
-  tied best depths is covered at `level`). D* is a parabola's vertex only when the local parabola in
-  ln D passes its lack-of-fit test and the set lies within one grid step of the best depth; otherwise
-  D* is the set, `ci["d_star"]` its lowest and highest depth. A bound "D* ≥ d" is the set's lowest depth.
+  tied best depths is covered at `level`). D* is a parabola's vertex (5 depths around the minimum) only
+  when a parabola in ln D passes its lack-of-fit test on up to 7 depths around it and the set spans at
+  most three neighbouring depths inside that window; otherwise D* is the set, `ci["d_star"]` its lowest
+  and highest depth. A bound "D* ≥ d" is the set's lowest depth.
 - **A negative verdict says what it could have seen**: the minimum detectable rise (MDR), the rise above
-  a flat plateau from the set's lowest depth to the deepest (linear in ln D) that R detects with 80%
-  power at the measured noise. With one run per depth there is no noise to measure: unless `noise_sd`
+  a flat plateau from the set's lowest depth to the deepest (linear in ln D) that the rise test detects
+  with 80% power at the measured noise. With one run per depth there is no noise to measure: unless `noise_sd`
   is stated, the verdict is "inconclusive".
 
 "U-shaped" needs a significant fall and a significant rise. The calibration on planted sweeps (false
@@ -176,29 +179,39 @@ def _contrasts(x):
         c[lo:hi] = u / (u @ u)
         return c
 
+    def diff(k, j):
+        c = np.zeros(K)
+        c[k], c[j] = 1.0, -1.0
+        return c
+
     for b in range(K - 1):
         add("rise_slope", slope(b, K))
-        add("rise_end", np.eye(K)[K - 1] - np.eye(K)[b])
+        add("rise_end", diff(K - 1, b))
     for b in range(1, K):
         add("fall_slope", -slope(0, b + 1))
-        add("fall_end", np.eye(K)[0] - np.eye(K)[b])
+        add("fall_end", diff(0, b))
     for k in range(K):
         for j in range(K):
             if j != k:
-                add("pairs", np.eye(K)[k] - np.eye(K)[j])
+                add("pairs", diff(k, j))
     return np.array(rows), {k: np.array(v) for k, v in names.items()}
 
 
-def _statistics(T, rows):
-    """R (persistent rise), F (fall) and the largest pairwise t, per row of t-values T (draws × contrasts)."""
-    R = np.minimum(T[:, rows["rise_slope"]], T[:, rows["rise_end"]]).max(axis=1)
-    F = np.minimum(T[:, rows["fall_slope"]], T[:, rows["fall_end"]]).max(axis=1)
-    return R, F, T[:, rows["pairs"]].max(axis=1)
+def _max_p(obs, null_max):
+    """p-values of observed t-values against draws of the null's largest one (adjusted for the maximum)."""
+    return (1 + len(null_max) - np.searchsorted(np.sort(null_max), obs, side="left")) / (1 + len(null_max))
+
+
+def _segment_p(T, T0, rows, side):
+    """Per break: the larger of the max-adjusted p-values of its segment's slope and of its end contrast
+    (both must hold), for `side` 'rise' or 'fall'; T observed t-values, T0 null draws (draws × contrasts)."""
+    slope, end = rows[f"{side}_slope"], rows[f"{side}_end"]
+    return np.maximum(_max_p(T[slope], T0[:, slope].max(axis=1)), _max_p(T[end], T0[:, end].max(axis=1)))
 
 
 def _tests(x, d_idx, y, X, n_seeds, noise_sd, rng, level):
     """The model fitted to one set of runs, the rise and fall tests, the best depth's confidence set and
-    the minimum detectable rise. Returns a dict (None where the noise cannot be measured)."""
+    the minimum detectable rise. Returns a dict (var None where the noise cannot be measured)."""
     K = len(x)
     M, Q, share, S = _model(X, d_idx, K, n_seeds)
     means, resid = M @ y, Q @ y
@@ -208,43 +221,49 @@ def _tests(x, d_idx, y, X, n_seeds, noise_sd, rng, level):
         return dict(means=means, n=n_runs, var=None, dof=dof)
     C, rows = _contrasts(x)
     G = ((C @ M) ** 2) @ S.T                    # se² of each contrast = G @ per-depth variances
-    if noise_sd is None:
-        var = _variances(resid[None], S, share)[0]
-        prior = PRIOR_DOF + S @ share          # the null's true variances, drawn around the estimate
-        true = var * prior / rng.chisquare(prior, size=(N_SIM, K))
-        Z = rng.standard_normal((N_SIM, len(y))) * np.sqrt(true[:, d_idx])
-        se_null = np.sqrt(_variances(Z @ Q.T, S, share) @ G.T)
-    else:
-        var = np.full(K, float(noise_sd) ** 2)
-        Z = rng.standard_normal((N_SIM, len(y))) * noise_sd
-        se_null = np.broadcast_to(np.sqrt(G @ var), (N_SIM, len(C)))
+    var = _variances(resid[None], S, share)[0] if noise_sd is None else np.full(K, float(noise_sd) ** 2)
     se = np.sqrt(G @ var)
-    R, F, _ = _statistics(((C @ means) / se)[None], rows)
-    null = (Z @ M.T) @ C.T
-    R0, F0, P0 = _statistics(null / se_null, rows)
-    p = lambda obs, draws: float((1 + np.sum(draws >= obs)) / (1 + N_SIM))
-    pair_t = ((C[rows["pairs"]] @ means) / se[rows["pairs"]]).reshape(K, K - 1)
-    best_set = np.flatnonzero(pair_t.max(axis=1) <= np.quantile(P0, level))
+
+    def draws(true):
+        """Contrasts of noise with per-depth variances `true` (draws × depths), and their estimated se."""
+        Z = rng.standard_normal((N_SIM, len(y))) * np.sqrt(true[:, d_idx])
+        if noise_sd is not None:
+            return (Z @ M.T) @ C.T, np.broadcast_to(se, (N_SIM, len(C)))
+        return (Z @ M.T) @ C.T, np.sqrt(_variances(Z @ Q.T, S, share) @ G.T)
+
+    # the null's true variances are drawn around the estimate, so it also carries the estimate's uncertainty
+    prior, exact = PRIOR_DOF + S @ share, np.broadcast_to(var, (N_SIM, K))
+    null, se_null = draws(var * prior / rng.chisquare(prior, size=(N_SIM, K)) if noise_sd is None else exact)
+    T = (C @ means) / se
+    T0 = null / se_null                        # every depth's mean equal: the least favourable curve
+    rise_p, fall_p = _segment_p(T, T0, rows, "rise"), _segment_p(T, T0, rows, "fall")
+    pair_t = T[rows["pairs"]].reshape(K, K - 1)
+    best_set = np.flatnonzero(pair_t.max(axis=1) <= np.quantile(T0[:, rows["pairs"]].max(axis=1), level))
     # minimum detectable rise: a rise of δ above a flat plateau from the set's lowest depth, linear in ln D
     b0 = min(int(best_set.min()), K - 2)
     shape = np.maximum(0.0, x - x[b0]) / (x[-1] - x[b0])
-    mdr = _detectable(null, se_null, C @ shape, rows, np.quantile(R0, 1 - ALPHA))
-    return dict(means=means, n=n_runs, var=var, dof=dof, se=se, C=C, rows=rows, p_rise=p(R[0], R0),
-                p_fall=p(F[0], F0), best_set=best_set, mdr=mdr, mdr_from=b0, resid=resid,
+    mdr = _detectable(T0, *draws(exact), C @ shape, rows, b0)    # power if the noise is as measured
+    return dict(means=means, n=n_runs, var=var, dof=dof, se=se, T=T, p_rise=float(rise_p.min()),
+                p_fall=float(fall_p.min()), rise_break=int(np.argmin(rise_p)), best_set=best_set, mdr=mdr,
+                mdr_from=b0, resid=resid,
                 t_crit=stats.t.ppf(1 - ALPHA, dof) if noise_sd is None else stats.norm.ppf(1 - ALPHA))
 
 
-def _detectable(null, se_null, effect, rows, crit):
-    """The rise δ (times `effect`: the contrasts of a rise of 1) that the rise test detects in POWER of the
-    null draws. Each t-value is affine in δ, so per draw and break the δ where both its slope and its end
-    clear `crit` is exact; R clears it at the smallest such δ over the breaks."""
-    need = {}
+def _detectable(T0, noise, se, effect, rows, first):
+    """The rise δ (times `effect`: the contrasts of a rise of 1 from depth index `first` on) that the rise
+    test detects with POWER when the noise is what was measured: `noise`, `se` are the contrasts and their
+    re-estimated standard errors on draws of that noise, T0 the test's null. Each t-value is affine in δ,
+    so per draw and break the δ where its slope and its end both clear their critical values is exact;
+    the test rejects at the smallest such δ over the breaks from `first` on (in real data a shallower
+    break meets the fall before the plateau)."""
+    need = []
     for kind in ("rise_slope", "rise_end"):
-        j = rows[kind]
+        crit = np.quantile(T0[:, rows[kind]].max(axis=1), 1 - ALPHA)
+        j = rows[kind][first:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = (crit * se_null[:, j] - null[:, j]) / effect[j]
-        need[kind] = np.where(effect[j] > 0, np.maximum(d, 0), np.where(null[:, j] > crit * se_null[:, j], 0, np.inf))
-    return float(np.quantile(np.maximum(need["rise_slope"], need["rise_end"]).min(axis=1), POWER))
+            d = (crit * se[:, j] - noise[:, j]) / effect[j]
+        need.append(np.where(effect[j] > 0, np.maximum(d, 0), np.where(noise[:, j] > crit * se[:, j], 0, np.inf)))
+    return float(np.quantile(np.maximum(*need).min(axis=1), POWER))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +401,8 @@ def _result(levels, test, noise_sd, n_boot, level, rng, seeds_blocked) -> Critic
     r.best_set = [float(levels[k]) for k in best_set]
     r.d_plateau = r.best_set[0]
     r.mdr, r.mdr_from = test["mdr"], float(levels[test["mdr_from"]])
-    r.noise_sd = float(noise_sd) if noise_sd is not None else float(np.sqrt(test["resid"] @ test["resid"] / test["dof"]))
+    resid = test["resid"]
+    r.noise_sd = float(noise_sd) if noise_sd is not None else float(np.sqrt(resid @ resid / test["dof"]))
     onset = int(best_set[0])
     gap = means[onset] - means[-1]
     r.still_improving = bool(i_min == len(levels) - 1 and (onset == i_min or gap / np.sqrt(se2[onset] + se2[-1])
@@ -410,10 +430,8 @@ def _result(levels, test, noise_sd, n_boot, level, rng, seeds_blocked) -> Critic
 
 
 def _two_lines(x, means, test):
-    """The two lines of the two-lines test at its strongest break (for charts): depth, loss, law."""
-    C, rows, se = test["C"], test["rows"], test["se"]
-    T = (C @ means) / se
-    b = int(np.argmax(np.minimum(T[rows["rise_slope"]], T[rows["rise_end"]])))
+    """The two lines of the two-lines test at the rise test's strongest break (for charts): depth, loss, law."""
+    b = test["rise_break"]
     frames = []
     for name, part in ((f"line up to D = {fmt(math.exp(x[b]))}", slice(0, b + 1)),
                        (f"line from D = {fmt(math.exp(x[b]))}", slice(b, len(x)))):
@@ -442,7 +460,8 @@ def _verdict(levels, test) -> tuple[str, str, str]:
             f"D* ≥ {lowest}"
     if rises:
         return "monotone increasing", (f"the loss rises beyond D ≈ {best} up to the deepest depth and no fall before it "
-                                       f"is detected ({tests}): deeper is worse from D ≈ {highest} on"), f"D* ≤ {highest}"
+                                       f"is detected ({tests}): every depth beyond D = {highest} is measurably worse "
+                                       "than the best"), f"D* ≤ {highest}"
     return "inconclusive", f"neither a fall nor a rise is detected ({tests})", ""
 
 

@@ -79,8 +79,10 @@ def detectable_sentence(r) -> str:
     """What a negative verdict could have seen: the minimum detectable rise."""
     if not math.isfinite(r.mdr):
         return ""
+    noise = ("stated" if r.noise_source == "stated" else "measured"
+             + (f" (itself from only {r.noise_dof:.0f} dof, so this is rough)" if r.noise_dof < 10 else ""))
     return (f"a rise of {r.mdr:.3g} nats or more from D = {fmt(r.mdr_from)} to D = {fmt(r.depth_range[1])} (linear in "
-            f"ln D above a flat plateau) would have been detected with 80% power at this noise")
+            f"ln D above a flat plateau) would have been detected with 80% power at the noise {noise}")
 
 
 def outlier_sentence(r) -> str:
@@ -113,7 +115,7 @@ def critical_depth_text(r) -> str:
     if r.best_set:
         text += (f" Best depth ({r.level:.0%} confidence set: the depths not measurably worse than any other): "
                  f"{best_set_words(r)}" + ("; still improving at the deepest depth" if r.still_improving else "") + ".")
-    if r.verdict != "U-shaped" and detectable_sentence(r):
+    if r.verdict in ("monotone decreasing", "inconclusive") and detectable_sentence(r):   # the negative verdicts
         text += " Power: " + detectable_sentence(r) + "."
     parts = (text, outlier_sentence(r), paper_comparison(r), regime_sentence(r.regime), excluded_sentence(r.excluded))
     return " ".join(s for s in parts if s)
