@@ -6,6 +6,8 @@ correlated between its budgets). The pairs are tests/test_fit.py's `annealed_pai
     moves     share of sweeps whose best depth is said to move: the false rate where the planted minimum
               stays put (target ≤ 0.05), the power where it moves
     right     among those, the share that name the planted direction
+    disjoint  share of sweeps whose two confidence sets merely share no depth (what a rule without the
+              separating depth would call a move)
     sets      median size of the two confidence sets (depths)
 
     python bench/movement_calibration.py                 # 200 sweeps per cell
@@ -33,6 +35,8 @@ CELLS = [
     ("same minimum 10, parabola, curvature beyond it 0.08 → 0.16", None,
      dict(shape="parabola", left=0.08, right=(0.08, 0.16))),
     ("same minimum 10, V, rise 0.03 → 0.06, no seed effect, budgets independent", None, dict(seed_sd=0.0, rho=0.0)),
+    ("same minimum 10, V, rise 0.03 → 0.20, run noise 0.001 (best depth tried 12 → 8)", None,
+     dict(right=(0.03, 0.20), sd=0.001, seed_sd=0.002)),
     ("flat from 8 at both budgets (monotone decreasing)", None, dict(d_min=(8.0, 8.0), right=(0.0, 0.0))),
     ("rises from 2 at both budgets, 0.03 → 0.06 per e-fold", None, dict(d_min=(2.0, 2.0))),
     ("minimum 4 → 12, V, rise 0.03", "deeper", dict(d_min=(4.0, 12.0), right=(0.03, 0.03))),
@@ -45,14 +49,16 @@ CELLS = [
 
 def run_cell(args):
     (name, direction, pair), sweeps = args
-    said, right, sizes = 0, 0, []
+    said, right, disjoint, sizes = 0, 0, 0, []
     for i in range(sweeps):
         by_budget, moves = fit.critical_depth_by_budget(annealed_pair(rng=10_000 + i, **pair), n_boot=100)
         sizes += [len(best) for best in by_budget["best_set"]]
+        disjoint += not set(by_budget["best_set"].iloc[0]) & set(by_budget["best_set"].iloc[1])
         if len(moves) and moves["moves"].iloc[0]:
             said += 1
             right += moves["direction"].iloc[0] == direction
-    return name, direction, said / sweeps, right / said if said else float("nan"), float(np.median(sizes))
+    return (name, direction, said / sweeps, right / said if said else float("nan"), disjoint / sweeps,
+            float(np.median(sizes)))
 
 
 def main():
@@ -69,9 +75,9 @@ def main():
         results = map(run_cell, jobs)
     print(f"{args.sweeps} sweeps per cell (8 depths 2–24 × 3 seeds, run noise 0.005, seed effect 0.01, runs "
           "correlated 0.8 between budgets, unless said)")
-    print(f"{'cell':78s} {'planted':>9s} {'moves':>6s} {'right':>6s} {'sets':>5s}")
-    for name, direction, rate, right, size in results:
-        print(f"{name:78s} {direction or 'stays':>9s} {rate:6.3f} {right:6.2f} {size:5.1f}", flush=True)
+    print(f"{'cell':82s} {'planted':>9s} {'moves':>6s} {'right':>6s} {'disjoint':>8s} {'sets':>5s}")
+    for name, direction, rate, right, disjoint, size in results:
+        print(f"{name:82s} {direction or 'stays':>9s} {rate:6.3f} {right:6.2f} {disjoint:8.3f} {size:5.1f}", flush=True)
     print(f"({time.time() - start:.0f} s)")
 
 
