@@ -198,7 +198,7 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
                         "budget with a warmup-stable-decay schedule (--schedule wsd-sqrt unless wsd is given; "
                         "--cooldown; --warmup steps shared by all budgets, default 5%% of the smallest's): one "
                         "constant-LR trunk to the largest budget, a cooldown branch from it for each other "
-                        "budget. Each budget is stored as its own fully annealed run")
+                        "budget. Each budget is stored as its own annealed run (cooled to --min-lr, default lr/10)")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
     g.add_argument("--annealed", action="store_true",

@@ -379,7 +379,7 @@ def _isoflop(pairs, budgets, min_steps, wsd) -> list[tuple]:
 # ---------------------------------------------------------------------------------------------
 
 def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2, warmup: int | None = None):
-    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is fully annealed
+    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is annealed (cooled to `min_lr`, lr/10 by default)
     at its own budget (its cooldown is the last `cooldown` of its steps; "wsd-sqrt" the 1 − sqrt shape
     Hägele et al. found best, "wsd" linear). All budgets of a pair share one absolute `warmup` (default 5%
     of the smallest budget's steps), so they are the same computation up to each one's decay start and
