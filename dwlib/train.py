@@ -256,7 +256,8 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
-          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None) -> dict:
+          progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None,
+          on_sync=None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path or URI (s3://…, gs://…, see `checkpoint_fs`); the run resumes from it if it exists
@@ -268,6 +269,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
     fork_at: {step: [(run_key, location), …]}: on passing `step`, also save a checkpoint *as each of those
         runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=location)` of it resumes.
+    on_sync: called at each host sync, before that step's checkpoint or fork is written; what it raises
+        stops the run there (a sweep's lease check: a run taken over elsewhere writes nothing more).
     """
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
@@ -312,6 +315,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
         at_checkpoint = checkpoint is not None and done % train_cfg.checkpoint_every == 0 and done < steps
         forks = fork_at.get(done, ())
         if at_eval or at_checkpoint or forks or len(losses) == SYNC_EVERY:
+            if on_sync is not None:
+                on_sync()
             # .tolist() waits for the device, so the clock read after it is honest
             host_losses = torch.stack(losses).tolist()
             host_clipped = torch.stack(clipped).tolist() if clipped else [False] * len(losses)
