@@ -221,8 +221,9 @@ def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
-    if executor not in ("local", "parallel", "ray"):
-        raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {executor!r}")
+    if executor.partition(":")[0] not in sweep.EXECUTORS:   # "slurm:partition=gpu,…" carries Slurm's options
+        raise ValueError(f"executor must be one of {', '.join(sweep.EXECUTORS)} (Slurm's options as "
+                         f"'slurm:partition=gpu,time_limit=120'); got {executor!r}")
     return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer, device=device,
                     executor=executor, store_path=Path(store_path) if store_path else default_store_path(),
                     output_dir=Path(output_dir) if output_dir else default_output_dir(notebook),

@@ -42,7 +42,7 @@ from pathlib import Path
 from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, available_cores, cooldown_steps, count_params,
                      decay_start, default_threads, flops_per_token, non_embedding_params, paper_critical_depth,
                      run_key, steps_for_budget, to_dict, tokens_per_step)
-from .store import DONE, Store, owner_id
+from .store import DEFAULT_PATH, DONE, Store, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
 POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
@@ -386,10 +386,11 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     pairs = list(dict.fromkeys((m, t) for m, t in pairs))   # same pair twice would only wait on itself
     if not pairs:
         raise ValueError("the sweep has no runs")
+    if executor == "slurm":   # every option checked before anything is submitted, or the store opened
+        where = store.path if isinstance(store, Store) else Path(store or DEFAULT_PATH)
+        options = slurm_options({**_parse_spec(spec), **(slurm or {})}, pairs, where.parent, gpus_per_run,
+                                cpus_per_run, checkpoint_dir)
     store = as_store(store)
-    if executor == "slurm":   # every option checked before anything is submitted
-        options = slurm_options({**_parse_spec(spec), **(slurm or {})}, pairs, store, gpus_per_run, cpus_per_run,
-                                checkpoint_dir)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pairs), desc="sweep", unit="run", disable=not progress)
@@ -931,7 +932,7 @@ def _parse_spec(spec: str) -> dict:
     return options
 
 
-def slurm_options(options: dict, pairs, store, gpus_per_run=None, cpus_per_run=1, checkpoint_dir=None) -> dict:
+def slurm_options(options: dict, pairs, store_dir, gpus_per_run=None, cpus_per_run=1, checkpoint_dir=None) -> dict:
     """The Slurm executor's options, each checked (a ValueError naming it) before anything is submitted:
     partition (a name, or several comma-separated), time_limit (minutes, or Slurm's [D-]HH:MM[:SS]; a
     job near it is requeued and resumes from its checkpoint), gpus_per_run (whole GPUs; default 1 when a
@@ -969,7 +970,7 @@ def slurm_options(options: dict, pairs, store, gpus_per_run=None, cpus_per_run=1
             raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {o[name]!r}")
     o["mem_per_run"] = _gigabytes(o["mem_per_run"])
     o["sbatch_args"] = _sbatch_args(o["sbatch_args"])
-    o["logs"] = Path(o["logs"] or store.path.parent / "slurm").expanduser().resolve()
+    o["logs"] = Path(o["logs"] or Path(store_dir) / "slurm").expanduser().resolve()
     try:
         import submitit   # noqa: F401
     except ImportError:
