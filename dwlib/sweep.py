@@ -34,6 +34,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import threading
 import time
 import warnings
@@ -355,14 +356,11 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
-        'parallel' (`workers` spawned processes, default one per core; each torch gets
-        default_threads(workers) threads), 'ray' (one task per run, on any node of a cluster: see
-        `_Ray`; `ray.init(address=ray_address)` unless Ray is already initialised; each task asks for
-        `gpus_per_run` GPUs — default 1 when the cluster has GPUs; a fraction such as 0.25 packs four
-        small runs on one GPU — and `cpus_per_run` CPUs, which are also its torch threads), or 'slurm'
-        (one Slurm job per run through submitit, with `gpus_per_run` whole GPUs and `cpus_per_run`
-        CPUs; the job options in `slurm`, see `slurm_options`; notebooks write them into the
-        executor's name: "slurm:partition=gpu,time_limit=120").
+        'parallel' (`workers` spawned processes, default one per core), 'ray' (a task per run:
+        `ray.init(address=ray_address)` unless Ray is initialised; `gpus_per_run`, fractions allowed,
+        default 1 when the cluster has GPUs; `cpus_per_run`, also the torch threads) or 'slurm' (a job
+        per run: `gpus_per_run`, `cpus_per_run` and the options in `slurm`, see `slurm_options`; a
+        notebook writes them into the executor's name: "slurm:partition=gpu,time_limit=120").
     checkpoint_dir: where runs checkpoint while they train: a local folder or the URI of storage every
         node reaches (s3://bucket/dwlib, gs://…, file://…); default `<store dir>/checkpoints/`.
     retries: how often Ray or Slurm resubmits a run whose worker, node or job died (each resumes from
@@ -378,6 +376,8 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     """
     executor, spec = executor.partition(":")[::2] if isinstance(executor, str) else (executor, "")
     _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir, retries)
+    if spec and executor != "slurm":
+        raise ValueError(f"only executor 'slurm' takes options after a ':'; got {executor}:{spec}")
     pairs = list(pairs)
     for pair in pairs:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], ModelConfig)
@@ -851,10 +851,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class _Ray(_Local):
-    """One Ray task per run, on one machine or a cluster (README "Sweeps on a Ray cluster"), named after
-    its run (`ray::dwlib-<run id>`). No node needs the store; the token arrays reach the tasks through
-    Ray's object store (`share`). A worker or node lost mid-run is retried by Ray (`retries`) and resumes
-    from its checkpoint in `checkpoint_dir`; if Ray gives up, the run is stored 'failed' and keeps it."""
+    """One Ray task per run, named `ray::dwlib-<run id>` (README "Sweeps on a Ray cluster"). The token arrays
+    go into Ray's object store once per sweep (`share`), so nodes need no corpus and train exactly the
+    tokens of the run keys. Ray retries a task whose worker or node died (`retries`); it resumes from its
+    checkpoint, and if Ray gives up the run is stored 'failed' and keeps it. A run taken over is cancelled."""
     slots = None
 
     def __init__(self, address, gpus_per_run, cpus_per_run, retries, checkpoint_dir):
@@ -873,16 +873,10 @@ class _Ray(_Local):
         self.remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(_remote_task)
 
     def share(self, tokens):
-        """The token arrays in Ray's object store, put there once per sweep: each node fetches them once and
-        its tasks read them from shared memory, so nodes need no corpus files, network or token cache, and
-        train exactly the tokens whose fingerprint is in the run keys. Plain arrays, not the memory maps:
-        Ray hands those to a task as read-only views of its node's shared memory, where a memory map would
-        be copied into every task."""
+        # plain arrays, not the memory maps: Ray hands those to a task as read-only views of its node's
+        # shared memory, where a memory map would be copied into every task
         import numpy as np
         return self.ray.put(dataclasses.replace(tokens, train=np.asarray(tokens.train), val=np.asarray(tokens.val)))
-
-    def lease_table(self, n):
-        return [0.0] * n   # remote tasks do not read it: a run taken over is cancelled instead
 
     def submit(self, task):
         # the reference as an argument of its own: Ray resolves those (not ones inside a dict) before the task runs
@@ -976,7 +970,7 @@ def slurm_options(options: dict, pairs, store_dir, gpus_per_run=None, cpus_per_r
     except ImportError:
         raise ImportError('executor="slurm" needs submitit, an optional dependency: pip install submitit '
                           "(or: pip install -r requirements-slurm.txt)") from None
-    if o["backend"] == "slurm" and not _which("sbatch"):
+    if o["backend"] == "slurm" and not shutil.which("sbatch"):
         raise ValueError("executor 'slurm': sbatch is not on PATH, so this machine cannot submit Slurm jobs; run the "
                          "sweep where it can (a login node), or try it here with backend 'local' (--slurm-backend local)")
     if o["backend"] == "slurm" and checkpoint_dir is None:
@@ -984,11 +978,6 @@ def slurm_options(options: dict, pairs, store_dir, gpus_per_run=None, cpus_per_r
                       "mounts the folder: give checkpoint_dir (--checkpoint-dir) a location every node reaches",
                       RuntimeWarning, stacklevel=3)
     return o
-
-
-def _which(program) -> bool:
-    import shutil
-    return shutil.which(program) is not None
 
 
 def _minutes(value) -> int:
@@ -1030,9 +1019,7 @@ def _sbatch_args(value) -> dict:
     return parsed
 
 
-class _SlurmJob:
-    """A run's Slurm job, and its resubmissions."""
-
+class _SlurmJob:   # a run's job, resubmitted in place
     def __init__(self, job, task):
         self.job, self.task, self.resubmitted, self.value, self.error = job, task, 0, None, None
 
@@ -1054,9 +1041,6 @@ class _Slurm(_Local):
 
     def share(self, tokens):
         return None
-
-    def lease_table(self, n):
-        return [0.0] * n   # jobs do not read it: a run taken over is cancelled instead
 
     def submit(self, task):
         self.executor.update_parameters(name=f"dwlib-{task['key'][:10]}")
