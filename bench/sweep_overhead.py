@@ -87,7 +87,7 @@ def tiny_pairs(n, steps, corpus, threads, device="auto"):
 
 
 def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str, repeats: int,
-                 use_slurm: bool = False):
+                 use_slurm: bool = False, only=None):
     cores = available_cores()
     print(f"\nsweep of {n_runs} tiny runs (D 1-2, W 64, T 64, B 8, {steps} steps, device {device}) on {cores} cores, "
           f"load average {os.getloadavg()[0]:.2f}; each executor {repeats}x, interleaved")
@@ -109,6 +109,7 @@ def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                  os.environ.get("PYTHONPATH")]))
         configs.append((f"slurm (local backend), {cores} jobs at once", "slurm", None, cores))
+    configs = [c for c in configs if only is None or c[1] in only]
     rows = {label: [] for label, *_ in configs}
     for repeat in range(repeats):
         for label, executor, threads, workers in configs:
@@ -139,8 +140,10 @@ def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool
     for label, *_ in configs[1:]:
         print(f"  speed-up of '{label}' over '{configs[0][0]}': {base / statistics.median(w for w, _, _ in rows[label]):.2f}x")
     # same concurrency (one run per core), so the difference of the walls is the cluster executor's cost
-    parallel = rows[configs[2][0]]
-    for label, executor, *_ in configs[3:]:
+    parallel = next((rows[label] for label, executor, *_ in configs if executor == "parallel"), None)
+    for label, executor, *_ in configs if parallel is not None else ():
+        if executor in ("local", "parallel"):
+            continue
         extra = [(wall - par_wall) / n_runs for (wall, _, _), (par_wall, _, _) in zip(rows[label], parallel)]
         print(f"  {executor}'s overhead per run over 'parallel' (same repeat): "
               + ", ".join(f"{1e3 * e:.0f} ms" for e in extra))
@@ -161,13 +164,16 @@ def main():
     p.add_argument("--corpus", default="stdlib")
     p.add_argument("--ray", action="store_true", help="also time a local Ray instance")
     p.add_argument("--slurm", action="store_true", help="also time Slurm jobs on submitit's local backend")
+    p.add_argument("--only", default=None, help="only these executors, e.g. parallel,slurm (and no store benchmark)")
     p.add_argument("--device", default="cpu", help="device of the tiny runs (default cpu; auto picks CUDA)")
     p.add_argument("--repeats", type=int, default=1, help="sweeps per executor, interleaved (a busy machine varies)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        bench_store(root, args.store_runs)
-        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device, args.repeats, args.slurm)
+        only = args.only.split(",") if args.only else None
+        if only is None:
+            bench_store(root, args.store_runs)
+        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device, args.repeats, args.slurm, only)
 
 
 if __name__ == "__main__":
