@@ -352,9 +352,9 @@ def cmd_sweep(args) -> int:
                             progress=not args.quiet, ray_address=args.ray_address,
                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                             checkpoint_dir=args.checkpoint_dir, retries=args.retries,
-                            slurm=dict(partition=args.partition, time_limit=args.time_limit, mem_per_run=args.mem_per_run,
-                                       array_parallelism=args.array_parallelism, sbatch_args=args.sbatch_args,
-                                       logs=args.slurm_logs, backend=args.slurm_backend))
+                            slurm=dict(partition=args.partition, time_limit=args.time_limit,
+                                       mem_per_run=args.mem_per_run, array_parallelism=args.array_parallelism,
+                                       sbatch_args=args.sbatch_args, logs=args.slurm_logs, backend=args.slurm_backend))
     print_frame(frame, SUMMARY_COLUMNS, as_json=args.json)
     counts = frame["status"].value_counts().to_dict()
     lost = frame.attrs.get("lost", [])

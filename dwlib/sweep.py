@@ -47,7 +47,7 @@ from .store import DEFAULT_PATH, DONE, Store, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
 POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
-RETRIES = 3               # Ray and Slurm resubmit a run whose worker, node or job died this often; each resumes from its checkpoint
+RETRIES = 3               # Ray and Slurm resubmit a run whose worker, node or job died this often (from its checkpoint)
 EXECUTORS = ("local", "parallel", "ray", "slurm")
 BUDGET_FIELDS = ("steps", "tokens", "flops")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -972,7 +972,8 @@ def slurm_options(options: dict, pairs, store_dir, gpus_per_run=None, cpus_per_r
                           "(or: pip install -r requirements-slurm.txt)") from None
     if o["backend"] == "slurm" and not shutil.which("sbatch"):
         raise ValueError("executor 'slurm': sbatch is not on PATH, so this machine cannot submit Slurm jobs; run the "
-                         "sweep where it can (a login node), or try it here with backend 'local' (--slurm-backend local)")
+                         "sweep where it can (a login node), or try it here with backend 'local' "
+                         "(--slurm-backend local)")
     if o["backend"] == "slurm" and checkpoint_dir is None:
         warnings.warn("checkpoints go beside the store; a job on another node resumes from them only if that node "
                       "mounts the folder: give checkpoint_dir (--checkpoint-dir) a location every node reaches",

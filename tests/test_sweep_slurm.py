@@ -3,7 +3,6 @@ job a real subprocess started by submitit, with the same pickling and result pat
 driver opens the store; a job killed mid-run is resubmitted and resumes from its checkpoint; Ctrl-C of
 the driver cancels its jobs and leaves the runs resumable; bad options are refused before anything is
 submitted. Jobs are held at a chosen checkpoint (see HOOK) rather than racing their speed."""
-import json
 import os
 import signal
 import subprocess
@@ -126,7 +125,8 @@ def test_a_slurm_sweep_stores_every_run_once_and_jobs_never_open_the_store(tmp_p
 
 def test_a_killed_job_is_resubmitted_and_resumes_from_its_checkpoint(tmp_path, corpus, jobs_env, monkeypatch):
     tiny = dict(TINY, corpus=corpus)
-    long, short = sweep.make_pair(depth=2, width=32, steps=60, **tiny), sweep.make_pair(depth=1, width=32, steps=30, **tiny)
+    long = sweep.make_pair(depth=2, width=32, steps=60, **tiny)
+    short = sweep.make_pair(depth=1, width=32, steps=30, **tiny)
     key = sweep.key_for(*long)
     monkeypatch.setenv("DWLIB_TEST_HOLD", f"20:{key}")
     store, checkpoints = Store(tmp_path / "runs.sqlite"), tmp_path / "ckpt"
