@@ -118,7 +118,7 @@ def cmd_train(args) -> int:
     from .train import train
     model_cfg, train_cfg = configs_from_args(args)
     if args.record:
-        check_writable(args.record)
+        check_writable(args.record, "--record")
     record = train(model_cfg, train_cfg, progress=not args.quiet)
     summary = {k: v for k, v in record.items() if k not in ("curve", "grad_norms")}
     if args.json:
@@ -134,27 +134,42 @@ def cmd_train(args) -> int:
             print(f"unstable: {record['unstable_reason']}")
     if args.record:
         try:
-            with open(args.record, "w") as f:
-                json.dump(record, f, indent=1)
+            write_record(args.record, record)
         except OSError as e:   # the summary above is printed: the run is not lost without a word
             print(f"error: could not write the record to --record {args.record}: {e}", file=sys.stderr)
             return 4
     return 0 if record["status"] == "complete" else 3
 
 
+def write_record(path: str, record: dict) -> None:
+    """--record: a regular file is replaced atomically (a full disk leaves the old file or none, never a
+    truncated one); anything else (/dev/stdout, a pipe) is written to directly."""
+    from .data import atomic_write
+    text, target = json.dumps(record, indent=1), Path(path).resolve()
+    if target.exists() and not target.is_file():
+        with open(target, "w") as f:
+            f.write(text)
+    else:
+        atomic_write(target, lambda f: f.write(text.encode()), "--record")
+
+
 def number(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def check_writable(path: str) -> None:
-    """Refuse a --record path that cannot be written before training, not after."""
-    existed = os.path.exists(path)
+def check_writable(path: str, flag: str, folder: bool = False) -> None:
+    """Refuse, before training rather than after, a path that cannot be written: a file (--record) or a
+    folder (--checkpoint-dir, made if missing)."""
+    target = os.path.join(path, f".dwlib-write-test-{os.getpid()}") if folder else path
+    existed = os.path.exists(target)
     try:
-        open(path, "a").close()
+        if folder:
+            os.makedirs(path, exist_ok=True)
+        open(target, "a").close()
     except OSError as e:
-        raise ValueError(f"--record {path} cannot be written: {e.strerror or e}") from None
+        raise ValueError(f"{flag} {path} cannot be written: {e.strerror or e}") from None
     if not existed:
-        os.unlink(path)
+        os.unlink(target)
 
 
 # -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
@@ -261,10 +276,31 @@ def parse_vary(items: list[str]) -> dict:
     return vary
 
 
+def check_vary(args, vary: dict) -> None:
+    """A --vary field that the design or another flag sets for every run would be overridden without a
+    word (`--vary seed=1,2` trained seed 0 twice): refuse it, naming both flags."""
+    owners = {"depth": "--depths", "width": "--widths", "seed": "--seeds"}
+    if args.design in ("compute-matched", "critical-depth", "isoflop"):
+        owners.update(dict.fromkeys(sweep.BUDGET_FIELDS, f"--design {args.design}'s FLOP budgets"))
+    if args.anneal_at:
+        owners.update(dict.fromkeys((*sweep.BUDGET_FIELDS, "schedule", "cooldown", "warmup"), "--anneal-at"))
+    for name, values in vary.items():
+        if name in owners:
+            given, owner = ",".join(map(str, values)), owners[name]
+            hint = f"; give {owner} {given} instead" if owner in ("--depths", "--widths", "--seeds") else ""
+            raise ValueError(f"--vary {name}={given} conflicts with {owner}, which sets every run's {name}{hint}")
+
+
 def sweep_pairs(args) -> list:
     """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
     model, train = configs_from_args(args)
-    pairs = design_pairs(args, model, train)
+    try:
+        pairs = design_pairs(args, model, train)
+    except ValueError as e:   # "seed must be …" from --seeds -3 says the flag: "--seeds must be …"
+        name, space, rest = str(e).partition(" ")
+        if name in ("depth", "width", "seed") and getattr(args, name + "s"):
+            raise ValueError(f"--{name}s {rest}") from None
+        raise
     if not args.anneal_at:
         return pairs
     if args.design in ("compute-matched", "critical-depth", "isoflop"):
@@ -283,7 +319,9 @@ def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
     depths = parse_numbers(args.depths, "--depths") if args.depths else (model.depth,)
     widths = parse_numbers(args.widths, "--widths") if args.widths else (model.width,)
     seeds = parse_numbers(args.seeds, "--seeds") if args.seeds else (train.seed,)
-    common = dict(model=model, train=train, vary=parse_vary(args.vary))
+    vary = parse_vary(args.vary)
+    check_vary(args, vary)
+    common = dict(model=model, train=train, vary=vary)
     design = args.design
     if design in ("compute-matched", "critical-depth") and train.flops is None:
         raise ValueError(f"--design {design} needs a FLOP budget: --flops C")
@@ -346,6 +384,12 @@ def cmd_sweep(args) -> int:
         if cost["trunks"] < cost["runs"]:
             print(cost_line)
         return 0
+    if args.checkpoint_dir and ("://" not in args.checkpoint_dir or args.checkpoint_dir.startswith("file://")):
+        check_writable(args.checkpoint_dir.removeprefix("file://"), "--checkpoint-dir", folder=True)
+    if args.executor != "ray":   # Ray's workers may have other devices than this machine
+        from .train import check_memory, resolve_device
+        for model, train in pairs:
+            check_memory(model, train, resolve_device(train.device))
     if cost["trunks"] < cost["runs"]:
         print(cost_line, file=sys.stderr if args.json else sys.stdout, flush=True)
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
@@ -417,7 +461,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, StoreError) as e:
+    except (ValueError, OSError, ImportError, StoreError) as e:   # a disk, a missing package, a download
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -185,6 +185,9 @@ class TrainConfig:
             value = getattr(self, name)   # inf and nan pass every comparison below: refuse them here
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            # numpy's batch order takes no negative seed, torch's init none beyond 64 bits, the store's column 63
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
         given = [n for n in ("steps", "tokens", "flops") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"give one budget, not {' and '.join(given)}")

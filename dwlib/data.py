@@ -11,16 +11,21 @@ locally on the corpus's training split and cached).
 `load_tokens` turns (corpus, tokenizer) into a train and a validation array, memory-mapped from
 cache_dir()/tokens/<fingerprint>/. The fingerprint is a sha256 of the corpus text, the split and the
 tokenizer (including a trained BPE vocabulary): every result records it, so numbers measured on
-different data never mix. The split is made on the text, before tokenizing: the first
+different data never mix. The text is hashed on every load, never looked up by file sizes and times,
+which an in-place edit (`cp -p`, `rsync -t`) can leave unchanged. The split is made on the text, before
+tokenizing: the first
 (1 - val_fraction) of the characters are training text and the rest validation text, so byte and
 BPE models of one corpus are scored on exactly the same text, and a BPE vocabulary never sees it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
+import stat
 import sysconfig
 import urllib.error
 import urllib.request
@@ -49,10 +54,18 @@ TINYSHAKESPEARE_BYTES = 1_115_394
 STDLIB_EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
-def cache_dir() -> Path:
-    """The cache root: $DWLIB_CACHE, else ~/.cache/dwlib. Created on demand."""
-    root = Path(os.environ.get("DWLIB_CACHE") or Path.home() / ".cache" / "dwlib").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+def cache_dir(cache: str | Path | None = None) -> Path:
+    """The cache root: `cache` if given, else $DWLIB_CACHE, else ~/.cache/dwlib. Created on demand; one
+    that cannot be a folder (a file, a read-only place) is an OSError naming it and where it came from."""
+    env = os.environ.get("DWLIB_CACHE")
+    root = Path(cache if cache is not None else env or Path.home() / ".cache" / "dwlib").expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        source = "the cache asked for" if cache is not None else "DWLIB_CACHE" if env else "the default cache"
+        why = "it is a file" if root.is_file() else e.strerror
+        raise os_error(e.errno, f"{source} {root} cannot be used as the dwlib cache folder: {why} (set "
+                                "DWLIB_CACHE to a writable folder)") from None
     return root
 
 
@@ -91,22 +104,29 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
     """Tokens of `corpus` under `tokenizer`, split into train and validation, cached on disk.
 
     max_tokens caps the corpus at that many UTF-8 bytes of text before splitting: exactly that many
-    byte tokens, at most that many BPE tokens. The first call reads and tokenizes the text; later
-    calls find the fingerprint from file sizes and times and memory-map the cached arrays.
+    byte tokens, at most that many BPE tokens. Every call reads and hashes the corpus (its fingerprint
+    is its content); the first also tokenizes it, later ones memory-map the cached arrays.
     """
     vocab_size = tokenizer_vocab_size(tokenizer)
     if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
-    root = Path(cache).expanduser() if cache is not None else cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    root = cache_dir(cache)
 
     val_fraction = float(val_fraction)
     files = corpus_files(corpus, root=root, max_tokens=max_tokens)
-    text = cache_result(lambda: _read_text(files, corpus, max_tokens))   # read once, and only on a cache miss
+    content_sha, _, skipped = _read_corpus(files, corpus, max_tokens)
+    if skipped:
+        _warn_skipped(f"corpus {corpus!r}", [f"{p} (not UTF-8 text)" for p in skipped])
 
-    content_sha = _content_sha256(files, max_tokens, text, root)
+    @cache_result
+    def text() -> str:   # only on a cache miss: read again, and refuse a corpus that changed meanwhile
+        sha, read, _ = _read_corpus(files, corpus, max_tokens, keep_text=True)
+        if sha != content_sha:
+            raise ValueError(f"corpus {corpus!r} changed while it was read; load it again")
+        return read
+
     recipe = {"format": FORMAT_VERSION, "content": content_sha, "val_fraction": val_fraction}
     tokenizer_file, tokenizer_sha = None, None
     if tokenizer != "byte":
@@ -114,6 +134,15 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
         tokenizer_file = root / "tokenizers" / f"bpe{vocab_size}-{key[:20]}.json"
         if not tokenizer_file.exists():
             train_text, _ = _split_text(text(), val_fraction, corpus)
+            # Each merge joins two adjacent symbols of the text, leaving one symbol fewer: n bytes allow at most
+            # n - 1 merges. Refused before the trainer reserves memory for the whole vocabulary (bpe:100000000
+            # aborted the process in the Rust allocator)
+            n_bytes = len(train_text.encode("utf-8"))
+            if vocab_size > 256 + n_bytes - 1:
+                raise ValueError(f"tokenizer bpe:{vocab_size} (--tokenizer) asks for more tokens than corpus "
+                                 f"{corpus!r} can give: byte-level BPE starts from 256 byte tokens, and its "
+                                 f"{n_bytes:,} bytes of training text allow at most {n_bytes - 1:,} merges; use at "
+                                 f"most bpe:{255 + n_bytes}")
             _train_bpe(train_text, vocab_size, tokenizer_file)
         tokenizer_sha = hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()
     fingerprint = _sha256_json({**recipe, "tokenizer": tokenizer, "tokenizer_sha256": tokenizer_sha})
@@ -125,8 +154,7 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
         train_ids = _encode_text(train_text, tokenizer, tokenizer_file)
         val_ids = _encode_text(val_text, tokenizer, tokenizer_file)
         ids = np.concatenate([train_ids, val_ids]).astype(_token_dtype(vocab_size))
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / "tokens.npy", lambda f: np.save(f, ids))
+        atomic_write(folder / "tokens.npy", lambda f: np.save(f, ids))
         trained = _load_bpe(str(tokenizer_file)).get_vocab_size() if tokenizer_file else vocab_size
         meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "corpus": corpus, "tokenizer": tokenizer,
                 "vocab_size": vocab_size, "trained_vocab_size": trained, "content_sha256": content_sha,
@@ -134,7 +162,7 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
                 "n_val": int(len(val_ids)), "val_bytes": len(val_text.encode("utf-8")), "dtype": ids.dtype.name,
                 "tokens_sha256": _tokens_sha256(folder / "tokens.npy")}
         # meta.json is written last: its presence says the arrays beside it are complete
-        _atomic_write(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     if meta["trained_vocab_size"] < 0.9 * vocab_size:
         trained = meta["trained_vocab_size"]
         warnings.warn(f"{tokenizer} learned only {trained} tokens from corpus {corpus!r} (too little text for "
@@ -245,23 +273,61 @@ def stdlib_files() -> list[Path]:
 
 
 def text_files(path: str | Path) -> list[Path]:
-    """A file, or every file under a folder (recursive, sorted by relative path, hidden entries and
-    __pycache__ skipped). Which of them are UTF-8 text is decided when they are read."""
+    """A file, or every regular file under a folder (recursive, sorted by relative path, hidden entries and
+    __pycache__ skipped). Anything else there — a named pipe, a socket, a device, a dangling or looping
+    symlink, a symlink to a folder (not followed) — is skipped with a warning naming it: reading a pipe
+    would block forever. Which files are UTF-8 text is decided when they are read."""
     if not str(path):
         raise ValueError("a file: corpus needs a path, e.g. file:data/my_text.txt")
     path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"corpus path {str(path)!r} does not exist")
-    if path.is_file():
+    kind = _file_kind(path)
+    if kind in ("a dangling symlink", "missing"):
+        raise FileNotFoundError(f"corpus path {str(path)!r} does not exist"
+                                + (" (a dangling symlink)" if kind != "missing" else ""))
+    if kind == "file":
         return [path.resolve()]
-    files = []
+    if kind != "folder":
+        raise ValueError(f"corpus path {str(path)!r} is {kind}, not a file or a folder")
+    files, skipped = [], []
     for folder, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        files += [Path(folder) / n for n in names if not n.startswith(".")]
+        for d in [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            dirs.remove(d)
+            skipped.append(f"{os.path.join(folder, d)} (a symlink to a folder, not followed)")
+        for name in (n for n in names if not n.startswith(".")):
+            kind = _file_kind(Path(folder) / name)
+            if kind == "file":
+                files.append(Path(folder) / name)
+            else:
+                skipped.append(f"{os.path.join(folder, name)} ({kind})")
+    if skipped:
+        _warn_skipped(f"corpus folder {str(path)!r}", sorted(skipped))
     files.sort(key=lambda p: p.relative_to(path).as_posix())
     if not files:
         raise ValueError(f"corpus folder {str(path)!r} holds no files")
     return [f.resolve() for f in files]
+
+
+def _file_kind(path: Path) -> str:
+    """'file', 'folder', 'missing', or what else `path` is, in words (symlinks followed)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a dangling symlink" if path.is_symlink() else "missing"
+    except OSError as e:
+        return "a symlink loop" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+def _warn_skipped(where: str, items: list[str]) -> None:
+    shown = "; ".join(items[:5]) + (f"; and {len(items) - 5} more" if len(items) > 5 else "")
+    warnings.warn(f"{where}: skipped {len(items)} entr{'y' if len(items) == 1 else 'ies'}: {shown}",
+                  RuntimeWarning, stacklevel=3)
 
 
 def tinyshakespeare_path(root: Path | None = None) -> Path:
@@ -283,13 +349,12 @@ def tinyshakespeare_path(root: Path | None = None) -> Path:
         with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=60) as response:
             data = response.read()
     except (urllib.error.URLError, OSError) as e:
-        raise RuntimeError(
+        raise ConnectionError(
             f"could not download tinyshakespeare from {TINYSHAKESPEARE_URL} ({e}). Offline? Put the file "
             f"(sha256 {TINYSHAKESPEARE_SHA256}, {TINYSHAKESPEARE_BYTES:,} bytes) at {target}, "
             f"or set DWLIB_TINYSHAKESPEARE=/path/to/input.txt") from e
     _check_tinyshakespeare(data, TINYSHAKESPEARE_URL)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, lambda f: f.write(data))
+    atomic_write(target, lambda f: f.write(data))
     return target
 
 
@@ -330,45 +395,42 @@ def hf_text_file(name: str, config: str | None, max_bytes: int, root: Path | Non
             break
     if not pieces:
         raise ValueError(f"hf:{name} streamed no examples")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, lambda f: f.write(FILE_SEPARATOR.join(pieces).encode("utf-8")))
+    atomic_write(target, lambda f: f.write(FILE_SEPARATOR.join(pieces).encode("utf-8")))
     return target
 
 
-def _read_text(files: list[Path], corpus: str, max_tokens: int | None) -> str:
-    texts = []
+def _read_corpus(files: list[Path], corpus: str, max_tokens: int | None,
+                 keep_text: bool = False) -> tuple[str, str | None, list[Path]]:
+    """(sha256, text, skipped) of a corpus. Its text is its UTF-8 files joined by FILE_SEPARATOR, cut at
+    max_tokens bytes (dropping a character cut in half); sha256 is the hash of that text's UTF-8 bytes
+    (its identity in every fingerprint), text is None unless keep_text, and skipped lists the files left
+    out as not UTF-8 text. Files are read one at a time, so hashing holds one file in memory."""
+    digest, pieces, skipped, size, first = hashlib.sha256(), [], [], 0, True
     for path in files:
         data = path.read_bytes()
         try:
-            # a NUL byte marks a binary file even when it happens to decode
-            texts.append(data.decode("utf-8") if b"\0" not in data else None)
-        except UnicodeDecodeError:
-            texts.append(None)
-    if len(files) == 1 and texts[0] is None:
+            if b"\0" in data:   # a NUL byte marks a binary file even when it happens to decode
+                raise UnicodeError
+            data.decode("utf-8")
+        except UnicodeError:
+            skipped.append(path)
+            continue
+        piece = data if first else FILE_SEPARATOR.encode() + data
+        first = False
+        cut = max_tokens is not None and size + len(piece) >= max_tokens
+        if cut:
+            piece = piece[:max_tokens - size].decode("utf-8", errors="ignore").encode("utf-8")
+        digest.update(piece)
+        size += len(piece)
+        if keep_text:
+            pieces.append(piece)
+        if cut:
+            break
+    if len(files) == 1 and skipped:
         raise ValueError(f"corpus {corpus!r}: {files[0]} is not UTF-8 text")
-    text = FILE_SEPARATOR.join(t for t in texts if t is not None)
-    if not text:
+    if size == 0:
         raise ValueError(f"corpus {corpus!r} holds no UTF-8 text")
-    if max_tokens is not None:
-        # cut at a byte count, dropping a character split in half
-        text = text.encode("utf-8")[:max_tokens].decode("utf-8", errors="ignore")
-    return text
-
-
-def _content_sha256(files: list[Path], max_tokens: int | None, text, root: Path) -> str:
-    """sha256 of the corpus text, remembered under a key made of every file's path, size and mtime
-    so a second load need not read the files at all."""
-    listing = [(str(p), s.st_size, s.st_mtime_ns) for p in files for s in [p.stat()]]
-    key = _sha256_json({"format": FORMAT_VERSION, "files": listing, "max_tokens": max_tokens})
-    remembered = root / "corpora" / "sha256" / key
-    if remembered.exists():
-        digest = remembered.read_text().strip()
-        if re.fullmatch(r"[0-9a-f]{64}", digest):
-            return digest
-    digest = hashlib.sha256(text().encode("utf-8")).hexdigest()
-    remembered.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(remembered, lambda f: f.write(digest.encode()))
-    return digest
+    return digest.hexdigest(), b"".join(pieces).decode("utf-8") if keep_text else None, skipped
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -385,8 +447,7 @@ def _train_bpe(text: str, vocab_size: int, target: Path) -> None:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator((text[i:i + (1 << 20)] for i in range(0, len(text), 1 << 20)), trainer=trainer)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, lambda f: f.write(tok.to_str().encode("utf-8")))
+    atomic_write(target, lambda f: f.write(tok.to_str().encode("utf-8")))
 
 
 @lru_cache(maxsize=8)
@@ -505,14 +566,45 @@ def _sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    # write beside the target under a unique name, then rename: readers (and a second process
-    # writing the same file) only ever see a complete file
+def atomic_write(path: Path, write, what: str = "the dwlib cache: $DWLIB_CACHE or ~/.cache/dwlib") -> None:
+    """Call write(f) on a file beside `path` under a unique name, then rename it into place: readers (and a
+    second process writing the same file) only ever see a complete file. On any failure the partial file
+    is removed; an OSError is raised again naming the path and `what` it is (see `write_error`). The
+    folder is made if needed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(e, path, what) from e
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_error(error: BaseException, path, what: str) -> OSError:
+    """The OSError to raise when writing `path` failed with `error`: "no space left on device: PATH (what)"
+    when the disk is full — `error`, or an error it was raised while handling, is ENOSPC or EDQUOT (torch
+    hides it under a RuntimeError), or the write was short with no errno (numpy's) and under 1 MiB is
+    left there — else "cannot write PATH (what): the error"."""
+    full, e = False, error
+    while e is not None:
+        full = full or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+        e = e.__cause__ or e.__context__
+    if not full and getattr(error, "errno", None) is None:
+        try:
+            full = shutil.disk_usage(Path(path).parent).free < 1 << 20
+        except OSError:
+            pass
+    if full:
+        return os_error(errno.ENOSPC, f"no space left on device: {path} ({what})")
+    return os_error(getattr(error, "errno", None), f"cannot write {path} ({what}): {error}")
+
+
+def os_error(number: int | None, message: str) -> OSError:
+    """An OSError with this errno whose text is `message` alone (OSError(errno, text) prints "[Errno N] text")."""
+    error = OSError(message)
+    error.errno = number
+    return error

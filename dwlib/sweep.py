@@ -156,6 +156,11 @@ def grid(depths, widths, seeds=(0,), *, model=None, train=None, vary=None, **fie
     vary = dict(vary or {})
     for name, values in vary.items():
         vary[name] = _list(f"vary[{name!r}]", values)
+    fixed = {"depth", "width", "seed", *fields} | (set(BUDGET_FIELDS) if set(fields) & set(BUDGET_FIELDS) else set())
+    clash = sorted(set(vary) & fixed)   # the design's own value would win without a word
+    if clash:
+        raise ValueError(f"vary[{clash[0]!r}] conflicts with the design, which sets every run's {clash[0]} (give "
+                         "depths, widths, seeds, shapes, budgets and fixed fields as such, not in vary)")
     pairs = []
     for depth, width, *varied, seed in itertools.product(depths, widths, *vary.values(), seeds):
         pairs.append(make_pair(model, train, **{**fields, **dict(zip(vary, varied)),
@@ -622,6 +627,9 @@ def _claim(store, run, owner, lease_seconds, waited, held) -> tuple[str, object]
     if waited and row is not None and row["status"] == "failed":
         return "failed", f"run {key[:10]} failed in another process: {row['error']}"
     if store.claim(key, run["config"], owner, lease_seconds, checkpoint=run["location"]):
+        if row is not None:   # an earlier attempt may have checkpointed elsewhere (another --checkpoint-dir)
+            from .train import adopt_checkpoint
+            adopt_checkpoint(row["checkpoint"], run["location"])
         return "claimed", None
     return "busy", None
 

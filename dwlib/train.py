@@ -22,15 +22,18 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, count_params, decay_start, default_threads,
-                     flops_per_token, flops_per_token_with_head, non_embedding_params, run_key, steps_for_budget,
-                     to_dict, tokens_per_step, warmup_steps)
-from .data import Tokens, get_batch, load_tokens, val_batches
+                     embedding_params, flops_per_token, flops_per_token_with_head, non_embedding_params, run_key,
+                     steps_for_budget, to_dict, tokens_per_step, warmup_steps)
+from .data import Tokens, get_batch, load_tokens, val_batches, write_error
 from .model import Transformer
 
 SYNC_EVERY = 50        # steps between host syncs that check the loss is still finite
 CURVE_POINTS = 1000    # the train-loss curve keeps 500–1000 buckets, however long the run
 PROBE_STEPS = 4        # per-layer gradient norms at s−3 … s for each gradient-norm step s
 MIN_TIMED_SECONDS = 1e-3
+# A generous CPU peak (AVX-512, two FMA units, 3 GHz): a step takes at least its FLOPs over this per thread
+CPU_PEAK_FLOPS_PER_THREAD = 2e11
+SLOW_STEP_SECONDS = 10.0   # warn when one step must take at least this long
 
 # Dense bf16 peak FLOP/s by device name, from the vendors' datasheets (no sparsity). Used for MFU.
 PEAK_BF16_FLOPS = {
@@ -62,6 +65,62 @@ def peak_flops(device: torch.device) -> float | None:
     name = torch.cuda.get_device_name(device)
     # the table is ordered so that "H100 PCIe" matches before "H100"
     return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def memory_estimate(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> dict:
+    """Bytes a training step holds at its peak, by part (and their `total`): `state`, the fp32 parameters with
+    their gradients and AdamW's two moments (16 bytes a parameter; on CUDA also autocast's bf16 weight
+    copies); `activations`, what backward keeps per token of a micro-batch: about 16·W values per applied
+    layer plus its MLP's hidden units (twice, four times for SwiGLU) and 16·W outside the blocks, 4 bytes
+    each on CPU, 2 (bf16) on CUDA; `logits`, 4 fp32 values per token and vocabulary entry (the logits,
+    their log-softmax and both gradients). A floor, not a bound: on CPU it came out 1–40% under the
+    measured peak memory of 11 shapes (and under the fixed ~80 MiB of a tiny run); on CUDA, where norms
+    and the residual stream stay fp32, it is lower still."""
+    cuda = device.type == "cuda"
+    tokens = train_cfg.batch_size * model_cfg.context
+    mlp = (4 if model_cfg.mlp == "swiglu" else 2) * model_cfg.hidden
+    per_token = model_cfg.layers * (16 * model_cfg.width + mlp) + 16 * model_cfg.width
+    parts = dict(state=(18 if cuda else 16) * count_params(model_cfg),
+                 activations=tokens * per_token * (2 if cuda else 4), logits=16 * tokens * model_cfg.vocab_size)
+    return dict(parts, total=sum(parts.values()))
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory a run on `device` may use: the GPU's, or this machine's (its cgroup limit when lower);
+    None where the platform does not say."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    with contextlib.suppress(OSError, ValueError):   # "max" when the cgroup sets no limit
+        total = min(total, int(open("/sys/fs/cgroup/memory.max").read()))
+    return total
+
+
+def check_memory(model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a run whose estimated peak memory (`memory_estimate`) is more
+    than the device has (`device_memory`): a ValueError with both figures, naming the flags to lower."""
+    need, have = memory_estimate(model_cfg, train_cfg, device), device_memory(device)
+    if have is None or need["total"] <= have:
+        return
+    m = model_cfg
+    largest = max(("state", "activations", "logits"), key=need.get)
+    if largest == "state":
+        lower = "--tokenizer's vocabulary" if embedding_params(m) > non_embedding_params(m) else "--width or --depth"
+    elif largest == "activations":
+        lower = "--batch-size or --context (--grad-accum keeps the tokens per step)"
+    else:
+        lower = "--tokenizer's vocabulary, --batch-size or --context"
+    gib = lambda n: f"{n / 2**30:,.1f} GiB"
+    where = f"of {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "this machine has"
+    raise ValueError(
+        f"this run needs about {gib(need['total'])} of memory, more than the {gib(have)} {where}: "
+        f"{count_params(m):,} parameters (--depth {m.depth}, --width {m.width:,}, vocabulary {m.vocab_size:,}) "
+        f"with their gradients and AdamW state {gib(need['state'])}, activations for --batch-size "
+        f"{train_cfg.batch_size:,} sequences of --context {m.context:,} tokens {gib(need['activations'])}, their "
+        f"logits {gib(need['logits'])}; lower {lower}")
 
 
 def param_groups(model: Transformer, cfg: ModelConfig, train: TrainConfig) -> list[dict]:
@@ -197,12 +256,39 @@ def checkpoint_fs(location):
         raise ValueError(f"checkpoint location {str(location)!r} cannot be used: {e}") from None
 
 
+def adopt_checkpoint(previous, location) -> None:
+    """Move a run's checkpoint from where an earlier attempt left it (under another checkpoint dir) to
+    `location`, saying so, so the run resumes from it instead of starting over and leaving it behind for
+    good. One that cannot be moved (another kind of storage, an error) is named in a warning and left."""
+    if previous is None or str(previous) == str(location):
+        return
+    try:
+        (old_fs, old_path), (fs, path) = checkpoint_fs(previous), checkpoint_fs(location)
+        if not old_fs.exists(old_path) or fs.exists(path):
+            return
+        if type(old_fs) is not type(fs):
+            raise ValueError("it is on another kind of storage")
+        if "file" in fs.protocol:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        old_fs.mv(old_path, path)
+    except Exception as e:
+        warnings.warn(f"an earlier attempt of this run left its checkpoint at {previous}, which cannot be moved to "
+                      f"{location} ({e}): the run starts from step 0 and that file stays", RuntimeWarning, stacklevel=2)
+        return
+    warnings.warn(f"an earlier attempt of this run checkpointed to {previous}: moved it to {location} and "
+                  "resuming from it", RuntimeWarning, stacklevel=2)
+
+
 def resume(location, key: str, model_cfg: ModelConfig, train_cfg: TrainConfig, device):
     """(model, optimizer, state): resumed from the checkpoint at `location` if there is one, else fresh. A
     checkpoint that cannot be resumed (corrupt, truncated, another run's) is moved aside with a warning
     naming it, and the run starts over."""
     model, optimizer = build(model_cfg, train_cfg, device)
     fs, path = checkpoint_fs(location) if location is not None else (None, None)
+    if fs is not None:   # partial checkpoints of a writer that was killed (kill -9) before it could remove them
+        for stale in fs.glob(f"{path}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(stale)
     if fs is None or not fs.exists(path):
         return model, optimizer, new_state()
     try:
@@ -229,12 +315,19 @@ def save_checkpoint(location, key: str, model, optimizer, state: dict) -> None:
     half a checkpoint under the real name: locally the move is an atomic rename; on object stores (s3,
     gs) the object appears whole once the move's server-side copy completes."""
     fs, path = checkpoint_fs(location)
-    if "file" in fs.protocol:   # a local folder (object stores have none to create)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"   # unique across the nodes that may write one run
-    with fs.open(tmp, "wb") as f:
-        torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), f)
-    fs.mv(tmp, path)
+    try:
+        if "file" in fs.protocol:   # a local folder (object stores have none to create)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with fs.open(tmp, "wb") as f:
+            torch.save(dict(run_key=key, model=model.state_dict(), optimizer=optimizer.state_dict(), state=state), f)
+        fs.mv(tmp, path)
+    except BaseException as e:   # a partial file must not stay behind (on a full disk it keeps the disk full)
+        with contextlib.suppress(Exception):
+            fs.rm_file(tmp)
+        if isinstance(e, (OSError, RuntimeError)):   # torch reports a failed write as a RuntimeError
+            raise write_error(e, location, "a checkpoint: --checkpoint-dir") from e
+        raise
 
 
 def remove_checkpoint(location) -> None:
@@ -244,15 +337,29 @@ def remove_checkpoint(location) -> None:
         fs.rm_file(path)
 
 
-def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int) -> None:
+def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, device) -> None:
     """Legal but probably not what was meant: say so, then train as asked."""
     per_step = tokens_per_step(model_cfg, train_cfg)
+    step_flops = flops_per_token(model_cfg) * per_step
     if train_cfg.tokens is not None and train_cfg.tokens < per_step:
         warnings.warn(f"tokens={train_cfg.tokens:,} is less than one step of {per_step:,} tokens; "
+                      "training one step", UserWarning, stacklevel=3)
+    if train_cfg.flops is not None and train_cfg.flops < step_flops:
+        warnings.warn(f"flops={train_cfg.flops:.3g} is less than one step of {step_flops:.3g} FLOPs; "
                       "training one step", UserWarning, stacklevel=3)
     if train_cfg.warmup is not None and train_cfg.warmup > steps:
         warnings.warn(f"warmup of {train_cfg.warmup:,} steps is longer than the run ({steps:,} steps): the "
                       "learning rate never reaches its peak", UserWarning, stacklevel=3)
+    peak = peak_flops(device) if device.type == "cuda" else CPU_PEAK_FLOPS_PER_THREAD * torch.get_num_threads()
+    hardware = flops_per_token_with_head(model_cfg) * per_step
+    if peak and hardware / peak > SLOW_STEP_SECONDS:
+        attention = 6.0 * model_cfg.layers * model_cfg.context * model_cfg.width / flops_per_token_with_head(model_cfg)
+        why = f" ({attention:.0%} of it attention over the context of {model_cfg.context:,})" if attention > 0.5 else ""
+        total = hardware / peak * steps
+        span = f"{total / 3600:,.1f} h" if total >= 3600 else f"{total / 60:,.1f} min"
+        warnings.warn(f"one step is {hardware:.3g} FLOPs{why}: at least {hardware / peak:,.0f} s per step on "
+                      f"{device.type} even at a generous {peak:.3g} FLOP/s, {span} or more for {steps:,} steps",
+                      UserWarning, stacklevel=3)
 
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
@@ -272,14 +379,15 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     on_sync: called at each host sync, before that step's checkpoint or fork is written; what it raises
         stops the run there (a sweep's lease check: a run taken over elsewhere writes nothing more).
     """
+    device, autocast = setup_device(train_cfg)
+    check_memory(model_cfg, train_cfg, device)   # before the corpus or a BPE vocabulary is built
     if tokens is None:
         tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
     if model_cfg.vocab_size != tokens.vocab_size:
         raise ValueError(f"model vocab_size {model_cfg.vocab_size} does not match tokenizer "
                          f"{train_cfg.tokenizer!r} (vocab {tokens.vocab_size}); set vocab_size={tokens.vocab_size}")
     steps = steps_for_budget(model_cfg, train_cfg)
-    warn_surprises(model_cfg, train_cfg, steps)
-    device, autocast = setup_device(train_cfg)
+    warn_surprises(model_cfg, train_cfg, steps, device)
     key = run_key(model_cfg, train_cfg, tokens.fingerprint)
     model, optimizer, state = resume(checkpoint, key, model_cfg, train_cfg, device)
     start_step = state["step"]
@@ -294,6 +402,12 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     bar = tqdm(total=steps, initial=start_step, disable=not progress, leave=False,
                desc=f"D={model_cfg.depth} W={model_cfg.width}")
     wall_start = time.perf_counter() - state["wall_seconds"]
+    compile_seconds = None
+    if train_cfg.compile:   # compile now (the first forward and backward), so rates leave the compile time out
+        compile_start = time.perf_counter()
+        forward_backward(forward, tokens, start_step, train_cfg, T, device, autocast).item()
+        optimizer.zero_grad(set_to_none=True)   # a dry run: no update, and the step's batch is drawn again
+        compile_seconds = time.perf_counter() - compile_start
     segment_start = time.perf_counter()
     for step in range(start_step, steps):
         lr = lr_at(step, steps, train_cfg)
@@ -341,7 +455,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     bar.close()
     state["wall_seconds"] = time.perf_counter() - wall_start
     return dict(result_record(model_cfg, train_cfg, tokens, key, state, steps, status, device),
-                resumed_from_step=start_step)
+                resumed_from_step=start_step, compile_seconds=compile_seconds)
 
 
 def forward_backward(forward, tokens: Tokens, step: int, train_cfg: TrainConfig, context: int, device,

@@ -1,5 +1,6 @@
 """Shared test setup: one torch thread (tests run beside other processes on 2 cores, where 2-thread
 OpenMP slows ~50x), a private cache dir, and stand-ins for data files a clone does not have."""
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -58,3 +59,23 @@ def read_only():
     yield make
     for step in reversed(undo):
         step()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real filesystem with no room left: a 256 KiB tmpfs filled up (mounting needs root; skipped
+    otherwise). Yields its folder; unmounted after the test."""
+    mount = tmp_path / "full-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({done.stderr.strip()})")
+    try:
+        with open(mount / "filler", "wb", buffering=0) as f:
+            with contextlib.suppress(OSError):   # ENOSPC: full
+                while True:
+                    f.write(b"\0" * 4096)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -72,3 +72,45 @@ def test_vary_reads_values_by_the_fields_type():
         parse_vary(["tie_embeddings=maybe"])
     with pytest.raises(ValueError, match="--vary depth: cannot read '2.5' as a whole number"):
         parse_vary(["depth=2,2.5"])
+
+
+TINY = ["--depth", "2", "--width", "32", "--head-dim", "16", "--context", "32", "--batch-size", "4", "--threads", "1",
+        "--steps", "20", "--quiet", "--dry-run"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--vary", "seed=1,2"], "--vary seed=1,2 conflicts with --seeds, which sets every run's seed; give --seeds 1,2"),
+    (["--depths", "2,4", "--vary", "depth=8,16"], "--vary depth=8,16 conflicts with --depths"),
+    (["--vary", "width=64"], "--vary width=64 conflicts with --widths"),
+    (["--design", "depth", "--depths", "1,2", "--vary", "seed=3"], "--vary seed=3 conflicts with --seeds"),
+    (["--anneal-at", "2e3,4e3", "--vary", "cooldown=0.1,0.3"], "--vary cooldown=0.1,0.3 conflicts with --anneal-at"),
+])
+def test_vary_on_a_field_the_design_sets_is_an_error_naming_both_flags(flags, message, capsys):
+    """Issue 25 item 1: `--vary seed=1,2` trained seed 0 twice, `--depths 2,4 --vary depth=8,16` trained 2, 2, 4, 4
+    (exit 0): the design's own value won without a word. Now refused up front, naming both flags."""
+    assert main(["sweep", *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_vary_in_python_refuses_the_fields_a_design_sets():
+    from dwlib import sweep
+    with pytest.raises(ValueError, match="vary\\['seed'\\] conflicts with the design"):
+        sweep.grid([2], [32], seeds=[0], head_dim=16, vary={"seed": [1, 2]})
+    with pytest.raises(ValueError, match="vary\\['tokens'\\] conflicts"):   # compute_matched sets the budget
+        sweep.compute_matched(1e9, [(2, 32)], head_dim=16, vary={"tokens": [1000, 2000]})
+    pairs = sweep.grid([2], [32], seeds=[0], head_dim=16, vary={"lr": [1e-3, 2e-3]})
+    assert [t.lr for _, t in pairs] == [1e-3, 2e-3]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--seed", "99999999999999999999"], "--seed must be a whole number from 0 to 2**63 - 1, got 9999"),
+    (["train", "--seed", "-1"], "--seed must be a whole number from 0 to 2**63 - 1, got -1"),
+    (["sweep", "--seeds", "0,-3", "--dry-run"], "--seeds must be a whole number from 0 to 2**63 - 1, got -3"),
+])
+def test_a_seed_out_of_range_is_refused_up_front_naming_its_flag(argv, message, capsys):
+    """Issue 25: `sweep --seeds -3` failed every run instead of refusing up front; `--seed 99999999999999999999`
+    was torch's "Overflow when unpacking long long" without the flag."""
+    assert main([*argv, "--steps", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -189,3 +189,52 @@ def test_anneal_at_is_documented():
                                cwd=REPO, timeout=60).stdout
     assert "--anneal-at" in help_text and "wsd-sqrt" in help_text
     assert "--anneal-at" in (REPO / "README.md").read_text()
+
+
+def test_executor_ray_without_ray_is_one_line(tmp_path, corpus, capsys, monkeypatch):
+    """Issue 25: `--executor ray` without Ray printed a 21-line traceback."""
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray → ImportError
+    argv = ["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--executor", "ray",
+            "--store", str(tmp_path / "runs.sqlite")]
+    assert main(argv + tiny_flags(corpus)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: executor=\"ray\" needs Ray") and len(err.strip().splitlines()) == 1
+
+
+def test_an_unwritable_checkpoint_dir_is_refused_before_training(tmp_path, corpus, capsys, read_only):
+    """Issue 25: `--checkpoint-dir` on a read-only filesystem was found only at each run's first checkpoint,
+    after it had trained that far."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    store = tmp_path / "runs.sqlite"
+    argv = ["sweep", "--depths", "1", "--widths", "32", "--steps", "10", "--store", str(store),
+            "--checkpoint-dir", str(locked / "checkpoints")]
+    assert main(argv + tiny_flags(corpus)) == 2
+    err = capsys.readouterr().err
+    assert f"error: --checkpoint-dir {locked / 'checkpoints'} cannot be written" in err
+    assert not store.exists()                                   # nothing was trained or stored
+
+
+def test_a_rerun_with_another_checkpoint_dir_resumes_from_the_old_checkpoint(tmp_path, corpus, capsys):
+    """Issue 25: a rerun with a different --checkpoint-dir restarted from step 0 without a word, and the old
+    checkpoint stayed forever. It is moved to the new place, saying so, and the run resumes from it."""
+    import dataclasses
+
+    from dwlib import sweep
+    from dwlib.__main__ import build_parser, sweep_pairs
+    store, first, second = tmp_path / "runs.sqlite", tmp_path / "first", tmp_path / "second"
+    argv = ["sweep", "--depths", "1", "--widths", "32", "--steps", "20", "--store", str(store)] + tiny_flags(corpus)
+    (m, t), = sweep_pairs(build_parser().parse_args(argv))
+
+    def interrupt(point):   # the first attempt stops at step 10, its checkpoint saved
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(m, dataclasses.replace(t, checkpoint_every=5), store=store, checkpoint_dir=first,
+                  progress=False, on_eval=interrupt)
+    left, = first.glob("*.pt")
+    with pytest.warns(RuntimeWarning, match=f"checkpointed to {left}: moved it to {second / left.name} and resuming"):
+        assert main(argv + ["--checkpoint-dir", str(second)]) == 0
+    record = Store(store).get(left.stem)["result"]
+    assert record["resumed_from_step"] == 10 and record["steps"] == 20
+    assert not left.exists() and not list(second.glob("*.pt"))   # moved, then removed once the result was stored

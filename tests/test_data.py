@@ -3,11 +3,14 @@
 Fixtures only: tests/fixtures/corpus and a stand-in for tinyshakespeare (conftest.py); nothing is downloaded.
 Nothing here may touch the network: urlopen is replaced by a function that fails the test.
 """
+import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import urllib.error
 import urllib.request
 import warnings
@@ -18,6 +21,7 @@ import pytest
 import torch
 
 from dwlib import data
+from dwlib.__main__ import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "corpus"
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +108,7 @@ def test_stdlib_file_list_is_sorted_and_excludes_tests():
     assert data.stdlib_files() == files
 
 
-def test_stdlib_default_loads_deterministically_and_second_load_reads_no_files(fresh_cache, monkeypatch):
+def test_stdlib_default_loads_deterministically_and_second_load_tokenizes_nothing(fresh_cache, monkeypatch):
     tokens = data.load_tokens()                            # the real default: stdlib, byte
     assert (tokens.corpus, tokens.tokenizer, tokens.vocab_size) == ("stdlib", "byte", 256)
     assert tokens.train.dtype == np.uint8 and isinstance(tokens.train, np.memmap)
@@ -112,8 +116,8 @@ def test_stdlib_default_loads_deterministically_and_second_load_reads_no_files(f
     n = len(tokens.train) + len(tokens.val)
     assert n > 5_000_000 and abs(len(tokens.val) / n - 0.1) < 0.01
     assert len(tokens.fingerprint) == 64 and (fresh_cache / "tokens" / tokens.fingerprint / "tokens.npy").exists()
-    # The cached path finds the fingerprint from file stats alone and must not read the text again.
-    monkeypatch.setattr(data, "_read_text", lambda *a: pytest.fail("second load read the corpus"))
+    # The cached path hashes the corpus again (its identity is its content) but never tokenizes it again.
+    monkeypatch.setattr(data, "_encode_text", lambda *a: pytest.fail("second load tokenized the corpus"))
     again = data.load_tokens("stdlib", "byte")
     assert again.fingerprint == tokens.fingerprint
     assert np.array_equal(again.val[:1000], tokens.val[:1000])
@@ -123,7 +127,7 @@ def test_stdlib_max_tokens_caps_exactly(fresh_cache):
     capped = data.load_tokens("stdlib", max_tokens=50_000)
     assert len(capped.train) + len(capped.val) == 50_000
     assert len(capped.val) == 5_000
-    text = data._read_text(data.stdlib_files(), "stdlib", None)
+    text = data._read_corpus(data.stdlib_files(), "stdlib", None, keep_text=True)[1]
     assert bytes(capped.train) + bytes(capped.val) == text.encode("utf-8")[:50_000]
     assert capped.fingerprint != data.load_tokens("stdlib", max_tokens=60_000).fingerprint
 
@@ -149,7 +153,8 @@ def test_file_corpus_folder_sorted_recursive_skipping_binary_and_hidden(fresh_ca
     (folder / "e.dat").write_bytes("caf\xe9".encode("latin-1"))     # not UTF-8: skipped
     write(folder / ".hidden", "never read\n")
     write(folder / "__pycache__" / "x.txt", "never read\n")
-    tokens = data.load_tokens(f"file:{folder}", val_fraction=0.2)
+    with pytest.warns(RuntimeWarning, match=r"skipped 2 entries: .*d\.bin \(not UTF-8 text\); .*e\.dat \(not UTF-8"):
+        tokens = data.load_tokens(f"file:{folder}", val_fraction=0.2)
     expected = "first file, in a sub-folder\n\n\nsecond file\n\n\nprint('third')\n"
     assert data.decode(np.concatenate([tokens.train, tokens.val])) == expected
     # the fixture folder too: its content is what a folder corpus is defined to be
@@ -167,6 +172,113 @@ def test_fingerprint_follows_content_not_names(fresh_cache, tmp_path):
     assert data.load_tokens(f"file:{one}").fingerprint != f1
     assert data.load_tokens(f"file:{two}", val_fraction=0.2).fingerprint != f1   # the split is part of it
     assert data.load_tokens(f"file:{two}", "bpe:260").fingerprint != f1          # and the tokenizer
+
+
+def test_a_file_edited_in_place_at_the_same_size_and_mtime_gets_a_new_fingerprint(fresh_cache, tmp_path):
+    """Issue 25 item 2: `cp -p` (or `rsync -t`) of a same-size file with the same mtime over a corpus file
+    left its size and mtime as they were, and the run trained on the stale cached tokens under the old
+    identity. The fingerprint follows the content."""
+    path = write(tmp_path / "corpus.txt", "the old words\n" * 50)
+    old = data.load_tokens(f"file:{path}")
+    source = write(tmp_path / "new.txt", "the new words\n" * 50)              # the same size
+    os.utime(source, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    subprocess.run(["cp", "-p", str(source), str(path)], check=True)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (source.stat().st_size, source.stat().st_mtime_ns)
+    new = data.load_tokens(f"file:{path}")
+    assert new.fingerprint != old.fingerprint
+    assert data.decode(np.concatenate([new.train, new.val])) == "the new words\n" * 50
+
+
+def test_the_fingerprint_is_the_hash_of_the_text_split_and_tokenizer(fresh_cache):
+    """Stored run keys hold fingerprints: their value is defined by the corpus text's sha256 (the files
+    joined by a blank line), the split and the tokenizer, and must not change while the text does not."""
+    content = hashlib.sha256(fixture_text().encode("utf-8")).hexdigest()
+    recipe = {"format": 1, "content": content, "val_fraction": 0.1, "tokenizer": "byte", "tokenizer_sha256": None}
+    expected = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    assert data.load_tokens(f"file:{FIXTURES}").fingerprint == expected
+
+
+def test_pipes_sockets_and_odd_symlinks_in_a_corpus_folder_are_skipped_saying_so(fresh_cache, tmp_path):
+    """Issue 25 item 5: a named pipe hung the load forever, a socket or a symlink loop was a traceback, a
+    dangling symlink aborted naming its target. Each is skipped with a warning naming it."""
+    folder = tmp_path / "c"
+    write(folder / "a.txt", "real text\n" * 20)
+    os.mkfifo(folder / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "kernel-ipc-1"))
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / "dangling").symlink_to(tmp_path / "gone.txt")
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
+    out = {}
+
+    def load():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out["tokens"] = data.load_tokens(f"file:{folder}")
+        out["warnings"] = [str(w.message) for w in caught]
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    loader.join(timeout=60)
+    if loader.is_alive():   # blocked on the pipe: open its other end so the thread can finish
+        os.close(os.open(folder / "pipe", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("loading the corpus blocked on a named pipe")
+    sock.close()
+    assert data.decode(np.concatenate([out["tokens"].train, out["tokens"].val])) == "real text\n" * 20
+    message, = out["warnings"]
+    for name, kind in [("dangling", "a dangling symlink"), ("kernel-ipc-1", "a socket"), ("linked", "a symlink to a "
+                       "folder, not followed"), ("loop", "a symlink loop"), ("pipe", "a named pipe")]:
+        assert f"{folder / name} ({kind})" in message
+    with pytest.raises(ValueError, match="is a named pipe, not a file or a folder"):
+        data.load_tokens(f"file:{folder / 'pipe'}")
+    with pytest.raises(FileNotFoundError, match="does not exist .a dangling symlink"):
+        data.load_tokens(f"file:{folder / 'dangling'}")
+
+
+def test_a_bpe_vocabulary_the_corpus_cannot_support_is_refused_before_training(fresh_cache, tmp_path):
+    """Issue 25 item 6: bpe:100000000 aborted the whole process (rc 134, a failed 2.4 GB allocation in the
+    tokenizers trainer). n bytes of training text allow at most n - 1 merges: more is refused up front."""
+    import resource
+    path = write(tmp_path / "small.txt", "a few words of text\n" * 50)   # 1,000 bytes: 900 train
+    code = f"from dwlib import data; data.load_tokens('file:{path}', 'bpe:100000000')"
+    four_gb = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))   # a machine with 4 GB
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          preexec_fn=four_gb)
+    assert done.returncode == 1, done.stderr[-2000:]                  # it was 134: an abort in Rust
+    assert "ValueError: tokenizer bpe:100000000 (--tokenizer) asks for more tokens" in done.stderr
+    with pytest.raises(ValueError, match=r"its 900 bytes of training text allow at most 899 merges; use at most "
+                                         r"bpe:1155"):
+        data.load_tokens(f"file:{path}", "bpe:1156")
+    with pytest.warns(RuntimeWarning, match="learned only"):   # the bound itself is allowed
+        data.load_tokens(f"file:{path}", "bpe:1155")
+
+
+def test_a_full_disk_under_the_cache_is_one_clear_error_leaving_no_partial_file(full_disk, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Issue 25 item 9: a numpy traceback named neither the cache nor the disk, and (item 8's rule) no
+    partial file may stay behind to keep the disk full."""
+    monkeypatch.setenv("DWLIB_CACHE", str(full_disk / "cache"))
+    corpus = write(tmp_path / "big.txt", "words to cache\n" * 5000)
+    with pytest.raises(OSError, match=rf"no space left on device: {full_disk}/cache/tokens/\w+/tokens.npy "
+                                      r"\(the dwlib cache: \$DWLIB_CACHE"):
+        data.load_tokens(f"file:{corpus}")
+    assert not list(full_disk.rglob("*.tmp"))
+    assert main(["train", "--corpus", f"file:{corpus}", "--steps", "1", "--context", "32", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no space left on device:") and "DWLIB_CACHE" in err
+    assert len(err.strip().splitlines()) == 1 and not list(full_disk.rglob("*.tmp"))
+
+
+def test_a_cache_that_cannot_be_a_folder_is_an_error_naming_dwlib_cache(tmp_path, monkeypatch, capsys):
+    """Issue 25 item 9: DWLIB_CACHE pointing at a file was a FileExistsError traceback not naming it."""
+    path = write(tmp_path / "a-file", "x")
+    monkeypatch.setenv("DWLIB_CACHE", str(path))
+    with pytest.raises(OSError, match=rf"DWLIB_CACHE {path} cannot be used as the dwlib cache folder: it is a file"):
+        data.load_tokens("stdlib")
+    assert main(["train", "--steps", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: DWLIB_CACHE {path} cannot be used" in err and len(err.strip().splitlines()) == 1
 
 
 def test_file_corpus_errors(fresh_cache, tmp_path):
@@ -238,11 +350,25 @@ def test_tinyshakespeare_offline_error_says_where_to_put_the_file(fresh_cache, m
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(ConnectionError) as err:
         data.load_tokens("tinyshakespeare")
     message = str(err.value)
     assert str(fresh_cache / "corpora" / "tinyshakespeare.txt") in message
     assert "DWLIB_TINYSHAKESPEARE" in message and "no route to host" in message
+
+
+def test_corpora_that_cannot_be_had_are_one_line_on_the_command_line(fresh_cache, monkeypatch, capsys):
+    """Issue 25: tinyshakespeare offline and hf: without `datasets` printed 31-77 lines of chained tracebacks
+    before their clear last line; the README promises one line and exit 2."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setitem(sys.modules, "datasets", None)          # import datasets → ImportError
+    for corpus, needle in [("tinyshakespeare", "could not download tinyshakespeare"),
+                           ("hf:someone/text", "pip install datasets")]:
+        assert main(["train", "--corpus", corpus, "--steps", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_tinyshakespeare_download_is_verified_and_cached(fresh_cache, monkeypatch):
@@ -315,7 +441,7 @@ def test_bpe_trains_caches_and_round_trips(fresh_cache, monkeypatch):
     assert data.decode(data.encode("café depth\n  width", tokens), tokens) == "café depth\n  width"
     # the second call reuses the trained tokenizer and the token arrays
     monkeypatch.setattr(data, "_train_bpe", lambda *a: pytest.fail("BPE retrained"))
-    monkeypatch.setattr(data, "_read_text", lambda *a: pytest.fail("corpus re-read"))
+    monkeypatch.setattr(data, "_encode_text", lambda *a: pytest.fail("corpus tokenized again"))
     again = data.load_tokens(f"file:{FIXTURES}", "bpe:300")
     assert again.fingerprint == tokens.fingerprint and again.tokenizer_file == tokens.tokenizer_file
     with pytest.raises(ValueError, match="pass the Tokens"):
@@ -524,10 +650,10 @@ def test_a_process_hashes_the_same_token_file_once(fresh_cache, monkeypatch):
 
 
 def test_bpe_vocabulary_smaller_than_asked_is_reported(fresh_cache):
-    with pytest.warns(RuntimeWarning, match=r"bpe:4096 learned only (\d+) tokens .* wastes .* use tokenizer bpe:"):
-        tokens = data.load_tokens(f"file:{FIXTURES}", "bpe:4096")
+    with pytest.warns(RuntimeWarning, match=r"bpe:1900 learned only (\d+) tokens .* wastes .* use tokenizer bpe:"):
+        tokens = data.load_tokens(f"file:{FIXTURES}", "bpe:1900")
     trained = tokens.trained_vocab_size
-    assert tokens.vocab_size == 4096 and 256 < trained < 0.9 * 4096
+    assert tokens.vocab_size == 1900 and 256 < trained < 0.9 * 1900
     assert int(max(tokens.train.max(), tokens.val.max())) < trained
     with warnings.catch_warnings():
         warnings.simplefilter("error")                           # the suggested size fits: no warning

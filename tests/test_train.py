@@ -4,13 +4,15 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from dwlib.config import ModelConfig, TrainConfig, decay_start, flops_per_token, run_key
 from dwlib.data import load_tokens
-from dwlib.train import instability, lr_at, param_groups, resolve_device, train
+from dwlib.train import (check_memory, instability, lr_at, memory_estimate, param_groups, resolve_device, train,
+                         warn_surprises)
 from dwlib.model import Transformer
 
 TINY = ModelConfig(depth=2, width=64, context=32)
@@ -367,6 +369,100 @@ def test_cli_warns_about_surprising_but_legal_budgets():
     assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 1
     out = subprocess.run(TINY_CLI + ["--steps", "10", "--warmup", "50"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "warmup of 50 steps is longer than the run (10 steps)" in out.stderr
+
+
+def test_a_flops_budget_under_one_step_warns_like_a_tokens_budget(tokens):
+    """Issue 25: `--flops 1` trained one step without the warning `--tokens 1` gets."""
+    one_step = f"{flops_per_token(TINY) * 4 * 32:.3g}".replace("+", "\\+")
+    with pytest.warns(UserWarning, match=rf"flops=1 is less than one step of {one_step} FLOPs; training one step"):
+        assert run(tokens, steps=None, flops=1)["steps"] == 1
+
+
+def test_a_step_that_must_take_long_is_said_up_front():
+    """Issue 25: `--context 65536` gave no warning, and 2 steps had not finished after 180 s. A step's FLOPs
+    over a generous peak bound its time from below; beyond 10 s a step, the warning says so and why."""
+    long = ModelConfig(depth=2, width=32, head_dim=16, context=65536)
+    cfg = TrainConfig(steps=20, batch_size=4, threads=1)
+    with pytest.warns(UserWarning, match=r"one step is 6.65e\+12 FLOPs \(99% of it attention over the context of "
+                                         r"65,536\): at least 33 s per step on cpu .* 11.1 min or more for 20 steps"):
+        warn_surprises(long, cfg, 20, torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # an ordinary shape: no warning
+        warn_surprises(TINY, cfg, 20, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--width", "100000"], "lower --width or --depth"),
+    (["--batch-size", "100000000"], "lower --batch-size or --context"),
+    (["--tokenizer", "bpe:100000000"], "lower --tokenizer's vocabulary"),
+])
+def test_a_model_too_big_for_memory_is_refused_before_allocating(flags, needle, capsys):
+    """Issue 25 item 7: `--width 100000` was a 40-line allocator traceback asking for 120 GB, `--batch-size
+    1000000` the same after 13 s. The estimate (parameters, optimizer, activations) is compared up front."""
+    from dwlib.__main__ import main
+    argv = ["train", "--depth", "2", "--width", "32", "--head-dim", "16", "--context", "32", "--batch-size", "4",
+            "--threads", "1", "--steps", "20", "--quiet"]
+    assert main(argv + flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: this run needs about ") and "GiB of memory, more than the " in err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_memory_estimate_never_refuses_the_presets():
+    """Every notebook's gpu shapes fit an 80 GB GPU by the estimate, and every cpu shape passes the check on
+    this machine: the refusal is for typos, not for the designs the project runs."""
+    from dwlib import presets
+    for notebook in presets.NOTEBOOKS:
+        for m, t in presets.design(presets.settings(notebook, "gpu")):
+            assert memory_estimate(m, t, torch.device("cuda"))["total"] < 80e9, (notebook, m.depth, m.width)
+        for m, t in presets.design(presets.settings(notebook, "cpu")):
+            check_memory(m, t, torch.device("cpu"))
+            assert memory_estimate(m, t, torch.device("cpu"))["total"] < 2**30
+
+
+def test_a_checkpoint_on_a_full_disk_says_so_and_leaves_no_partial_file(tokens, full_disk):
+    """Issue 25 item 8: the stored error was `RuntimeError: [enforce fail at inline_container.cc:672] . unexpected
+    pos …`, and the partial `<key>.pt.*.tmp` files were never removed (they kept the disk full)."""
+    filler = full_disk / "filler"
+    os.truncate(filler, filler.stat().st_size - 64 * 1024)   # room for part of a checkpoint, not all of it
+    location = full_disk / "checkpoints" / "run.pt"
+    with pytest.raises(OSError, match=rf"^no space left on device: {location} \(a checkpoint: --checkpoint-dir\)$"):
+        train(TINY, TrainConfig(steps=20, batch_size=4, eval_every=10, eval_batches=2, threads=1, checkpoint_every=5),
+              progress=False, tokens=tokens, checkpoint=location)
+    assert not list(full_disk.rglob("*.tmp")) and not location.exists()
+
+
+def test_partial_checkpoints_of_a_killed_writer_are_removed_when_the_run_resumes(tokens, tmp_path):
+    """A writer killed mid-save (kill -9) cannot remove its temporary file; the next attempt does."""
+    location = tmp_path / "run.pt"
+    stale = tmp_path / "run.pt.0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / "another-run.pt.0123abcd.tmp"          # another run's: not this run's to remove
+    other.write_bytes(b"half a checkpoint")
+    train(TINY, TrainConfig(steps=4, batch_size=4, eval_every=2, eval_batches=1, threads=1), progress=False,
+          tokens=tokens, checkpoint=location)
+    assert not stale.exists() and other.exists()
+
+
+def test_cli_record_on_a_full_disk_leaves_no_truncated_file(full_disk):
+    """Issue 25: `--record` on a full disk left a truncated file."""
+    record = full_disk / "record.json"
+    out = subprocess.run(TINY_CLI + ["--steps", "5", "--record", str(record)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 4 and out.stdout.startswith("complete:")
+    assert f"no space left on device: {record} (--record)" in out.stderr and "Traceback" not in out.stderr
+    assert not record.exists() and not list(full_disk.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_compile_time_is_left_out_of_the_throughput(tokens):
+    """Issue 25: `--compile` on CPU reported a throughput that included the compile time (15 tok/s for a run
+    that trains at thousands). The compile is timed on its own, before the clock starts."""
+    plain = run(tokens, steps=20)
+    compiled = run(tokens, steps=20, compile=True)
+    assert compiled["tokens_per_second"] > plain["tokens_per_second"] / 5
+    assert compiled["compile_seconds"] > 1 and plain["compile_seconds"] is None
+    assert compiled["train_seconds"] < compiled["compile_seconds"]
 
 
 def test_nothing_is_allocated_per_planned_step(tokens):
