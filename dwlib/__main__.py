@@ -386,7 +386,7 @@ def cmd_sweep(args) -> int:
         return 0
     if args.checkpoint_dir and ("://" not in args.checkpoint_dir or args.checkpoint_dir.startswith("file://")):
         check_writable(args.checkpoint_dir.removeprefix("file://"), "--checkpoint-dir", folder=True)
-    if args.executor != "ray":   # Ray's workers may have other devices than this machine
+    if args.executor not in ("ray", "slurm"):   # a cluster's nodes may have other devices than this machine
         from .train import check_memory, resolve_device
         for model, train in pairs:
             check_memory(model, train, resolve_device(train.device))
