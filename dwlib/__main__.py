@@ -174,7 +174,7 @@ def check_writable(path: str, flag: str, folder: bool = False) -> None:
 
 # -- sweep and runs (dwlib.sweep, dwlib.store) ------------------------------------------------
 
-SWEEP_DESIGNS = ("grid", "depth", "width", "compute-matched", "critical-depth", "isoflop")
+SWEEP_DESIGNS = tuple(sweep.DESIGNS)
 SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "steps", "tokens", "flops",
                    "tokens_per_param", "train_loss", "val_loss", "final_slope", "wall_seconds", "error"]
 
@@ -182,10 +182,12 @@ SUMMARY_COLUMNS = ["run_id", "status", "depth", "width", "seed", "params", "step
 def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweep design (the model and training flags above are the shared config)")
     g.add_argument("--design", choices=SWEEP_DESIGNS, default="grid",
-                   help="grid: depths x widths x seeds (default); depth: --depths at --width; width: --widths "
-                        "at --depth; compute-matched: shapes trained for --flops each; critical-depth: the "
-                        "shape at D_crit(--width) vs one 2x deeper and narrower (matched params), --flops "
-                        "each; isoflop: shapes at each of --budgets")
+                   help="grid: depths x widths (or --shapes) x seeds (default); depth: --depths at --width "
+                        "(or at each of --widths); width: --widths at --depth; compute-matched: shapes trained "
+                        "for --flops each; matched: --depths at the params of the shape (--reference-depth, "
+                        "--width), narrower when deeper; critical-depth: the shape at D_crit(--width) vs one 2x "
+                        "deeper and narrower (matched params; or the two --depths given), --flops each; "
+                        "isoflop: shapes at each of --budgets")
     g.add_argument("--depths", default=None, help="comma-separated depths, e.g. 2,4,8,16 (default --depth)")
     g.add_argument("--widths", default=None, help="comma-separated widths, e.g. 128,256 (default --width)")
     g.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1 (default --seed)")
@@ -199,8 +201,14 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
                         "budget. Each budget is stored as its own fully annealed run")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
-    g.add_argument("--match", choices=["params", "flops"], default="params",
+    g.add_argument("--annealed", action="store_true",
+                   help="isoflop: train each shape and seed once over all --budgets, a warmup-stable-decay trunk "
+                        "to the largest with a cooldown branch for each other budget (--schedule, --cooldown, "
+                        "--warmup as with --anneal-at)")
+    g.add_argument("--match", choices=["params", "flops"], default=None,
                    help="critical-depth: match the deeper shape's non-embedding params or FLOPs per token")
+    g.add_argument("--reference-depth", type=int, default=None,
+                   help="matched: the depth whose shape at --width sets the size (default the first of --depths)")
     g.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2",
                    help="also vary any config field, e.g. --vary lr=1e-3,3e-3 --vary mlp=gelu,swiglu (repeatable)")
     g = p.add_argument_group("store and executor")
@@ -292,60 +300,45 @@ def check_vary(args, vary: dict) -> None:
 
 
 def sweep_pairs(args) -> list:
-    """The (ModelConfig, TrainConfig) pairs the sweep flags describe (with --anneal-at: one per budget)."""
+    """The (ModelConfig, TrainConfig) pairs the sweep flags describe: `sweep.design(--design, …)` of the flags
+    given (with --anneal-at: one per budget)."""
     model, train = configs_from_args(args)
-    try:
-        pairs = design_pairs(args, model, train)
-    except ValueError as e:   # "seed must be …" from --seeds -3 says the flag: "--seeds must be …"
-        name, space, rest = str(e).partition(" ")
-        if name in ("depth", "width", "seed") and getattr(args, name + "s"):
-            raise ValueError(f"--{name}s {rest}") from None
-        raise
-    if not args.anneal_at:
-        return pairs
-    if args.design in ("compute-matched", "critical-depth", "isoflop"):
-        raise ValueError(f"--anneal-at sets token budgets; --design {args.design} matches FLOP budgets (use "
-                         "--design grid, depth or width)")
-    schedule = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
-    if schedule not in WSD_SCHEDULES:
-        raise ValueError(f"--anneal-at trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {schedule}")
-    budgets = parse_numbers(args.anneal_at, "--anneal-at", float)
-    if not all(math.isfinite(b) and b > 0 for b in budgets):
-        raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
-    return sweep.anneal(pairs, budgets, schedule=schedule, cooldown=train.cooldown, warmup=train.warmup)
 
+    def numbers(flag, kind=int):
+        text = getattr(args, flag[2:].replace("-", "_"))
+        return parse_numbers(text, flag, kind) if text else None
 
-def design_pairs(args, model: ModelConfig, train: TrainConfig) -> list:
-    depths = parse_numbers(args.depths, "--depths") if args.depths else (model.depth,)
-    widths = parse_numbers(args.widths, "--widths") if args.widths else (model.width,)
-    seeds = parse_numbers(args.seeds, "--seeds") if args.seeds else (train.seed,)
-    vary = parse_vary(args.vary)
-    check_vary(args, vary)
-    common = dict(model=model, train=train, vary=vary)
+    spec = dict(depths=numbers("--depths"), widths=numbers("--widths"), seeds=numbers("--seeds"),
+                shapes=parse_shapes(args.shapes) if args.shapes else None, budgets=numbers("--budgets", float),
+                aspect_ratios=numbers("--aspect-ratios", float), match=args.match,
+                reference_depth=args.reference_depth, vary=parse_vary(args.vary), annealed=args.annealed or None)
     design = args.design
     if design in ("compute-matched", "critical-depth") and train.flops is None:
         raise ValueError(f"--design {design} needs a FLOP budget: --flops C")
-    if design == "grid":
-        return sweep.grid(depths, widths, seeds, **common)
-    if design == "depth":
-        return sweep.depth_sweep(model.width, depths, seeds, **common)
-    if design == "width":
-        return sweep.width_sweep(model.depth, widths, seeds, **common)
-    if design == "compute-matched":
-        shapes = parse_shapes(args.shapes) if args.shapes else [(d, w) for d in depths for w in widths]
-        return sweep.compute_matched(train.flops, shapes, seeds, **common)
-    if design == "critical-depth":
-        return sweep.critical_depth_pair(train.flops, model.width, seeds, match=args.match, **common)
-    given = (train.flops,) if train.flops else ()
-    budgets = parse_numbers(args.budgets, "--budgets", float) if args.budgets else given
-    if not budgets:
-        raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
-    if args.shapes:
-        return sweep.isoflop(budgets, shapes=parse_shapes(args.shapes), seeds=seeds, **common)
-    if args.aspect_ratios:
-        ratios = parse_numbers(args.aspect_ratios, "--aspect-ratios", float)
-        return sweep.isoflop(budgets, depths=depths, aspect_ratios=ratios, seeds=seeds, **common)
-    return sweep.isoflop(budgets, depths=depths, widths=widths, seeds=seeds, **common)
+    if design == "isoflop" and not spec["budgets"]:
+        if not train.flops:
+            raise ValueError("--design isoflop needs FLOP budgets: --budgets 1e12,1e13 (or --flops C)")
+        spec["budgets"] = (train.flops,)
+    if args.anneal_at and design in sweep.FLOP_DESIGNS:
+        raise ValueError(f"--anneal-at sets token budgets; --design {design} matches FLOP budgets (use "
+                         "--design grid, depth or width)")
+    if args.anneal_at or args.annealed:
+        spec["schedule"] = train.schedule if "schedule" in vars(args) else "wsd-sqrt"   # not given: the anneal default
+        if spec["schedule"] not in WSD_SCHEDULES:
+            flag = "--anneal-at" if args.anneal_at else "--annealed"
+            raise ValueError(f"{flag} trains warmup-stable-decay runs (--schedule wsd or wsd-sqrt), not {spec['schedule']}")
+    if args.anneal_at:
+        spec["anneal_at"] = parse_numbers(args.anneal_at, "--anneal-at", float)
+        if not all(math.isfinite(b) and b > 0 for b in spec["anneal_at"]):
+            raise ValueError(f"--anneal-at takes positive token budgets, got {args.anneal_at!r}")
+    check_vary(args, spec["vary"])
+    try:
+        return sweep.design(design, model=model, train=train, **{k: v for k, v in spec.items() if v not in (None, {})})
+    except ValueError as e:   # "seed must be …" from --seeds -3 says the flag: "--seeds must be …"
+        name, _, rest = str(e).partition(" ")
+        if name in ("depth", "width", "seed") and getattr(args, name + "s"):
+            raise ValueError(f"--{name}s {rest}") from None
+        raise
 
 
 def print_frame(frame, columns, as_json=False, as_csv=False) -> None:

@@ -2,7 +2,7 @@
 
 Inside a notebook (after its papermill parameters cell):
 
-    nb = notebooks.start("02_baseline_sweep", preset=preset, corpus=corpus, …)   # settings, store, output dir
+    nb = notebooks.start("02_baseline_sweep", locals())   # the parameters cell → settings, store, output dir
     s = nb.settings                # the resolved parameters: s.widths, s.budget, s.seeds …
     pairs = nb.design()            # the runs this notebook trains at this preset (dwlib.presets)
     nb.show_design(pairs)          # what will run, and its predicted cost
@@ -213,12 +213,15 @@ class Session:
         return manifest
 
 
-def start(notebook: str, **params) -> Session:
-    """Begin a notebook: resolve its parameters against the preset (`dwlib.presets.settings`), open the
-    store, create the output folder, size torch's thread pool, and let altair embed any data size."""
+def start(notebook: str, parameters: dict) -> Session:
+    """Begin a notebook from its parameters cell, `notebooks.start(name, locals())`: resolve the values of
+    its settings (`presets.parameters`; a name of the notebook's own, such as 01's `tau`, is left to it)
+    against the preset (`presets.settings`), open the store, create the output folder, size torch's
+    thread pool, and let altair embed any data size."""
     import altair as alt
     import torch
-    s = presets.settings(notebook, **params)
+    names = presets.parameters(notebook, parameters.get("preset", "smoke"))
+    s = presets.settings(notebook, **{k: v for k, v in parameters.items() if k in names})
     torch.set_num_threads(s.threads)
     alt.data_transformers.disable_max_rows()   # curves of a few dozen runs exceed altair's 5000-row guard
     return Session(s)

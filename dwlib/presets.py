@@ -1,18 +1,7 @@
-"""What each notebook runs at each scale: the preset tables, and the settings a notebook resolves from
-its papermill parameters.
-
-Three presets, chosen on cost and statistics before any result was looked at:
-
-    smoke   plumbing check, what CI runs: every notebook end to end in about a minute on 2 CPU cores
-            with one torch thread. Tiny models, a few dozen steps: its numbers are not results.
-    cpu     a meaningful result on a laptop-class CPU in well under an hour, ≥ 3 seeds per shape
-            (at toy scale deep-narrow runs scatter between seeds by more than the depth effect).
-    gpu     a serious run for one GPU; its expected time comes from `estimate_seconds`, calibrated on
-            the trainer's measured throughput (bench/RESULTS.md).
-
-A notebook's parameter left at None takes the preset's value; a value given (in the notebook or with
-papermill's -p) wins. `settings(...)` does the merge; `preset_table(notebook)` shows all three presets
-side by side with their predicted cost, so a reader sees what each one runs.
+"""What each notebook runs at each preset (smoke, cpu, gpu: README.md "Notebooks"): the preset tables, the
+settings a notebook resolves from its parameters cell, its design, and the cost model that prices it.
+The presets were chosen on cost and statistics before any result was looked at; at toy scale deep-narrow
+runs scatter between seeds by more than the depth effect, hence ≥ 3 seeds per shape at cpu.
 
 Plain data and arithmetic on configs (no torch, no widgets): notebooks and the runner import it.
 """
@@ -21,16 +10,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import sweep
-from .config import (ModelConfig, TrainConfig, count_params, decay_start, default_threads, flops_per_token,
+from .config import (ModelConfig, TrainConfig, count_params, default_threads, flops_per_token,
                      flops_per_token_with_head, steps_for_budget, tokens_per_step)
 
 PRESETS = ("smoke", "cpu", "gpu")
-NOTEBOOKS = ("01_primer", "02_baseline_sweep", "03_width_validation", "04_compute_matched",
-             "05_scaling_fit", "06_mobilellm_counterpoint", "07_fair_depth")
 
 # Shared by every notebook at a preset: the model's context and heads, the batch, evaluation, bootstrap.
 # head_dim 16 on CPU so widths come in steps of 16 (32, 48, 64 …): parameter-matched shapes then match
@@ -58,7 +45,8 @@ TABLES: dict[str, dict[str, dict]] = {
     },
     "02_baseline_sweep": {
         # budget = the largest training-token budget per run; every run is also annealed (cooldown branches
-        # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget
+        # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget. The LR check:
+        # learning rates lr_factors × lr, chosen on tuning_seeds (not the verdict's seeds)
         "smoke": dict(widths=[32], depths=[1, 2, 4, 8], budget=60 * 8 * 64, anneal=[0.5, 1.0], lr_factors=[0.5, 1, 2],
                       tuning_seeds=[10]),
         # Chosen for evidence per CPU-minute before any result was seen (see the notebook): the narrowest
@@ -78,7 +66,8 @@ TABLES: dict[str, dict[str, dict]] = {
         "gpu": dict(widths=[128, 256, 384, 512, 768], depths=[16], budget=50_000_000),
     },
     "04_compute_matched": {
-        # depths [] = the paper's pair: D_crit(W) = round(2.43·ln W) vs factor × D_crit, narrower
+        # depths [] = the paper's pair: D_crit(W) = round(2.43·ln W) vs factor × D_crit, narrower;
+        # latency_batch / latency_repeats: the inference-speed measurement's batch and timed repeats
         "smoke": dict(widths=[64], depths=[], budget=3e10, factor=2.0, latency_batch=8, latency_repeats=3),
         # C = 1.5e12 FLOPs buys the W = 64 shape at D_crit ≈ 10 about 500k tokens
         "cpu": dict(widths=[64], depths=[], budget=1.5e12, factor=2.0, latency_batch=16, latency_repeats=20),
@@ -113,6 +102,7 @@ TABLES["07_fair_depth"] = {
     # widths[0] is the width of the depth sweeps; the learning-rate grid holds the preset's fixed lr (3e-3 on
     # CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs. base_depth: CompleteP's lr is
     # tuned there and transferred to the rest; the base width is widths[0], so the depth sweeps run at m_w = 1.
+    # transfer_widths / transfer_seeds: the width-transfer sweep's widths (at base_depth) and seeds.
     "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
                   transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
     # ~100k tokens per run: the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4, bracketed by depths 2 … 16;
@@ -151,45 +141,19 @@ def preset_values(notebook: str, preset: str) -> dict:
     return copy.deepcopy({**BASE[preset], **TABLES[notebook][preset]})
 
 
-@dataclass
-class Settings:
-    """A notebook's resolved parameters: the papermill values, with None filled from the preset. The
-    notebook-specific knobs are fields too (None where a notebook has no use for them)."""
+# Every notebook's parameters beside its preset table's keys, with their defaults
+COMMON = dict(corpus="stdlib", tokenizer="byte", device="auto", store_path=None, executor="local", output_dir=None,
+              threads=None)
 
-    notebook: str
-    preset: str
-    corpus: str
-    tokenizer: str
-    widths: list
-    depths: list
-    budget: object                  # tokens per run, FLOPs per run, or a list of FLOP budgets (05)
-    seeds: list
-    device: str
-    store_path: Path
-    executor: str
-    output_dir: Path
-    threads: int
-    context: int
-    head_dim: int
-    batch_size: int
-    lr: float
-    eval_every: int
-    eval_batches: int
-    n_boot: int
-    anneal: list | None = None             # 02: annealed budgets as fractions of `budget`
-    lr_factors: list | None = None         # 02: learning rates of the LR check, as multiples of `lr`
-    tuning_seeds: list | None = None       # 02: seeds that choose the LR check's learning rates
-    factor: float | None = None            # 04: the deeper shape is factor × D_crit
-    latency_batch: int | None = None       # 04: batch of the throughput measurement
-    latency_repeats: int | None = None     # 04: timed repeats of the latency measurement
-    shapes: list | None = None             # 05: [depth, width] of every isoFLOP shape
-    min_steps: int | None = None           # 05: fewer steps than this at a budget: the shape is left out
-    reference_depth: int | None = None     # 06: the depth whose shape sets the matched parameter count
-    shares: list | None = None             # 06: MobileLLM block-sharing factors
-    lrs: list | None = None                # 07: the learning-rate grid
-    transfer_widths: list | None = None    # 07: widths of the width-transfer sweep
-    transfer_seeds: list | None = None     # 07: seeds of the width-transfer sweep
-    base_depth: int | None = None          # 07: CompleteP's base depth
+
+def parameters(notebook: str, preset: str) -> set:
+    """The names a notebook's settings take: preset, COMMON's and its preset table's (BASE's too)."""
+    return {"preset", *COMMON, *preset_values(notebook, preset)}
+
+
+class Settings(SimpleNamespace):
+    """A notebook's resolved parameters as attributes — its preset's table (`preset_values`) with the
+    notebook's own values on top: s.widths, s.budget, s.factor … — and the base configs they make."""
 
     def model(self, **fields) -> ModelConfig:
         """The notebook's base ModelConfig (context, heads, vocabulary of the tokenizer) with `fields`."""
@@ -208,26 +172,24 @@ class Settings:
         return TrainConfig(**{**base, **fields})
 
 
-def settings(notebook: str, preset: str = "smoke", *, corpus="stdlib", tokenizer="byte", device="auto",
-             store_path=None, executor="local", output_dir=None, threads=None, **params) -> Settings:
-    """Resolve a notebook's parameters: None means "the preset's value" for any preset key (widths,
-    depths, budget, seeds, context, lr, n_boot, a notebook knob such as factor…)."""
-    values = preset_values(notebook, preset)
-    known = {f.name for f in fields(Settings)}
+def settings(notebook: str, preset: str = "smoke", **params) -> Settings:
+    """Resolve a notebook's parameters (`parameters`): None means the default, for a preset key (widths,
+    depths, budget, seeds, context, lr, n_boot, a notebook knob such as factor…) the preset's value."""
+    values = {**COMMON, **preset_values(notebook, preset)}
     for key, value in params.items():
-        if key not in known:
-            raise ValueError(f"unknown notebook parameter {key!r}; known: {', '.join(sorted(known))}")
+        if key not in values:
+            raise ValueError(f"unknown notebook parameter {key!r}; known: {', '.join(sorted(values))}")
         if value is not None:
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
-    if executor.partition(":")[0] not in sweep.EXECUTORS:   # "slurm:partition=gpu,…" carries Slurm's options
+    if str(values["executor"]).partition(":")[0] not in sweep.EXECUTORS:   # "slurm:partition=gpu,…": its options
         raise ValueError(f"executor must be one of {', '.join(sweep.EXECUTORS)} (Slurm's options as "
-                         f"'slurm:partition=gpu,time_limit=120'); got {executor!r}")
-    return Settings(notebook=notebook, preset=preset, corpus=corpus, tokenizer=tokenizer, device=device,
-                    executor=executor, store_path=Path(store_path) if store_path else default_store_path(),
-                    output_dir=Path(output_dir) if output_dir else default_output_dir(notebook),
-                    threads=int(threads) if threads else default_threads(), **values)
+                         f"'slurm:partition=gpu,time_limit=120'); got {values['executor']!r}")
+    values["store_path"] = Path(values["store_path"] or default_store_path())
+    values["output_dir"] = Path(values["output_dir"] or default_output_dir(notebook))
+    values["threads"] = int(values["threads"] or default_threads())
+    return Settings(notebook=notebook, preset=preset, **values)
 
 
 def _as_list(name, value) -> list:
@@ -275,14 +237,18 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
     A CPU step of a small model costs, per layer and per 1024 tokens, `layer_seconds` of fixed work plus
     `layer_width_seconds` × W/64 of memory-bound work that grows with the width (norms, softmax, GELU, the
     optimizer), plus its FLOPs at `flops_per_second`. The three are fitted (least squares, non-negative)
-    to the median of ten timed steps of four shapes (context 64, batch 16), ~15 s, and cached under the
-    cache folder by machine, CPU, torch version and thread count. Measure on a quiet machine: a busy
-    one gives a slower (pessimistic) model; `refresh=True` measures again."""
+    to the median of ten timed `train.train` steps of four shapes (context 64, batch 16, after three
+    warm-up steps), ~15 s, and cached under the cache folder by machine, CPU, torch version and thread
+    count. Measure on a quiet machine: a busy one gives a slower (pessimistic) model; `refresh=True`
+    measures again."""
     import json
 
     import numpy as np
     import torch
     from scipy.optimize import nnls
+
+    from .data import Tokens
+    from .train import train
 
     path = speed_cache_path(threads)
     if path.exists() and not refresh:
@@ -292,29 +258,22 @@ def machine_speed(threads: int = 1, *, refresh: bool = False) -> dict:
             cached = {}
         if set(REFERENCE_SPEED) <= set(cached):     # a file from an older cost model is measured again
             return cached
-    from .model import Transformer
+    ids = np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8)   # speed does not depend on the text
+    tokens = Tokens(train=ids, val=ids[:4096], fingerprint="speed", vocab_size=256, corpus="speed", tokenizer="byte")
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     rows, seconds = [], []
     try:
         for depth, width in SPEED_SHAPES:
             cfg = ModelConfig(depth=depth, width=width, context=64, head_dim=16, vocab_size=256)
-            model = Transformer(cfg)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)   # as the trainer does
-            x = torch.randint(0, 256, (16, 64))
-            times = []
-            for i in range(13):
-                start = time.perf_counter()
-                _, loss = model(x, x)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if i >= 3:                                  # three warm-up steps
-                    times.append(time.perf_counter() - start)
-            tokens = 16 * 64
-            rows.append([cfg.layers * tokens / 1024, cfg.layers * tokens / 1024 * width / 64,
-                         flops_per_token_with_head(cfg) * tokens])
-            seconds.append(float(np.median(times)))
+            # 17 steps: three warm-up, ten timed, and the four before the end that also take gradient norms
+            run = TrainConfig(corpus="speed", steps=17, batch_size=16, eval_every=17, eval_batches=1,
+                              grad_norm_steps=(), device="cpu", threads=threads)
+            clock = [time.perf_counter()]
+            train(cfg, run, progress=False, tokens=tokens, on_step=lambda step, _: clock.append(time.perf_counter()))
+            per_step = tokens_per_step(cfg, run)
+            rows.append([cfg.layers * per_step / 1024, cfg.layers * per_step / 1024 * width / 64,
+                         flops_per_token_with_head(cfg) * per_step])
+            seconds.append(float(np.median(np.diff(clock[3:14]))))
     finally:
         torch.set_num_threads(previous)
     coef, _ = nnls(np.array(rows), np.array(seconds))
@@ -343,17 +302,13 @@ def step_seconds(model: ModelConfig, train: TrainConfig, device: str = "cpu", th
 
 def estimate_seconds(pairs, device: str = "cpu", threads: int = 1, workers: int = 1) -> float:
     """Predicted wall seconds to train every (ModelConfig, TrainConfig) pair, `workers` runs side by side:
-    steps (a cooldown branch only its cooldown: `sweep.branch_groups`), evaluations (forward only, ≈ 1/3
+    steps (a cooldown branch only its cooldown: `sweep.trained_steps`), evaluations (forward only, ≈ 1/3
     of a step each), and ~0.3 s per run of overhead. Calibrated on this machine (`machine_speed`); print it
     beside the measured time."""
     total = 0.0
-    for group in sweep.branch_groups(pairs):
-        for position, i in enumerate(group):
-            m, t = pairs[i]
-            steps = steps_for_budget(m, t)
-            trained = steps if position == 0 else steps - decay_start(steps, t)
-            evals = trained // t.eval_every + 1
-            total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
+    for (m, t), trained in zip(pairs, sweep.trained_steps(pairs)):
+        evals = trained // t.eval_every + 1
+        total += (trained + evals * t.eval_batches / 3) * step_seconds(m, t, device, threads) + 0.3
     return total / max(1, workers)
 
 
@@ -378,8 +333,8 @@ def describe(notebook: str, preset: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Designs: the runs each notebook trains, from its settings (one place, so the preset tables can
-# price every preset and a notebook's Train button builds shapes the same way)
+# Designs: the runs each notebook trains, as one `sweep.design` spec filled from its settings (one place,
+# so the preset tables can price every preset and a notebook's Train button builds shapes the same way)
 # ---------------------------------------------------------------------------------------------
 
 def design(s: Settings) -> list[tuple]:
@@ -389,40 +344,58 @@ def design(s: Settings) -> list[tuple]:
     return DESIGNS[s.notebook](s)
 
 
-def _race(s: Settings):
-    """Primer: each (depth, width) of the race — paired up by position — for `budget` tokens."""
+def _design(s: Settings, kind: str, **spec) -> list[tuple]:
+    """`sweep.design(kind, **spec)` on the notebook's base configs and seeds."""
+    return sweep.design(kind, **{"model": s.model(), "train": s.train(), "seeds": s.seeds, **spec})
+
+
+def _annealed(s: Settings, budgets=None) -> dict:
+    """02's schedule: every run annealed at each fraction in `anneal` of the budget (or at `budgets`), with
+    one absolute warmup for the whole design (5% of the smallest annealed budget's steps), so that runs of
+    different designs (the LR check) share their schedule."""
+    annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
+    warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(s.model(), s.train())))
+    return dict(anneal_at=budgets or annealed, warmup=warmup)
+
+
+def _race(s: Settings) -> list[tuple]:
+    """01: each (depth, width) of the race — paired up by position — for `budget` tokens, on one seed."""
     if len(s.depths) != len(s.widths):
         raise ValueError(f"the race pairs depths with widths: got {len(s.depths)} depths, {len(s.widths)} widths")
-    pairs = []
-    for depth, width in zip(s.depths, s.widths):
-        pairs += sweep.grid([depth], [width], s.seeds[:1], model=s.model(), train=s.train(), tokens=int(s.budget))
-    return pairs
+    return _design(s, "grid", shapes=list(zip(s.depths, s.widths)), seeds=s.seeds[:1], tokens=int(s.budget))
 
 
-def _baseline(s: Settings):
-    """02: the paper's depth sweep — every depth at each width, the same tokens for every depth — each run
-    annealed at every budget in `anneal` (fractions of `budget`): one trunk per shape and seed, a cooldown
-    branch per smaller budget."""
-    pairs = []
-    for width in s.widths:
-        pairs += sweep.depth_sweep(width, s.depths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
-    return _annealed(s, pairs)
-
-
-def _annealed(s: Settings, pairs, budgets=None):
-    """`pairs` at every annealed budget of `s` (or at `budgets`), with one absolute warmup for the whole
-    design (5% of the smallest annealed budget's steps), so that runs of different designs (the LR check)
-    share their schedule."""
-    annealed = [int(f * s.budget) for f in (s.anneal or [1.0])]
-    warmup = max(1, round(0.05 * min(annealed) / tokens_per_step(*pairs[0])))
-    return sweep.anneal(pairs, budgets or annealed, warmup=warmup)
+DESIGNS = {
+    "01_primer": _race,
+    # the paper's depth sweep at each width, each run annealed at every budget in `anneal` (fractions of
+    # `budget`): one trunk per shape and seed, a cooldown branch per smaller budget
+    "02_baseline_sweep": lambda s: _design(s, "depth", depths=s.depths, widths=s.widths, tokens=int(s.budget),
+                                           **_annealed(s)),
+    "03_width_validation": lambda s: _design(s, "width", depths=s.depths[:1], widths=s.widths, tokens=int(s.budget)),
+    # the shape at D_crit(W) against one `factor`× deeper and narrower (matched non-embedding parameters),
+    # or the two `depths` given, at `budget` FLOPs each
+    "04_compute_matched": lambda s: _design(s, "critical-depth", depths=s.depths or None, widths=s.widths[:1],
+                                            factor=s.factor, flops=float(s.budget)),
+    # every shape (`shapes`, or depths × widths when both are given) trained to each FLOP budget in `budget`
+    # that buys it ≥ min_steps steps: one trunk per shape and seed to the largest, a cooldown branch per other
+    "05_scaling_fit": lambda s: _design(s, "isoflop", budgets=s.budget, min_steps=s.min_steps, annealed=True,
+                                        **(dict(depths=s.depths, widths=s.widths) if s.depths and s.widths
+                                           else dict(shapes=s.shapes))),
+    # every depth at the non-embedding parameters of (reference_depth, widths[0]), with each block-sharing factor
+    "06_mobilellm_counterpoint": lambda s: _design(s, "matched", depths=s.depths, widths=s.widths[:1],
+                                                   reference_depth=reference_depth(s), vary={"share": s.shares},
+                                                   tokens=int(s.budget), model=s.model(**MOBILELLM_BLOCK)),
+    # every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is only known
+    # once the base shape has been tuned)
+    "07_fair_depth": lambda s: [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part],
+}
 
 
 def lr_check_depths(r, depths) -> tuple[int, int]:
     """02's learning-rate check compares two depths of the critical-depth fit `r`: its best depth — or,
     when that is the deepest, where the loss levels off, or else the second-deepest — and the deepest."""
     deepest = max(depths)
-    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau != deepest else sorted(depths)[-2]
+    best = r.best_depth if r.best_depth != deepest else r.d_plateau if r.d_plateau < deepest else sorted(depths)[-2]
     return int(best), deepest
 
 
@@ -431,63 +404,9 @@ def lr_check_design(s: Settings, depths, width, lrs=None, seeds=None) -> list[tu
     `lr_factors` × lr on the tuning seeds (not the verdict's: choosing a winner and scoring it on the same
     seeds flatters it) — or, with `lrs` {depth: lr} and `seeds`, those learning rates on those seeds.
     Every run is annealed at the largest budget only, with the sweep's schedule and warmup."""
-    pairs = []
-    for depth in depths:
-        for lr in ([lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]):
-            pairs += sweep.grid([depth], [width], seeds or s.tuning_seeds, model=s.model(), train=s.train(lr=lr),
-                                tokens=int(s.budget))
-    return _annealed(s, pairs, [int(s.budget)])
-
-
-def _width_validation(s: Settings):
-    """03: every width at one depth (the first of `depths`), `budget` tokens per run."""
-    return sweep.width_sweep(s.depths[0], s.widths, s.seeds, model=s.model(), train=s.train(), tokens=int(s.budget))
-
-
-def _compute_matched(s: Settings):
-    """04: at `budget` FLOPs per run, the shape at D_crit(W) against one `factor`× deeper and narrower
-    (matched non-embedding parameters); with two `depths` given, those two depths instead."""
-    width = s.widths[0]
-    if not s.depths:
-        return sweep.critical_depth_pair(float(s.budget), width, s.seeds, factor=s.factor, model=s.model(),
-                                         train=s.train())
-    if len(s.depths) != 2:
-        raise ValueError(f"give two depths (reference, deeper) or none (the paper's pair), got {s.depths}")
-    shallow, deep = s.depths
-    narrow = sweep.matched_width(deep, s.model(depth=shallow, width=width))
-    return sweep.compute_matched(float(s.budget), [(shallow, width), (deep, narrow)], s.seeds,
-                                 model=s.model(), train=s.train())
-
-
-def _scaling(s: Settings):
-    """05: isoFLOP design — every shape (`shapes`, or depths × widths when given) trained to each FLOP
-    budget in `budget` where that buys ≥ `min_steps` steps: per shape and seed one trunk to the largest
-    budget and a cooldown branch for each smaller one (token budgets C / FLOPs-per-token)."""
-    budgets = s.budget if isinstance(s.budget, (list, tuple)) else [s.budget]
-    shapes = [tuple(x) for x in s.shapes] if s.shapes and not (s.depths and s.widths) else \
-        [(d, w) for d in s.depths for w in s.widths]
-    pairs = []
-    for depth, width in shapes:
-        for seed in s.seeds:
-            m, t = sweep.make_pair(s.model(), s.train(), depth=depth, width=width, seed=seed)
-            tokens = [round(c / flops_per_token(m)) for c in budgets]
-            tokens = [n for n in tokens if n // tokens_per_step(m, t) >= (s.min_steps or 10)]
-            if tokens:
-                pairs += sweep.anneal([(m, t)], tokens)
-    return pairs
-
-
-def _counterpoint(s: Settings):
-    """06: shapes of every depth at the non-embedding parameters of (reference_depth, widths[0])
-    — narrower when deeper — each with every block-sharing factor in `shares`, `budget` tokens per run."""
-    reference = s.model(depth=reference_depth(s), width=s.widths[0], **MOBILELLM_BLOCK)
-    pairs = []
-    for depth in s.depths:
-        width = s.widths[0] if depth == reference.depth else sweep.matched_width(depth, reference)
-        for share in s.shares:
-            pairs += sweep.grid([depth], [width], s.seeds, model=replace(reference, share=share),
-                                train=s.train(), tokens=int(s.budget))
-    return pairs
+    return [pair for depth in depths for pair in _design(
+        s, "grid", shapes=[(depth, width)], seeds=seeds or s.tuning_seeds, tokens=int(s.budget),
+        vary={"lr": [lrs[depth]] if lrs else [f * s.lr for f in s.lr_factors]}, **_annealed(s, [int(s.budget)]))]
 
 
 def reference_depth(s: Settings) -> int:
@@ -514,23 +433,6 @@ def fair_depth_design(s: Settings, transferred_lr: float | None = None) -> dict[
         parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
                                         parametrizations=["completep"], **common)
     return parts
-
-
-def _fair_depth(s: Settings):
-    """07, every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is
-    only known once the base shape has been tuned)."""
-    return [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part]
-
-
-DESIGNS = {
-    "01_primer": _race,
-    "02_baseline_sweep": _baseline,
-    "03_width_validation": _width_validation,
-    "04_compute_matched": _compute_matched,
-    "05_scaling_fit": _scaling,
-    "06_mobilellm_counterpoint": _counterpoint,
-    "07_fair_depth": _fair_depth,
-}
 
 
 def preset_table(notebook: str, **params):

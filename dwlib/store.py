@@ -84,9 +84,20 @@ CREATE TABLE IF NOT EXISTS grad_norms (
 );
 """
 _CURVE_COLUMNS = "step, tokens, flops, train_loss, val_loss, lr, seconds"
-# runs_frame's columns read straight from a finished run's result record (None until it finishes)
-_OUTCOME = ("final_slope", "train_loss", "val_loss", "best_val_loss", "diverged_step", "unstable_reason",
-            "clip_fraction", "wall_seconds", "tokens_per_second", "device")
+# runs_frame's columns, named by where each comes from: the run's config (model., train.), its size and
+# budget (`_size`), its result record's outcome, the row's bookkeeping
+RUN_COLUMNS = ("run_id", "run_key", "status", "model.depth", "model.width", "heads", "model.context", "model.mlp",
+               "model.norm", "model.share", "model.parametrization", "train.lr", "train.schedule", "warmup",
+               "train.cooldown", "train.seed", "train.batch_size", "steps", "params", "non_embedding_params",
+               "flops_per_token", "tokens", "flops", "tokens_per_param", "final_slope", "train_loss", "val_loss",
+               "best_val_loss", "diverged_step", "unstable_reason", "clip_fraction", "wall_seconds",
+               "tokens_per_second", "device", "train.corpus", "train.tokenizer", "corpus_fingerprint", "attempts",
+               "error", "created", "updated")
+_OUTCOME = RUN_COLUMNS[   # the result record's outcome: None until the run finishes
+    RUN_COLUMNS.index("final_slope"):RUN_COLUMNS.index("train.corpus")]
+_CONFIG = [(c, *c.split(".")) for c in RUN_COLUMNS if "." in c]   # (column, "model" or "train", field)
+_FLOATS = ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops", "flops_per_token",
+           "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction")
 
 
 def _migrate_from_1(con) -> None:
@@ -107,6 +118,20 @@ def _migrate_from_1(con) -> None:
             if con.execute("PRAGMA foreign_key_check").fetchall():
                 raise sqlite3.DatabaseError("migration left curves or gradient norms without their run")
     con.execute("PRAGMA foreign_keys = ON")
+
+
+def _size(m, t, result: dict) -> dict:
+    """runs_frame's size and budget of a run: from its config, with the steps, tokens and parameters its
+    result record reports once it has finished (a diverged run trained fewer tokens than planned)."""
+    try:
+        planned = steps_for_budget(m, t)
+    except ValueError:   # a plan too long to train: only ever stored as a failed run
+        planned = 0
+    tokens = result.get("tokens", planned * tokens_per_step(m, t))
+    return dict(heads=m.heads, warmup=warmup_steps(planned, t), steps=result.get("steps", planned),
+                params=result.get("params", count_params(m)), non_embedding_params=non_embedding_params(m),
+                flops_per_token=flops_per_token(m), tokens=tokens, flops=tokens * flops_per_token(m),
+                tokens_per_param=tokens / non_embedding_params(m))
 
 
 @contextmanager
@@ -381,16 +406,11 @@ class Store:
             return [r[0] for r in con.execute("SELECT run_key FROM runs ORDER BY created")]
 
     def runs_frame(self, keys=None):
-        """One row per run (oldest first, or in the order of `keys`), tidy columns for charting:
-        identity (run_id = short id, run_key, status), shape (depth, width, heads, context, mlp, norm,
-        share, parametrization), training (lr, schedule, warmup = its resolved steps, cooldown, seed,
-        batch_size, steps, tokens, flops), size (params, non_embedding_params, flops_per_token), regime
-        (tokens_per_param, final_slope: val-loss change per doubling of tokens over the last quarter),
-        outcome (train_loss, val_loss, best_val_loss, diverged_step, unstable_reason, clip_fraction,
-        wall_seconds, tokens_per_second, device), data (corpus, tokenizer, corpus_fingerprint) and
-        bookkeeping (attempts, error, created, updated).
-        Runs not yet finished show their planned steps/tokens/FLOPs; a 'running' run whose holder
-        died (lease expired, or its process on this host is gone) shows status 'interrupted'."""
+        """One row per run (oldest first, or in the order of `keys`), tidy columns for charting: RUN_COLUMNS,
+        named without their prefix (warmup is its resolved steps; final_slope the val-loss change per
+        doubling of tokens over the last quarter). Runs not yet finished show their planned steps, tokens
+        and FLOPs; a 'running' run whose holder died (lease expired, or its process on this host is gone)
+        shows status 'interrupted'."""
         import pandas as pd
 
         rows = self._rows(keys, "run_key, short_id, status, config, result, error, lease_owner, "
@@ -400,40 +420,21 @@ class Store:
         for run_key, short_id, status, config, result, error, holder, expires, attempts, created, updated in rows:
             config = json.loads(config)
             result = json.loads(result) if result else {}
+            # through the dataclasses, so a field an older dwlib did not store shows its default
             m = model_config_from_dict(config["model"])
             t = train_config_from_dict(config["train"])
-            try:
-                steps = steps_for_budget(m, t)
-            except ValueError:   # a plan too long to train: only ever stored as a failed run
-                steps = 0
-            tokens = result.get("tokens", steps * tokens_per_step(m, t))
             if status == "running" and (expires is None or expires <= now or _holder_is_dead(holder)):
                 status = "interrupted"
             records.append({
-                "run_id": short_id, "run_key": run_key, "status": status,
-                "depth": m.depth, "width": m.width, "heads": m.heads, "context": m.context,
-                "mlp": m.mlp, "norm": m.norm, "share": m.share, "parametrization": m.parametrization,
-                "lr": t.lr, "schedule": t.schedule, "warmup": warmup_steps(steps, t), "cooldown": t.cooldown,
-                "seed": t.seed, "batch_size": t.batch_size,
-                "steps": result.get("steps", steps),
-                "params": result.get("params", count_params(m)),
-                "non_embedding_params": non_embedding_params(m), "flops_per_token": flops_per_token(m),
-                "tokens": tokens, "flops": tokens * flops_per_token(m),
-                "tokens_per_param": tokens / non_embedding_params(m), **{k: result.get(k) for k in _OUTCOME},
-                "corpus": t.corpus, "tokenizer": t.tokenizer,
+                **{column: getattr(m if part == "model" else t, field) for column, part, field in _CONFIG},
+                **{k: result.get(k) for k in _OUTCOME}, **_size(m, t, result),
+                "run_id": short_id, "run_key": run_key, "status": status, "attempts": attempts, "error": error,
                 "corpus_fingerprint": config.get("corpus_fingerprint", result.get("corpus_fingerprint")),
-                "attempts": attempts, "error": error,
                 "created": pd.Timestamp(created, unit="s", tz="UTC"),
-                "updated": pd.Timestamp(updated, unit="s", tz="UTC"),
-            })
-        columns = ["run_id", "run_key", "status", "depth", "width", "heads", "context", "mlp", "norm",
-                   "share", "parametrization", "lr", "schedule", "warmup", "cooldown", "seed", "batch_size",
-                   "steps", "params", "non_embedding_params", "flops_per_token", "tokens", "flops",
-                   "tokens_per_param", *_OUTCOME, "corpus", "tokenizer", "corpus_fingerprint", "attempts", "error",
-                   "created", "updated"]
-        floats = ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops",
-                  "flops_per_token", "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction")
-        return pd.DataFrame.from_records(records, columns=columns).astype(dict.fromkeys(floats, "float64"))
+                "updated": pd.Timestamp(updated, unit="s", tz="UTC")})
+        frame = pd.DataFrame.from_records(records, columns=RUN_COLUMNS)
+        frame.columns = [c.rpartition(".")[2] for c in RUN_COLUMNS]
+        return frame.astype(dict.fromkeys(_FLOATS, "float64"))
 
     def curves_frame(self, keys=None):
         """Loss curves in long format: run_id, run_key, step, tokens, flops, train_loss, val_loss, lr,

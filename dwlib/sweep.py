@@ -1,21 +1,13 @@
 """Sweeps: designs that list runs, and executors that train them into a results store.
 
-A design returns a list of (ModelConfig, TrainConfig) pairs; `run_sweep(pairs, executor=...)` trains
-every pair not already in the store and returns the store's frame of those runs:
+`design(kind, **spec)` returns a list of (ModelConfig, TrainConfig) pairs; `run_sweep(pairs, executor=...)`
+trains every pair not already in the store and returns the store's frame of those runs:
 
-    pairs = depth_sweep(width=128, depths=[2, 4, 8, 16], steps=500)
+    pairs = design("depth", depths=[2, 4, 8, 16], widths=[128], steps=500)
     frame = run_sweep(pairs, store="outputs/runs.sqlite", executor="parallel")
 
-Designs (any config field may be fixed with a keyword, or varied with `vary={field: [values]}`):
-    grid            depth × width × seeds (× any other field)
-    depth_sweep     the paper's first design: depths at one width
-    width_sweep     widths at one depth
-    compute_matched given shapes, each trained for the same FLOP budget C (C / FLOPs-per-token tokens)
-    critical_depth_pair  the paper's third experiment: the shape at the predicted D_crit vs one at
-                    2×D_crit made narrower to match parameters (or FLOPs per token), same budget C
-    isoflop         several budgets C, a set of shapes at each: the input of compute-optimal fits
-    anneal          any design × token budgets, each run fully annealed (warmup-stable-decay); runs that
-                    differ only in budget train as one trunk with a cooldown branch per smaller budget
+Designs: the kinds of `design`; `anneal` trains runs that differ only in budget as one trunk with a
+cooldown branch per smaller budget.
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
 the machine's cores: small models use cores far better side by side than with many threads each),
@@ -133,6 +125,59 @@ def checkpoint_step(location) -> int:
 # Designs
 # ---------------------------------------------------------------------------------------------
 
+# Each design's own keywords, beside depths, widths, shapes, seeds, vary, anneal_at and config fields
+DESIGNS = {"grid": (), "depth": (), "width": (), "compute-matched": (), "critical-depth": ("factor", "match", "critical_depth"),
+           "isoflop": ("budgets", "aspect_ratios", "min_steps", "annealed"), "matched": ("reference_depth", "match")}
+FLOP_DESIGNS = ("compute-matched", "critical-depth", "isoflop")   # every run's budget is FLOPs
+SHAPES_HELP = "give shapes=[(depth, width), ...], or depths with widths, or depths with aspect_ratios (isoflop)"
+
+
+def design(kind: str, *, depths=None, widths=None, shapes=None, seeds=None, model=None, train=None, vary=None,
+           anneal_at=None, **spec) -> list[tuple]:
+    """The (ModelConfig, TrainConfig) pairs of a sweep design: the one place designs are made, for the
+    command line (--design), the notebooks' presets and scripts alike. E.g.
+    design("depth", depths=[2, 4, 8], widths=[128], seeds=[0, 1], tokens=10**6, anneal_at=[2.5e5, 1e6]).
+
+        grid             depths × widths, or `shapes` [(depth, width)], × each field in `vary` × seeds
+        depth            the same, width by width: the paper's depth sweep at each width
+        width            the same as grid: widths at a depth
+        compute-matched  as grid, every shape trained for the same `flops` C: C / FLOPs-per-token tokens,
+                         rounded to whole steps (matched to within one step's FLOPs)
+        matched          every depth at the size of the shape (reference_depth, default the first depth;
+                         width): its non-embedding parameters, or FLOPs per token with match='flops'
+        critical-depth   the paper's third experiment at `flops` C: matched at the predicted critical depth
+                         D_c = round(critical_depth(W)) (default 2.43·ln W) and factor·D_c (default 2), or at
+                         the two `depths` given (reference, deeper)
+        isoflop          every shape at each FLOP budget in `budgets` (shapes, depths × widths, or depths ×
+                         aspect_ratios: width = ratio·depth rounded to a valid width), except where a budget
+                         buys fewer than `min_steps` (10) steps: dropped, with a warning. annealed=True: each
+                         shape and seed once, a trunk to its largest budget and a cooldown branch per smaller one
+
+    depths and widths default to the base model's, seeds to the base training config's; `model` and
+    `train` are the base configs, any other keyword a config field (`make_pair`). anneal_at: token budgets:
+    every run once per budget, fully annealed (`anneal`); the fields schedule (default wsd-sqrt), cooldown
+    and warmup give the schedule of these and of annealed=True.
+    """
+    if kind not in DESIGNS:
+        raise ValueError(f"design must be one of {', '.join(DESIGNS)}; got {kind!r}")
+    own = {k: spec.pop(k) for k in DESIGNS[kind] if k in spec}
+    stray = [k for k in dict.fromkeys(k for keys in DESIGNS.values() for k in keys) if k in spec]
+    if stray:
+        raise ValueError(f"design {kind} takes no {', '.join(stray)}")
+    if anneal_at is not None and kind in FLOP_DESIGNS:
+        raise ValueError(f"anneal_at sets token budgets; design {kind} matches FLOP budgets")
+    m, t = make_pair(model, train, **spec)
+    wsd = dict(schedule=spec.get("schedule", "wsd-sqrt"), cooldown=t.cooldown, warmup=t.warmup)
+    common = dict(seeds=[t.seed] if seeds is None else seeds, model=model, train=train, vary=vary, **spec)
+    if kind in ("compute-matched", "critical-depth"):
+        _positive("flops", t.flops)
+        common["flops"] = float(t.flops)
+    pairs = grid(shapes=_design_shapes(kind, depths, widths, shapes, m, own), **common)
+    if kind == "isoflop":
+        return _isoflop(pairs, own.get("budgets"), own.get("min_steps", 10), wsd if own.get("annealed") else None)
+    return pairs if anneal_at is None else anneal(pairs, anneal_at, **wsd)
+
+
 def make_pair(model: ModelConfig | None = None, train: TrainConfig | None = None, **fields):
     """(ModelConfig, TrainConfig) from base configs and field overrides, each routed to its config.
     Giving one budget (steps / tokens / flops) replaces the base's budget."""
@@ -149,42 +194,23 @@ def make_pair(model: ModelConfig | None = None, train: TrainConfig | None = None
     return model, train
 
 
-def grid(depths, widths, seeds=(0,), *, model=None, train=None, vary=None, **fields) -> list[tuple]:
-    """Every depth × width × (each field in `vary`) × seed, with `fields` fixed.
-    E.g. grid([2, 4], [64, 128], seeds=[0, 1], steps=300, vary={"lr": [1e-3, 3e-3]})."""
-    depths, widths, seeds = _list("depths", depths), _list("widths", widths), _list("seeds", seeds)
-    vary = dict(vary or {})
-    for name, values in vary.items():
-        vary[name] = _list(f"vary[{name!r}]", values)
+def grid(depths=None, widths=None, seeds=(0,), *, shapes=None, model=None, train=None, vary=None,
+         **fields) -> list[tuple]:
+    """Every (depth, width) — depths × widths, or `shapes` — × (each field in `vary`) × seed, with `fields`
+    fixed. E.g. grid([2, 4], [64, 128], seeds=[0, 1], steps=300, vary={"lr": [1e-3, 3e-3]})."""
+    if shapes is None:
+        shapes = list(itertools.product(as_list("depths", depths), as_list("widths", widths)))
+    shapes, seeds = _shapes(shapes), as_list("seeds", seeds)
+    vary = {name: as_list(f"vary[{name!r}]", values) for name, values in (vary or {}).items()}
     fixed = {"depth", "width", "seed", *fields} | (set(BUDGET_FIELDS) if set(fields) & set(BUDGET_FIELDS) else set())
     clash = sorted(set(vary) & fixed)   # the design's own value would win without a word
     if clash:
         raise ValueError(f"vary[{clash[0]!r}] conflicts with the design, which sets every run's {clash[0]} (give "
                          "depths, widths, seeds, shapes, budgets and fixed fields as such, not in vary)")
     pairs = []
-    for depth, width, *varied, seed in itertools.product(depths, widths, *vary.values(), seeds):
+    for (depth, width), *varied, seed in itertools.product(shapes, *vary.values(), seeds):
         pairs.append(make_pair(model, train, **{**fields, **dict(zip(vary, varied)),
                                                 "depth": depth, "width": width, "seed": seed}))
-    return pairs
-
-
-def depth_sweep(width: int, depths, seeds=(0,), **kw) -> list[tuple]:
-    """The paper's depth sweep: `depths` at a fixed `width` (same training config for all)."""
-    return grid(depths, [width], seeds, **kw)
-
-
-def width_sweep(depth: int, widths, seeds=(0,), **kw) -> list[tuple]:
-    """A width sweep: `widths` at a fixed `depth`."""
-    return grid([depth], widths, seeds, **kw)
-
-
-def compute_matched(flops: float, shapes, seeds=(0,), **kw) -> list[tuple]:
-    """Shapes [(depth, width), ...] each trained for the same FLOP budget: C / flops_per_token tokens,
-    rounded to whole steps (so matched to within one step's FLOPs)."""
-    _positive("flops", flops)
-    pairs = []
-    for depth, width in _shapes(shapes):
-        pairs += grid([depth], [width], seeds, **{**kw, "flops": float(flops)})
     return pairs
 
 
@@ -209,55 +235,66 @@ def matched_width(depth: int, reference: ModelConfig, match: str = "params") -> 
                                               - target), w))
 
 
-def critical_depth_pair(flops: float, width: int, seeds=(0,), *, factor: float = 2.0, match: str = "params",
-                        critical_depth=paper_critical_depth, model=None, **kw) -> list[tuple]:
-    """The paper's third experiment at budget C: the shape at the predicted critical depth
-    D_c = round(critical_depth(width)) (default 2.43·ln W) against a shape `factor`× deeper, made
-    narrower to match non-embedding parameters (or FLOPs per token with match='flops'). Both are
-    trained for C FLOPs. Returns pairs for (D_c, width) then (factor·D_c, narrower width), per seed."""
-    _positive("flops", flops)
-    base = make_pair(model, None, **{k: v for k, v in kw.items() if k in MODEL_FIELDS}, width=width)[0]
-    d_crit = max(1, round(critical_depth(width)))
-    deep = max(d_crit + 1, round(factor * d_crit))
-    narrow = matched_width(deep, dataclasses.replace(base, depth=d_crit), match)
-    return compute_matched(flops, [(d_crit, width), (deep, narrow)], seeds, model=model, **kw)
+def _design_shapes(kind, depths, widths, shapes, base, own) -> list[tuple[int, int]]:
+    """The (depth, width) shapes of a design, in its order; depths and widths default to `base`'s."""
+    if kind in ("matched", "critical-depth"):
+        if shapes is not None:
+            raise ValueError(f"design {kind} takes depths and widths, not shapes")
+        return [shape for width in as_list("widths", [base.width] if widths is None else widths)
+                for shape in _matched(kind, depths, width, base, **own)]
+    if kind == "isoflop" and own.get("aspect_ratios") is not None:
+        if shapes is not None or widths is not None:
+            raise ValueError(SHAPES_HELP)
+        step = width_step(base)
+        ratios = itertools.product(as_list("depths", [base.depth] if depths is None else depths),
+                                   as_list("aspect_ratios", own["aspect_ratios"]))
+        return list(dict.fromkeys((d, max(step, step * round(r * d / step))) for d, r in ratios))
+    if shapes is not None:
+        if depths is not None or widths is not None:
+            raise ValueError(SHAPES_HELP)
+        return shapes
+    depths = as_list("depths", [base.depth] if depths is None else depths)
+    widths = as_list("widths", [base.width] if widths is None else widths)
+    return [(d, w) for w in widths for d in depths] if kind == "depth" else list(itertools.product(depths, widths))
 
 
-def isoflop(budgets, *, depths=None, widths=None, aspect_ratios=None, shapes=None, seeds=(0,),
-            min_steps: int = 10, model=None, **kw) -> list[tuple]:
-    """For each FLOP budget C, a set of shapes each trained to exactly C: the input of isoFLOP fits.
-    Shapes come from `shapes` [(depth, width)], or depths × widths, or depths × aspect_ratios
-    (width = ratio·depth rounded to a valid width). Shapes whose budget buys fewer than `min_steps`
-    optimizer steps are dropped with a warning (too few steps to measure a loss)."""
-    budgets = _list("budgets", budgets)
+def _matched(kind, depths, width, base, *, reference_depth=None, match="params", factor=2.0,
+             critical_depth=paper_critical_depth) -> list[tuple[int, int]]:
+    """A matched design's shapes at `width`: the reference shape, and every other depth at its size."""
+    if kind == "matched":
+        depths = as_list("depths", [base.depth] if depths is None else depths)
+        reference_depth = depths[0] if reference_depth is None else reference_depth
+    elif depths is None:   # the paper's pair
+        reference_depth = max(1, round(critical_depth(width)))
+        depths = [reference_depth, max(reference_depth + 1, round(factor * reference_depth))]
+    elif len(depths) == 2:
+        reference_depth = depths[0]
+    else:
+        raise ValueError(f"give two depths (reference, deeper) or none (the paper's pair), got {depths}")
+    reference = dataclasses.replace(base, depth=reference_depth, width=width)
+    return [(d, width if d == reference_depth else matched_width(d, reference, match)) for d in depths]
+
+
+def _isoflop(pairs, budgets, min_steps, wsd) -> list[tuple]:
+    """isoflop: each pair at every FLOP budget that buys it `min_steps` steps; with `wsd` (annealed), each
+    pair once over those budgets' tokens (C / FLOPs per token), a trunk and its cooldown branches."""
+    if budgets is None:
+        raise ValueError("isoflop needs FLOP budgets: budgets=[C1, C2, ...]")
+    budgets = as_list("budgets", budgets)
     for c in budgets:
         _positive("budget", c)
-    given = [n for n, v in (("shapes", shapes), ("widths", widths), ("aspect_ratios", aspect_ratios)) if v is not None]
-    if len(given) != 1 or (given != ["shapes"] and depths is None):
-        raise ValueError("give shapes=[(depth, width), ...], or depths with widths, or depths with aspect_ratios")
-    if shapes is not None:
-        shapes = _shapes(shapes)
-    elif widths is not None:
-        shapes = list(itertools.product(_list("depths", depths), _list("widths", widths)))
-    else:
-        step = width_step(make_pair(model, None, **{k: v for k, v in kw.items() if k in MODEL_FIELDS})[0])
-        shapes = []
-        for d, r in itertools.product(_list("depths", depths), _list("aspect_ratios", aspect_ratios)):
-            shapes.append((d, max(step, step * round(r * d / step))))
-        shapes = list(dict.fromkeys(shapes))
-    pairs, dropped = [], []
-    for c in budgets:
-        for m, t in compute_matched(c, shapes, seeds, model=model, **kw):
-            if steps_for_budget(m, t) >= min_steps:
-                pairs.append((m, t))
-            else:
-                dropped.append(f"D={m.depth} W={m.width} at C={c:.3g}")
+    kept = [[c for c in budgets if steps_for_budget(*make_pair(m, t, flops=float(c))) >= min_steps] for m, t in pairs]
+    dropped = list(dict.fromkeys(f"D={m.depth} W={m.width} at C={c:.3g}" for c in budgets
+                                 for (m, _), cs in zip(pairs, kept) if c not in cs))   # once over seeds
     if dropped:
         warnings.warn(f"isoflop: dropped {len(dropped)} shape(s) with fewer than {min_steps} steps: "
-                      + "; ".join(dict.fromkeys(dropped)), stacklevel=2)
-    if not pairs:
+                      + "; ".join(dropped), stacklevel=3)
+    if not any(kept):
         raise ValueError(f"no shape gets {min_steps} steps at budgets {budgets}; raise the budgets")
-    return pairs
+    if wsd is not None:
+        return [p for (m, t), cs in zip(pairs, kept) if cs
+                for p in anneal([(m, t)], [round(c / flops_per_token(m)) for c in cs], **wsd)]
+    return [make_pair(m, t, flops=float(c)) for c in budgets for (m, t), cs in zip(pairs, kept) if c in cs]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +309,7 @@ def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2,
     `run_sweep` trains the largest once, branching the others' cooldowns from it (see `anneal_cost`)."""
     if schedule not in WSD_SCHEDULES:
         raise ValueError(f"anneal needs a warmup-stable-decay schedule ({', '.join(WSD_SCHEDULES)}), got {schedule!r}")
-    budgets = sorted(dict.fromkeys(_list("budgets", budgets)))
+    budgets = sorted(dict.fromkeys(as_list("budgets", budgets)))
     for tokens in budgets:
         _positive("budget", tokens)
     out = []
@@ -300,18 +337,24 @@ def branch_groups(pairs) -> list[list[int]]:
     return [sorted(g, key=lambda i: -steps_for_budget(*pairs[i])) for g in groups.values()]
 
 
+def trained_steps(pairs) -> list[int]:
+    """The optimizer steps each pair trains in a sweep: a trunk, or a run of its own, all of its steps; a
+    cooldown branch only those after its fork from the trunk (`branch_groups`)."""
+    trained = [0] * len(pairs)
+    for group in branch_groups(pairs):
+        for position, i in enumerate(group):
+            steps = steps_for_budget(*pairs[i])
+            trained[i] = steps if position == 0 else steps - decay_start(steps, pairs[i][1])
+    return trained
+
+
 def anneal_cost(pairs) -> dict:
     """Training tokens of a design with cooldown branches (per group: its largest budget plus the others'
     cooldowns) against training every run from scratch."""
-    groups = branch_groups(pairs)
-    branched = separate = 0
-    for group in groups:
-        for position, i in enumerate(group):
-            m, t = pairs[i]
-            steps, per_step = steps_for_budget(m, t), tokens_per_step(m, t)
-            separate += steps * per_step
-            branched += (steps if position == 0 else steps - decay_start(steps, t)) * per_step
-    return dict(runs=len(pairs), trunks=len(groups), tokens_branched=branched, tokens_separate=separate)
+    per_step = [tokens_per_step(m, t) for m, t in pairs]
+    return dict(runs=len(pairs), trunks=len(branch_groups(pairs)),
+                tokens_branched=sum(s * n for s, n in zip(trained_steps(pairs), per_step)),
+                tokens_separate=sum(steps_for_budget(*pair) * n for pair, n in zip(pairs, per_step)))
 
 
 def design_frame(pairs):
@@ -328,7 +371,9 @@ def design_frame(pairs):
     return pd.DataFrame(rows)
 
 
-def _list(name, values) -> list:
+def as_list(name, values) -> list:
+    """`values` as a non-empty list (one value becomes a list of it; numpy scalars become Python's), or a
+    ValueError naming `name`: the one list check of designs and their callers."""
     scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
     values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]  # numpy → python
     if not values:
@@ -338,7 +383,7 @@ def _list(name, values) -> list:
 
 def _shapes(shapes) -> list[tuple[int, int]]:
     out = []
-    for shape in _list("shapes", shapes):
+    for shape in as_list("shapes", shapes):
         if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
             raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
         out.append((shape[0], shape[1]))

@@ -364,7 +364,7 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, d
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
           progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None,
-          on_sync=None) -> dict:
+          on_step=None, on_sync=None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path or URI (s3://…, gs://…, see `checkpoint_fs`); the run resumes from it if it exists
@@ -376,6 +376,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     tokens: pre-loaded `data.Tokens` (else loaded from train_cfg.corpus / tokenizer).
     fork_at: {step: [(run_key, location), …]}: on passing `step`, also save a checkpoint *as each of those
         runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=location)` of it resumes.
+    on_step: called as on_step(steps done, model) after every optimizer step (the cost model's clock,
+        the coordinate check's probe); the loss is not synced for it.
     on_sync: called at each host sync, before that step's checkpoint or fork is written; what it raises
         stops the run there (a sweep's lease check: a run taken over elsewhere writes nothing more).
     """
@@ -422,6 +424,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
             clipped.append(total_norm > train_cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(done, model)
         losses.append(loss)
         bar.update(1)
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import PARAMETRIZATIONS, ModelConfig, TrainConfig
 from .fit.stats import local_vertex
-from .sweep import make_pair
+from .sweep import as_list, design
 
 # Activation sites a coordinate check measures, in the order they are drawn.
 SITES = ("embedding", "residual", "attn_logits", "logits")
@@ -52,46 +52,40 @@ def coord_check(widths=(64, 128, 256, 512), *, depths=(2,), parametrizations=PAR
     """
     import torch
 
-    from .data import get_batch, load_tokens, val_batches
-    from .model import Transformer
-    from .train import param_groups
+    from .data import load_tokens, val_batches
+    from .train import build
+    from .train import train as train_run
 
     widths, depths = _positive_ints("widths", widths), _positive_ints("depths", depths)
     parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if tokens is None:
         tokens = load_tokens(corpus, tokenizer)
     base = model or ModelConfig(base_width=min(widths), base_depth=min(depths))
     train = train or TrainConfig()
+    # trained by train.train, step for step the batches any run of this seed sees, on the CPU in fp32
+    run = TrainConfig(corpus=tokens.corpus, tokenizer=tokens.tokenizer, steps=steps, batch_size=batch_size, lr=lr,
+                      schedule="constant", warmup=0, grad_clip=0.0, beta1=train.beta1, beta2=train.beta2,
+                      eps=train.eps, weight_decay=train.weight_decay, seed=seed, eval_every=steps, eval_batches=1,
+                      grad_norm_steps=(), device="cpu", threads=torch.get_num_threads())
     probe, _ = val_batches(tokens, 1, batch_size, context)[0]
 
     rows = []
     for parametrization, depth, width in itertools.product(parametrizations, depths, widths):
         cfg = dataclasses.replace(base, depth=depth, width=width, context=context,
                                   vocab_size=tokens.vocab_size, parametrization=parametrization)
-        torch.manual_seed(seed)
-        net = Transformer(cfg)
-        groups = param_groups(net, cfg, train)
-        for g in groups:
-            g["lr"] = lr * g["lr_mult"]
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=(train.beta1, train.beta2))
-        first = None
-        for step in range(steps + 1):
-            if step > 0:
-                x, y = get_batch(tokens.train, step - 1, batch_size, context, seed)
-                _, loss = net(x, y)
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            acts = _activations(net, probe)
-            first = first or acts
-            for (site, layer), value in acts.items():
+        initial = build(cfg, run, torch.device("cpu"))[0]   # the model train() starts from (same seed)
+        first = _activations(initial, probe)
+
+        def measure(step, net):
+            for (site, layer), value in _activations(net, probe).items():
                 rows.append(dict(parametrization=parametrization, width=width, depth=depth, step=step,
                                  site=site, layer=layer, scale=value.abs().mean().item(),
                                  delta=(value - first[site, layer]).abs().mean().item()))
+
+        measure(0, initial)
+        train_run(cfg, run, progress=False, tokens=tokens, on_step=measure)
     return pd.DataFrame(rows)
 
 
@@ -176,7 +170,7 @@ def coord_drift(frame: pd.DataFrame, *, over: str = "width", value: str = "delta
 def worst_drift(drift: pd.DataFrame, sites=("residual", "attn_logits", "logits")) -> pd.Series:
     """The largest |slope| over `sites` per parametrisation, from `coord_drift`'s frame (the embedding
     is left out by default: its size never depends on width, so it cannot fail)."""
-    chosen = drift[drift["site"].isin(_as_list("sites", sites))]
+    chosen = drift[drift["site"].isin(as_list("sites", sites))]
     if chosen.empty:
         raise ValueError(f"no rows for sites {sites}; sites in the frame: {sorted(drift['site'].unique())}")
     return chosen.groupby("parametrization", sort=False)["slope"].apply(lambda s: float(s.abs().max()))
@@ -196,30 +190,17 @@ def log_spaced(low: float, high: float, n: int) -> list[float]:
     return [float(f"{v:.3g}") for v in np.geomspace(low, high, n)]
 
 
-def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), model: ModelConfig | None = None,
-             train: TrainConfig | None = None, **fields) -> list[tuple]:
-    """Every lr × (depth, width) shape × parametrization × seed, as (ModelConfig, TrainConfig) pairs for
-    `dwlib.sweep.run_sweep`; `fields` fix any config field. Give `lrs` log-spaced (`log_spaced`): near
-    its minimum the loss is roughly a parabola in log(lr), which `best_lr` fits.
+def lr_sweep(lrs, shapes, seeds=(0,), *, parametrizations=("sp",), **spec) -> list[tuple]:
+    """Every parametrization × (depth, width) shape × lr × seed: `sweep.design("grid", …)` per
+    parametrization, with `spec` its other keywords (base configs, any config field). Give `lrs`
+    log-spaced (`log_spaced`): near its minimum the loss is roughly a parabola in log(lr), which `best_lr` fits.
 
         pairs = lr_sweep(log_spaced(1e-3, 3e-2, 6), [(2, 64), (2, 128), (2, 256)],
                          parametrizations=["sp", "mup"], base_width=64, steps=300)
     """
-    lrs = [float(v) for v in _as_list("lrs", lrs)]
-    for v in lrs:
-        if not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"learning rates must be positive and finite, got {v!r}")
-    shapes = _as_list("shapes", shapes)
-    for shape in shapes:
-        if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
-            raise ValueError(f"a shape is a (depth, width) pair, got {shape!r}")
-    seeds = _as_list("seeds", seeds)
-    parametrizations = _choices("parametrizations", parametrizations, PARAMETRIZATIONS)
-    pairs = []
-    for parametrization, (depth, width), lr, seed in itertools.product(parametrizations, shapes, lrs, seeds):
-        pairs.append(make_pair(model, train, **{**fields, "parametrization": parametrization, "depth": int(depth),
-                                                "width": int(width), "lr": lr, "seed": int(seed)}))
-    return pairs
+    return [pair for parametrization in as_list("parametrizations", parametrizations)
+            for pair in design("grid", shapes=shapes, seeds=seeds, vary={"lr": lrs}, parametrization=parametrization,
+                               **spec)]
 
 
 def best_lr(frame: pd.DataFrame, *, loss: str = "val_loss", by=("parametrization", "depth", "width"),
@@ -323,16 +304,8 @@ def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") 
 # Small helpers
 # ---------------------------------------------------------------------------------------------
 
-def _as_list(name, values) -> list:
-    scalar = isinstance(values, (str, bytes)) or not hasattr(values, "__iter__")
-    values = [values] if scalar else [v.item() if hasattr(v, "item") else v for v in values]
-    if not values:
-        raise ValueError(f"{name} is empty")
-    return values
-
-
 def _positive_ints(name, values) -> list[int]:
-    values = _as_list(name, values)
+    values = as_list(name, values)
     for v in values:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be positive integers, got {v!r}")
@@ -340,7 +313,7 @@ def _positive_ints(name, values) -> list[int]:
 
 
 def _choices(name, values, options) -> list[str]:
-    values = _as_list(name, values)
+    values = as_list(name, values)
     for v in values:
         if v not in options:
             raise ValueError(f"{name}: {v!r} is not one of {', '.join(options)}")

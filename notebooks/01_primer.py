@@ -80,9 +80,7 @@ from dwlib import charts, notebooks, presets, widgets
 from dwlib.config import ModelConfig, paper_critical_depth
 
 alt.renderers.enable("svg")
-nb = notebooks.start("01_primer", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths, depths=depths,
-                     budget=budget, seeds=seeds, device=device, store_path=store_path, executor=executor,
-                     output_dir=output_dir, threads=threads)
+nb = notebooks.start("01_primer", locals())
 
 # %% [markdown]
 # ## Where the parameters and FLOPs go

@@ -57,9 +57,7 @@ from dwlib import charts, fit, notebooks, presets, sweep, widgets
 from dwlib.config import paper_critical_depth
 
 alt.renderers.enable("svg")
-nb = notebooks.start("03_width_validation", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads)
+nb = notebooks.start("03_width_validation", locals())
 s = nb.settings
 
 # %% [markdown]

@@ -59,9 +59,7 @@ from dwlib.config import non_embedding_params, paper_critical_depth, steps_for_b
 from dwlib.train import measure_inference
 
 alt.renderers.enable("svg")
-nb = notebooks.start("04_compute_matched", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads, factor=factor)
+nb = notebooks.start("04_compute_matched", locals())
 s = nb.settings
 
 # %% [markdown]

@@ -63,9 +63,7 @@ from dwlib import charts, fit, notebooks, presets, sweep, widgets
 from dwlib.config import steps_for_budget, tokens_per_step
 
 alt.renderers.enable("svg")
-nb = notebooks.start("05_scaling_fit", preset=preset, corpus=corpus, tokenizer=tokenizer, shapes=shapes,
-                     widths=widths, depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads)
+nb = notebooks.start("05_scaling_fit", locals())
 s = nb.settings
 
 # %% [markdown]

@@ -59,10 +59,7 @@ import pandas as pd
 from dwlib import charts, fit, notebooks, presets, sweep, widgets
 
 alt.renderers.enable("svg")
-nb = notebooks.start("06_mobilellm_counterpoint", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads, shares=shares,
-                     reference_depth=reference_depth)
+nb = notebooks.start("06_mobilellm_counterpoint", locals())
 s = nb.settings
 
 # %% [markdown]

@@ -64,10 +64,7 @@ from dwlib.config import paper_critical_depth
 from dwlib.data import load_tokens
 
 alt.renderers.enable("svg")
-nb = notebooks.start("07_fair_depth", preset=preset, corpus=corpus, tokenizer=tokenizer, widths=widths,
-                     depths=depths, budget=budget, seeds=seeds, device=device, store_path=store_path,
-                     executor=executor, output_dir=output_dir, threads=threads, lrs=lrs,
-                     transfer_widths=transfer_widths)
+nb = notebooks.start("07_fair_depth", locals())
 s = nb.settings
 W = s.widths[0]
 

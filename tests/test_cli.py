@@ -98,7 +98,7 @@ def test_vary_in_python_refuses_the_fields_a_design_sets():
     with pytest.raises(ValueError, match="vary\\['seed'\\] conflicts with the design"):
         sweep.grid([2], [32], seeds=[0], head_dim=16, vary={"seed": [1, 2]})
     with pytest.raises(ValueError, match="vary\\['tokens'\\] conflicts"):   # compute_matched sets the budget
-        sweep.compute_matched(1e9, [(2, 32)], head_dim=16, vary={"tokens": [1000, 2000]})
+        sweep.design("compute-matched", shapes=[(2, 32)], flops=1e9, head_dim=16, vary={"tokens": [1000, 2000]})
     pairs = sweep.grid([2], [32], seeds=[0], head_dim=16, vary={"lr": [1e-3, 2e-3]})
     assert [t.lr for _, t in pairs] == [1e-3, 2e-3]
 

@@ -89,6 +89,22 @@ def test_dry_run_shows_the_design(capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
 
 
+def test_dry_run_of_the_notebooks_designs(capsys):
+    """The command line reaches every design the notebooks use: an isoFLOP design trained as one trunk per
+    shape (05) and depths matched to one shape's parameters (06)."""
+    assert main(["sweep", "--design", "isoflop", "--annealed", "--budgets", "1e11,3e11", "--shapes", "1x32,2x32",
+                 "--head-dim", "16", "--context", "64", "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 + 4 + 1 and "(2 trunks)" in out[-1]   # header, 2 shapes × 2 budgets, cost
+    assert main(["sweep", "--design", "matched", "--depths", "2,4,8", "--width", "64", "--reference-depth", "4",
+                 "--head-dim", "16", "--tokens", "1e5", "--dry-run"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert [r[:2] for r in rows][1] == ["4", "64"] and int(rows[0][1]) > 64 > int(rows[2][1])
+    assert main(["sweep", "--design", "isoflop", "--annealed", "--budgets", "1e11", "--shapes", "1x32",
+                 "--schedule", "cosine", "--dry-run"]) == 2
+    assert "--annealed trains warmup-stable-decay runs" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--design", "compute-matched"], "needs a FLOP budget"),
     (["--design", "isoflop", "--depths", "2"], "needs FLOP budgets"),

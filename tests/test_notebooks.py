@@ -106,6 +106,20 @@ def test_presets_resolve_and_price_every_design(notebook, monkeypatch):
         presets.settings(notebook, "huge")
 
 
+def test_start_takes_the_parameters_cell(tmp_path, monkeypatch):
+    """A notebook hands start() its namespace: the names that are settings are resolved against the preset
+    (None: the preset's value), the notebook's own (01's tau) and everything else there are left alone."""
+    monkeypatch.setattr(presets, "default_store_path", lambda: tmp_path / "runs.sqlite")
+    cell = dict(preset="cpu", corpus="stdlib", widths=[32, 48], depths=None, factor=3.0, store_path=None,
+                output_dir=str(tmp_path / "out"), threads=1, tau=8.0, math=__import__("math"), In=[])
+    s = notebooks.start("04_compute_matched", cell).settings
+    assert (s.preset, s.widths, s.factor, s.threads) == ("cpu", [32, 48], 3.0, 1)
+    assert s.depths == presets.preset_values("04_compute_matched", "cpu")["depths"] and not hasattr(s, "tau")
+    assert s.store_path == tmp_path / "runs.sqlite" and s.output_dir == tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown notebook parameter 'factor'"):   # 04's knob, not 02's
+        presets.settings("02_baseline_sweep", "smoke", factor=3.0)
+
+
 def test_calculator_readout_updates_with_the_sliders():
     calc = widgets.calculator(depth=12, width=768, context=1024, flops=1e18)
     sliders = {c.description: c for c in calc.children if hasattr(c, "description") and c.description}
@@ -266,6 +280,10 @@ def test_a_speed_file_from_an_older_cost_model_is_measured_again(tmp_path, monke
     path = presets.speed_cache_path(1)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(dict(layer_seconds=0.001, flops_per_second=1e11)))
+    import dwlib.train
+    timed, real = [], dwlib.train.train     # the calibration times the trainer's own steps, not a copy of them
+    monkeypatch.setattr(dwlib.train, "train", lambda m, t, **kw: timed.append((m.depth, m.width)) or real(m, t, **kw))
     speed = presets.machine_speed(1)
+    assert timed == list(presets.SPEED_SHAPES)
     assert set(presets.REFERENCE_SPEED) <= set(speed)
     assert set(presets.REFERENCE_SPEED) <= set(json.loads(path.read_text()))

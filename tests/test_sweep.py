@@ -1,6 +1,7 @@
 """Sweeps: designs, the cache, failures, divergence, leases, and the promises that matter most —
 a sweep killed with SIGKILL resumes without retraining finished runs, and two processes sweeping one
 store train every run exactly once. Tiny models (D ≤ 2, W ≤ 64, T = 32) on a small text corpus."""
+import dataclasses
 import json
 import os
 import signal
@@ -75,15 +76,23 @@ def test_grid_routes_fields_and_varies_any_field():
 
 
 def test_depth_and_width_sweeps():
-    pairs = sweep.depth_sweep(128, [2, 8, 16], steps=10)
+    pairs = sweep.design("depth", widths=[128], depths=[2, 8, 16], steps=10)
     assert [(m.depth, m.width) for m, _ in pairs] == [(2, 128), (8, 128), (16, 128)]
-    pairs = sweep.width_sweep(4, [64, 128, 256], seeds=[0, 1], steps=10)
+    pairs = sweep.design("width", depths=[4], widths=[64, 128, 256], seeds=[0, 1], steps=10)
     assert [(m.depth, m.width, t.seed) for m, t in pairs][:2] == [(4, 64, 0), (4, 64, 1)] and len(pairs) == 6
+    # a depth sweep at each width: width by width; depths and widths default to the base model's
+    pairs = sweep.design("depth", widths=[64, 128], depths=[2, 8], steps=10)
+    assert [(m.depth, m.width) for m, _ in pairs] == [(2, 64), (8, 64), (2, 128), (8, 128)]
+    assert [(m.depth, m.width) for m, _ in sweep.design("grid", model=ModelConfig(depth=3, width=64))] == [(3, 64)]
+    with pytest.raises(ValueError, match="design must be one of"):
+        sweep.design("spiral")
+    with pytest.raises(ValueError, match="design grid takes no budgets"):
+        sweep.design("grid", budgets=[1e12])
 
 
 def test_compute_matched_spends_the_same_flops():
     C = 3e12
-    pairs = sweep.compute_matched(C, [(2, 256), (4, 128), (4, 64)], context=128, batch_size=16)
+    pairs = sweep.design("compute-matched", flops=C, shapes=[(2, 256), (4, 128), (4, 64)], context=128, batch_size=16)
     for m, t in pairs:
         tokens = steps_for_budget(m, t) * t.batch_size * m.context
         # rounded to whole steps: within half a step's FLOPs of C
@@ -91,11 +100,11 @@ def test_compute_matched_spends_the_same_flops():
     steps = [steps_for_budget(m, t) for m, t in pairs]
     assert steps[0] < steps[1] < steps[2]     # smaller models get more tokens for the same C
     with pytest.raises(ValueError, match="flops"):
-        sweep.compute_matched(-1, [(2, 64)])
+        sweep.design("compute-matched", flops=-1, shapes=[(2, 64)])
 
 
 def test_critical_depth_pair_matches_params_at_twice_the_depth():
-    pairs = sweep.critical_depth_pair(1e13, 256, head_dim=16)
+    pairs = sweep.design("critical-depth", flops=1e13, widths=[256], head_dim=16)
     (m1, t1), (m2, t2) = pairs
     assert m1.depth == round(2.43 * __import__("math").log(256)) == 13 and m1.width == 256
     assert m2.depth == 26 and m2.width < 256 and m2.width % 16 == 0
@@ -105,24 +114,47 @@ def test_critical_depth_pair_matches_params_at_twice_the_depth():
     for w in (m2.width - 16, m2.width + 16):
         assert abs(non_embedding_params(ModelConfig(depth=26, width=w, head_dim=16)) - n1) >= abs(n2 - n1)
     assert t1.flops == t2.flops == 1e13
-    (f1, _), (f2, _) = sweep.critical_depth_pair(1e13, 256, head_dim=16, match="flops")
+    (f1, _), (f2, _) = sweep.design("critical-depth", flops=1e13, widths=[256], head_dim=16, match="flops")
     assert abs(flops_per_token(f2) - flops_per_token(f1)) / flops_per_token(f1) < 0.1
 
 
 def test_isoflop_design():
     with pytest.warns(UserWarning, match="fewer than 10 steps"):
-        pairs = sweep.isoflop([1e11, 1e12], depths=[1, 2, 4, 8], aspect_ratios=[32, 64], head_dim=16,
-                              context=64, batch_size=8)
+        pairs = sweep.design("isoflop", budgets=[1e11, 1e12], depths=[1, 2, 4, 8], aspect_ratios=[32, 64],
+                             head_dim=16, context=64, batch_size=8)
     budgets = sorted({t.flops for _, t in pairs})
     assert budgets == [1e11, 1e12]
     assert all(m.width % 16 == 0 and steps_for_budget(m, t) >= 10 for m, t in pairs)
     assert (8, 512) in {(m.depth, m.width) for m, _ in pairs}
     with pytest.raises(ValueError, match="give shapes"):
-        sweep.isoflop([1e12], depths=[2])
+        sweep.design("isoflop", budgets=[1e12], depths=[2], widths=[64], aspect_ratios=[32])
     frame = sweep.design_frame(pairs)
     assert len(frame) == len(pairs) and {"params", "flops", "steps", "tokens"} <= set(frame.columns)
     # each shape spends its budget, to within half a step (>= 10 steps: within 5%)
     assert ((frame["flops"] / frame["budget"] - 1).abs() <= 0.05).all()
+
+
+def test_matched_and_annealed_isoflop_designs():
+    """What notebooks 04, 05 and 06 train, as designs anyone can ask for: depths at one shape's size, the
+    critical-depth pair at two given depths, and an isoFLOP design trained as one trunk per shape."""
+    pairs = sweep.design("matched", depths=[2, 4, 8], widths=[64], reference_depth=4, head_dim=16, steps=5,
+                         vary={"share": [1, 2]})
+    shapes = [(m.depth, m.width, m.share) for m, _ in pairs]
+    assert shapes[2:4] == [(4, 64, 1), (4, 64, 2)] and shapes[0][1] > 64 > shapes[4][1]
+    reference = non_embedding_params(pairs[2][0])
+    assert all(abs(non_embedding_params(dataclasses.replace(m, share=1)) / reference - 1) < 0.15 for m, _ in pairs)
+    (m1, t1), (m2, t2) = sweep.design("critical-depth", flops=1e12, widths=[64], depths=[3, 9], head_dim=16)
+    assert (m1.depth, m1.width) == (3, 64) and m2.depth == 9 and m2.width < 64 and t1.flops == t2.flops == 1e12
+    with pytest.raises(ValueError, match="two depths"):
+        sweep.design("critical-depth", flops=1e12, widths=[64], depths=[3])
+    shapes, budgets = [(1, 32), (4, 32)], [1e11, 3e11, 9e11]
+    kw = dict(shapes=shapes, budgets=budgets, seeds=[0, 1], head_dim=16, context=64, batch_size=8)
+    annealed = sweep.design("isoflop", annealed=True, **kw)
+    assert sweep.anneal_cost(annealed)["trunks"] == len(shapes) * 2 and len(annealed) == len(sweep.design("isoflop", **kw))
+    for m, t in annealed:   # each run: C / FLOPs-per-token tokens, fully annealed
+        assert t.schedule == "wsd-sqrt" and any(t.tokens == round(c / flops_per_token(m)) for c in budgets)
+    with pytest.raises(ValueError, match="anneal_at sets token budgets"):
+        sweep.design("isoflop", anneal_at=[1e5], **kw)
 
 
 # -- runs through the store -------------------------------------------------------------------

@@ -29,6 +29,13 @@ def run(tokens, model=TINY, **kw):
     return train(model, cfg, progress=False, tokens=tokens)
 
 
+def test_on_step_sees_every_step_with_the_model(tokens):
+    seen = []
+    cfg = TrainConfig(steps=5, batch_size=4, eval_every=5, eval_batches=1, device="cpu", threads=1)
+    train(TINY, cfg, progress=False, tokens=tokens, on_step=lambda step, model: seen.append((step, model.training)))
+    assert seen == [(step, True) for step in range(1, 6)]
+
+
 def test_record_has_the_documented_fields(tokens):
     r = run(tokens)
     for key in ("status", "params", "non_embedding_params", "flops_per_token", "train_loss", "val_loss",
@@ -412,7 +419,7 @@ def test_the_memory_estimate_never_refuses_the_presets():
     """Every notebook's gpu shapes fit an 80 GB GPU by the estimate, and every cpu shape passes the check on
     this machine: the refusal is for typos, not for the designs the project runs."""
     from dwlib import presets
-    for notebook in presets.NOTEBOOKS:
+    for notebook in presets.TABLES:
         for m, t in presets.design(presets.settings(notebook, "gpu")):
             assert memory_estimate(m, t, torch.device("cuda"))["total"] < 80e9, (notebook, m.depth, m.width)
         for m, t in presets.design(presets.settings(notebook, "cpu")):

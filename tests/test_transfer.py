@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from dwlib.config import ModelConfig, TrainConfig
 from dwlib.model import Transformer
@@ -95,6 +96,26 @@ def test_coordinate_check_over_depth_flat_for_completep_drifts_for_sp_and_mup(co
     assert worst["mup"] > DRIFT_THRESHOLD                  # μP is a width rule: depth still drifts
 
 
+def test_coord_check_measures_the_models_the_trainer_trains(corpus_tokens):
+    """The check's models are train.train's, step for step: the activations it reports after each step
+    are those of the trainer's model at that step (the same batches, optimizer and learning rate)."""
+    from dwlib.data import val_batches
+    from dwlib.train import train
+    from dwlib.transfer import _activations
+    frame = coord_check([32], depths=[1], parametrizations=["mup"], steps=2, lr=1e-2, tokens=corpus_tokens,
+                        context=16)
+    probe, _ = val_batches(corpus_tokens, 1, 8, 16)[0]
+    cfg = ModelConfig(depth=1, width=32, context=16, vocab_size=corpus_tokens.vocab_size, parametrization="mup",
+                      base_width=32, base_depth=1)
+    run = TrainConfig(steps=2, batch_size=8, lr=1e-2, schedule="constant", warmup=0, grad_clip=0.0, eval_every=2,
+                      eval_batches=1, device="cpu", threads=torch.get_num_threads())
+    scales = {}
+    train(cfg, run, progress=False, tokens=corpus_tokens, on_step=lambda step, model: scales.update(
+        {step: {key: value.abs().mean().item() for key, value in _activations(model, probe).items()}}))
+    for row in frame[frame["step"] > 0].itertuples():
+        assert row.scale == scales[row.step][row.site, row.layer]
+
+
 def test_coord_check_and_drift_reject_bad_input(corpus_tokens):
     with pytest.raises(ValueError, match="widths"):
         coord_check([0], tokens=corpus_tokens)
@@ -124,11 +145,11 @@ def test_lr_sweep_design():
     assert {(m.parametrization, m.depth, m.width, t.lr, t.seed) for m, t in pairs} == {
         (p, d, w, lr, s) for p in ("sp", "mup") for d, w in [(2, 64), (4, 128)] for lr in lrs for s in (0, 1)}
     assert all(t.steps == 50 and m.base_width == 64 for m, t in pairs)
-    with pytest.raises(ValueError, match="learning rates"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         lr_sweep([0.0], [(2, 64)])
     with pytest.raises(ValueError, match="shape"):
         lr_sweep([1e-3], [64])
-    with pytest.raises(ValueError, match="parametrizations"):
+    with pytest.raises(ValueError, match="parametrization must be one of"):
         lr_sweep([1e-3], [(2, 64)], parametrizations=["ntk"])
     with pytest.raises(ValueError, match="low < high"):
         log_spaced(1e-2, 1e-3, 4)

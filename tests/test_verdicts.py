@@ -126,3 +126,20 @@ def test_regime_of_annealed_budgets_comes_from_the_change_between_budgets():
     assert r.n_points == 24 and r.regime["slope_kind"] == "annealed budgets"
     assert r.regime["slope_best"] == pytest.approx(-0.03, abs=0.01)
     assert "between the two largest annealed budgets the loss was still falling" in r.summary()
+
+
+def test_depth_sentences_name_an_outlying_run_and_the_verdict_with_it():
+    # a real minimum at 8 (8 depths × 3 seeds) and one run of D = 2 that went wrong by +0.3 nats
+    rng = np.random.default_rng(4)
+    d, s = np.repeat([2, 3, 4, 6, 8, 12, 16, 24], 3).astype(float), np.tile([0, 1, 2], 8)
+    y = 1.5 + 0.06 * (np.log(d) - np.log(8)) ** 2 + rng.normal(0, 0.005, 24) + 0.3 * ((d == 2) & (s == 1))
+    ids = [f"run{i}" for i in range(24)]
+    r = fit.fit_critical_depth(d, y, seeds=s, run_ids=ids, width=32, n_boot=200)
+    text = verdicts.critical_depth_sentence(r)
+    assert r.verdict == "U-shaped" and r.verdict_with_outliers != "U-shaped"
+    assert "run1 (D = 2, seed 1): +0.29" in text and f"With it the verdict is **{r.verdict_with_outliers}**" in text
+    assert "stored status is unchanged" in text
+    decreasing = fit.fit_critical_depth(d, 1.5 + 0.3 * d ** -0.7 + rng.normal(0, 0.005, 24), seeds=s, n_boot=200)
+    sentence = verdicts.critical_depth_sentence(decreasing)
+    assert "**no rise is detected** up to D = 24" in sentence and "80% power" in sentence
+    assert f"{decreasing.level:.0%} confidence set" in sentence and "An outlier" not in sentence

@@ -14,7 +14,7 @@ naming the bad value) and returns a `Fit`. numpy / scipy / pandas only: no torch
 """
 from .compare import check_monotone, compare_losses
 from .depth import (ALPHA, VERDICTS, critical_depth_by_budget, critical_depth_from_frame, fit_critical_depth,
-                    rise_test, usable_runs)
+                    usable_runs)
 from .isoflop import PAPER_DEPTH_EXPONENT, PAPER_WIDTH_EXPONENT, fit_isoflop
 from .laws import (CHINCHILLA_EPOCH, CHINCHILLA_EPOCH_CI, CHINCHILLA_HOFFMANN, chinchilla_loss, compare_laws,
                    d_crit, depth_width_loss, fit_chinchilla, fit_depth_width_law, read_epoch_points)

@@ -3,19 +3,36 @@ minimum move with the training budget?
 
 Why not a quadratic in ln D: a curve that falls and then levels off bends a fitted parabola upward, so
 its vertex lands inside the range and a "U" is found where there is none (Simonsohn 2018, "Two lines").
-The verdict here rests on two calibrated tests of the *means* instead:
+The verdict rests on tests of the depth means instead, built to survive what real sweeps do:
 
-1. the **rise test**: is some depth deeper than the best one measurably worse? Statistic: the largest
-   standardised rise R = max_{j beyond the minimum} (ȳ_j − ȳ_min)/se; its null distribution is simulated
-   (parametric bootstrap) with every depth's mean equal — the least favourable of all curves without a
-   rise (a falling curve gives smaller rises) — and the per-depth noise measured from the seeds. The
-   mirror statistic F tests that the loss falls before the minimum.
-2. a **model comparison**: does a saturating law that may rise, E + A·D^−a + c·ln D (c ≥ 0), predict
-   held-out depths better than the monotone saturating law E + A·D^−a? (leave-one-depth-out
-   cross-validation on the depth means, each weighted by its precision).
+- **Seeds are a block.** In this trainer a seed fixes the data order at every depth, so a seed's runs
+  share an effect. Depth means and their noise come from a two-way depth + seed model (residual dof
+  (depths − 1)(seeds − 1) on a full grid; missing cells are fine): a seed's luck cancels in every
+  comparison between depths. Per-depth residual variances are shrunk toward the pooled one.
+- **One bad run is named, not obeyed.** A run far from what its depth and seed predict (externally
+  studentised residual beyond the Bonferroni t-bound at OUTLIER_ALPHA, judged only where ≥ 3 runs share
+  the depth) is flagged; the verdict is made without it and the summary also gives the verdict with it.
+- **A rise must persist.** At a break b, the right segment [b, deepest] must slope up in ln D *and* end
+  higher than it starts (deepest − D_b), each judged against the largest of its kind over all breaks
+  (max-adjusted p-values); a break's p is the larger of the two, the test's p the smallest over breaks:
+  a two-lines test whose break the data choose. A bump inside the range has no high end. Slopes are ≤ 0
+  on every curve that never rises, end contrasts on every curve whose deepest depth is nowhere above a
+  shallower one (levelling off, bumps), so for both the flat curve is the least favourable null: it is
+  simulated with every depth's mean equal and the measured noise (its variance redrawn from its own
+  sampling distribution). The fall test mirrors it on the left segment.
+- **D* is what the data support.** The best depth's confidence set is the set of depths not measurably
+  worse than any other (pairwise differences against the max-statistic of all pairs: the whole set of
+  tied best depths is covered at `level`). D* is a parabola's vertex (5 depths around the minimum) only
+  when a parabola in ln D passes its lack-of-fit test on up to 7 depths around it and the set spans at
+  most three neighbouring depths inside that window; otherwise D* is the set, `ci["d_star"]` its lowest
+  and highest depth. A bound "D* ≥ d" is the set's lowest depth.
+- **A negative verdict says what it could have seen**: the minimum detectable rise (MDR), the rise above
+  a flat plateau from the set's lowest depth to the deepest (linear in ln D) that the rise test detects
+  with 80% power at the measured noise. With one run per depth there is no noise to measure: unless `noise_sd`
+  is stated, the verdict is "inconclusive".
 
-"U-shaped" needs a significant fall, a significant rise and the rising law winning out of sample. The
-calibration on planted curves is in tests/test_fit.py and bench/u_test_calibration.py.
+"U-shaped" needs a significant fall and a significant rise. The calibration on planted sweeps (false
+"U-shaped" rate, power, coverage of D* and of the bound) is bench/u_test_calibration.py.
 """
 from __future__ import annotations
 
@@ -24,33 +41,49 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..config import paper_critical_depth, paper_critical_depth_power
-from .stats import (Fit, as_array, check_level, check_n_boot, fmt, fmt_ci, group_means, local_vertex,
-                    not_constant, percentile_ci, regime, resample_within, same_length)
+from .stats import (Fit, as_array, check_level, check_n_boot, fmt, local_vertex, not_constant, percentile_ci,
+                    regime, resample_within, same_length)
 from .verdicts import critical_depth_text
 
 ALPHA = 0.05             # level of the rise and fall tests
 PRIOR_DOF = 4            # per-depth variances are shrunk toward the pooled one with this weight (dof)
-SATURATING_A = np.exp(np.linspace(np.log(0.02), np.log(4.0), 48))   # grid of the exponent a
+OUTLIER_ALPHA = 0.01     # chance per sweep of flagging a run when no run is an outlier (Gaussian noise)
+POWER = 0.8              # of the minimum detectable rise
+N_SIM = 2000             # null draws of the test statistics
 VERDICTS = ("U-shaped", "monotone decreasing", "monotone increasing", "inconclusive")
 
 
 @dataclass(kw_only=True, repr=False)
 class CriticalDepthFit(Fit):
-    """`fit_critical_depth`'s result. `params['d_star']` is the loss-minimising depth when the verdict is
-    'U-shaped' (NaN otherwise: then `bound` says what the data do show, e.g. 'D* ≥ 12')."""
+    """`fit_critical_depth`'s result. When the verdict is 'U-shaped', `params['d_star']` is the parabola's
+    vertex (`d_star_method` 'parabola', `ci['d_star']` its interval) or the best mean's depth with
+    `ci['d_star']` the lowest and highest depth of `best_set` ('confidence set'); NaN otherwise, and then
+    `bound` says what the data show (e.g. 'D* ≥ 12'). `means` has a row per depth: seed-blocked mean,
+    standard error, runs, whether it is in `best_set`."""
 
     width: float | None = None
     depth_range: tuple[float, float] = (math.nan, math.nan)
-    p_rise: float = math.nan            # rise test: P(a rise this large | no rise anywhere)
+    p_rise: float = math.nan            # rise test: P(a persistent rise this large | no rise anywhere)
     p_fall: float = math.nan            # fall test, mirror-wise
     rise: float = math.nan              # largest mean rise beyond the best depth (nats)
-    cv_saturating: float = math.nan     # leave-one-depth-out error of E + A·D^−a
-    cv_rising: float = math.nan         # … of E + A·D^−a + c·ln D
     bound: str = ""
-    d_plateau: float = math.nan         # shallowest depth not measurably worse than the best
+    d_plateau: float = math.nan         # shallowest depth of best_set (not measurably worse than the best)
     best_depth: float = math.nan        # depth with the lowest mean loss
+    best_set: list[float] = field(default_factory=list)   # confidence set of the best depth (`level`)
+    d_star_method: str = ""             # 'parabola' or 'confidence set' (U-shaped only)
+    still_improving: bool = False       # the deepest depth is best and measurably below the set's lowest
+    mdr: float = math.nan               # minimum detectable rise (nats, POWER) from mdr_from to the deepest
+    mdr_from: float = math.nan
+    noise_sd: float = math.nan          # seed-blocked residual sd (measured), or the one stated
+    noise_dof: float = math.nan         # its degrees of freedom (inf when stated)
+    noise_source: str = ""
+    seed_blocked: bool = False
+    means: pd.DataFrame | None = None
+    outliers: list[dict] = field(default_factory=list)    # runs flagged: run, depth, seed, excess, t
+    verdict_with_outliers: str | None = None               # the verdict with the flagged runs put back
     reason: str = ""
     paper_log: float | None = None      # the paper's 2.43·ln W at this width
     paper_power: float | None = None    # its W^0.44 law anchored at W = 512
@@ -59,203 +92,377 @@ class CriticalDepthFit(Fit):
 
 
 # ---------------------------------------------------------------------------------------------
-# The rise test
+# The two-way depth + seed model
 # ---------------------------------------------------------------------------------------------
 
-def _level_sums(index, n_levels):
-    """Matrices that turn point values (rows) into per-level sums: values @ S.T."""
-    S = np.zeros((n_levels, len(index)))
-    S[index, np.arange(len(index))] = 1.0
-    return S
+def _design(d_idx, s_idx, n_depths, n_seeds):
+    """Columns: one per depth, then one per seed but the first (seed effects); depths only without seeds."""
+    n = len(d_idx)
+    X = np.zeros((n, n_depths + (n_seeds - 1 if s_idx is not None else 0)))
+    X[np.arange(n), d_idx] = 1.0
+    if s_idx is not None:
+        rows = np.flatnonzero(s_idx > 0)
+        X[rows, n_depths + s_idx[rows] - 1] = 1.0
+    return X
 
 
-def _noise_se2(Y, index, n):
-    """Squared standard errors of the per-depth means for each row of Y (points) → (rows, levels).
-    With repeats: per-depth variances shrunk toward the pooled one (PRIOR_DOF). With one run per depth:
-    the pooled variance from second differences of the means (Rice 1984), which ignores a smooth trend."""
-    S = _level_sums(index, len(n))
-    means = (Y @ S.T) / n
-    if n.max() >= 2:
-        ss = ((Y - means[:, index]) ** 2) @ S.T
-        dof = np.maximum(n - 1, 0)
-        pooled = ss.sum(axis=1, keepdims=True) / dof.sum()
-        shrunk = (PRIOR_DOF * pooled + ss) / (PRIOR_DOF + dof)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.fmax(shrunk, ss / dof)          # never below a depth's own spread: deep runs scatter more
-    else:
-        second = means[:, 2:] - 2 * means[:, 1:-1] + means[:, :-2]
-        var = np.repeat((second ** 2).mean(axis=1, keepdims=True) / 6, len(n), axis=1)
-    return means, var / n
+def _flag_outliers(X, y, d_idx, alpha=OUTLIER_ALPHA):
+    """Runs that are outliers among their seeds, found one at a time (largest first, so one bad run cannot
+    mask another): the externally studentised residual of the least-squares fit against the Bonferroni
+    bound t_{1 − α/2m, dof − 1} over the m runs at depths that keep ≥ 3 runs. Returns (keep mask,
+    {run index: (prediction error from the other runs, t)})."""
+    keep = np.ones(len(y), bool)
+    flagged = {}
+    while True:
+        idx = np.flatnonzero(keep)
+        Xk, yk = X[idx], y[idx]
+        pinv = np.linalg.pinv(Xk)
+        h = np.einsum("ij,ji->i", Xk, pinv)
+        r = yk - Xk @ (pinv @ yk)
+        dof = len(idx) - np.linalg.matrix_rank(Xk)
+        eligible = (np.bincount(d_idx[idx], minlength=d_idx.max() + 1)[d_idx[idx]] >= 3) & (1 - h > 1e-9)
+        if dof < 3 or not eligible.any():
+            return keep, flagged
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s2 = (r @ r - r ** 2 / (1 - h)) / (dof - 1)          # the noise without run i
+            t = np.where(eligible & (s2 > 0), r / np.sqrt(s2 * (1 - h)), 0.0)
+        i = int(np.argmax(np.abs(t)))
+        if not abs(t[i]) > stats.t.ppf(1 - alpha / (2 * eligible.sum()), dof - 1):
+            return keep, flagged
+        keep[idx[i]] = False
+        flagged[int(idx[i])] = (float(r[i] / (1 - h[i])), float(t[i]))
 
 
-def _rise_fall(means, se2):
-    """Largest standardised rise beyond the minimum (R) and fall before it (F), per row."""
-    i_min = np.argmin(means, axis=1)
-    rows = np.arange(len(means))
-    z = (means - means[rows, i_min][:, None]) / np.sqrt(se2 + se2[rows, i_min][:, None])
-    j = np.arange(means.shape[1])[None]
-    R = np.where(j > i_min[:, None], z, -np.inf).max(axis=1)
-    F = np.where(j < i_min[:, None], z, -np.inf).max(axis=1)
-    return R, F
+def _model(X, d_idx, n_depths, n_seeds):
+    """The linear maps of the model: depth means at the average seed (M: runs → depths), residuals (Q),
+    each run's residual dof share (1 − leverage), and the level-sum matrix (runs → depths)."""
+    pinv = np.linalg.pinv(X)
+    M = pinv[:n_depths].copy()
+    if X.shape[1] > n_depths:                   # + the average seed effect (the first seed's is 0)
+        M += pinv[n_depths:].sum(axis=0) / n_seeds
+    H = X @ pinv
+    S = np.zeros((n_depths, len(d_idx)))
+    S[d_idx, np.arange(len(d_idx))] = 1.0
+    return M, np.eye(len(d_idx)) - H, 1 - np.diag(H), S
 
 
-def rise_test(depths, losses, *, n_sim=2000, rng=None) -> dict:
-    """The rise and fall tests on one depth sweep (see the module docstring). Returns p_rise, p_fall,
-    the per-depth table (depth, n, mean, se) and the index of the best depth."""
-    rng = np.random.default_rng(rng)
-    levels, index, n, _, _ = group_means(depths, losses)
-    means, se2 = _noise_se2(losses[None], index, n)
-    R, F = _rise_fall(means, se2)
-    # Noise of each depth for the null draws: the estimate, redrawn from its own sampling distribution
-    # (scaled inverse χ² with the estimate's degrees of freedom) so the null also carries the
-    # uncertainty of a variance measured from three seeds; plugging the estimate in as if exact makes
-    # the test too eager where the noise is uneven across depths.
-    dof = PRIOR_DOF + np.maximum(n - 1, 0) if n.max() >= 2 else np.full(len(n), max(1, len(n) - 2))
-    var = se2[0] * n * dof / rng.chisquare(dof, size=(n_sim, len(n)))
-    Z = rng.standard_normal((n_sim, len(losses))) * np.sqrt(var[:, index])
-    R_null, F_null = _rise_fall(*_noise_se2(Z, index, n))
-    p = lambda obs, null: 1.0 if not np.isfinite(obs) else float((1 + np.sum(null >= obs)) / (1 + n_sim))
-    table = pd.DataFrame({"depth": levels, "n": n.astype(int), "mean": means[0], "se": np.sqrt(se2[0])})
-    return dict(p_rise=p(R[0], R_null), p_fall=p(F[0], F_null), table=table, i_min=int(np.argmin(means[0])))
+def _variances(R, S, share):
+    """Per-depth noise variances from residual rows R (draws × runs): each depth's own estimate (its
+    residual sum of squares over its dof share) shrunk toward the pooled one (PRIOR_DOF), never below
+    its own where that has ≥ 1 dof — deep runs scatter more."""
+    ss = (R ** 2) @ S.T
+    dof = S @ share
+    pooled = ss.sum(axis=1, keepdims=True) / dof.sum()
+    shrunk = (PRIOR_DOF * pooled + ss) / (PRIOR_DOF + dof)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof >= 1, np.fmax(shrunk, ss / dof), shrunk)
 
 
 # ---------------------------------------------------------------------------------------------
-# Saturating laws, compared out of sample
+# The tests: contrasts of the depth means
 # ---------------------------------------------------------------------------------------------
 
-def _saturating_fit(d, y, w, rising):
-    """Weighted least squares of E + A·D^−a (+ c·ln D) over the grid of a, with A ≥ 0 and c ≥ 0
-    (a negative coefficient drops its term). Returns a function D ↦ prediction."""
-    best = (math.inf, None)
-    for a in SATURATING_A:
-        for cols in ([0, 1, 2], [0, 1], [0, 2], [0]) if rising else ([0, 1], [0]):
-            X = np.column_stack([np.ones_like(d), d ** -a, np.log(d)])[:, cols]
-            coef = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
-            if (coef[1:] < 0).any():
-                continue
-            sse = float(np.sum(w * (y - X @ coef) ** 2))
-            if sse < best[0] - 1e-15:
-                best = (sse, (a, cols, coef))
-            break   # the largest admissible model for this a
-    a, cols, coef = best[1]
-    return lambda D: np.column_stack([np.ones_like(D), D ** -a, np.log(D)])[:, cols] @ coef
+def _contrasts(x):
+    """Rows of contrasts of the K depth means (x = ln D): for each break b the right segment's slope and
+    end rise (deepest − D_b), the left segment's fall (minus its slope) and start excess (shallowest − D_b),
+    then every ordered pair k − j. Returns (C, {name: row indices})."""
+    K = len(x)
+    rows, names = [], {"rise_slope": [], "rise_end": [], "fall_slope": [], "fall_end": [], "pairs": []}
+
+    def add(kind, c):
+        names[kind].append(len(rows))
+        rows.append(c)
+
+    def slope(lo, hi):
+        c = np.zeros(K)
+        u = x[lo:hi] - x[lo:hi].mean()
+        c[lo:hi] = u / (u @ u)
+        return c
+
+    def diff(k, j):
+        c = np.zeros(K)
+        c[k], c[j] = 1.0, -1.0
+        return c
+
+    for b in range(K - 1):
+        add("rise_slope", slope(b, K))
+        add("rise_end", diff(K - 1, b))
+    for b in range(1, K):
+        add("fall_slope", -slope(0, b + 1))
+        add("fall_end", diff(0, b))
+    for k in range(K):
+        for j in range(K):
+            if j != k:
+                add("pairs", diff(k, j))
+    return np.array(rows), {k: np.array(v) for k, v in names.items()}
 
 
-def saturating_cv(table) -> tuple[float, float]:
-    """Leave-one-depth-out prediction error (precision-weighted) of the monotone saturating law and of
-    the law that may rise. Needs ≥ 5 depths (4 coefficients, one left out)."""
-    d, y = table["depth"].to_numpy(float), table["mean"].to_numpy(float)
-    w = 1.0 / np.maximum(table["se"].to_numpy(float) ** 2, 1e-18)
-    errors = {False: 0.0, True: 0.0}
-    for i in range(len(d)):
-        keep = np.arange(len(d)) != i
-        for rising in errors:
-            pred = _saturating_fit(d[keep], y[keep], w[keep], rising)(d[i:i + 1])[0]
-            errors[rising] += w[i] * (y[i] - pred) ** 2
-    return errors[False], errors[True]
+def _max_p(obs, null_max):
+    """p-values of observed t-values against draws of the null's largest one (adjusted for the maximum)."""
+    return (1 + len(null_max) - np.searchsorted(np.sort(null_max), obs, side="left")) / (1 + len(null_max))
+
+
+def _segment_p(T, T0, rows, side):
+    """Per break: the larger of the max-adjusted p-values of its segment's slope and of its end contrast
+    (both must hold), for `side` 'rise' or 'fall'; T observed t-values, T0 null draws (draws × contrasts)."""
+    slope, end = rows[f"{side}_slope"], rows[f"{side}_end"]
+    return np.maximum(_max_p(T[slope], T0[:, slope].max(axis=1)), _max_p(T[end], T0[:, end].max(axis=1)))
+
+
+def _tests(x, d_idx, y, X, n_seeds, noise_sd, rng, level):
+    """The model fitted to one set of runs, the rise and fall tests, the best depth's confidence set and
+    the minimum detectable rise. Returns a dict (var None where the noise cannot be measured)."""
+    K = len(x)
+    M, Q, share, S = _model(X, d_idx, K, n_seeds)
+    means, resid = M @ y, Q @ y
+    dof = float(share.sum())
+    n_runs = S.sum(axis=1)
+    if noise_sd is None and dof < 1.5:
+        return dict(means=means, n=n_runs, var=None, dof=dof)
+    C, rows = _contrasts(x)
+    G = ((C @ M) ** 2) @ S.T                    # se² of each contrast = G @ per-depth variances
+    var = _variances(resid[None], S, share)[0] if noise_sd is None else np.full(K, float(noise_sd) ** 2)
+    se = np.sqrt(G @ var)
+
+    def draws(true):
+        """Contrasts of noise with per-depth variances `true` (draws × depths), and their estimated se."""
+        Z = rng.standard_normal((N_SIM, len(y))) * np.sqrt(true[:, d_idx])
+        if noise_sd is not None:
+            return (Z @ M.T) @ C.T, np.broadcast_to(se, (N_SIM, len(C)))
+        return (Z @ M.T) @ C.T, np.sqrt(_variances(Z @ Q.T, S, share) @ G.T)
+
+    # the null's true variances are drawn around the estimate, so it also carries the estimate's uncertainty
+    prior, exact = PRIOR_DOF + S @ share, np.broadcast_to(var, (N_SIM, K))
+    null, se_null = draws(var * prior / rng.chisquare(prior, size=(N_SIM, K)) if noise_sd is None else exact)
+    T = (C @ means) / se
+    T0 = null / se_null                        # every depth's mean equal: the least favourable curve
+    rise_p, fall_p = _segment_p(T, T0, rows, "rise"), _segment_p(T, T0, rows, "fall")
+    pair_t = T[rows["pairs"]].reshape(K, K - 1)
+    best_set = np.flatnonzero(pair_t.max(axis=1) <= np.quantile(T0[:, rows["pairs"]].max(axis=1), level))
+    # minimum detectable rise: a rise of δ above a flat plateau from the set's lowest depth, linear in ln D
+    b0 = min(int(best_set.min()), K - 2)
+    shape = np.maximum(0.0, x - x[b0]) / (x[-1] - x[b0])
+    mdr = _detectable(T0, *draws(exact), C @ shape, rows, b0)    # power if the noise is as measured
+    return dict(means=means, n=n_runs, var=var, dof=dof, se=se, T=T, p_rise=float(rise_p.min()),
+                p_fall=float(fall_p.min()), rise_break=int(np.argmin(rise_p)), best_set=best_set, mdr=mdr,
+                mdr_from=b0, resid=resid,
+                t_crit=stats.t.ppf(1 - ALPHA, dof) if noise_sd is None else stats.norm.ppf(1 - ALPHA))
+
+
+def _detectable(T0, noise, se, effect, rows, first):
+    """The rise δ (times `effect`: the contrasts of a rise of 1 from depth index `first` on) that the rise
+    test detects with POWER when the noise is what was measured: `noise`, `se` are the contrasts and their
+    re-estimated standard errors on draws of that noise, T0 the test's null. Each t-value is affine in δ,
+    so per draw and break the δ where its slope and its end both clear their critical values is exact;
+    the test rejects at the smallest such δ over the breaks from `first` on (in real data a shallower
+    break meets the fall before the plateau)."""
+    need = []
+    for kind in ("rise_slope", "rise_end"):
+        crit = np.quantile(T0[:, rows[kind]].max(axis=1), 1 - ALPHA)
+        j = rows[kind][first:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = (crit * se[:, j] - noise[:, j]) / effect[j]
+        need.append(np.where(effect[j] > 0, np.maximum(d, 0), np.where(noise[:, j] > crit * se[:, j], 0, np.inf)))
+    return float(np.quantile(np.maximum(*need).min(axis=1), POWER))
+
+
+# ---------------------------------------------------------------------------------------------
+# D*: a parabola's vertex where one fits, else the confidence set
+# ---------------------------------------------------------------------------------------------
+
+def _lack_of_fit(u, y, w, dof):
+    """p-value of a weighted parabola's lack of fit to the means y at u (weights 1/se²), against noise
+    measured with `dof` (F test; χ² when the noise is stated)."""
+    X = np.column_stack([np.ones_like(u), u, u * u])
+    coef = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+    chi2, k = float(np.sum(w * (y - X @ coef) ** 2)), len(u) - 3
+    return float(stats.f.sf(chi2 / k, k, dof) if math.isfinite(dof) else stats.chi2.sf(chi2, k))
+
+
+def _vertex(x, means, se2, best_set, dof, n_boot, level, rng):
+    """The local parabola in ln D through the (up to) 5 depth means around the best one: its vertex with
+    a parametric bootstrap interval (means redrawn with their seed-blocked noise, the scale from its
+    χ² when measured), or None with the reason it does not describe the minimum."""
+    i, K = int(np.argmin(means)), len(x)
+    first, last = int(best_set.min()), int(best_set.max())
+    if last - first > 2:
+        return None, (f"the minimum is flat: depths {fmt(math.exp(x[first]))}–{fmt(math.exp(x[last]))} are all not "
+                      "measurably worse than the best")
+    centre = (first + last) // 2
+    lo, hi = max(0, centre - 2), min(K, centre + 3)
+    if not (lo < first and last < hi - 1 and hi - lo >= 5):
+        return None, "the best depths reach an end of the range, so no parabola brackets them"
+    wide = slice(max(0, centre - 3), min(K, centre + 4))     # the parabola must hold on up to 7 depths
+    p_fit = _lack_of_fit(x[wide] - x[i], means[wide], 1 / se2[wide], dof)
+    if p_fit < ALPHA:
+        return None, f"a parabola does not fit the means around the minimum (lack-of-fit p = {p_fit:.2g})"
+    u, y, w = x[lo:hi] - x[i], means[lo:hi], 1 / se2[lo:hi]
+    X = np.column_stack([np.ones_like(u), u, u * u])
+    coef = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+    if not coef[2] > 0 or not u[0] < -coef[1] / (2 * coef[2]) < u[-1]:
+        return None, "the local parabola has no minimum inside its window"
+    scale = np.sqrt(dof / rng.chisquare(dof, (n_boot, 1))) if math.isfinite(dof) else 1.0
+    Y = y + scale * rng.standard_normal((n_boot, len(y))) * np.sqrt(se2[lo:hi])
+    c = Y @ np.linalg.solve((X.T * w) @ X, X.T * w).T     # the same weighted fit for every draw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = np.where(c[:, 2] > 0, -c[:, 1] / (2 * c[:, 2]), np.nan)
+    draws[(draws < u[0]) | (draws > u[-1])] = np.nan    # no interior minimum: counted out, never imputed
+    low, high = percentile_ci(draws, level)
+    return dict(x=x[i] - coef[1] / (2 * coef[2]), low=x[i] + low, high=x[i] + high, samples=x[i] + draws,
+                p_fit=p_fit, window=(x[lo], x[hi - 1]), coef=coef, centre=x[i]), ""
 
 
 # ---------------------------------------------------------------------------------------------
 # The fitter
 # ---------------------------------------------------------------------------------------------
 
-def fit_critical_depth(depths, losses, *, seeds=None, width=None, n_boot=1000, level=0.95, random_state=0,
-                       tokens_per_param=None, final_slope=None, excluded=()) -> CriticalDepthFit:
+def fit_critical_depth(depths, losses, *, seeds=None, run_ids=None, noise_sd=None, width=None, n_boot=1000,
+                       level=0.95, random_state=0, tokens_per_param=None, final_slope=None,
+                       excluded=()) -> CriticalDepthFit:
     """Is loss against depth U-shaped at this width, and if so where is its minimum D*?
 
-    depths, losses: one entry per run (repeats at a depth are seeds). Verdict (see the module
-    docstring for the tests): 'U-shaped' — the loss falls, then rises measurably, and a law that may
-    rise beats the monotone saturating one on held-out depths; D* is then the vertex of a local
-    parabola in ln D around the best depth (`stats.local_vertex`), with a bootstrap interval over the
-    runs at each depth. 'monotone decreasing' — it falls and no rise is detected: `bound` gives
-    D* ≥ the shallowest depth not measurably worse than the best. 'monotone increasing' — the
-    shallowest depth is best and deeper ones are worse. 'inconclusive' — otherwise, with the reason.
-    tokens_per_param, final_slope (per run, optional) describe the training regime in the summary;
+    depths, losses: one entry per run; `seeds` (per run) makes the seed a block — its effect shared by
+    all depths is removed — and `run_ids` name flagged runs. `noise_sd`: the seed-to-seed sd of one run's
+    loss when known from elsewhere (needed with one run per depth). Verdicts (module docstring):
+    'U-shaped' — a significant fall, then a rise that persists to the deepest depth; D* as a vertex or
+    the best depth's confidence set. 'monotone decreasing' — a fall and no rise detected: `bound` is
+    D* ≥ the set's lowest depth, `mdr` what rise could have been detected. 'monotone increasing' — a
+    rise and no fall: D* ≤ the set's highest depth. 'inconclusive' — neither, or no noise to measure,
+    with the reason. tokens_per_param, final_slope (per run, optional) describe the training regime;
     `excluded` names runs left out by the caller (unstable, diverged) so the summary can list them."""
     check_level(level)
     check_n_boot(n_boot)
     depths = as_array("depths", depths, positive=True)
     losses = as_array("losses", losses, positive=True)
     same_length(depths=depths, losses=losses)
-    if seeds is not None:
-        seeds = np.asarray(seeds)
-        same_length(depths=depths, seeds=seeds)
-    levels = np.unique(depths)
+    for name, v in (("seeds", seeds), ("run_ids", run_ids)):
+        if v is not None:
+            same_length(depths=depths, **{name: np.asarray(v)})
+    if noise_sd is not None and not (isinstance(noise_sd, (int, float)) and 0 < noise_sd < math.inf):
+        raise ValueError(f"noise_sd must be a positive number (the sd of one run's loss over seeds), got {noise_sd!r}")
+    levels, d_idx = np.unique(depths, return_inverse=True)
     if len(levels) < 3:
         raise ValueError(f"need at least 3 distinct depths, got {levels.tolist()}")
-    if len(depths) < 4:
+    if len(depths) < 4 and noise_sd is None:
         raise ValueError(f"need at least 4 runs (3 depths leave no noise to measure), got {len(depths)}")
     not_constant("losses", losses)
     rng = np.random.default_rng(random_state)
-
-    test = rise_test(depths, losses, rng=rng)
-    table = test["table"]
-    i_min = test["i_min"]
-    m, se = table["mean"].to_numpy(), table["se"].to_numpy()
-    rise = float(m[i_min:].max() - m[i_min])
-    z_crit = 1.6448536269514722    # one-sided 5%: "measurably worse than the best"
-    worse = (m - m[i_min]) / np.sqrt(se ** 2 + se[i_min] ** 2) > z_crit
-    d_plateau = float(levels[np.flatnonzero(~worse)[0]])
-    cv0, cv1 = saturating_cv(table) if len(levels) >= 5 else (math.nan, math.nan)
-    verdict, reason, bound = _verdict(test, levels, rise, d_plateau, cv0, cv1)
-    d_star, ci, vertex = math.nan, (math.nan, math.nan), None
-    if verdict == "U-shaped":
-        vertex = local_vertex(np.log(depths), losses, n_boot=n_boot, level=level, rng=rng)
-        d_star, ci = math.exp(vertex["x"]), (math.exp(vertex["low"]), math.exp(vertex["high"]))
-        bound = f"D* = {fmt(d_star)} ({level:.0%} CI {fmt_ci(ci)})"
-    data = pd.DataFrame({"depth": depths, "loss": losses})
+    s_idx, n_seeds = None, 1
     if seeds is not None:
-        data["seed"] = seeds
-    curve = _saturating_curves(table)
-    samples = pd.DataFrame({"d_star": np.exp(vertex["samples"])}) if vertex and vertex["samples"] is not None else None
-    result = CriticalDepthFit(
-        kind="critical_depth", params={"d_star": d_star}, ci={"d_star": ci}, n_points=len(depths), level=level,
-        n_boot=n_boot if vertex else 0, verdict=verdict, data=data, curve=curve, samples=samples, width=width,
-        depth_range=(float(levels[0]), float(levels[-1])), p_rise=test["p_rise"], p_fall=test["p_fall"], rise=rise,
-        cv_saturating=cv0, cv_rising=cv1, bound=bound, d_plateau=d_plateau, best_depth=float(levels[i_min]),
-        reason=reason, excluded=list(excluded),
-        regime=regime(tokens_per_param, final_slope, depths, best=float(levels[i_min]), effect=rise),
-        paper_log=paper_critical_depth(width) if width is not None else None,
-        paper_power=paper_critical_depth_power(width) if width is not None else None)
+        seed_levels, s_idx = np.unique(np.asarray(seeds), return_inverse=True)
+        n_seeds = len(seed_levels)
+        if not any(len(np.unique(d_idx[s_idx == s])) > 1 for s in range(n_seeds)):
+            s_idx, n_seeds = None, 1            # no seed spans two depths: nothing to block
+    X, x = _design(d_idx, s_idx, len(levels), n_seeds), np.log(levels)
+    keep, flagged = _flag_outliers(X, losses, d_idx)
+    test = _tests(x, d_idx[keep], losses[keep], X[keep], n_seeds, noise_sd, rng, level)
+    result = _result(levels, test, noise_sd, n_boot, level, rng, seeds_blocked=s_idx is not None)
+    if flagged:
+        with_all = _tests(x, d_idx, losses, X, n_seeds, noise_sd, rng, level)
+        result.verdict_with_outliers = _verdict(levels, with_all)[0]
+        ids = np.asarray(run_ids) if run_ids is not None else None
+        result.outliers = [dict(run=None if ids is None else ids[i], depth=float(depths[i]),
+                                seed=None if seeds is None else np.asarray(seeds)[i], excess=e, t=t)
+                           for i, (e, t) in flagged.items()]
+    result.data = pd.DataFrame({"depth": depths, "loss": losses, "outlier": ~keep})
+    if seeds is not None:
+        result.data["seed"] = np.asarray(seeds)
+    if run_ids is not None:
+        result.data["run_id"] = np.asarray(run_ids)
+    result.n_points = len(depths)
+    result.width, result.excluded = width, list(excluded)
+    result.regime = regime(tokens_per_param, final_slope, depths, best=result.best_depth, effect=result.rise)
+    if width is not None:
+        result.paper_log, result.paper_power = paper_critical_depth(width), paper_critical_depth_power(width)
     result.text = critical_depth_text(result)
     return result
 
 
-def _verdict(test, levels, rise, d_plateau, cv0, cv1) -> tuple[str, str, str]:
-    """(verdict, the reason in words, the bound on D* when there is no interior minimum)."""
-    falls, rises = test["p_fall"] < ALPHA, test["p_rise"] < ALPHA
-    lo_d, hi_d, best = float(levels[0]), float(levels[-1]), float(levels[test["i_min"]])
-    if falls and rises and cv1 < cv0:
-        return "U-shaped", (f"the loss falls to its lowest at D ≈ {fmt(best)} and rises by {rise:.3f} nats beyond it "
-                            f"(rise test p = {test['p_rise']:.3g}), and a law that may rise predicts held-out depths "
-                            "better than a monotone saturating one"), ""
-    if falls and rises:
-        return "inconclusive", ("a rise beyond the best depth is significant by the rise test (p = "
-                                f"{test['p_rise']:.3g}), but " + (
-                                    "with fewer than 5 depths no law can be compared out of sample" if len(levels) < 5
-                                    else "a monotone saturating law predicts held-out depths as well as one that "
-                                         "rises: the rise is not a consistent trend (a bump, or one noisy depth)")), ""
-    if falls:
-        reason = ("the loss keeps falling to the deepest depth tried" if d_plateau == hi_d else
-                  f"the loss falls until D ≈ {fmt(d_plateau)} and no depth beyond is measurably better or worse")
-        return "monotone decreasing", (reason + f" (no rise detected up to D = {fmt(hi_d)}: rise test p = "
-                                       f"{test['p_rise']:.3g})"), f"D* ≥ {fmt(d_plateau)}"
-    if rises and test["i_min"] == 0:
-        return "monotone increasing", ("the shallowest depth tried is best and deeper ones are measurably worse "
-                                       f"(p = {test['p_rise']:.3g})"), f"D* ≤ {fmt(lo_d)}"
-    return "inconclusive", ("no depth is measurably better than another (fall test p = "
-                            f"{test['p_fall']:.3g}, rise test p = {test['p_rise']:.3g}): more seeds or a wider range "
-                            "would help"), ""
+def _result(levels, test, noise_sd, n_boot, level, rng, seeds_blocked) -> CriticalDepthFit:
+    """The fit result of one analysis (`_tests`' dict), D* included."""
+    means, var = test["means"], test["var"]
+    i_min = int(np.argmin(means))
+    rise = float(means[i_min:].max() - means[i_min])
+    verdict, reason, bound = _verdict(levels, test)
+    r = CriticalDepthFit(kind="critical_depth", params={"d_star": math.nan}, ci={"d_star": (math.nan, math.nan)},
+                         n_points=0, level=level, verdict=verdict, reason=reason, bound=bound, rise=rise,
+                         depth_range=(float(levels[0]), float(levels[-1])), best_depth=float(levels[i_min]),
+                         seed_blocked=seeds_blocked, noise_dof=test["dof"] if noise_sd is None else math.inf,
+                         noise_source="stated" if noise_sd is not None else "measured")
+    if var is None:
+        r.means = pd.DataFrame({"depth": levels, "n": test["n"].astype(int), "mean": means, "se": math.nan,
+                                "in_set": False})
+        return r
+    se2 = var / test["n"]
+    best_set = test["best_set"]
+    r.means = pd.DataFrame({"depth": levels, "n": test["n"].astype(int), "mean": means, "se": np.sqrt(se2),
+                            "in_set": np.isin(np.arange(len(levels)), best_set)})
+    r.p_rise, r.p_fall = test["p_rise"], test["p_fall"]
+    r.best_set = [float(levels[k]) for k in best_set]
+    r.d_plateau = r.best_set[0]
+    r.mdr, r.mdr_from = test["mdr"], float(levels[test["mdr_from"]])
+    resid = test["resid"]
+    r.noise_sd = float(noise_sd) if noise_sd is not None else float(np.sqrt(resid @ resid / test["dof"]))
+    onset = int(best_set[0])
+    gap = means[onset] - means[-1]
+    r.still_improving = bool(i_min == len(levels) - 1 and (onset == i_min or gap / np.sqrt(se2[onset] + se2[-1])
+                                                            > test["t_crit"]))
+    x = np.log(levels)
+    r.curve = _two_lines(x, means, test)
+    if verdict != "U-shaped":
+        return r
+    vertex, why = _vertex(x, means, se2, best_set, r.noise_dof, n_boot, level, rng)
+    if vertex is None:
+        r.d_star_method, r.params["d_star"] = "confidence set", float(levels[i_min])
+        r.ci["d_star"] = (r.best_set[0], r.best_set[-1])
+        r.bound = "D* ∈ {" + ", ".join(fmt(d) for d in r.best_set) + "}" + f" ({level:.0%} confidence set: {why})"
+        return r
+    r.d_star_method, r.n_boot = "parabola", n_boot
+    r.params["d_star"], r.ci["d_star"] = math.exp(vertex["x"]), (math.exp(vertex["low"]), math.exp(vertex["high"]))
+    r.samples = pd.DataFrame({"d_star": np.exp(vertex["samples"])})
+    grid = np.linspace(*vertex["window"], 50)
+    u = grid - vertex["centre"]
+    r.curve = pd.concat([r.curve, pd.DataFrame({"depth": np.exp(grid), "loss": vertex["coef"] @ [u ** 0, u, u * u],
+                                                "law": "local parabola"})], ignore_index=True)
+    r.bound = (f"D* = {fmt(r.params['d_star'])} ({level:.0%} CI {fmt(r.ci['d_star'][0])}–{fmt(r.ci['d_star'][1])}; "
+               f"local parabola, lack-of-fit p = {vertex['p_fit']:.2g})")
+    return r
 
 
-def _saturating_curves(table) -> pd.DataFrame:
-    """Both saturating laws fitted to all depth means, on a grid (for charts)."""
-    d, y = table["depth"].to_numpy(float), table["mean"].to_numpy(float)
-    w = 1.0 / np.maximum(table["se"].to_numpy(float) ** 2, 1e-18)
-    grid = np.exp(np.linspace(np.log(d.min()), np.log(d.max()), 100))
-    frames = [pd.DataFrame({"depth": grid, "loss": _saturating_fit(d, y, w, rising)(grid), "law": name})
-              for rising, name in ((False, "E + A·D^-a"), (True, "E + A·D^-a + c·ln D"))]
+def _two_lines(x, means, test):
+    """The two lines of the two-lines test at the rise test's strongest break (for charts): depth, loss, law."""
+    b = test["rise_break"]
+    frames = []
+    for name, part in ((f"line up to D = {fmt(math.exp(x[b]))}", slice(0, b + 1)),
+                       (f"line from D = {fmt(math.exp(x[b]))}", slice(b, len(x)))):
+        if part.stop - part.start >= 2:
+            coef = np.polyfit(x[part], means[part], 1)
+            frames.append(pd.DataFrame({"depth": np.exp(x[part]), "loss": np.polyval(coef, x[part]), "law": name}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _verdict(levels, test) -> tuple[str, str, str]:
+    """(verdict, the reason in words, the bound on D* when there is no interior minimum)."""
+    if test["var"] is None:
+        return "inconclusive", ("there is one run per depth (or too few repeats): no seed-to-seed noise to measure, "
+                                "so no difference between depths can be called measurable — repeat seeds, or pass "
+                                "noise_sd= (the sd of one run's loss over seeds) if it is known"), ""
+    falls, rises = test["p_fall"] < ALPHA, test["p_rise"] < ALPHA
+    hi_d = fmt(levels[-1])
+    best = fmt(levels[int(np.argmin(test["means"]))])
+    lowest, highest = fmt(levels[test["best_set"].min()]), fmt(levels[test["best_set"].max()])
+    tests = f"fall test p = {test['p_fall']:.3g}, rise test p = {test['p_rise']:.3g}"
+    if falls and rises:
+        return "U-shaped", (f"the loss falls to its lowest at D ≈ {best} and rises beyond it, staying higher up to the "
+                            f"deepest depth D = {hi_d} ({tests})"), ""
+    if falls:
+        return "monotone decreasing", (f"the loss falls and no rise is detected up to D = {hi_d} ({tests})"), \
+            f"D* ≥ {lowest}"
+    if rises:
+        return "monotone increasing", (f"the loss rises beyond D ≈ {best} up to the deepest depth and no fall before it "
+                                       f"is detected ({tests}): every depth beyond D = {highest} is measurably worse "
+                                       "than the best"), f"D* ≤ {highest}"
+    return "inconclusive", f"neither a fall nor a rise is detected ({tests})", ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +518,8 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
     tpp = frame["tokens_per_param"] if "tokens_per_param" in frame else frame["tokens"] / frame["non_embedding_params"] \
         if {"tokens", "non_embedding_params"} <= set(frame.columns) else None
     result = fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
-                                seeds=frame["seed"].to_numpy() if "seed" in frame else None, width=width,
+                                seeds=frame["seed"].to_numpy() if "seed" in frame else None,
+                                run_ids=frame["run_id"].to_numpy() if "run_id" in frame else None, width=width,
                                 tokens_per_param=tpp, final_slope=slope, excluded=excluded, **kwargs)
     if slope is not None:
         result.regime["slope_kind"] = slope_kind

@@ -57,22 +57,68 @@ def excluded_sentence(excluded) -> str:
     return f"Excluded from the fit ({len(excluded)}): " + "; ".join(excluded) + "."
 
 
+def _noise_words(r) -> str:
+    """Where the noise the tests use comes from."""
+    if r.noise_source == "stated":
+        return f"noise sd {r.noise_sd:.3g} per run as stated"
+    if not math.isfinite(r.noise_sd):
+        return ""
+    how = "seed effects removed by a two-way depth + seed model" if r.seed_blocked else "spread of repeats at each depth"
+    return f"{how}: residual sd {r.noise_sd:.3g} per run, {r.noise_dof:.0f} dof"
+
+
+def best_set_words(r) -> str:
+    """The best depth's confidence set in words: '8–16 (8, 12, 16)'."""
+    s = r.best_set
+    if len(s) <= 1:
+        return fmt(s[0]) if s else ""
+    return f"{fmt(s[0])}–{fmt(s[-1])} ({', '.join(fmt(d) for d in s)})"
+
+
+def detectable_sentence(r) -> str:
+    """What a negative verdict could have seen: the minimum detectable rise."""
+    if not math.isfinite(r.mdr):
+        return ""
+    noise = ("stated" if r.noise_source == "stated" else "measured"
+             + (f" (itself from only {r.noise_dof:.0f} dof, so this is rough)" if r.noise_dof < 10 else ""))
+    return (f"a rise of {r.mdr:.3g} nats or more from D = {fmt(r.mdr_from)} to D = {fmt(r.depth_range[1])} (linear in "
+            f"ln D above a flat plateau) would have been detected with 80% power at the noise {noise}")
+
+
+def outlier_sentence(r) -> str:
+    """The runs flagged as outliers among their seeds, and the verdict with them put back."""
+    if not r.outliers:
+        return ""
+    runs = "; ".join((f"{o['run']} " if o["run"] is not None else "the run ") + f"(D = {fmt(o['depth'])}"
+                     + (f", seed {o['seed']}" if o["seed"] is not None else "")
+                     + f"): {o['excess']:+.3f} nats from what its depth and seed predict (t = {o['t']:.1f})"
+                     for o in r.outliers)
+    one = len(r.outliers) == 1
+    with_them = ("the same" if r.verdict_with_outliers == r.verdict else f"**{r.verdict_with_outliers}**")
+    return (f"{'An outlier' if one else f'{len(r.outliers)} outliers'} among {'its' if one else 'their'} seeds, left out "
+            f"of the verdict (its stored status is unchanged): {runs}. With {'it' if one else 'them'} the verdict is "
+            f"{with_them}.")
+
+
 def critical_depth_text(r) -> str:
-    """The summary paragraph of a critical-depth fit: data, tests, verdict, regime, exclusions, paper."""
+    """The summary paragraph of a critical-depth fit: data, noise, tests, verdict, D* or its bound, the
+    best depth's confidence set, what a negative verdict could have detected, outliers, regime,
+    exclusions, paper."""
     lo, hi = r.depth_range
     seeds = f", {r.data['seed'].nunique()} seed(s)" if "seed" in r.data else ""
     where = f" at W = {r.width:g}" if r.width is not None else ""
+    noise = _noise_words(r)
     text = (f"Critical depth{where} from {r.n_points} runs ({r.data['depth'].nunique()} depths {fmt(lo)}–{fmt(hi)}"
-            f"{seeds}). Verdict: **{r.verdict}** — {r.reason}.")
-    if r.verdict == "U-shaped":
-        text += f" {r.bound} (local parabola in ln D around the best depth, bootstrap over the runs at each depth)."
-    elif r.bound:
+            f"{seeds}{'; ' + noise if noise else ''}). Verdict: **{r.verdict}** — {r.reason}.")
+    if r.bound:
         text += f" {r.bound}."
-    text += (f" Tests: rise beyond the best depth p = {r.p_rise:.3g}, fall before it p = {r.p_fall:.3g}"
-             + (f"; held-out error of a saturating law {r.cv_saturating:.3g} vs a law that may rise {r.cv_rising:.3g}."
-                if math.isfinite(r.cv_saturating) else "."))
-    text += " " + paper_comparison(r)
-    return " ".join(s for s in (text, regime_sentence(r.regime), excluded_sentence(r.excluded)) if s)
+    if r.best_set:
+        text += (f" Best depth ({r.level:.0%} confidence set: the depths not measurably worse than any other): "
+                 f"{best_set_words(r)}" + ("; still improving at the deepest depth" if r.still_improving else "") + ".")
+    if r.verdict in ("monotone decreasing", "inconclusive") and detectable_sentence(r):   # the negative verdicts
+        text += " Power: " + detectable_sentence(r) + "."
+    parts = (text, outlier_sentence(r), paper_comparison(r), regime_sentence(r.regime), excluded_sentence(r.excluded))
+    return " ".join(s for s in parts if s)
 
 
 def paper_comparison(r) -> str:
@@ -84,28 +130,37 @@ def paper_comparison(r) -> str:
     if r.verdict == "U-shaped":
         lo, hi = r.ci["d_star"]
         inside = lambda v: "inside" if lo <= v <= hi else "outside"
-        return f"{claim}: {inside(r.paper_log)} and {inside(r.paper_power)} our interval respectively."
+        ours = "our interval" if r.d_star_method == "parabola" else f"our confidence set's range ({fmt(lo)}–{fmt(hi)})"
+        return f"{claim}: {inside(r.paper_log)} and {inside(r.paper_power)} {ours} respectively."
     return f"{claim}; with no U-shape found here there is no critical depth to set beside them."
 
 
 def critical_depth_sentence(r) -> str:
-    """One headline sentence for a notebook: what the sweep at this width shows, in its regime."""
+    """One headline sentence for a notebook: what the sweep at this width shows, in its regime, with the
+    best depth's confidence set and (for a negative verdict) the minimum detectable rise."""
     w = f"At W = {r.width:g}" if r.width is not None else "Here"
     lo, hi = r.depth_range
+    power = detectable_sentence(r)
     if r.verdict == "U-shaped":
-        head = (f"{w} the loss is **U-shaped**: lowest at D\\* = {fmt(r.params['d_star'])} "
-                f"({r.level:.0%} CI {fmt_ci(r.ci['d_star'])}) and {r.rise:.3f} nats higher at worst beyond it "
-                f"(rise test p = {r.p_rise:.2g}). {paper_comparison(r)}")
+        where = (f"lowest at D\\* = {fmt(r.params['d_star'])} ({r.level:.0%} CI {fmt_ci(r.ci['d_star'])}, local parabola)"
+                 if r.d_star_method == "parabola" else
+                 f"the best depth lies in {best_set_words(r)} ({r.level:.0%} confidence set; too flat or too far from a "
+                 "parabola for a vertex)")
+        head = (f"{w} the loss is **U-shaped**: {where}, and it stays higher beyond the minimum up to D = {fmt(hi)} "
+                f"({r.rise:.3f} nats at worst; rise test p = {r.p_rise:.2g}). {paper_comparison(r)}")
     elif r.verdict == "monotone decreasing":
-        head = (f"{w} the paper's rise beyond a critical depth is **not reproduced**: the loss "
-                + ("keeps falling to the deepest depth tried" if r.d_plateau >= hi else
-                   f"levels off from D ≈ {fmt(r.d_plateau)} and no deeper depth is measurably worse")
-                + f" (up to D = {fmt(hi)}; rise test p = {r.p_rise:.2g}), so {r.bound}.")
+        deepest = ("; still improving at the deepest depth" if r.still_improving else
+                   "; the lowest mean is at the deepest depth" if r.best_depth >= hi else "")
+        head = (f"{w} **no rise is detected** up to D = {fmt(hi)} (rise test p = {r.p_rise:.2g}; {power}): the best "
+                f"depth lies in {best_set_words(r)} ({r.level:.0%} confidence set), so {r.bound}{deepest}. The paper's "
+                "rise beyond a critical depth is **not reproduced** at this precision.")
     elif r.verdict == "monotone increasing":
-        head = f"{w} the loss **rises from the shallowest depth tried**: {r.bound}."
+        head = (f"{w} the loss **rises from the shallowest depths tried**: the best depth lies in {best_set_words(r)} "
+                f"({r.level:.0%} confidence set), so {r.bound}, and deeper is worse up to D = {fmt(hi)} "
+                f"(rise test p = {r.p_rise:.2g}).")
     else:
-        head = f"{w} the data are **inconclusive**: {r.reason}."
-    return " ".join(s for s in (head, regime_sentence(r.regime)) if s)
+        head = f"{w} the data are **inconclusive**: {r.reason}" + (f"; {power}" if power else "") + "."
+    return " ".join(s for s in (head, outlier_sentence(r), regime_sentence(r.regime)) if s)
 
 
 def movement_sentence(by_budget, moves, width=None) -> str:
@@ -166,8 +221,10 @@ def _overlap(r1, r2) -> bool:
 
 def arm_sentence(arm: str, r) -> str:
     """One depth sweep's verdict in a few words, for a list of arms."""
-    if r.verdict == "U-shaped":
+    if r.verdict == "U-shaped" and r.d_star_method == "parabola":
         return f"{arm}: **U-shaped**, D\\* = {fmt(r.params['d_star'])} ({r.level:.0%} CI {fmt_ci(r.ci['d_star'])})"
+    if r.verdict == "U-shaped":
+        return f"{arm}: **U-shaped**, best depth in {best_set_words(r)} ({r.level:.0%} confidence set)"
     return f"{arm}: **{r.verdict}**" + (f" ({r.bound})" if r.bound else f" — {r.reason}")
 
 
