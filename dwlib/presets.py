@@ -185,8 +185,9 @@ def settings(notebook: str, preset: str = "smoke", **params) -> Settings:
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
-    if values["executor"] not in sweep.EXECUTORS:
-        raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {values['executor']!r}")
+    if str(values["executor"]).partition(":")[0] not in sweep.EXECUTORS:   # "slurm:partition=gpu,…": its options
+        raise ValueError(f"executor must be one of {', '.join(sweep.EXECUTORS)} (Slurm's options as "
+                         f"'slurm:partition=gpu,time_limit=120'); got {values['executor']!r}")
     values["store_path"] = Path(values["store_path"] or default_store_path())
     values["output_dir"] = Path(values["output_dir"] or default_output_dir(notebook))
     values["threads"] = int(values["threads"] or default_threads())
