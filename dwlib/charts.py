@@ -162,30 +162,34 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
 
 
 def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
-    """D* across annealed budgets (`fit.critical_depth_by_budget`): D* with its interval where the verdict
-    is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is monotone; the paper's 2.43·ln W
-    as a dashed rule when `width` is given."""
-    frame = by_budget.copy()
-    frame["depth"] = frame["d_star"].where(frame["verdict"] == "U-shaped", frame.get("bound_depth"))
-    frame = frame.dropna(subset=["depth"])
+    """The best depth across annealed budgets (`fit.critical_depth_by_budget`), whatever each budget's
+    verdict: the best depth (marker by verdict) with its confidence set as a bar, D*'s interval (grey,
+    with ticks) where a parabola fits; the paper's critical depth 2.43·ln W (a loss minimum) as a dashed rule when
+    `width` is given."""
+    frame = by_budget.dropna(subset=["best_depth"]).copy() if "best_depth" in by_budget else by_budget.iloc[:0]
     if frame.empty:
-        raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
-    frame["marker"] = np.where(frame["verdict"] == "U-shaped", "D* (U-shaped)",
-                               np.where(frame["verdict"] == "monotone increasing", "bound D* ≤", "bound D* ≥"))
+        raise ValueError("no budget has a best depth to draw (see the verdict column)")
     x = alt.X("tokens:Q", scale=_padded(frame["tokens"]), axis=_count_axis("training tokens T (annealed)"))
-    y = partial(alt.Y, scale=_log(), title="loss-minimising depth D*")
-    u = frame[frame["verdict"] == "U-shaped"]
-    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
-              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
-                  x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
-                  shape=alt.Shape("marker:N", title=None, scale=alt.Scale(
-                      domain=["D* (U-shaped)", "bound D* ≥", "bound D* ≤"],
-                      range=["circle", "triangle-up", "triangle-down"])),
-                  tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
+    shown = pd.concat([frame[c] for c in ("best_depth", "set_low", "set_high", "low", "high") if c in frame])
     if width is not None:
-        refs = pd.DataFrame({"depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
-        layers.append(_legend_rules(refs, y=y("depth:Q")))
-    title = "critical depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
+        shown = pd.concat([shown, pd.Series([paper_critical_depth(width)])])
+    y = partial(alt.Y, scale=_padded(shown), title="best depth and its confidence set")
+    verdicts = ["U-shaped", "monotone decreasing", "monotone increasing", "inconclusive"]
+    layers = [alt.Chart(frame.dropna(subset=["set_low", "set_high"])).mark_errorbar(color=FIT_COLOR, thickness=2).encode(
+                  x=x, y=y("set_low:Q"), y2="set_high:Q"),
+              alt.Chart(frame).mark_point(size=80, filled=False, strokeWidth=2).encode(
+                  x=x, y=y("best_depth:Q"), color=alt.value(FIT_COLOR),
+                  shape=alt.Shape("verdict:N", title=None, scale=alt.Scale(
+                      domain=verdicts, range=["circle", "triangle-up", "triangle-down", "square"])),
+                  tooltip=["tokens", "verdict", "best_depth", "set_low", "set_high", "d_star", "bound"])]
+    vertex = frame[frame.get("d_star_method", pd.Series("", index=frame.index)) == "parabola"]
+    if len(vertex):       # D* where a parabola fits: its interval
+        layers.append(alt.Chart(vertex).mark_errorbar(color=REFERENCE_COLOR, ticks=True).encode(
+            x=x, y=y("low:Q"), y2="high:Q"))
+    if width is not None:
+        refs = pd.DataFrame({"best_depth": [paper_critical_depth(width)], "label": ["paper: 2.43·ln W"]})
+        layers.append(_legend_rules(refs, y=y("best_depth:Q")))
+    title = "best depth across annealed budgets" + (f" (W = {width:g})" if width is not None else "")
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
 
 
@@ -278,8 +282,9 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
 
 def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     """Left: loss vs depth (log) coloured by width — observed runs (points) and the fitted law at each
-    run's own (D, W, T) (lines with bootstrap bands). Right: the fitted D_crit(W) with its bootstrap band
-    against the paper's 2.43·ln W and its W^0.44 law."""
+    run's own (D, W, T) (lines with bootstrap bands). Right: two depths of the fitted law with their bootstrap
+    bands — D_crit(W), where its penalty starts, and D*(W), where its loss is lowest — against the paper's
+    2.43·ln W and its W^0.44 law (a loss minimum, so D* is the one to compare)."""
     _expect(result, "depth_width_law")
     data = result.data.copy()
     # one line per width, or per (width, tokens) when a width has several runs at one depth
@@ -303,30 +308,30 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
 
     form = result.law
     widths = np.exp(np.linspace(np.log(data["width"].min()), np.log(data["width"].max()), 60))
-    dc = pd.DataFrame({"width": widths, "d_crit": fit.d_crit(result.params, widths, form)})
+    depths = {"law: D_crit (penalty onset)": fit.d_crit, "law: D* (loss minimum)": fit.laws.law_d_star}
+    lines = pd.concat([pd.DataFrame({"width": widths, "depth": f(result.params, widths, form), "label": name})
+                       for name, f in depths.items()], ignore_index=True)
     if result.samples is not None and len(result.samples):
-        draws = np.stack([fit.d_crit(dict(zip(result.samples.columns, r)), widths, form)
-                         for r in result.samples.to_numpy()])
+        cols = {k: result.samples[k].to_numpy()[:, None] for k in result.samples.columns}
         q = 100 * (1 - result.level) / 2
-        dc["low"], dc["high"] = np.percentile(draws, [q, 100 - q], axis=0)
-    refs = pd.concat([
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth(w) for w in widths],
-                      "label": "paper: 2.43·ln W"}),
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth_power(w) for w in widths],
-                      "label": "paper: 15.2·(W/512)^0.44"}),
-    ])
+        lines["low"], lines["high"] = np.concatenate(
+            [np.percentile(f(cols, widths[None], form), [q, 100 - q], axis=0) for f in depths.values()], axis=1)
+    lines = pd.concat([lines, pd.DataFrame({"width": widths, "depth": [paper_critical_depth(w) for w in widths],
+                                            "label": "paper: 2.43·ln W"}),
+                       pd.DataFrame({"width": widths, "depth": [paper_critical_depth_power(w) for w in widths],
+                                     "label": "paper: 15.2·(W/512)^0.44"})], ignore_index=True)
+    styled = _styled_lines(lines["label"], [FIT_COLOR, "#9467bd", PAPER_COLOR, PAPER_COLOR], [[1, 0], [1, 0]] + DASHES[:2],
+                           title="compare the paper with D*")
     xw = alt.X("width:Q", scale=_log(), title="width W")
-    yd = partial(alt.Y, scale=_log(), title="critical depth D_crit")
+    yd = partial(alt.Y, scale=_log(), title="depth")
     right_layers = []
-    if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2, color=FIT_COLOR)
-                            .encode(x=xw, y=yd("low:Q"), y2="high:Q"))
-    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd("d_crit:Q")))
-    right_layers.append(alt.Chart(refs).mark_line().encode(
-        x=xw, y=yd("d_crit:Q"), **_styled_lines(refs["label"], [PAPER_COLOR, PAPER_COLOR], DASHES[:2],
-                                                title="reference")))
+    if "low" in lines.columns:
+        right_layers.append(alt.Chart(lines.dropna(subset=["low", "high"])).mark_area(opacity=0.2).encode(
+            x=xw, y=yd("low:Q"), y2="high:Q", color=styled["color"]))
+    right_layers.append(alt.Chart(lines).mark_line().encode(x=xw, y=yd("depth:Q"), **styled))
     form_txt = f"κ·W^γ, γ = {result.params['gamma']:.2f}" if form == "power" else "κ·ln W"
-    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT, title=f"D_crit = {form_txt}")
+    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT,
+                                                title=f"D_crit = {form_txt} (onset) and D* (minimum)")
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 
