@@ -25,9 +25,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# Ray (the distributed executor) is optional for users; the tests exercise it, so `make test` adds it.
-$(VENV)/.installed-ray: $(VENV)/.installed requirements-ray.txt
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
+# Ray and submitit (the cluster executors) are optional for users; the tests exercise them, so `make test`
+# adds them.
+$(VENV)/.installed-clusters: $(VENV)/.installed requirements-ray.txt requirements-slurm.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt -r requirements-slurm.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,7 +38,7 @@ venv: $(VENV)/.installed
 run: venv
 	$(PY) -m dwlib.notebooks 02_baseline_sweep -p preset cpu -p executor parallel
 
-test: venv $(VENV)/.installed-ray
+test: venv $(VENV)/.installed-clusters
 	$(PY) -m pytest -q
 
 bench: venv

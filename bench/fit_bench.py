@@ -106,7 +106,7 @@ def synthetic(rows):
     norms = np.exp(-(48 - layers) / 8 + rng.normal(0, 0.05, 48))
     timed("gradient persistence, 48 blocks, 1000 resamples", lambda: fit.fit_gradient_persistence(norms), rows)
     widths = np.array([64, 128, 256, 512, 1024, 2048])
-    timed("τ(W) power law + log form, 6 widths, 500 resamples, leave-one-width-out",
+    timed("τ(W) power law + log form, 6 widths, robust t-interval, leave-one-width-out",
           lambda: fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 6))), rows)
     truth = dict(A=40.0, alpha=0.3, B=60.0, delta=0.3, c=0.15, kappa=1.2, gamma=0.4)
     grid = [(d, w, t) for w in (64, 128, 256, 512) for d in (2, 4, 8, 16, 32, 64) for t in (3e7, 1e8, 3e8)]

@@ -2,6 +2,7 @@
 
     python bench/sweep_overhead.py                 # store ops, cache hits, a tiny sweep local vs parallel
     python bench/sweep_overhead.py --ray           # also through a local Ray instance
+    python bench/sweep_overhead.py --slurm         # also Slurm jobs through submitit's local backend
     python bench/sweep_overhead.py --runs 8 --steps 200 --ray --repeats 3   # interleaved, with the spread
 
 Figures printed (milliseconds unless said):
@@ -10,7 +11,8 @@ Figures printed (milliseconds unless said):
   sweep.run on a finished run (the cache-hit path: corpus fingerprint + run key + store read)
   a sweep of N tiny runs: wall time sequential (1 and all threads) vs parallel workers, and the
   per-run overhead = (sweep wall − Σ trainer wall) / N; with --ray, Ray's overhead per run over the
-  parallel executor at the same concurrency = (Ray's sweep wall − parallel's) / N, per repeat
+  parallel executor at the same concurrency = (Ray's sweep wall − parallel's) / N, per repeat; with
+  --slurm, the same for Slurm jobs (submitit's local backend: each job its own processes, as on a node)
 """
 from __future__ import annotations
 
@@ -84,7 +86,8 @@ def tiny_pairs(n, steps, corpus, threads, device="auto"):
                             threads=threads, device=device) for i in range(n)]
 
 
-def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str, repeats: int):
+def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool, device: str, repeats: int,
+                 use_slurm: bool = False, only=None):
     cores = available_cores()
     print(f"\nsweep of {n_runs} tiny runs (D 1-2, W 64, T 64, B 8, {steps} steps, device {device}) on {cores} cores, "
           f"load average {os.getloadavg()[0]:.2f}; each executor {repeats}x, interleaved")
@@ -102,18 +105,26 @@ def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool
                  runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
         print(f"  (ray.init: {time.perf_counter() - t0:.1f} s, not counted below; Ray's first sweep starts its "
               "workers, later ones reuse them)")
+    if use_slurm:   # a job is a fresh interpreter: it finds dwlib through the environment
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                 os.environ.get("PYTHONPATH")]))
+        configs.append((f"slurm (local backend), {cores} jobs at once", "slurm", None, cores))
+    configs = [c for c in configs if only is None or c[1] in only]
     rows = {label: [] for label, *_ in configs}
     for repeat in range(repeats):
         for label, executor, threads, workers in configs:
             store = Store(root / f"{label.replace(' ', '_').replace(',', '')}-{repeat}" / "runs.sqlite")
             pairs = tiny_pairs(n_runs, steps, corpus, threads, device)
+            extra = {} if executor != "slurm" else dict(workers=None, slurm=dict(
+                backend="local", logs=store.path.parent / "slurm", array_parallelism=workers))
             t0 = time.perf_counter()
-            frame = sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+            frame = sweep.run_sweep(pairs, store=store, **{"executor": executor, "workers": workers, **extra},
+                                    progress=False)
             wall = time.perf_counter() - t0
             assert (frame["status"] == "complete").all(), frame[["status", "error"]]
             # the cache-hit path: the same sweep again trains nothing
             t0 = time.perf_counter()
-            sweep.run_sweep(pairs, store=store, executor=executor, workers=workers, progress=False)
+            sweep.run_sweep(pairs, store=store, **{"executor": executor, "workers": workers, **extra}, progress=False)
             rows[label].append((wall, frame["wall_seconds"].sum(), time.perf_counter() - t0))
     if use_ray:
         ray.shutdown()
@@ -128,10 +139,13 @@ def bench_sweeps(root: Path, n_runs: int, steps: int, corpus: str, use_ray: bool
     base = statistics.median(w for w, _, _ in rows[configs[0][0]])
     for label, *_ in configs[1:]:
         print(f"  speed-up of '{label}' over '{configs[0][0]}': {base / statistics.median(w for w, _, _ in rows[label]):.2f}x")
-    if use_ray:   # same concurrency (one run per core), so the difference of the walls is Ray's cost
-        extra = [(ray_wall - par_wall) / n_runs for (ray_wall, _, _), (par_wall, _, _)
-                 in zip(rows[configs[-1][0]], rows[configs[-2][0]])]
-        print(f"  Ray's overhead per run over 'parallel' (same repeat): "
+    # same concurrency (one run per core), so the difference of the walls is the cluster executor's cost
+    parallel = next((rows[label] for label, executor, *_ in configs if executor == "parallel"), None)
+    for label, executor, *_ in configs if parallel is not None else ():
+        if executor in ("local", "parallel"):
+            continue
+        extra = [(wall - par_wall) / n_runs for (wall, _, _), (par_wall, _, _) in zip(rows[label], parallel)]
+        print(f"  {executor}'s overhead per run over 'parallel' (same repeat): "
               + ", ".join(f"{1e3 * e:.0f} ms" for e in extra))
     # the in-process cache-hit path of one run
     store = Store(root / f"{configs[0][0].replace(' ', '_').replace(',', '')}-0" / "runs.sqlite")
@@ -149,13 +163,17 @@ def main():
     p.add_argument("--steps", type=int, default=100, help="steps per tiny run")
     p.add_argument("--corpus", default="stdlib")
     p.add_argument("--ray", action="store_true", help="also time a local Ray instance")
+    p.add_argument("--slurm", action="store_true", help="also time Slurm jobs on submitit's local backend")
+    p.add_argument("--only", default=None, help="only these executors, e.g. parallel,slurm (and no store benchmark)")
     p.add_argument("--device", default="cpu", help="device of the tiny runs (default cpu; auto picks CUDA)")
     p.add_argument("--repeats", type=int, default=1, help="sweeps per executor, interleaved (a busy machine varies)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        bench_store(root, args.store_runs)
-        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device, args.repeats)
+        only = args.only.split(",") if args.only else None
+        if only is None:
+            bench_store(root, args.store_runs)
+        bench_sweeps(root, args.runs, args.steps, args.corpus, args.ray, args.device, args.repeats, args.slurm, only)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
                         "budget with a warmup-stable-decay schedule (--schedule wsd-sqrt unless wsd is given; "
                         "--cooldown; --warmup steps shared by all budgets, default 5%% of the smallest's): one "
                         "constant-LR trunk to the largest budget, a cooldown branch from it for each other "
-                        "budget. Each budget is stored as its own fully annealed run")
+                        "budget. Each budget is stored as its own annealed run (cooled to --min-lr, default lr/10)")
     g.add_argument("--aspect-ratios", default=None,
                    help="isoflop: comma-separated width/depth ratios used with --depths instead of --widths")
     g.add_argument("--annealed", action="store_true",
@@ -215,15 +215,34 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--store", default=str(DEFAULT_PATH), help=f"results store (default {DEFAULT_PATH})")
     g.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: in this process (default); parallel: worker processes sharing the cores; "
-                        "ray: one Ray task per run")
+                        "ray: one Ray task per run; slurm: one Slurm job per run (submitit)")
     g.add_argument("--workers", type=int, default=None, help="parallel: worker processes (default one per core)")
     g.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local instance)")
     g.add_argument("--checkpoint-dir", default=None,
-                   help="where runs checkpoint while they train: a folder, or a URI every node of a Ray "
-                        "cluster reaches (s3://bucket/dwlib, gs://..., file://...); default beside the store")
+                   help="where runs checkpoint while they train: a folder, or a URI every node of a Ray or "
+                        "Slurm cluster reaches (s3://bucket/dwlib, gs://..., file://...); default beside the store")
     g.add_argument("--gpus-per-run", type=float, default=None,
-                   help="ray: GPUs per run, fractions allowed (default 1 when the cluster has GPUs)")
-    g.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs (and torch threads) per run (default 1)")
+                   help="ray: GPUs per run, fractions allowed (default 1 when the cluster has GPUs); slurm: whole "
+                        "GPUs per job (default 1 with --device cuda, else 0)")
+    g.add_argument("--cpus-per-run", type=int, default=1,
+                   help="ray, slurm: CPUs (and torch threads) per run (default 1)")
+    g.add_argument("--retries", type=int, default=sweep.RETRIES,
+                   help="ray, slurm: resubmit a run whose worker, node or job died up to this many times, each "
+                        f"resuming from its checkpoint (default {sweep.RETRIES})")
+    g = p.add_argument_group("slurm (--executor slurm: one job per run through submitit)")
+    g.add_argument("--partition", default=None, help="partition(s) to submit to, e.g. gpu or gpu,gpu-long")
+    g.add_argument("--time-limit", default="60", help="time limit per job: minutes or [D-]HH:MM[:SS] (default 60); "
+                                                      "a job near it is requeued and resumes from its checkpoint")
+    g.add_argument("--mem-per-run", default=None, help="memory per job, e.g. 16G or 500M (default the partition's)")
+    g.add_argument("--array-parallelism", type=int, default=None,
+                   help="at most this many of the sweep's jobs queued or running at once (default no limit)")
+    g.add_argument("--sbatch-args", default="",
+                   help='more sbatch options, written with "=": --sbatch-args="--qos=high --account=lab"')
+    g.add_argument("--slurm-logs", default=None,
+                   help="folder of the jobs' logs and pickles, on storage the nodes share (default <store dir>/slurm)")
+    g.add_argument("--slurm-backend", choices=sweep.SLURM_BACKENDS, default="slurm",
+                   help="local: submitit's local backend, the same jobs as processes of this machine (a Slurm "
+                        "sweep tried without a cluster)")
     g.add_argument("--dry-run", action="store_true", help="print the design (shapes, params, budgets) and stop")
     g.add_argument("--json", action="store_true", help="print the sweep's runs as JSON records instead of a table")
 
@@ -360,7 +379,7 @@ def cmd_sweep(args) -> int:
         return 0
     if args.checkpoint_dir and ("://" not in args.checkpoint_dir or args.checkpoint_dir.startswith("file://")):
         check_writable(args.checkpoint_dir.removeprefix("file://"), "--checkpoint-dir", folder=True)
-    if args.executor != "ray":   # Ray's workers may have other devices than this machine
+    if args.executor not in ("ray", "slurm"):   # a cluster's nodes may have other devices than this machine
         from .train import check_memory, resolve_device
         for model, train in pairs:
             check_memory(model, train, resolve_device(train.device))
@@ -369,7 +388,10 @@ def cmd_sweep(args) -> int:
     frame = sweep.run_sweep(pairs, store=args.store, executor=args.executor, workers=args.workers,
                             progress=not args.quiet, ray_address=args.ray_address,
                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                            checkpoint_dir=args.checkpoint_dir)
+                            checkpoint_dir=args.checkpoint_dir, retries=args.retries,
+                            slurm=dict(partition=args.partition, time_limit=args.time_limit,
+                                       mem_per_run=args.mem_per_run, array_parallelism=args.array_parallelism,
+                                       sbatch_args=args.sbatch_args, logs=args.slurm_logs, backend=args.slurm_backend))
     print_frame(frame, SUMMARY_COLUMNS, as_json=args.json)
     counts = frame["status"].value_counts().to_dict()
     lost = frame.attrs.get("lost", [])

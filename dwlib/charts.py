@@ -191,45 +191,54 @@ def critical_depth_chart(result: fit.Fit) -> alt.LayerChart:
         width=WIDTH, height=HEIGHT, title=_titled(title, subtitle))
 
 
-BUDGET_MARKERS = {"U-shaped": ("U-shaped: D*, 95% interval", "circle"),
-                  "monotone decreasing": ("no rise: bound D* ≥", "triangle-up"),
-                  "monotone increasing": ("rises: bound D* ≤", "triangle-down")}
+BUDGET_MARKERS = {"U-shaped": ("U-shaped", "circle"), "monotone decreasing": ("no rise found", "triangle-up"),
+                  "monotone increasing": ("rises from the shallowest", "triangle-down"),
+                  "inconclusive": ("inconclusive", "square")}
 
 
 def critical_depth_by_budget_chart(by_budget: pd.DataFrame, *, width=None) -> alt.LayerChart:
-    """D* across annealed budgets (`fit.critical_depth_by_budget`), every budget on the x axis: D* with its
-    interval where the verdict is U-shaped, the bound (hollow triangle: ≥ up, ≤ down) where it is
-    monotone, a grey dotted rule where it is inconclusive (neither); the paper's 2.43·ln W as a dashed
-    rule when `width` is given. The legend lists only what is drawn."""
+    """The best depth across annealed budgets (`fit.critical_depth_by_budget`), every budget on the x axis:
+    the best depth (marker by verdict) with its confidence set as a blue bar, D*'s interval (grey, with
+    ticks) where a parabola fits, a grey dotted rule at a budget with no best depth (not fitted); the
+    paper's critical depth 2.43·ln W (a loss minimum) as a dashed rule when `width` is given. The legend
+    lists only what is drawn."""
     frame = by_budget.copy()
-    frame["depth"] = frame["d_star"].where(frame["verdict"] == "U-shaped", frame.get("bound_depth"))
-    drawn, open_ = frame.dropna(subset=["depth"]), frame[frame["depth"].isna()]
+    for c in ("best_depth", "set_low", "set_high", "low", "high"):
+        frame[c] = frame[c] if c in frame else np.nan
+    drawn, open_ = frame.dropna(subset=["best_depth"]), frame[frame["best_depth"].isna()]
     if drawn.empty:
-        raise ValueError("no budget has a D* or a bound to draw (see the verdict column)")
-    drawn = drawn.assign(marker=drawn["verdict"].map(lambda v: BUDGET_MARKERS[v][0]))
+        raise ValueError("no budget has a best depth to draw (see the verdict column)")
     kinds = [v for v in BUDGET_MARKERS if v in set(drawn["verdict"])]
+    drawn = drawn.assign(marker=drawn["verdict"].map(lambda v: BUDGET_MARKERS[v][0]))
     ref = [paper_critical_depth(width)] if width is not None else []
-    depths = [*drawn["depth"], *drawn["low"].dropna(), *drawn["high"].dropna(), *ref]
-    ticks = sorted({round(v) for v in depths if v >= 1} | {1})
+    depths = [v for c in ("best_depth", "set_low", "set_high", "low", "high") for v in drawn[c].dropna()] + ref
+    ticks = sorted({round(v) for v in depths if v >= 1})
     x = alt.X("tokens:Q", scale=_padded(frame["tokens"]),   # ticks at the budgets, rounded to whole steps
-              axis=alt.Axis(values=sorted(frame["tokens"]), format="~s", title="training tokens T (annealed)"))
-    y = partial(alt.Y, scale=_padded(depths), axis=alt.Axis(values=ticks, format="d", title="loss-minimising depth D*"))
-    u = drawn[drawn["verdict"] == "U-shaped"]
-    layers = [alt.Chart(u).mark_errorbar(color=FIT_COLOR).encode(x=x, y=y("low:Q"), y2="high:Q"),
+              axis=alt.Axis(values=sorted(frame["tokens"]), format=".3~s", title="training tokens T (annealed)"))
+    y = partial(alt.Y, scale=_padded(depths), axis=alt.Axis(values=ticks, format="d", title="best depth"))
+    spread = drawn[drawn["set_high"] > drawn["set_low"]]
+    layers = [alt.Chart(spread).mark_errorbar(color=FIT_COLOR, thickness=2).encode(x=x, y=y("set_low:Q"), y2="set_high:Q"),
               alt.Chart(drawn).mark_point(size=80, filled=False, strokeWidth=2, opacity=1).encode(
-                  x=x, y=y("depth:Q"), color=alt.value(FIT_COLOR),
+                  x=x, y=y("best_depth:Q"), color=alt.value(FIT_COLOR),
                   shape=alt.Shape("marker:N", title="verdict", scale=alt.Scale(
                       domain=[BUDGET_MARKERS[k][0] for k in kinds], range=[BUDGET_MARKERS[k][1] for k in kinds])),
-                  tooltip=["tokens", "verdict", "d_star", "low", "high", "bound"])]
+                  tooltip=[c for c in ("tokens", "verdict", "best_depth", "set_low", "set_high", "d_star", "bound")
+                           if c in drawn])]
+    vertex = drawn[drawn.get("d_star_method", pd.Series("", index=drawn.index)) == "parabola"]
+    if len(vertex):       # D* where a parabola fits: its interval
+        layers.append(alt.Chart(vertex).mark_errorbar(color=REFERENCE_COLOR, ticks=True).encode(
+            x=x, y=y("low:Q"), y2="high:Q"))
     if len(open_):
-        rules = pd.DataFrame({"tokens": open_["tokens"], "label": "inconclusive: no D*"})
+        rules = pd.DataFrame({"tokens": open_["tokens"], "label": "no best depth (not fitted)"})
         layers.append(_legend_rules(rules, x=x, title="or", dashes=[[1, 3]]))
     if width is not None:
         refs = pd.DataFrame({"depth": ref, "label": ["paper: 2.43·ln W"]})
         layers.append(_legend_rules(refs, y=y("depth:Q")))
-    title = (f"W = {width:g}: " if width is not None else "") + "critical depth across annealed budgets"
+    title = (f"W = {width:g}: " if width is not None else "") + "best depth across annealed budgets"
+    subtitle = "blue bars: the best depth's 95% confidence set" + ("; grey: D*'s interval where a parabola fits"
+                                                                    if len(vertex) else "")
     return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(
-        width=WIDTH, height=HEIGHT, title=title)
+        width=WIDTH, height=HEIGHT, title=_titled(title, subtitle))
 
 
 def gradient_persistence_chart(result: fit.Fit) -> alt.LayerChart:
@@ -324,8 +333,9 @@ def chinchilla_chart(result: fit.Fit) -> alt.HConcatChart:
 
 def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
     """Left: loss vs depth (log) coloured by width — observed runs (points) and the fitted law at each
-    run's own (D, W, T) (lines with bootstrap bands). Right: the fitted D_crit(W) with its bootstrap band
-    against the paper's 2.43·ln W and its W^0.44 law."""
+    run's own (D, W, T) (lines with bootstrap bands). Right: two depths of the fitted law with their bootstrap
+    bands — D_crit(W), where its penalty starts, and D*(W), where its loss is lowest — against the paper's
+    2.43·ln W and its W^0.44 law (a loss minimum, so D* is the one to compare)."""
     _expect(result, "depth_width_law")
     data = result.data.copy()
     # one line per width, or per (width, tokens) when a width has several runs at one depth
@@ -349,30 +359,30 @@ def depth_width_law_chart(result: fit.Fit) -> alt.HConcatChart:
 
     form = result.law
     widths = np.exp(np.linspace(np.log(data["width"].min()), np.log(data["width"].max()), 60))
-    dc = pd.DataFrame({"width": widths, "d_crit": fit.d_crit(result.params, widths, form)})
+    depths = {"law: D_crit (penalty onset)": fit.d_crit, "law: D* (loss minimum)": fit.laws.law_d_star}
+    lines = pd.concat([pd.DataFrame({"width": widths, "depth": f(result.params, widths, form), "label": name})
+                       for name, f in depths.items()], ignore_index=True)
     if result.samples is not None and len(result.samples):
-        draws = np.stack([fit.d_crit(dict(zip(result.samples.columns, r)), widths, form)
-                         for r in result.samples.to_numpy()])
+        cols = {k: result.samples[k].to_numpy()[:, None] for k in result.samples.columns}
         q = 100 * (1 - result.level) / 2
-        dc["low"], dc["high"] = np.percentile(draws, [q, 100 - q], axis=0)
-    refs = pd.concat([
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth(w) for w in widths],
-                      "label": "paper: 2.43·ln W"}),
-        pd.DataFrame({"width": widths, "d_crit": [paper_critical_depth_power(w) for w in widths],
-                      "label": "paper: 15.2·(W/512)^0.44"}),
-    ])
+        lines["low"], lines["high"] = np.concatenate(
+            [np.percentile(f(cols, widths[None], form), [q, 100 - q], axis=0) for f in depths.values()], axis=1)
+    lines = pd.concat([lines, pd.DataFrame({"width": widths, "depth": [paper_critical_depth(w) for w in widths],
+                                            "label": "paper: 2.43·ln W"}),
+                       pd.DataFrame({"width": widths, "depth": [paper_critical_depth_power(w) for w in widths],
+                                     "label": "paper: 15.2·(W/512)^0.44"})], ignore_index=True)
+    styled = _styled_lines(lines["label"], [FIT_COLOR, "#9467bd", PAPER_COLOR, PAPER_COLOR], [[1, 0], [1, 0]] + DASHES[:2],
+                           title="compare the paper with D*")
     xw = alt.X("width:Q", scale=_log(), title="width W")
-    yd = partial(alt.Y, scale=_log(), title="critical depth D_crit")
+    yd = partial(alt.Y, scale=_log(), title="depth")
     right_layers = []
-    if "low" in dc.columns:
-        right_layers.append(alt.Chart(dc.dropna(subset=["low", "high"])).mark_area(opacity=0.2, color=FIT_COLOR)
-                            .encode(x=xw, y=yd("low:Q"), y2="high:Q"))
-    right_layers.append(alt.Chart(dc).mark_line(color=FIT_COLOR).encode(x=xw, y=yd("d_crit:Q")))
-    right_layers.append(alt.Chart(refs).mark_line().encode(
-        x=xw, y=yd("d_crit:Q"), **_styled_lines(refs["label"], [PAPER_COLOR, PAPER_COLOR], DASHES[:2],
-                                                title="reference")))
+    if "low" in lines.columns:
+        right_layers.append(alt.Chart(lines.dropna(subset=["low", "high"])).mark_area(opacity=0.2).encode(
+            x=xw, y=yd("low:Q"), y2="high:Q", color=styled["color"]))
+    right_layers.append(alt.Chart(lines).mark_line().encode(x=xw, y=yd("depth:Q"), **styled))
     form_txt = f"κ·W^γ, γ = {result.params['gamma']:.2f}" if form == "power" else "κ·ln W"
-    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT, title=f"D_crit = {form_txt}")
+    right = alt.layer(*right_layers).properties(width=300, height=HEIGHT,
+                                                title=f"D_crit = {form_txt} (onset) and D* (minimum)")
     return alt.hconcat(left, right).resolve_scale(color="independent", strokeDash="independent")
 
 

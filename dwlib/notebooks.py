@@ -25,20 +25,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import hashlib
 import json
 import os
 import sys
 import tempfile
-import threading
 import time
+import warnings
 from pathlib import Path
 
 from . import presets
 
 MANIFEST = "manifest.json"
-PROGRESS_ENV = "DWLIB_PROGRESS"    # the runner's progress file, which Session.run writes
+STATUS_ENV = "DWLIB_STATUS"    # set by the runner: Session.run then prints each sweep's status on its terminal
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class Session:
         display(table)
         device = self._device()
         minutes = self.predicted_seconds(pairs) / 60
-        threads = 1 if self.workers() > 1 else self.settings.threads
+        threads = 1 if _workers(self.settings) > 1 else self.settings.threads
         self.say(f"**{cost['runs']} runs**, {cost['flops']:.3g} training FLOPs in all. Predicted time on "
                  f"this machine's {device.upper()} (before the store's cache): about **{_minutes(minutes)}** "
                  f"with the `{self.settings.executor}` executor and {threads} torch thread{'s' if threads > 1 else ''} "
@@ -97,33 +98,26 @@ class Session:
         device = self.settings.device
         return "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
-    def workers(self) -> int:
-        """Runs trained side by side: one single-thread worker per core with the parallel executor."""
-        from .config import available_cores
-        return available_cores() if self.settings.executor == "parallel" else 1
-
     def predicted_seconds(self, pairs) -> float:
         """`presets.estimate_seconds` for these pairs with this notebook's device and executor."""
-        workers = self.workers()
-        threads = 1 if workers > 1 else self.settings.threads
-        return presets.estimate_seconds(pairs, self._device(), threads, workers=min(workers, len(pairs)))
+        return _predicted_seconds(self.settings, pairs, self._device())
 
     def run(self, pairs):
         """Train every pair the store does not hold yet, one progress bar per run; returns the store's
-        frame of exactly these runs (finished ones from the cache). Under the headless runner each run
-        also updates the progress file it shows in the terminal ($DWLIB_PROGRESS)."""
+        frame of exactly these runs (finished ones from the cache). Under the headless runner
+        ($DWLIB_STATUS set) it also prints the sweep's status on the runner's terminal (`_status_lines`)."""
         from .sweep import run_sweep
         pairs = list(dict.fromkeys(pairs))           # run_sweep's indices count distinct pairs
-        progress, trained = self._progress_writer(pairs), []
+        status, trained = _status_lines(self, pairs) if os.environ.get(STATUS_ENV) else None, []
 
         def on_result(i, outcome):
             trained.extend([i] if outcome["how"] == "trained" else [])
-            if progress is not None:
-                progress(i, outcome)
+            if status is not None:
+                status(i, outcome)
 
-        started = time.perf_counter()   # bars only in JupyterLab: under the runner its status line is the progress
+        started = time.perf_counter()   # bars only in JupyterLab: under the runner its status lines are the progress
         frame = run_sweep(pairs, store=self.store, executor=self.settings.executor, on_result=on_result,
-                          progress=progress is None)
+                          progress=status is None)
         self.trained(time.perf_counter() - started, [pairs[i] for i in trained])
         return frame
 
@@ -132,33 +126,6 @@ class Session:
         summary `finish` prints: measured against predicted time."""
         if pairs:
             self.training.append((seconds, self.predicted_seconds(pairs)))
-
-    def _progress_writer(self, pairs):
-        """A run_sweep `on_result` that writes the sweep's progress as JSON to $DWLIB_PROGRESS (the runner
-        sets it and polls the file): runs done and total, the shapes in training, seconds elapsed and an
-        estimate of those left. None when the variable is unset (JupyterLab, plain papermill)."""
-        path = os.environ.get(PROGRESS_ENV)
-        if not path:
-            return None
-        cost = [self.predicted_seconds([p]) for p in pairs]
-        workers = min(self.workers(), len(pairs))
-        done, started, trained_cost = set(), time.time(), 0.0
-
-        def write(i=None, outcome=None):
-            nonlocal trained_cost
-            if i is not None:
-                done.add(i)
-                trained_cost += cost[i] if outcome["how"] == "trained" else 0.0
-            left = [j for j in range(len(pairs)) if j not in done]
-            # measured seconds per predicted second once a run has trained; the cost model before
-            pace = (time.time() - started) / trained_cost if trained_cost else 1.0 / workers
-            state = dict(done=len(done), total=len(pairs), remaining=pace * sum(cost[j] for j in left),
-                         time=time.time(), current=_pending([_label(*pairs[j]) for j in left], workers))
-            Path(path + ".tmp").write_text(json.dumps(state))
-            os.replace(path + ".tmp", path)
-
-        write()
-        return write
 
     def store_runs(self, like):
         """Every complete run in the store comparable with the runs in `like`: same corpus fingerprint,
@@ -239,8 +206,7 @@ def start(notebook: str, parameters: dict) -> Session:
     thread pool, and let altair embed any data size."""
     import altair as alt
     import torch
-    names = presets.parameters(notebook, parameters.get("preset", "smoke"))
-    s = presets.settings(notebook, **{k: v for k, v in parameters.items() if k in names})
+    s = _settings(notebook, parameters)
     if not parameters.get("output_dir"):
         s.output_dir = default_output_dir(s)
     torch.set_num_threads(s.threads)
@@ -248,7 +214,13 @@ def start(notebook: str, parameters: dict) -> Session:
     return Session(s)
 
 
-# Settings fields that say where and how a notebook runs, not what it computes: they never name a folder
+def _settings(notebook: str, parameters: dict) -> presets.Settings:
+    """`presets.settings` from a parameters cell's values (a name of the notebook's own is left out)."""
+    names = presets.parameters(notebook, parameters.get("preset", "smoke"))
+    return presets.settings(notebook, **{k: v for k, v in parameters.items() if k in names})
+
+
+# Settings that say where and how a notebook runs, not what it computes: they never name a folder
 NOT_RESULTS = ("notebook", "preset", "store_path", "executor", "output_dir", "threads")
 
 
@@ -270,6 +242,18 @@ def default_output_dir(s: presets.Settings, extra: dict | None = None) -> Path:
     return presets.default_output_dir(s.notebook) / variant(s, extra)[0]
 
 
+def _workers(s: presets.Settings) -> int:
+    """Runs trained side by side: one single-thread worker per core with the parallel executor."""
+    from .config import available_cores
+    return available_cores() if s.executor == "parallel" else 1
+
+
+def _predicted_seconds(s: presets.Settings, pairs, device: str) -> float:
+    workers = _workers(s)
+    threads = 1 if workers > 1 else s.threads
+    return presets.estimate_seconds(pairs, device, threads, workers=min(workers, len(pairs)))
+
+
 def _minutes(m: float) -> str:
     if m < 1:
         return f"{m * 60:.0f} s"
@@ -278,18 +262,76 @@ def _minutes(m: float) -> str:
     return f"{m / 60:.1f} h"
 
 
-def _label(m, t) -> str:
-    return f"D={m.depth} W={m.width} seed {t.seed}"
+def _status_lines(nb: Session, pairs):
+    """A run_sweep `on_result` for the headless runner: a line on the runner's terminal when the sweep
+    starts and each time a group of runs (a trunk and its cooldown branches) trains or fails — runs done
+    / total, the groups in training, elapsed time and the time left (the cost model, scaled by the
+    measured pace once a group has trained) — with each distinct error of a failed run said once."""
+    from .sweep import branch_groups
+    groups = branch_groups(pairs)
+    labels = _group_labels(pairs, groups)
+    cost = [nb.predicted_seconds([pairs[i] for i in group]) for group in groups]
+    workers = min(_workers(nb.settings), len(groups))
+    group_of = {i: g for g, group in enumerate(groups) for i in group}
+    left = [len(group) for group in groups]                 # runs of each group not reported yet
+    fresh = [0] * len(groups)                               # runs of each group that trained or failed
+    done, failed, errors, trained_cost, started = 0, 0, [], 0.0, time.time()
+
+    def show(note=""):
+        open_ = [g for g in range(len(groups)) if left[g]]
+        # a group is trained by one worker, and the executors take groups in order: the first `workers`
+        # unfinished groups are the ones in training
+        pace = (time.time() - started) / trained_cost if trained_cost else 1 / workers
+        parts = [nb.settings.notebook, f"runs {done}/{len(pairs)}" + (f" ({failed} failed)" if failed else "")]
+        if open_:
+            parts.append("now " + ", ".join(labels[g] for g in open_[:workers]))
+        parts.append(f"{_clock(time.perf_counter() - nb.started)} elapsed")
+        remaining = pace * sum(cost[g] for g in open_)
+        parts.append(f"about {_clock(remaining)} left in this sweep" if open_ else "sweep done")
+        _to_terminal(" · ".join(parts) + note + "\n")
+
+    def on_result(i, outcome):
+        nonlocal done, failed, trained_cost
+        g = group_of[i]
+        done, left[g] = done + 1, left[g] - 1
+        fresh[g] += outcome["how"] != "cached"
+        note = ""
+        if outcome["status"] == "failed":
+            failed += 1
+            error = outcome.get("error") or "no error recorded"
+            if error not in errors:   # the first run to fail this way names the error; the rest are counted
+                errors.append(error)
+                m, t = pairs[i]
+                note = f" · D={m.depth} W={m.width} seed {t.seed} failed: {error}"
+        if not left[g]:
+            trained_cost += cost[g] * fresh[g] / len(groups[g])
+        if note or (not left[g] and fresh[g]) or done == len(pairs):
+            show(note)
+
+    show()
+    return on_result
 
 
-def _pending(labels, n) -> list[str]:
-    """The first `n` distinct shapes and seeds of the runs not done yet (a shape's budgets are one trunk and
-    its cooldown branches), each with its count of runs when more than one, and "…" when more are left."""
-    counts = dict.fromkeys(labels, 0)
-    for label in labels:
-        counts[label] += 1
-    shown = [f"{label} ({k} budgets)" if k > 1 else label for label, k in list(counts.items())[:n]]
-    return shown + (["…"] if len(counts) > n else [])
+def _group_labels(pairs, groups) -> list[str]:
+    """D, W and seed of each group's runs, and the learning rate, parametrisation or block sharing where
+    the design varies them (the LR check, notebooks 06 and 07), so that no two groups read alike."""
+    def value(m, t, name):
+        return getattr(m if hasattr(m, name) else t, name)
+    firsts = [pairs[group[0]] for group in groups]
+    extra = [n for n in ("lr", "parametrization", "share") if len({value(m, t, n) for m, t in firsts}) > 1]
+    return [f"D={m.depth} W={m.width} seed {t.seed}" + "".join(f" {n} {value(m, t, n)}" for n in extra)
+            for m, t in firsts]
+
+
+def _to_terminal(text: str) -> None:
+    """Write to the runner's terminal: inside a kernel, to ipykernel's copy of the original stderr, which
+    the notebook does not record."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):   # a capturing stream without a file descriptor
+        fd = 2
+    with contextlib.suppress(OSError):   # the terminal is gone (a closed pipe): the sweep goes on without it
+        os.write(fd, text.encode())
 
 
 def _ranges(values) -> str:
@@ -325,35 +367,40 @@ def available() -> list[str]:
 
 
 def execute(name: str, parameters: dict | None = None, *, log_output: bool = False,
-            progress_bar: bool = False, progress=None) -> dict:
+            progress_bar: bool = False, allow_cpu: bool = False) -> dict:
     """Execute notebooks/<name>.py with papermill and `parameters`; write the executed notebook to
     <output_dir>/<name>.ipynb. Returns {name, path, output_dir, seconds}. Raises ValueError before
-    running anything for a parameter the notebook does not declare or an output_dir that cannot be a
-    folder (see `check_parameters`), and papermill's PapermillExecutionError (with the failing cell)
-    if a cell fails. `progress`: a text stream (e.g. sys.stderr) on which a status line shows the
-    sweep's runs done / total, the shape in training, and elapsed and remaining time while it runs."""
+    running anything for what `check_run` refuses, and papermill's PapermillExecutionError (with the
+    failing cell) if a cell fails. With $DWLIB_STATUS set (the command line sets it), each sweep prints
+    its status on this process's stderr (`_status_lines`)."""
     import papermill as pm
+    from traitlets.config import Config
     parameters = dict(parameters or {})
-    notebook = check_parameters(name, parameters)
+    notebook, _ = check_run(name, parameters, allow_cpu=allow_cpu)
     output_dir = Path(parameters.get("output_dir") or _output_dir_for(name, notebook, parameters)).resolve()
     parameters["output_dir"] = str(output_dir)
+    if parameters.get("store_path"):   # the kernel runs in notebooks/: a relative path means this folder's
+        parameters["store_path"] = str(Path(parameters["store_path"]).resolve())
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:   # a file in the way: FileExistsError or NotADirectoryError
         raise ValueError(f"output_dir {str(output_dir)!r} cannot be a folder ({e.strerror}); the executed "
                          "notebook and its charts go there: give a folder") from None
+    # Session.finish writes the manifest when the notebook completes: a run that fails or is killed
+    # leaves none, and the report marks it, rather than showing the previous run's verdicts
+    (output_dir / MANIFEST).unlink(missing_ok=True)
     target = output_dir / f"{name}.ipynb"
+    # The kernel reads its connection file (ports and key) once, as it starts; removing it then leaves
+    # nothing behind however this process ends (kill -9 included). The kernel's own log is silenced below
+    # errors: its one warning, TCP without encryption, is about a localhost socket whose key is now gone.
+    fd, connection = tempfile.mkstemp(prefix="dwlib-kernel-", suffix=".json")   # private (0600), unique
+    os.close(fd)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dwlib-progress-") as folder:
-        progress_file = Path(folder) / "progress.json"
-        status = _StatusLine(name, progress_file, progress) if progress is not None else None
-        try:
-            pm.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
-                                cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar,
-                                kernel_manager_class=_kernel_manager({PROGRESS_ENV: str(progress_file)}))
-        finally:
-            if status is not None:
-                status.stop()
+    pm.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
+                        cwd=str(notebook_dir()), log_output=log_output, progress_bar=progress_bar,
+                        config=Config(KernelManager=dict(connection_file=connection)),
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"], shutdown_kernel="immediate",
+                        on_notebook_start=lambda **_: Path(connection).unlink(missing_ok=True))
     return dict(name=name, path=str(target), output_dir=str(output_dir), seconds=time.perf_counter() - started)
 
 
@@ -362,9 +409,8 @@ def _output_dir_for(name: str, notebook, parameters: dict) -> Path:
     parameters that are not settings (01's calculator defaults) compared with its parameters cell."""
     known = presets.parameters(name, parameters.get("preset", "smoke"))
     cell = _cell_defaults(notebook)
-    s = presets.settings(name, **{k: v for k, v in parameters.items() if k in known})
     extra = {k: v for k, v in parameters.items() if k not in known and v != cell.get(k)}
-    return default_output_dir(s, extra)
+    return default_output_dir(_settings(name, parameters), extra)
 
 
 def _cell_defaults(notebook) -> dict:
@@ -412,72 +458,30 @@ def check_parameters(name: str, parameters: dict):
     return notebook
 
 
-def _kernel_manager(env: dict):
-    """A kernel manager class for papermill that adds `env` to the kernel's environment and, on POSIX,
-    talks to the kernel over IPC (socket files in Jupyter's private runtime folder) rather than TCP
-    ports: nothing else on the machine can connect, and ipykernel has no "running over TCP without
-    encryption" warning to print on every start."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class RunnerKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(**{"transport": "ipc" if os.name == "posix" else "tcp", **kwargs})
-
-        async def _async_pre_start_kernel(self, **kwargs):
-            kwargs["env"] = {**(kwargs.get("env") or os.environ), **env}
-            return await super()._async_pre_start_kernel(**kwargs)
-
-    return RunnerKernelManager
-
-
-class _StatusLine:
-    """A thread that shows a notebook's progress on `stream` once a second while it runs: rewritten in
-    place on a terminal, one line per finished run (and one a minute) otherwise (logs, CI)."""
-
-    def __init__(self, name: str, progress_file: Path, stream, every: float = 1.0):
-        self.name, self.file, self.stream, self.every = name, progress_file, stream, every
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.started, self.last, self.printed = time.monotonic(), None, time.monotonic()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name=f"dwlib-status-{name}", daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        while not self.done.wait(self.every):
-            self.show()
-
-    def read(self) -> tuple:
-        """(runs done and total or None, the status text)."""
-        elapsed = time.monotonic() - self.started
-        try:
-            state = json.loads(self.file.read_text())
-        except (OSError, ValueError):   # no sweep yet (kernel starting, plain cells), or mid-write
-            return None, f"{self.name} · {_clock(elapsed)} elapsed"
-        key, runs = (state["done"], state["total"]), f"runs {state['done']}/{state['total']}"
-        if state["done"] == state["total"]:
-            return key, f"{self.name} · {runs} · {_clock(elapsed)} elapsed · sweep done, running the next cells"
-        left = max(0.0, state["remaining"] - (time.time() - state["time"]))
-        return key, (f"{self.name} · {runs} · to do: {', '.join(state['current'])} · {_clock(elapsed)} elapsed · "
-                     f"about {_clock(left)} left in this sweep")
-
-    def show(self):
-        key, text = self.read()
-        if self.tty:
-            self.stream.write("\r" + text[:200] + "\x1b[K")
-        elif key != self.last or time.monotonic() - self.printed > 60:
-            self.stream.write(text + "\n")    # a run finished, or a minute passed
-            self.printed = time.monotonic()
-        self.stream.flush()
-        self.last = key
-
-    def stop(self):
-        self.done.set()
-        self.thread.join()
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-        else:
-            self.show()   # the last state, however short the notebook
+def check_run(name: str, parameters: dict, *, allow_cpu: bool = False) -> tuple:
+    """What can be checked before a kernel starts, each refused with a ValueError naming the value: the
+    parameters (`check_parameters`) and their values (`presets.settings`: preset, threads …; the design
+    they make), the corpus and tokenizer (loaded here once, so that a missing file or a failed download
+    stops the run now, not each of its runs), and the device. The gpu preset on a machine without a GPU
+    is refused, with its predicted time here, unless `allow_cpu`. Returns the notebook (jupytext-read)
+    and its settings."""
+    from .data import load_tokens
+    from .train import resolve_device
+    notebook = check_parameters(name, parameters)
+    s = _settings(name, parameters)
+    try:
+        load_tokens(s.corpus, s.tokenizer)
+    except (OSError, RuntimeError, ImportError) as e:   # a missing path, a failed download, no `datasets`
+        raise ValueError(str(e)) from None
+    device = resolve_device(s.device)   # "cuda" on a machine without one: said once, here
+    pairs = presets.design(s)            # e.g. "seeds is empty"
+    if s.preset == "gpu" and device.type == "cpu":
+        text = (f"preset 'gpu' is sized for one GPU and would run on this machine's CPU: its {len(pairs)} runs "
+                f"would take about {_minutes(_predicted_seconds(s, pairs, 'cpu') / 60)} here")
+        if not allow_cpu:
+            raise ValueError(f"{text}; use -p preset cpu, or give --allow-cpu to run it anyway")
+        warnings.warn(text, RuntimeWarning, stacklevel=2)
+    return notebook, s
 
 
 def _clock(seconds: float) -> str:
@@ -499,7 +503,9 @@ def main(argv=None) -> int:
         description="Execute dwlib's notebooks headless with papermill (jupytext sources converted in "
                     "memory). Each lands at <output_dir>/<name>.ipynb beside its charts; output_dir "
                     "defaults to outputs/<name>/<preset>/ (outputs/<name>/<preset>-<hash>/ when other "
-                    "parameters change what it computes; manifest.json lists them).")
+                    "parameters change what it computes; manifest.json lists them).",
+        epilog="exit status: 0 every notebook ran; 1 a notebook failed (its cell and error are printed); "
+               "2 bad input, refused before anything ran; 130 interrupted (Ctrl-C: runs resume on a rerun)")
     parser.add_argument("names", nargs="*", help="notebook names (e.g. 02_baseline_sweep, or 02), or 'all'")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="a notebook parameter; VALUE is read as a Python literal when it is one "
@@ -507,6 +513,8 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list the notebooks and stop")
     parser.add_argument("--log-output", action="store_true", help="stream the cells' output to this terminal")
     parser.add_argument("--times", default=None, help="also write {name: seconds} as JSON to this file")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run -p preset gpu even where there is no GPU (refused by default: it takes days)")
     args = parser.parse_args(argv)
     names = available()
     if args.list or not args.names:
@@ -523,28 +531,69 @@ def main(argv=None) -> int:
     if "output_dir" in parameters and len(chosen) > 1:
         print("error: -p output_dir names one folder; give it for one notebook at a time", file=sys.stderr)
         return 2
-    try:   # refuse a misspelt parameter before running anything, also in the middle of `all`
+    started, stores, times = time.time(), set(), {}
+    try:
+        try:   # refuse bad input before running anything, also in the middle of `all`
+            stores = {check_run(name, parameters, allow_cpu=args.allow_cpu)[1].store_path for name in chosen}
+            if args.times:
+                _check_writable(args.times)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        os.environ[STATUS_ENV] = "1"   # each sweep in the kernels prints its status lines here
         for name in chosen:
-            check_parameters(name, parameters)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    times = {}
-    for name in chosen:
-        print(f"{name}: running ({', '.join(f'{k}={v!r}' for k, v in parameters.items()) or 'defaults'}) …",
-              flush=True)
-        try:
-            result = execute(name, parameters, log_output=args.log_output, progress=sys.stderr)
-        except Exception as err:   # papermill's error names the failing cell; keep it short here
-            print(f"{name}: FAILED — {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
-                  file=sys.stderr)
-            return 1
-        times[name] = round(result["seconds"], 1)
-        print(f"{name}: done in {result['seconds']:.0f} s → {result['path']}", flush=True)
+            print(f"{name}: running ({', '.join(f'{k}={v!r}' for k, v in parameters.items()) or 'defaults'}) …",
+                  flush=True)
+            try:
+                result = execute(name, parameters, log_output=args.log_output, allow_cpu=args.allow_cpu)
+            except Exception as err:
+                print(f"{name}: FAILED — {_failure(err)}", file=sys.stderr)
+                return 1
+            times[name] = round(result["seconds"], 1)
+            print(f"{name}: done in {result['seconds']:.0f} s → {result['path']}", flush=True)
+    except KeyboardInterrupt:
+        finished, resumable = _run_counts(stores, started)
+        print(f"interrupted; {finished} runs finished, {resumable} resumable", file=sys.stderr)
+        return 130
     if args.times:
-        Path(args.times).parent.mkdir(parents=True, exist_ok=True)
         Path(args.times).write_text(json.dumps(times, indent=1))
     return 0
+
+
+def _failure(err: Exception) -> str:
+    """A notebook's failure in one line: the failing cell and its error (the traceback is in the
+    executed notebook), or the exception's last line."""
+    if hasattr(err, "ename"):   # papermill's PapermillExecutionError
+        return f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a --times file that cannot be written before anything runs, not after."""
+    existed = os.path.exists(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        open(path, "a").close()
+    except OSError as e:
+        raise ValueError(f"--times {path} cannot be written: {e.strerror or e}") from None
+    if not existed:
+        os.unlink(path)
+
+
+def _run_counts(stores, since: float) -> tuple[int, int]:
+    """Runs in these stores that finished since `since`, and those it left unfinished (they resume
+    from their checkpoints on a rerun)."""
+    import pandas as pd
+    from .store import DONE, Store
+    finished = resumable = 0
+    for path in stores:
+        if Path(path).exists():
+            frame = Store(path, readonly=True).runs_frame()
+            recent = frame[frame["updated"] >= pd.Timestamp(since, unit="s", tz="UTC")]
+            finished += int(recent["status"].isin(DONE).sum())
+            resumable += int(recent["status"].isin(["running", "interrupted"]).sum())
+    return finished, resumable
 
 
 if __name__ == "__main__":

@@ -48,17 +48,18 @@ TABLES: dict[str, dict[str, dict]] = {
         # budget = the largest training-token budget per run; every run is also annealed (cooldown branches
         # of one trunk) at the fractions in `anneal` of it, so D* can be read at each budget. The LR check:
         # learning rates lr_factors × lr, chosen on tuning_seeds (not the verdict's seeds)
+        # lr_extensions: an LR-check optimum at an end of the grid gets up to this many more rates, ×2 apart
         "smoke": dict(widths=[32], depths=[1, 2, 4, 8], budget=60 * 8 * 64, anneal=[0.5, 1.0], lr_factors=[0.5, 1, 2],
-                      tuning_seeds=[10]),
+                      tuning_seeds=[10], lr_extensions=1),
         # Chosen for evidence per CPU-minute before any result was seen (see the notebook): the narrowest
         # widths reach the most tokens per parameter; 2M tokens, the most whose predicted time on the 2-core
         # project machine (with the LR check) stays well inside 30 minutes, is 40 tokens per non-embedding
         # parameter for W = 16 at D = 16 and 10 for W = 32 at D = 16 (40 at D = 4); depths 1…16 bracket the
         # paper's D_crit = 2.43·ln W (6.7 and 8.4) on both sides.
         "cpu": dict(widths=[16, 32], depths=[1, 2, 3, 4, 6, 8, 12, 16], budget=2_000_000, anneal=[0.25, 0.5, 1.0],
-                    lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
+                    lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11], lr_extensions=2),
         "gpu": dict(widths=[256, 512], depths=[2, 4, 8, 12, 16, 24, 32, 48], budget=100_000_000,
-                    anneal=[0.25, 0.5, 1.0], lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11]),
+                    anneal=[0.25, 0.5, 1.0], lr_factors=[0.5, 1, 2], tuning_seeds=[10, 11], lr_extensions=2),
     },
     "03_width_validation": {
         "smoke": dict(widths=[32, 48, 64], depths=[4], budget=30 * 8 * 64, seeds=[0]),
@@ -104,16 +105,17 @@ TABLES["07_fair_depth"] = {
     # CPU), so the paper-style fixed-lr sweep (a) reuses the SP grid's runs. base_depth: CompleteP's lr is
     # tuned there and transferred to the rest; the base width is widths[0], so the depth sweeps run at m_w = 1.
     # transfer_widths / transfer_seeds: the width-transfer sweep's widths (at base_depth) and seeds.
+    # lr_extensions: an optimum at an end of the lr grid gets up to this many more rates, ×2 apart
     "smoke": dict(widths=[32], depths=[1, 2, 4], budget=20 * 8 * 64, seeds=[0, 1], lrs=[1.5e-3, 3e-3, 6e-3],
-                  transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200),
+                  transfer_widths=[16, 32, 64], transfer_seeds=[0], base_depth=1, n_boot=200, lr_extensions=1),
     # ~100k tokens per run: the paper's D_crit at W = 32 is 2.43·ln 32 ≈ 8.4, bracketed by depths 2 … 16;
     # 5 learning rates a factor 2 apart around the preset's 3e-3
     "cpu": dict(widths=[32], depths=[2, 4, 8, 16], budget=200 * 8 * 64, seeds=[0, 1, 2], batch_size=8,
                 lrs=[7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2], transfer_widths=[16, 32, 64, 128], transfer_seeds=[0],
-                base_depth=2),
+                base_depth=2, lr_extensions=2),
     "gpu": dict(widths=[256], depths=[2, 4, 8, 16, 32], budget=50_000_000, seeds=[0, 1],
                 lrs=[1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3], transfer_widths=[128, 256, 512, 1024],
-                transfer_seeds=[0], base_depth=2),
+                transfer_seeds=[0], base_depth=2, lr_extensions=2),
 }
 # Mobile-style blocks for the counterpoint notebook, as MobileLLM (arXiv 2402.14905) builds them.
 MOBILELLM_BLOCK = dict(mlp="swiglu", norm="rmsnorm", tie_embeddings=True)
@@ -184,11 +186,15 @@ def settings(notebook: str, preset: str = "smoke", **params) -> Settings:
             values[key] = value
     for key in ("widths", "depths", "seeds"):
         values[key] = _as_list(key, values[key])
-    if values["executor"] not in sweep.EXECUTORS:
-        raise ValueError(f"executor must be 'local', 'parallel' or 'ray'; got {values['executor']!r}")
+    if str(values["executor"]).partition(":")[0] not in sweep.EXECUTORS:   # "slurm:partition=gpu,…": its options
+        raise ValueError(f"executor must be one of {', '.join(sweep.EXECUTORS)} (Slurm's options as "
+                         f"'slurm:partition=gpu,time_limit=120'); got {values['executor']!r}")
+    threads = values["threads"]
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer (None: $DWLIB_THREADS or all cores); got {threads!r}")
     values["store_path"] = Path(values["store_path"] or default_store_path())
     values["output_dir"] = Path(values["output_dir"] or default_output_dir(notebook))
-    values["threads"] = int(values["threads"] or default_threads())
+    values["threads"] = threads or default_threads()
     return Settings(notebook=notebook, preset=preset, **values)
 
 
@@ -441,21 +447,39 @@ def reference_depth(s: Settings) -> int:
     return ref if ref in depths else depths[min(1, len(depths) - 1)]
 
 
-def fair_depth_design(s: Settings, transferred_lr: float | None = None) -> dict[str, list[tuple]]:
-    """07's runs by part: `width_transfer` (lr grid × transfer_widths at the base depth, SP and μP,
-    transfer_seeds), `depth_transfer` (lr grid × depths at widths[0], SP and CompleteP, seeds: also the
-    input of arms (a) and (b)), and with `transferred_lr`, `transferred` (every depth at that one lr under
-    CompleteP: arm (c)). All share `budget` training tokens and the base shape (widths[0], base_depth)."""
+FAIR_DEPTH_SWEEPS = {"width_transfer": ("sp", "mup"), "depth_transfer": ("sp", "completep")}
+
+
+def fair_depth_groups(s: Settings, part: str) -> list[tuple]:
+    """07: the shapes (parametrization, depth, width) of one lr sweep: `width_transfer` (transfer_widths at
+    the base depth, SP and μP) or `depth_transfer` (depths at widths[0], SP and CompleteP)."""
+    shapes = ([(s.base_depth, w) for w in s.transfer_widths] if part == "width_transfer" else
+              [(d, s.widths[0]) for d in s.depths])
+    return [(p, d, w) for p in FAIR_DEPTH_SWEEPS[part] for d, w in shapes]
+
+
+def fair_depth_lr_pairs(s: Settings, part: str, group: tuple, lr: float) -> list[tuple]:
+    """07: one shape `group` (parametrization, depth, width) of sweep `part` at one learning rate, on that
+    sweep's seeds (transfer_seeds for the width transfer, seeds for the depth transfer), `budget` tokens,
+    the base shape (widths[0], base_depth) — how the grid is built and how `transfer.bracketed_best_lr`
+    extends it."""
     from .transfer import lr_sweep
-    width = s.widths[0]
-    common = dict(model=s.model(base_width=width, base_depth=s.base_depth), train=s.train(), tokens=int(s.budget))
-    parts = {"width_transfer": lr_sweep(s.lrs, [(s.base_depth, w) for w in s.transfer_widths], s.transfer_seeds,
-                                        parametrizations=["sp", "mup"], **common),
-             "depth_transfer": lr_sweep(s.lrs, [(d, width) for d in s.depths], s.seeds,
-                                        parametrizations=["sp", "completep"], **common)}
+    parametrization, depth, width = group
+    return lr_sweep([lr], [(depth, width)], s.transfer_seeds if part == "width_transfer" else s.seeds,
+                    parametrizations=[parametrization], model=s.model(base_width=s.widths[0], base_depth=s.base_depth),
+                    train=s.train(), tokens=int(s.budget))
+
+
+def fair_depth_design(s: Settings, transferred_lr: float | None = None) -> dict[str, list[tuple]]:
+    """07's runs by part: `width_transfer` and `depth_transfer` (the lr grid × `fair_depth_groups`; the
+    depth transfer's SP runs are also the input of arms (a) and (b)), and with `transferred_lr`,
+    `transferred` (every depth at that one lr under CompleteP: arm (c)). The lr sweeps' grids are only
+    where they start: the notebook extends them (`lr_extensions`) where an optimum sits at an end."""
+    parts = {part: [pair for g in fair_depth_groups(s, part) for lr in s.lrs for pair in fair_depth_lr_pairs(s, part, g, lr)]
+             for part in FAIR_DEPTH_SWEEPS}
     if transferred_lr is not None:
-        parts["transferred"] = lr_sweep([transferred_lr], [(d, width) for d in s.depths], s.seeds,
-                                        parametrizations=["completep"], **common)
+        parts["transferred"] = [pair for d in s.depths for pair in
+                                fair_depth_lr_pairs(s, "depth_transfer", ("completep", d, s.widths[0]), transferred_lr)]
     return parts
 
 

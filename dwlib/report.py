@@ -1,7 +1,7 @@
 """A report to hand out: the executed notebooks under outputs/ as static, self-contained HTML pages and an
-index page listing each notebook with its preset, verdicts, wall time and charts.
+index page listing, preset by preset, each notebook with its verdicts, wall time and charts.
 
-    python -m dwlib.report                       # outputs/*/manifest.json → outputs/report/index.html
+    python -m dwlib.report                       # outputs/<name>/<preset>/ → outputs/report/index.html
     python -m dwlib.report --outputs DIR --to DIR
 
 Self-contained: charts are inline SVG (the notebooks' altair `svg` renderer; the index embeds the saved
@@ -17,6 +17,7 @@ import ast
 import base64
 import html
 import json
+import os
 import re
 import sys
 import time
@@ -43,21 +44,32 @@ TITLE = re.compile(r"aria-label=\"Title text '(.*?)'\"")   # Vega's titles, in i
 MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$([^$\n]+?)\$", re.S)
 STYLE = """body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 section { border-top: 1px solid #ddd; padding: 0.5em 0 1em; }
-.meta { color: #555; } .thumbs img { width: 480px; margin: 4px; border: 1px solid #eee; }"""
+.meta { color: #555; } .problem { color: #a00; } .thumbs img { width: 480px; margin: 4px; border: 1px solid #eee; }"""
 
 
 def executed_notebooks(outputs: Path) -> list[dict]:
-    """The manifests (`notebooks.Session.finish`) of the notebooks executed anywhere under `outputs` (one
-    folder each: outputs/<name>/<variant>/ by default), in notebook order; each gains `folder`, `path` (its
-    executed .ipynb) and `variant` (the preset, or preset-hash when other parameters changed results)."""
+    """The manifests (`notebooks.Session.finish`) of the notebooks executed anywhere under `outputs`, one
+    folder each (outputs/<name>/<variant>/ by default), in notebook order; each gains `folder`, `path` (its
+    executed .ipynb), `variant` (the preset, or preset-hash when other parameters changed results), `html`
+    (its page's path in the report, mirroring the folder) and `problem`: None, or why the folder cannot be
+    reported (naming the file) — then the entry holds only its notebook's name, never a manifest's
+    verdicts. A folder with an executed notebook but no manifest is one whose last run failed or was
+    stopped (the runner removes the old manifest as a run starts)."""
     found = []
-    for manifest in sorted(Path(outputs).rglob("manifest.json")):
-        entry = json.loads(manifest.read_text())
-        path = manifest.parent / f"{entry['notebook']}.ipynb"
-        if path.exists():
-            found.append(dict(entry, folder=manifest.parent, path=path, variant=entry.get("variant", entry["preset"]),
-                              page=f"{manifest.parent.relative_to(outputs).as_posix()}/{entry['notebook']}.html"))
-    return sorted(found, key=lambda e: (e["notebook"], e["page"]))
+    folders = {p.parent for pattern in ("manifest.json", "*.ipynb") for p in Path(outputs).rglob(pattern)
+               if not any(part.startswith(".") for part in p.relative_to(outputs).parts)}   # .ipynb_checkpoints
+    for folder in sorted(folders):
+        entry, problem = _read_manifest(folder)
+        path = folder / f"{entry['notebook']}.ipynb"
+        if problem is None:
+            try:   # a truncated write is not JSON
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                entry, problem = dict(notebook=entry["notebook"]), f"{path} cannot be read: {e}"
+        rel = folder.relative_to(outputs).as_posix()
+        found.append(dict(entry, folder=folder, path=path, problem=problem, html=f"{rel}/{entry['notebook']}.html",
+                          variant=entry.get("variant", entry.get("preset", folder.name))))
+    return sorted(found, key=lambda e: (e["notebook"], e["html"]))
 
 
 def variants(entries: list[dict]) -> dict[str, list[dict]]:
@@ -65,9 +77,27 @@ def variants(entries: list[dict]) -> dict[str, list[dict]]:
     the index never sets one run's verdicts beside another's."""
     order = {p: i for i, p in enumerate(reversed(presets.PRESETS))}
     groups = {}
-    for e in sorted(entries, key=lambda e: (order.get(e["preset"], 9), e["variant"] != e["preset"], e["variant"])):
+    for e in sorted(entries, key=lambda e: (order.get(e["variant"].split("-")[0], 9), "-" in e["variant"],
+                                            e["variant"])):
         groups.setdefault(e["variant"], []).append(e)
     return groups
+
+
+def _read_manifest(folder: Path) -> tuple[dict, str | None]:
+    """(the manifest, None), or ({notebook: its name}, what is wrong with the manifest)."""
+    manifest, executed = folder / "manifest.json", sorted(folder.glob("*.ipynb"))
+    name = dict(notebook=executed[0].stem if executed else folder.name)
+    try:
+        entry = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return name, (f"no {manifest}: the last run failed or was stopped before its end (its page shows how "
+                      "far it got)")
+    except (OSError, ValueError) as e:   # unreadable, or not JSON (a truncated write)
+        return name, f"{manifest} cannot be read: {e}"
+    missing = [k for k in ("notebook", "preset", "wall_seconds") if not isinstance(entry, dict) or k not in entry]
+    if missing:
+        return name, f"{manifest} lacks {', '.join(missing)}"
+    return entry, None
 
 
 def mathml(text: str) -> str:
@@ -128,22 +158,28 @@ def notebook_html(path: Path, title: str | None = None) -> str:
 
 def index_html(entries: list[dict], title: str = "dwlib report") -> str:
     """The index page: per variant (preset, and parameters when changed), per notebook, a link to its page,
-    its wall time, verdicts and charts."""
+    its wall time, verdicts (headlines first) and charts."""
     from nbconvert.filters.markdown import markdown2html
     sections = []
-    for name, group in variants(entries).items():
-        changed = group[0].get("parameters") or {}
+    for variant, group in variants(entries).items():
+        changed = next((e.get("parameters") for e in group if e.get("parameters")), {})
         params = (" with " + ", ".join(f"<code>{html.escape(k)}={html.escape(repr(v))}</code>"
                                        for k, v in changed.items()) if changed else " (its own parameters)")
-        sections.append(f"<h2 id='{html.escape(name)}'>preset {html.escape(group[0]['preset'])}{params}</h2>")
+        sections.append(f"<h2 id='{html.escape(variant)}'>preset {html.escape(variant.split('-')[0])}{params}</h2>")
         for e in group:
+            page, name = html.escape(e["html"]), html.escape(e["notebook"])
+            if e.get("problem"):   # never a manifest's verdicts beside a notebook that did not produce them
+                head = f"<a href='{page}'>{name}</a>" if e.get("page") else name
+                sections.append(f"<section class='marked'><h3>{head}</h3><p class='problem'><b>Not reported:</b> "
+                                f"{html.escape(e['problem'])}</p></section>")
+                continue
             verdicts = "".join(f"<li>{markdown2html(mathml(v))}</li>" for v in e.get("verdicts", []))
-            thumbs = "".join(f"<a href='{html.escape(e['page'])}'><img alt='{html.escape(c)}' title='{html.escape(c)}' "
+            thumbs = "".join(f"<a href='{page}'><img alt='{html.escape(c)}' title='{html.escape(c)}' "
                              f"src='data:image/svg+xml;base64,"
                              f"{base64.b64encode((e['folder'] / f'{c}.svg').read_bytes()).decode()}'></a>"
                              for c in e.get("charts", []) if (e["folder"] / f"{c}.svg").exists())
             sections.append(
-                f"<section><h3><a href='{html.escape(e['page'])}'>{html.escape(e['notebook'])}</a></h3>"
+                f"<section><h3><a href='{page}'>{name}</a></h3>"
                 f"<p class='meta'>preset <b>{html.escape(str(e['preset']))}</b> · wall time "
                 f"{_duration(e['wall_seconds'])} · {len(e.get('charts', []))} charts</p>"
                 + (f"<ul class='verdicts'>{verdicts}</ul>" if verdicts
@@ -152,26 +188,46 @@ def index_html(entries: list[dict], title: str = "dwlib report") -> str:
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p class='meta'>{len(entries)} notebook{'s' if len(entries) != 1 else ''}, built "
-            f"{time.strftime('%Y-%m-%d %H:%M')}. Each page is the "
-            f"executed notebook; every number in its prose comes from that run.</p>{''.join(sections)}</body></html>")
+            f"{time.strftime('%Y-%m-%d %H:%M')}. Each page is the executed notebook; every number in its prose "
+            f"comes from that run.</p>{''.join(sections)}</body></html>")
 
 
 def build(outputs: Path, target: Path) -> Path:
-    """Write <target>/index.html and one page per executed notebook under `outputs` (at the notebook's
-    folder's place: <target>/<name>/<variant>/<name>.html); return the index's path. Raises ValueError when
-    `outputs` holds no executed notebook."""
-    entries = [e for e in executed_notebooks(outputs) if Path(target).resolve() not in e["folder"].resolve().parents]
+    """Write <target>/index.html and one page per executed notebook under `outputs`, at its folder's place
+    (<target>/<name>/<variant>/<name>.html); return the index's path. A notebook that cannot be reported is marked on the index (its `problem`), and the
+    others are reported. Raises ValueError when `outputs` holds no executed notebook, or when the report
+    cannot be written (each file is written whole or not at all: no truncated page is left)."""
+    entries = executed_notebooks(outputs)
     if not entries:
         raise ValueError(f"no executed notebooks under {outputs} (each needs <folder>/manifest.json and "
                          f"<folder>/<name>.ipynb): run `make smoke` or `make notebooks` first")
-    target.mkdir(parents=True, exist_ok=True)
-    for e in entries:
-        page = target / e["page"]
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(notebook_html(e["path"], f"{e['notebook']} · preset {e['variant']}"), encoding="utf-8")
-    index = target / "index.html"
-    index.write_text(index_html(entries), encoding="utf-8")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for e in entries:
+            if e["path"].exists():
+                try:
+                    page = notebook_html(e["path"], f"{e['notebook']} · preset {e['variant']}")
+                except Exception as err:   # nbformat or nbconvert refusing one notebook: mark it, report the rest
+                    e["problem"] = e["problem"] or f"{e['path']} cannot be converted: {type(err).__name__}: {err}"
+                    continue
+                (target / e["html"]).parent.mkdir(parents=True, exist_ok=True)
+                _write(target / e["html"], page)
+                e["page"] = True
+        index = target / "index.html"
+        _write(index, index_html(entries))
+    except OSError as e:   # a read-only or full disk, a file in the way
+        raise ValueError(f"cannot write the report to {target}: {e.strerror or e}") from None
     return index
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside it, renamed over it once complete."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _duration(seconds: float) -> str:
@@ -189,8 +245,12 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {index} ({len(executed_notebooks(args.outputs))} notebooks)")
-    return 0
+    entries = executed_notebooks(args.outputs)
+    marked = [e for e in entries if e["problem"]]
+    for e in marked:
+        print(f"warning: {e['notebook']} is marked, not reported: {e['problem']}", file=sys.stderr)
+    print(f"report: {index} ({len(entries) - len(marked)} reported" + (f", {len(marked)} marked)" if marked else ")"))
+    return 3 if marked else 0
 
 
 if __name__ == "__main__":

@@ -11,17 +11,22 @@ cooldown branch per smaller budget.
 
 Executors: "local" (in this process, one run after another), "parallel" (worker processes sharing
 the machine's cores: small models use cores far better side by side than with many threads each),
-"ray" (one Ray task per run, on a local instance or any node of a cluster; only the driver opens the
-store). Every run is claimed in the store before it trains, so sweeps in several processes at once
-never train a run twice, and a run interrupted in any way resumes from its checkpoint the next time
-it is asked for.
+"ray" (one Ray task per run, on a local instance or any node of a cluster), "slurm" (one Slurm job
+per run through submitit). Whatever the executor, one loop in this process (`_drive`) claims every
+run in the store before it trains, renews the leases and stores the records the tasks return, so
+sweeps in several processes at once never train a run twice, only this process opens the store,
+and a run interrupted in any way resumes from its checkpoint the next time it is asked for.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import itertools
 import math
 import os
+import re
+import shlex
+import shutil
 import threading
 import time
 import warnings
@@ -30,12 +35,12 @@ from pathlib import Path
 from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, available_cores, cooldown_steps, count_params,
                      decay_start, default_threads, flops_per_token, non_embedding_params, paper_critical_depth,
                      run_key, steps_for_budget, to_dict, tokens_per_step)
-from .store import DONE, Store, StoreError, owner_id
+from .store import DEFAULT_PATH, DONE, Store, owner_id
 
 LEASE_SECONDS = 60.0      # a dead holder's run becomes claimable this long after its last heartbeat
 POLL_SECONDS = 2.0        # how often a sweep checks on a run another process is training
-RAY_RETRIES = 3           # Ray resubmits a run whose worker or node died this often; each resumes from its checkpoint
-EXECUTORS = ("local", "parallel", "ray")
+RETRIES = 3               # Ray and Slurm resubmit a run whose worker, node or job died this often (from its checkpoint)
+EXECUTORS = ("local", "parallel", "ray", "slurm")
 BUDGET_FIELDS = ("steps", "tokens", "flops")
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -69,115 +74,33 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, *, store=None, progress:
         checkpoint_dir=None) -> dict | None:
     """Train one run into the store, or return its stored result if it is already complete or diverged.
 
-    The run is claimed first; while it trains, a background thread renews the lease. If another process
-    holds the run, this waits for it (or returns None at once with wait=False; if that process fails,
-    this raises RuntimeError with its error instead of repeating it). Interrupted runs resume from their
-    checkpoint (`checkpoint_location`: in `checkpoint_dir`, by default `<store dir>/checkpoints/`),
-    which is deleted once the result is stored.
+    A sweep of one pair in this process (see `_drive`). If another process holds the run, this waits
+    for it (or returns None at once with wait=False; if that process fails, this raises RuntimeError
+    with its error instead of repeating it). Interrupted runs resume from their checkpoint
+    (`checkpoint_location`: in `checkpoint_dir`, by default `<store dir>/checkpoints/`), which is
+    deleted once the result is stored.
     An exception is recorded as status 'failed' with its message and re-raised; Ctrl-C leaves the run
     resumable and re-raises. The record's `resumed_from_step` says where training began (0: a fresh start).
     """
-    return _run(model_cfg, train_cfg, as_store(store), progress, on_eval, tokens, lease_seconds, wait,
-                checkpoint_dir=checkpoint_dir)[0]
-
-
-def _run(model_cfg, train_cfg, store, progress, on_eval, tokens, lease_seconds, wait, fork_at=None,
-         checkpoint_dir=None):
-    """run(), also saying how the result came: 'cached', 'trained', or 'busy' (held elsewhere, no wait)."""
-    if tokens is None:
-        tokens = load_tokens(train_cfg.corpus, train_cfg.tokenizer)
-    key = run_key(model_cfg, train_cfg, tokens.fingerprint)
-    config = {"model": to_dict(model_cfg), "train": to_dict(train_cfg),
-              "corpus_fingerprint": tokens.fingerprint}
-    location = checkpoint_location(store, key, checkpoint_dir)
-    owner = owner_id()
-    waited = False
-    while True:
-        how, result = _claim(store, key, config, owner, lease_seconds, location, waited)
-        if how == "cached":
-            return result, "cached"
-        if how == "claimed":
-            break
-        if not wait:
-            return None, "busy"
-        waited = True
-        time.sleep(POLL_SECONDS)
-
-    stop_renewing = _keep_leases(store, owner, {key}, lease_seconds)
-    try:
-        from .train import train
-        result = train(model_cfg, train_cfg, checkpoint=location, progress=progress, on_eval=on_eval,
-                       tokens=tokens, fork_at=fork_at)
-    except BaseException as e:
-        stop_renewing()
-        if isinstance(e, Exception):
-            store.fail(key, f"{type(e).__name__}: {e}", owner)
-        else:   # Ctrl-C, SystemExit: not the run's fault; the next claimant may resume it at once
-            store.release(key, owner)
-        raise
-    stop_renewing()
-    _store_result(store, key, result, owner, location)
-    return result, "trained"
+    (_, outcome), = _drive([(model_cfg, train_cfg)], as_store(store), _Local(progress, on_eval), lease_seconds,
+                           checkpoint_dir, wait=wait, tokens=tokens)
+    if outcome["how"] == "busy":
+        return None
+    if outcome["status"] == "failed":
+        raise outcome["exception"] or RuntimeError(outcome["error"])
+    return outcome["record"]
 
 
 def checkpoint_location(store: Store, key: str, checkpoint_dir=None) -> str:
     """Where run `key` saves its checkpoint while it trains: `<checkpoint_dir>/<key>.pt`, a local folder or
     the URI of storage every node of a cluster reaches (s3://bucket/dwlib, gs://…, file://…; see
     `train.checkpoint_fs`), by default beside the store. Local paths are made absolute: a Ray worker's
-    working directory is not the driver's."""
+    or a Slurm job's working directory is not the driver's."""
     if checkpoint_dir is None:
         return str(store.checkpoint_path(key).resolve())
     if "://" in str(checkpoint_dir):
         return f"{str(checkpoint_dir).rstrip('/')}/{key}.pt"
     return str(Path(checkpoint_dir).resolve() / f"{key}.pt")
-
-
-def _claim(store, key, config, owner, lease_seconds, location, waited) -> tuple[str, dict | None]:
-    """One try at a run: ('cached', its result) when it is final, ('claimed', None) when `owner` now holds
-    it, ('busy', None) when another holder has it. If the run failed in the process we `waited` for,
-    raises RuntimeError with that error rather than repeat it."""
-    row = store.get(key)
-    if row is not None and row["status"] in DONE:
-        return "cached", row["result"]
-    if waited and row is not None and row["status"] == "failed":
-        raise RuntimeError(f"run {key[:10]} failed in another process: {row['error']}")
-    if store.claim(key, config, owner, lease_seconds, checkpoint=location):
-        if row is not None:   # an earlier attempt may have checkpointed elsewhere (another --checkpoint-dir)
-            from .train import adopt_checkpoint
-            adopt_checkpoint(row["checkpoint"], location)
-        return "claimed", None
-    return "busy", None
-
-
-def _keep_leases(store, owner, keys: set, lease_seconds):
-    """Renew `owner`'s leases on `keys` (a set the caller may change meanwhile) from a background thread,
-    four times per lease; returns the function that stops it. A key taken over after we stalled past its
-    lease is dropped: `finish` will refuse our result."""
-    stop = threading.Event()
-
-    def renew():
-        while not stop.wait(lease_seconds / 4):
-            for key in list(keys):
-                try:
-                    if not store.heartbeat(key, owner, lease_seconds):
-                        keys.discard(key)
-                except Exception:   # a busy or briefly unreadable store: try again next beat
-                    pass
-
-    thread = threading.Thread(target=renew, name="dwlib-leases", daemon=True)
-    thread.start()
-    return lambda: (stop.set(), thread.join())
-
-
-def _store_result(store, key, result, owner, location) -> None:
-    """Record a finished run and delete its checkpoint, unless another process took the run over after
-    our lease lapsed (then its result is the one stored)."""
-    from .train import remove_checkpoint
-    if store.finish(key, result, owner):
-        remove_checkpoint(location)
-    else:
-        warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
-                      "that process's result is the one stored", RuntimeWarning)
 
 
 def checkpoint_step(location) -> int:
@@ -379,7 +302,7 @@ def _isoflop(pairs, budgets, min_steps, wsd) -> list[tuple]:
 # ---------------------------------------------------------------------------------------------
 
 def anneal(pairs, budgets, *, schedule: str = "wsd-sqrt", cooldown: float = 0.2, warmup: int | None = None):
-    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is fully annealed
+    """Each pair once per token budget, with a warmup-stable-decay schedule: every run is annealed (cooled to `min_lr`, lr/10 by default)
     at its own budget (its cooldown is the last `cooldown` of its steps; "wsd-sqrt" the 1 − sqrt shape
     Hägele et al. found best, "wsd" linear). All budgets of a pair share one absolute `warmup` (default 5%
     of the smallest budget's steps), so they are the same computation up to each one's decay start and
@@ -473,33 +396,38 @@ def _positive(name, value):
 
 
 # ---------------------------------------------------------------------------------------------
-# Executors
+# Executors: one driver loop, and the submitters it hands runs to
 # ---------------------------------------------------------------------------------------------
 
 def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None = None,
               progress: bool = True, lease_seconds: float = LEASE_SECONDS, ray_address: str | None = None,
               gpus_per_run: float | None = None, cpus_per_run: int = 1, checkpoint_dir=None,
-              on_result=None):
+              retries: int = RETRIES, slurm: dict | None = None, on_result=None):
     """Train every (ModelConfig, TrainConfig) pair not already in the store; return their frame.
 
     executor: 'local' (default: in this process, one after another, with a per-run progress bar),
-        'parallel' (`workers` spawned processes, default one per core; each torch gets
-        default_threads(workers) threads), or 'ray' (one task per run, on any node of a cluster: see
-        `_ray`; `ray.init(address=ray_address)` unless Ray is already initialised; each task asks for
-        `gpus_per_run` GPUs — default 1 when the cluster has GPUs; a fraction such as 0.25 packs four
-        small runs on one GPU — and `cpus_per_run` CPUs, which are also its torch threads).
+        'parallel' (`workers` spawned processes, default one per core), 'ray' (a task per run:
+        `ray.init(address=ray_address)` unless Ray is initialised; `gpus_per_run`, fractions allowed,
+        default 1 when the cluster has GPUs; `cpus_per_run`, also the torch threads) or 'slurm' (a job
+        per run: `gpus_per_run`, `cpus_per_run` and the options in `slurm`, see `slurm_options`; a
+        notebook writes them into the executor's name: "slurm:partition=gpu,time_limit=120").
     checkpoint_dir: where runs checkpoint while they train: a local folder or the URI of storage every
         node reaches (s3://bucket/dwlib, gs://…, file://…); default `<store dir>/checkpoints/`.
+    retries: how often Ray or Slurm resubmits a run whose worker, node or job died (each resumes from
+        its checkpoint); after that the run is stored 'failed' and keeps its checkpoint.
     on_result: called as on_result(index, outcome) when each run finishes or is found in the store;
         `index` is the pair's position after duplicates are dropped, `outcome` has `how` ('trained',
         'cached', 'failed') and `status` (progress displays, e.g. the notebook runner's).
     A failing or diverging run is recorded with its status and error and the sweep goes on. Runs that
     another process is training are waited for. Returns `Store.runs_frame` for the pairs, in their
-    order (duplicates removed); a run that failed before it had a run key (its corpus could not be
-    loaded, its worker process died) is absent, warned about, and listed in `frame.attrs["lost"]`.
+    order (duplicates removed); a run that failed before it reached the store (its corpus could not be
+    loaded: absent from the frame; its worker process died: 'interrupted' in it) is warned about and
+    listed in `frame.attrs["lost"]`.
     """
-    _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir)
-    store = as_store(store)
+    executor, spec = executor.partition(":")[::2] if isinstance(executor, str) else (executor, "")
+    _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir, retries)
+    if spec and executor != "slurm":
+        raise ValueError(f"only executor 'slurm' takes options after a ':'; got {executor}:{spec}")
     pairs = list(pairs)
     for pair in pairs:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], ModelConfig)
@@ -508,21 +436,24 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
     pairs = list(dict.fromkeys((m, t) for m, t in pairs))   # same pair twice would only wait on itself
     if not pairs:
         raise ValueError("the sweep has no runs")
+    if executor == "slurm":   # every option checked before anything is submitted, or the store opened
+        where = store.path if isinstance(store, Store) else Path(store or DEFAULT_PATH)
+        options = slurm_options({**_parse_spec(spec), **(slurm or {})}, pairs, where.parent, gpus_per_run,
+                                cpus_per_run, checkpoint_dir)
+    store = as_store(store)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pairs), desc="sweep", unit="run", disable=not progress)
     counts = dict.fromkeys(("trained", "cached", "diverged", "failed"), 0)
     keys = [None] * len(pairs)
-    lost = []   # failures before the run had a key (bad corpus, a worker process died): not in the store
+    lost = []   # runs that never reached a verdict in the store (bad corpus, a worker process died)
 
     def report(i, outcome):
         keys[i] = outcome["key"]
-        if outcome["key"] is None:
+        if outcome["key"] is None or outcome["status"] == "interrupted":
             m, t = pairs[i]
             lost.append(f"D={m.depth} W={m.width} seed={t.seed}: {outcome['error']}")
-        if outcome["how"] == "busy":
-            return
-        counts["failed" if outcome["status"] == "failed" else outcome["how"]] += 1
+        counts["failed" if outcome["status"] in ("failed", "interrupted") else outcome["how"]] += 1
         counts["diverged"] += outcome["status"] == "diverged"
         bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=False)
         bar.update(1)
@@ -530,31 +461,27 @@ def run_sweep(pairs, *, store=None, executor: str = "local", workers: int | None
             on_result(i, outcome)
 
     try:
-        submit = {"local": _local, "parallel": _parallel, "ray": _ray}[executor]
-        kwargs = dict(store=store, progress=progress, lease_seconds=lease_seconds, workers=workers,
-                      ray_address=ray_address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                      checkpoint_dir=checkpoint_dir)
-        # First pass: train what is free, a group (a trunk and its cooldown branches) per task; runs
-        # another process holds come back 'busy' (the Ray driver polls them itself: none come back).
-        groups = branch_groups(pairs)
-        outcomes = list(submit(pairs, groups, wait=False, report=report, **kwargs))
-        busy = {i for i, outcome in outcomes if outcome["how"] == "busy"}
-        # Second pass: wait for those (or take them over if their holder dies).
-        if busy:
-            bar.set_description(f"sweep (waiting on {len(busy)} held elsewhere)")
-            groups = [g for g in ([i for i in group if i in busy] for group in groups) if g]
-            list(submit(pairs, groups, wait=True, report=report, **kwargs))
+        if executor == "local":
+            submitter = _Local(progress)
+        elif executor == "parallel":
+            submitter = _Parallel(workers, len(branch_groups(pairs)))
+        elif executor == "ray":
+            submitter = _Ray(ray_address, gpus_per_run, cpus_per_run, retries, checkpoint_dir)
+        else:
+            submitter = _Slurm(options, retries)
+        for i, outcome in _drive(pairs, store, submitter, lease_seconds, checkpoint_dir):
+            report(i, outcome)
     finally:
         bar.close()
     if lost:
         warnings.warn(f"{len(lost)} run(s) failed before reaching the store:\n  " + "\n  ".join(lost),
                       RuntimeWarning, stacklevel=2)
     frame = store.runs_frame(keys=[k for k in keys if k is not None])
-    frame.attrs["lost"] = lost   # runs missing from the frame, with their errors
+    frame.attrs["lost"] = lost   # runs without a result in the frame, with their errors
     return frame
 
 
-def _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir) -> None:
+def _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_dir, retries) -> None:
     """run_sweep's execution arguments, each refused with its name and value before anything trains."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
@@ -566,51 +493,11 @@ def _check_executor(executor, workers, cpus_per_run, gpus_per_run, checkpoint_di
                                          and (gpus_per_run <= 1 or float(gpus_per_run).is_integer())):
         raise ValueError(f"gpus_per_run must be 0, a fraction of one GPU (0.25 packs four runs on a GPU) or a "
                          f"whole number of GPUs; got {gpus_per_run!r}")
+    if not (isinstance(retries, int) and retries >= 0):
+        raise ValueError(f"retries must be a whole number >= 0, got {retries!r}")
     if checkpoint_dir is not None:   # an unknown protocol or a missing s3fs / gcsfs: said before training
         from .train import checkpoint_fs
         checkpoint_fs(checkpoint_dir)
-
-
-def _sweep_task(group, store, wait, lease_seconds, threads, progress=False, checkpoint_dir=None) -> list[dict]:
-    """One group of a sweep, [(model dict, train dict)] with the largest budget first, in whichever process
-    executes it: an outcome per run; never raises for a run's own failure. Each run goes through `_run`
-    (its own claim) and saves a fork checkpoint for each later run not yet in the store, which that run
-    then resumes from: only its cooldown is computed. A run whose fork is missing trains from step 0.
-    Two processes writing one run's checkpoint are harmless: any checkpoint of a run at any step is a
-    valid state of that run. Raises only StoreError (a store that cannot be written stops the sweep).
-    Takes plain dicts and a store path so that it pickles into worker processes."""
-    from .config import model_config_from_dict, train_config_from_dict
-    if threads is not None:
-        import torch
-        torch.set_num_threads(threads)
-    pairs = [(model_config_from_dict(m), train_config_from_dict(t)) for m, t in group]
-    if threads is not None:   # execution-only: same run keys
-        pairs = [(m, t if t.threads is not None else dataclasses.replace(t, threads=threads)) for m, t in pairs]
-    store = store if isinstance(store, Store) else Store(store, check=False)   # the parent checked it
-    try:
-        tokens = load_tokens(pairs[0][1].corpus, pairs[0][1].tokenizer)
-    except Exception as e:   # a bad corpus name: nothing to claim, report it against no key
-        return [dict(key=None, how="failed", status="failed", error=f"{type(e).__name__}: {e}")] * len(pairs)
-    keys = [run_key(m, t, tokens.fingerprint) for m, t in pairs]
-    outcomes = []
-    for j, (m, t) in enumerate(pairs):
-        if any(o["how"] == "busy" for o in outcomes):   # its trunk is held elsewhere: wait on the second pass
-            outcomes.append(dict(key=keys[j], how="busy", status="running", error=None))
-            continue
-        forks = {}
-        for k in range(j + 1, len(pairs)):
-            row = store.get(keys[k])
-            if row is None or row["status"] not in DONE:
-                forks.setdefault(fork_step(*pairs[k]), []).append(
-                    (keys[k], checkpoint_location(store, keys[k], checkpoint_dir)))
-        try:
-            result, how = _run(m, t, store, progress, None, tokens, lease_seconds, wait, forks, checkpoint_dir)
-            outcomes.append(dict(key=keys[j], how=how, status=result["status"] if result else "running", error=None))
-        except StoreError:
-            raise
-        except Exception as e:
-            outcomes.append(dict(key=keys[j], how="trained", status="failed", error=f"{type(e).__name__}: {e}"))
-    return outcomes
 
 
 def fork_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
@@ -618,59 +505,380 @@ def fork_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
     return decay_start(steps_for_budget(model_cfg, train_cfg), train_cfg)
 
 
-def _plain(pairs, group) -> list[tuple[dict, dict]]:
-    """A group's pairs as plain dicts: they pickle into worker processes."""
-    return [(to_dict(pairs[i][0]), to_dict(pairs[i][1])) for i in group]
+class LeaseLapsed(RuntimeError):
+    """Raised inside a task, before it writes anything more, once its run's lease went unrenewed too long."""
 
 
-def _local(pairs, groups, *, wait, report, store, progress, lease_seconds, checkpoint_dir, **_):
-    for group in groups:
-        outcomes = _sweep_task(_plain(pairs, group), store, wait, lease_seconds, None, progress, checkpoint_dir)
-        for i, outcome in zip(group, outcomes):
-            report(i, outcome)
-            yield i, outcome
+class WorkerLost(RuntimeError):
+    """A task's worker process died without a verdict on its run: the run is released, not failed."""
 
 
-def _parallel(pairs, groups, *, wait, report, store, lease_seconds, workers, checkpoint_dir, **_):
-    import multiprocessing
-    import sys
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+class TaskError(RuntimeError):
+    """A run failed in a remote task (Ray, Slurm); the message is the run's error as the task worded it."""
 
-    main_file = getattr(sys.modules["__main__"], "__file__", None)
-    if main_file is not None and not os.path.exists(main_file):
-        raise ValueError(f"executor='parallel' starts fresh worker processes, which re-import the main "
-                         f"script, but it is {main_file!r} (read from stdin?); save it to a file, or use "
-                         "executor='local'")
-    workers = workers or max(1, min(len(groups), available_cores()))
-    threads = default_threads(side_by_side=workers)
-    # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(_sweep_task, _plain(pairs, group), str(store.path.resolve()), wait, lease_seconds,
-                               threads, False, checkpoint_dir): group for group in groups}
-        try:
-            for future in as_completed(futures):
-                group = futures[future]
+
+def _drive(pairs, store, executor, lease_seconds, checkpoint_dir, *, wait=True, tokens=None):
+    """The one execution loop, for every executor: yields (pair index, outcome) as each pair settles.
+
+    This process (the driver) claims each run in the store just before submitting it, renews the leases
+    from a thread while the tasks queue and train, stores the record (or the error) each task returns
+    and deletes the run's checkpoint; an executor only trains (submit a task, get a record back). A
+    group of runs sharing a trunk (`branch_groups`, largest budget first) submits its head first, which
+    saves a fork checkpoint for each other run of the group not yet stored; those then train only their
+    cooldowns (a branch whose fork is missing trains from step 0). Runs another process holds are polled
+    (with wait=False: reported 'busy' at once) and taken over if their holder dies. A task whose lease
+    went unrenewed (this process was frozen past it: SIGSTOP, a suspended machine) stops at its next
+    sync before writing anything more; if another process took the run meanwhile, it is left to that
+    one. Ctrl-C or a store that cannot be written: the tasks are cancelled, their runs released
+    (resumable at once) and the exception raised.
+    """
+    from .train import remove_checkpoint
+    runs = _plan(pairs, store, checkpoint_dir, executor.share, tokens)
+    owner, held, taken = owner_id(), {}, set()     # held: run key → pair index; taken: keys another holder took
+    renew_by = executor.lease_table(len(pairs))    # per pair: its task stops before writing once past this time
+    stop_renewing = _keep_leases(store, owner, held, taken, renew_by, lease_seconds)
+    pending, running, tasks, waited, forked = branch_groups(pairs), {}, {}, set(), set()
+    aborted = True
+    try:
+        while pending or running:
+            still = []
+            for group in pending:
+                while group and (executor.slots is None or len(running) < executor.slots):
+                    i, key, started = group[0], runs[group[0]]["key"], time.time()
+                    how, value = _claim(store, runs[i], owner, lease_seconds, i in waited, held)
+                    if how == "busy":
+                        waited.add(i)
+                        if not wait:
+                            yield from ((j, _outcome(runs[j]["key"], "busy", "running")) for j in group)
+                            group = []
+                        break
+                    group = group[1:]
+                    if how == "failed":
+                        yield i, _outcome(key, "failed" if key is None else "trained", "failed", value,
+                                          exception=runs[i].get("exception"))
+                    elif how == "cached":
+                        if i in forked:   # the fork we saved for it outlived it: another process finished it
+                            remove_checkpoint(runs[i]["location"])
+                        yield i, _outcome(key, "cached", value["status"], record=value)
+                    else:
+                        held[key], renew_by[i] = i, started + 0.75 * lease_seconds
+                        tasks[i] = _task(i, pairs, runs, group, store, forked, executor.threads)
+                        running[executor.submit(tasks[i])] = (i, group)
+                        group = []
+                if group:
+                    still.append(group)
+            pending = still
+            if not running:   # only runs held elsewhere are left: look again in a moment
+                time.sleep(POLL_SECONDS if pending else 0)
+                continue
+            for handle in executor.wait(list(running), POLL_SECONDS):
+                i, rest = running.pop(handle)
+                key = runs[i]["key"]
                 try:
-                    outcomes = future.result()
-                except BrokenProcessPool:   # a worker was killed (OOM killer, kill -9): the pool is gone
-                    outcomes = [dict(key=None, how="failed", status="failed",
-                                     error="a worker process died (killed, or out of memory); rerun the sweep "
-                                           "to resume its runs from their checkpoints")] * len(group)
-                for i, outcome in zip(group, outcomes):
-                    report(i, outcome)
-                    yield i, outcome
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+                    record = executor.result(handle)
+                except LeaseLapsed:
+                    if key not in taken and store.heartbeat(key, owner, lease_seconds):   # nobody took it: go on
+                        renew_by[i] = time.time() + 0.5 * lease_seconds
+                        running[executor.submit(tasks[i])] = (i, rest)
+                    else:
+                        taken.add(key)
+                        running[handle] = (i, rest)   # settled with the others taken over, below
+                    continue
+                except Exception as e:
+                    if isinstance(e, WorkerLost):
+                        store.release(key, owner)
+                        outcome = _outcome(key, "failed", "interrupted", str(e))
+                    else:
+                        store.fail(key, _error(e), owner)
+                        outcome = _outcome(key, "trained", "failed", _error(e), exception=e)
+                else:
+                    if store.finish(key, record, owner):
+                        remove_checkpoint(runs[i]["location"])
+                    else:
+                        warnings.warn(f"run {key[:10]} was taken over by another process after its lease lapsed; "
+                                      "that process's result is the one stored", RuntimeWarning)
+                    outcome = _outcome(key, "trained", record["status"], record=record)
+                held.pop(key)
+                pending += [[j] for j in rest]   # its branches, each from the fork it saved
+                yield i, outcome
+            for handle, (i, rest) in list(running.items()):
+                if runs[i]["key"] in taken and held.get(runs[i]["key"]) == i:   # leave it to its new holder
+                    executor.cancel([handle])
+                    del running[handle], held[runs[i]["key"]]
+                    waited.add(i)
+                    pending.append([i, *rest])
+            taken.clear()
+        aborted = False
+    except BaseException:
+        executor.cancel(list(running))
+        for key in list(held):
+            try:
+                store.release(key, owner)   # the next sweep resumes it at once
+            except Exception:
+                pass
+        raise
+    finally:
+        stop_renewing()
+        executor.close(aborted)
+
+
+def _outcome(key, how, status, error=None, record=None, exception=None) -> dict:
+    """What the loop reports of a pair: its run key, how it settled ('trained', 'cached', 'failed' before
+    it trained, 'busy'), its status, and its error, record and (in this process) exception."""
+    return dict(key=key, how=how, status=status, error=error, record=record, exception=exception)
+
+
+def _error(e: BaseException) -> str:
+    return str(e) if isinstance(e, TaskError) else f"{type(e).__name__}: {e}"
+
+
+def _plan(pairs, store, checkpoint_dir, share, tokens=None) -> list[dict]:
+    """Per pair what the driver needs to claim it and a task to train it: key, config, checkpoint
+    location, and `tokens`, what its task gets of the token arrays (`share` of the loaded data: the
+    arrays themselves, a Ray reference, or None for a task that loads the corpus where it runs). Each
+    corpus is loaded once. A corpus that cannot be loaded leaves its runs without a key, with the error."""
+    loaded, runs = {}, []
+    for m, t in pairs:
+        corpus = (t.corpus, t.tokenizer)
+        if corpus not in loaded:
+            try:
+                data = tokens if tokens is not None else load_tokens(*corpus)
+                loaded[corpus] = (data.fingerprint, share(data))
+            except Exception as e:
+                loaded[corpus] = (None, e)
+        fingerprint, shared = loaded[corpus]
+        if fingerprint is None:
+            runs.append(dict(key=None, error=_error(shared), exception=shared))
+            continue
+        key = run_key(m, t, fingerprint)
+        runs.append(dict(key=key, config={"model": to_dict(m), "train": to_dict(t), "corpus_fingerprint": fingerprint},
+                         location=checkpoint_location(store, key, checkpoint_dir), tokens=shared))
+    return runs
+
+
+def _claim(store, run, owner, lease_seconds, waited, held) -> tuple[str, object]:
+    """One try at a run: ('cached', its record) when it is final, ('claimed', None) when `owner` now holds
+    it, ('busy', None) when another holder has it (or this loop does, for another pair of the same key),
+    ('failed', error) when it has no key (its corpus did not load) or failed in the process we `waited` for
+    (its error, rather than a repeat)."""
+    key = run["key"]
+    if key is None:
+        return "failed", run["error"]
+    if key in held:
+        return "busy", None
+    row = store.get(key)
+    if row is not None and row["status"] in DONE:
+        return "cached", row["result"]
+    if waited and row is not None and row["status"] == "failed":
+        return "failed", f"run {key[:10]} failed in another process: {row['error']}"
+    if store.claim(key, run["config"], owner, lease_seconds, checkpoint=run["location"]):
+        if row is not None:   # an earlier attempt may have checkpointed elsewhere (another --checkpoint-dir)
+            from .train import adopt_checkpoint
+            adopt_checkpoint(row["checkpoint"], run["location"])
+        return "claimed", None
+    return "busy", None
+
+
+def _task(i, pairs, runs, rest, store, forked, threads) -> dict:
+    """The task that trains pair i: its run, and a fork checkpoint for each run in `rest` (the others of
+    its group) not yet stored. Plain data, so that it pickles into any worker."""
+    forks = {}
+    for j in rest:
+        row = store.get(runs[j]["key"])
+        if row is None or row["status"] not in DONE:
+            forks.setdefault(fork_step(*pairs[j]), []).append((runs[j]["key"], runs[j]["location"]))
+            forked.add(j)
+    m, t = pairs[i]
+    return dict(key=runs[i]["key"], model=m, train=t, location=runs[i]["location"], fork_at=forks,
+                tokens=runs[i]["tokens"], threads=threads, slot=i)
+
+
+def _keep_leases(store, owner, held: dict, taken: set, renew_by, lease_seconds):
+    """Renew `owner`'s leases on the runs in `held` (run key → pair index; the loop changes it meanwhile)
+    from a background thread, four times per lease, moving each run's `renew_by` on; returns the
+    function that stops it. A run taken over after we stalled past its lease goes into `taken`, its
+    renew_by to 0, so its task stops at its next sync."""
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(lease_seconds / 4):
+            for key, i in held.copy().items():
+                now = time.time()
+                try:
+                    if store.heartbeat(key, owner, lease_seconds):
+                        renew_by[i] = now + 0.75 * lease_seconds
+                    else:
+                        renew_by[i] = 0.0
+                        taken.add(key)
+                except Exception:   # a busy or briefly unreadable store: try again next beat
+                    pass
+
+    thread = threading.Thread(target=renew, name="dwlib-leases", daemon=True)
+    thread.start()
+    return lambda: (stop.set(), thread.join())
+
+
+def _lease_check(renew_by, i):
+    """The trainer's `on_sync` for pair i: stop (LeaseLapsed) once its lease was not renewed in time."""
+    def check():
+        if time.time() > renew_by[i]:
+            raise LeaseLapsed("the run's lease was not renewed in time (was this process frozen?); "
+                              "stopped it before writing anything more")
+    return check
+
+
+def _train_run(key, model, train, location, fork_at, tokens=None, threads=None, slot=None, check=None,
+               progress=False, on_eval=None) -> dict:
+    """A task, in whichever process trains it: train one run from its checkpoint at `location` (so a
+    resubmitted task goes on from the last save) and return its record; raises what the run raised. It
+    opens no store. `tokens`: the run's token arrays, or None to load the corpus here (refused if its
+    fingerprint is not the one the driver keyed the run with). `check`: see `_lease_check`."""
+    from .train import train as train_run
+    if train.threads is None and threads is not None:   # execution-only: the same run key
+        train = dataclasses.replace(train, threads=threads)
+    if tokens is None:
+        tokens = load_tokens(train.corpus, train.tokenizer)
+        if run_key(model, train, tokens.fingerprint) != key:
+            raise ValueError(f"corpus {train.corpus!r} reads differently here (fingerprint {tokens.fingerprint[:10]}) "
+                             "than where the sweep's driver read it: give every node the same corpus and tokenizer")
+    return train_run(model, train, checkpoint=location, progress=progress, on_eval=on_eval, tokens=tokens,
+                     fork_at=fork_at, on_sync=check)
+
+
+def _remote_task(task: dict, tokens=None) -> dict:
+    """A Ray task or a Slurm job: {"record": …}, or {"error": …} with the run's own error (a raised one
+    would come back wrapped in the scheduler's). submitit's own exception (a job timed out too often to
+    be requeued) is raised: the job died, and the driver resubmits it."""
+    try:
+        return {"record": _train_run(**{**task, "tokens": tokens})}
+    except Exception as e:
+        if type(e).__module__.startswith("submitit"):
             raise
+        return {"error": _error(e)}
 
 
-def _init_worker(threads, parent):
+def _requeue(*args, **kwargs):
+    """submitit calls this when Slurm preempts a job or its time limit nears, and requeues the job with
+    what it returns: the same call, which resumes from the run's last checkpoint."""
+    from submitit.helpers import DelayedSubmission
+    return DelayedSubmission(_remote_task, *args, **kwargs)
+
+
+_remote_task.checkpoint = _requeue
+
+
+def _unwrap(value: dict) -> dict:
+    if "error" in value:
+        raise TaskError(value["error"])
+    return value["record"]
+
+
+class _Local:
+    """Train in this process, one run at a time: a task trains as it is submitted (with a progress bar,
+    and `on_eval` after each evaluation). The base of the other submitters: a submitter has `slots` (how
+    many tasks at once; None: no limit), `threads` (torch threads of a run that does not set them), and
+    share / lease_table / submit / wait / result / cancel / close."""
+    slots, threads = 1, None
+
+    def __init__(self, progress=False, on_eval=None):
+        self.progress, self.on_eval = progress, on_eval
+
+    def share(self, tokens):
+        return tokens
+
+    def lease_table(self, n):
+        self.renew_by = [0.0] * n
+        return self.renew_by
+
+    def submit(self, task):
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(_train_run(**task, check=_lease_check(self.renew_by, task["slot"]),
+                                         progress=self.progress, on_eval=self.on_eval))
+        except Exception as e:
+            future.set_exception(e)
+        return future
+
+    def wait(self, handles, timeout):
+        return concurrent.futures.wait(handles, timeout, return_when=concurrent.futures.FIRST_COMPLETED)[0]
+
+    def result(self, handle):
+        return handle.result()
+
+    def cancel(self, handles):
+        for handle in handles:
+            handle.cancel()
+
+    def close(self, aborted):
+        pass
+
+
+class _Parallel(_Local):
+    """`workers` spawned processes (default one per core, at most one per group), each torch with
+    default_threads(workers) threads; they load the corpus themselves (a token-cache hit) and die with
+    this process. A worker killed mid-run (OOM killer, kill -9) breaks the pool: its runs and those not
+    yet trained are released, resumable by the next sweep."""
+
+    def __init__(self, workers, groups):
+        import multiprocessing
+        import sys
+        main_file = getattr(sys.modules["__main__"], "__file__", None)
+        if main_file is not None and not os.path.exists(main_file):
+            raise ValueError(f"executor='parallel' starts fresh worker processes, which re-import the main "
+                             f"script, but it is {main_file!r} (read from stdin?); save it to a file, or use "
+                             "executor='local'")
+        self.slots = workers or max(1, min(groups, available_cores()))
+        self.threads = default_threads(side_by_side=self.slots)
+        # spawn, not fork: forking a process that already ran torch (or holds sqlite handles) is unsafe
+        self.context, self.pool = multiprocessing.get_context("spawn"), None
+
+    def share(self, tokens):
+        return None
+
+    def lease_table(self, n):
+        self.renew_by = self.context.RawArray("d", n)   # shared memory: the workers' lease checks read it
+        return self.renew_by
+
+    def submit(self, task):
+        from concurrent.futures.process import BrokenProcessPool
+        if self.pool is None:
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                self.slots, mp_context=self.context, initializer=_init_worker,
+                initargs=(self.threads, os.getpid(), self.renew_by))
+        try:
+            return self.pool.submit(_pool_task, task)
+        except BrokenProcessPool as e:   # the pool died with an earlier worker
+            future = concurrent.futures.Future()
+            future.set_exception(e)
+            return future
+
+    def result(self, handle):
+        from concurrent.futures.process import BrokenProcessPool
+        try:
+            return handle.result()
+        except BrokenProcessPool:   # a worker was killed (OOM killer, kill -9): the pool is gone
+            raise WorkerLost("a worker process died (killed, or out of memory); rerun the sweep to resume its "
+                             "runs from their checkpoints") from None
+
+    def close(self, aborted):
+        if self.pool is not None:
+            self.pool.shutdown(wait=not aborted, cancel_futures=True)
+
+
+_RENEW_BY = None   # in a parallel worker: the driver's lease table (`_Parallel.lease_table`)
+
+
+def _init_worker(threads, parent, renew_by):
+    global _RENEW_BY
+    _RENEW_BY = renew_by
     # before torch is imported in the worker, so OpenMP starts with the right pool size
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     _exit_with_parent(parent)
+
+
+def _pool_task(task):
+    return _train_run(**task, check=_lease_check(_RENEW_BY, task["slot"]))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -695,63 +903,50 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="dwlib-parent-watch", daemon=True).start()
 
 
-def _ray(pairs, groups, *, report, store, lease_seconds, ray_address, gpus_per_run, cpus_per_run,
-         checkpoint_dir, **_):
-    """Ray, on one machine or a cluster. Only this process (the driver) opens the store: it claims the
-    runs, renews their leases from a thread and stores the records the tasks return; a task, one per
-    run on whichever node Ray picks, only trains. So no other node needs the store (SQLite must not sit
-    on a network filesystem), and two drivers on one store still never train the same run. The token
-    arrays reach the tasks through Ray's object store (see `_ray_runs`). A worker or node lost mid-run
-    is retried by Ray (RAY_RETRIES) and resumes from its checkpoint in `checkpoint_dir`. Runs held
-    elsewhere are polled while the tasks train, so this never reports one 'busy'."""
-    ray = _start_ray(ray_address)
-    resources = ray.cluster_resources()
-    if gpus_per_run is None:
-        gpus_per_run = 1 if resources.get("GPU", 0) > 0 else 0
-    elif gpus_per_run > 0 and not resources.get("GPU"):
-        warnings.warn(f"gpus_per_run={gpus_per_run}, but the Ray cluster has no GPUs now: the runs wait until "
-                      "a GPU node joins (gpus_per_run=0 trains them on CPUs)", RuntimeWarning, stacklevel=3)
-    if checkpoint_dir is None and sum(node["Alive"] for node in ray.nodes()) > 1:
-        warnings.warn("checkpoints go beside the store, on the disk of whichever node trains a run, so a run "
-                      "resumed on another node starts over: give checkpoint_dir (--checkpoint-dir) a location "
-                      "every node reaches, such as s3://bucket/dwlib", RuntimeWarning, stacklevel=3)
-    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=RAY_RETRIES)(_train_run)
-    runs = _ray_runs(ray, pairs, store, checkpoint_dir)
-    owner, held, waited = owner_id(), set(), set()
-    stop_renewing = _keep_leases(store, owner, held, lease_seconds)
-    pending, running = list(groups), {}   # running: task ref → pair index
-    try:
-        while pending or running:
-            still = []
-            for group in pending:
-                settled, claimed, rest = _claim_group(group, runs, store, owner, lease_seconds, held, waited)
-                for i, outcome in settled:
-                    report(i, outcome)
-                    yield i, outcome
-                running.update(_submit(task, claimed, pairs, runs, cpus_per_run))
-                still += [rest] if rest else []
-            pending = still
-            if not running:   # only runs held elsewhere are left: look again in a moment
-                time.sleep(POLL_SECONDS if pending else 0)
-                continue
-            done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
-            for ref in done:
-                i = running.pop(ref)
-                outcome = _collect(ray, ref, runs[i], store, owner)
-                held.discard(runs[i]["key"])
-                report(i, outcome)
-                yield i, outcome
-    except BaseException:   # Ctrl-C, a store that cannot be written: stop the tasks, free their runs
-        for ref in running:
-            ray.cancel(ref)
-        for key in list(held):
-            try:
-                store.release(key, owner)   # the next sweep resumes it at once
-            except Exception:
-                pass
-        raise
-    finally:
-        stop_renewing()
+class _Ray(_Local):
+    """One Ray task per run, named `ray::dwlib-<run id>` (README "Sweeps on a Ray cluster"). The token arrays
+    go into Ray's object store once per sweep (`share`), so nodes need no corpus and train exactly the
+    tokens of the run keys. Ray retries a task whose worker or node died (`retries`); it resumes from its
+    checkpoint, and if Ray gives up the run is stored 'failed' and keeps it. A run taken over is cancelled."""
+    slots = None
+
+    def __init__(self, address, gpus_per_run, cpus_per_run, retries, checkpoint_dir):
+        ray = self.ray = _start_ray(address)
+        resources = ray.cluster_resources()
+        if gpus_per_run is None:
+            gpus_per_run = 1 if resources.get("GPU", 0) > 0 else 0
+        elif gpus_per_run > 0 and not resources.get("GPU"):
+            warnings.warn(f"gpus_per_run={gpus_per_run}, but the Ray cluster has no GPUs now: the runs wait until "
+                          "a GPU node joins (gpus_per_run=0 trains them on CPUs)", RuntimeWarning, stacklevel=4)
+        if checkpoint_dir is None and sum(node["Alive"] for node in ray.nodes()) > 1:
+            warnings.warn("checkpoints go beside the store, on the disk of whichever node trains a run, so a run "
+                          "resumed on another node starts over: give checkpoint_dir (--checkpoint-dir) a location "
+                          "every node reaches, such as s3://bucket/dwlib", RuntimeWarning, stacklevel=4)
+        self.threads = cpus_per_run
+        self.remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)(_remote_task)
+
+    def share(self, tokens):
+        # plain arrays, not the memory maps: Ray hands those to a task as read-only views of its node's
+        # shared memory, where a memory map would be copied into every task
+        import numpy as np
+        return self.ray.put(dataclasses.replace(tokens, train=np.asarray(tokens.train), val=np.asarray(tokens.val)))
+
+    def submit(self, task):
+        # the reference as an argument of its own: Ray resolves those (not ones inside a dict) before the task runs
+        return self.remote.options(name=f"dwlib-{task['key'][:10]}").remote({**task, "tokens": None}, task["tokens"])
+
+    def wait(self, handles, timeout):
+        return self.ray.wait(handles, num_returns=1, timeout=timeout)[0]
+
+    def result(self, handle):
+        try:
+            return _unwrap(self.ray.get(handle))
+        except self.ray.exceptions.RayError as e:   # its worker or node lost retries + 1 times
+            raise TaskError(f"Ray lost the task ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+
+    def cancel(self, handles):
+        for ref in handles:
+            self.ray.cancel(ref)
 
 
 def _start_ray(address):
@@ -765,112 +960,171 @@ def _start_ray(address):
     return ray
 
 
-def _ray_runs(ray, pairs, store, checkpoint_dir) -> list[dict]:
-    """Per pair, what the driver needs to claim it and a task to train it: key, config, checkpoint location,
-    and `tokens`, a reference to its token arrays. The driver loads each corpus once and puts its arrays in
-    Ray's object store once per sweep: each node fetches them once and its tasks read them from shared
-    memory. So nodes need no corpus files, no network and no token cache, and train exactly the tokens
-    whose fingerprint is in the run keys (the `stdlib` corpus differs between Python versions).
-    A corpus that cannot be loaded leaves its runs without a key, with the error."""
-    import numpy as np
-    data, runs = {}, []
-    for m, t in pairs:
-        corpus = (t.corpus, t.tokenizer)
-        if corpus not in data:
-            try:
-                tokens = load_tokens(*corpus)
-                # plain arrays, not the memory maps: Ray hands those to a task as read-only views of its
-                # node's shared memory, where a memory map would be copied into every task
-                plain = dataclasses.replace(tokens, train=np.asarray(tokens.train), val=np.asarray(tokens.val))
-                data[corpus] = (tokens.fingerprint, ray.put(plain))
-            except Exception as e:
-                data[corpus] = (None, f"{type(e).__name__}: {e}")
-        fingerprint, ref = data[corpus]
-        if fingerprint is None:
-            runs.append(dict(key=None, error=ref))
-            continue
-        key = run_key(m, t, fingerprint)
-        runs.append(dict(key=key, config={"model": to_dict(m), "train": to_dict(t), "corpus_fingerprint": fingerprint},
-                         location=checkpoint_location(store, key, checkpoint_dir), tokens=ref))
-    return runs
+# Slurm through submitit (https://github.com/facebookincubator/submitit): its options, then its submitter
+SLURM_OPTIONS = dict(partition=None, time_limit=60, mem_per_run=None, array_parallelism=None, sbatch_args="",
+                     logs=None, backend="slurm", gpus_per_run=None, cpus_per_run=None)
+SLURM_BACKENDS = ("slurm", "local")   # local: submitit's local backend, the same jobs as processes of this machine
 
 
-def _claim_group(group, runs, store, owner, lease_seconds, held, waited):
-    """The driver's claims on a group's runs, in order (largest budget first): (outcomes of the runs settled
-    without training — stored, failed in the process we waited for, no corpus —, the runs claimed (added
-    to `held`), the rest of the group from its first run held elsewhere on, to try again later)."""
-    settled, claimed = [], []
-    for position, i in enumerate(group):
-        key = runs[i]["key"]
-        if key is None:
-            settled.append((i, dict(key=None, how="failed", status="failed", error=runs[i]["error"])))
-            continue
-        try:
-            how, result = _claim(store, key, runs[i]["config"], owner, lease_seconds, runs[i]["location"],
-                                 i in waited)
-        except StoreError:
-            raise
-        except RuntimeError as e:   # it failed in the process we waited for
-            settled.append((i, dict(key=key, how="trained", status="failed", error=str(e))))
-            continue
-        if how == "busy":
-            waited.add(i)
-            return settled, claimed, group[position:]
-        if how == "cached":
-            settled.append((i, dict(key=key, how="cached", status=result["status"], error=None)))
-        else:
-            claimed.append(i)
-            held.add(key)
-    return settled, claimed, []
+def _parse_spec(spec: str) -> dict:
+    """'partition=gpu,time_limit=120' (the part of a notebook's executor after 'slurm:') as a dict; whole
+    numbers are read as such."""
+    options = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"executor options are NAME=VALUE items separated by commas, e.g. "
+                             f"'slurm:partition=gpu,time_limit=120'; got {item!r}")
+        options[name.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    return options
 
 
-def _submit(task, claimed, pairs, runs, threads) -> dict:
-    """A Ray task per claimed run of a group, named after the run (`ray::dwlib-<run id>` in ps, `ray list
-    tasks` and the dashboard). The first saves a fork checkpoint for each of the others, which start once
-    it has finished and resume from their forks: only their cooldowns are computed (a branch whose fork
-    is missing trains from step 0)."""
-    if not claimed:
-        return {}
-
-    def launch(i, fork_at, after):
-        (m, t), run = pairs[i], runs[i]
-        return task.options(name=f"dwlib-{run['key'][:10]}").remote(
-            to_dict(m), to_dict(t), run["location"], fork_at, run["tokens"], threads, *after)
-
-    first, *branches = claimed
-    forks = {}
-    for k in branches:
-        forks.setdefault(fork_step(*pairs[k]), []).append((runs[k]["key"], runs[k]["location"]))
-    head = launch(first, forks, ())
-    return {head: first, **{launch(k, {}, (head,)): k for k in branches}}
-
-
-def _train_run(model: dict, train: dict, location: str, fork_at: dict, tokens, threads: int, *after) -> dict:
-    """A Ray task: train one run, resuming from its checkpoint at `location` (so a retry after a lost worker
-    or node goes on from the last save), and return {"result": its record} or {"error": why it failed}.
-    It opens neither the store nor the corpus: `tokens` arrive through Ray's object store. `after`: the
-    task of the trunk this branch forks from, which Ray finishes first."""
-    from .config import model_config_from_dict, train_config_from_dict
-    from .train import train as train_run
-    m, t = model_config_from_dict(model), train_config_from_dict(train)
-    if t.threads is None:   # execution-only: the same run key
-        t = dataclasses.replace(t, threads=threads)
+def slurm_options(options: dict, pairs, store_dir, gpus_per_run=None, cpus_per_run=1, checkpoint_dir=None) -> dict:
+    """The Slurm executor's options, each checked (a ValueError naming it) before anything is submitted:
+    partition (a name, or several comma-separated), time_limit (minutes, or Slurm's [D-]HH:MM[:SS]; a
+    job near it is requeued and resumes from its checkpoint), gpus_per_run (whole GPUs; default 1 when a
+    run's device is cuda, else 0) and cpus_per_run (also the torch threads), mem_per_run ('16G', '500M'
+    or GB), array_parallelism (at most this many of the sweep's jobs queued or running at once; default
+    no limit), sbatch_args (more sbatch options, e.g. '--qos=high --account=lab'), logs (the folder of
+    the jobs' pickles and logs, on storage the nodes share; default `<store dir>/slurm/`), backend
+    ('slurm', or 'local': submitit's local backend, the jobs as processes of this machine)."""
+    unknown = sorted(set(options) - set(SLURM_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown Slurm option(s) {', '.join(unknown)}; known: {', '.join(SLURM_OPTIONS)}")
+    o = {**SLURM_OPTIONS, "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run,
+         **{k: v for k, v in options.items() if v is not None}}
+    if o["backend"] not in SLURM_BACKENDS:
+        raise ValueError(f"Slurm backend must be one of {', '.join(SLURM_BACKENDS)}; got {o['backend']!r}")
+    partition = o["partition"]
+    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", str(partition)):
+        raise ValueError(f"partition (--partition) must be a Slurm partition name (letters, digits, _ . -), or "
+                         f"several separated by commas; got {partition!r}")
+    o["time_limit"] = _minutes(o["time_limit"])
+    gpus, cuda = o["gpus_per_run"], sorted({t.device for _, t in pairs if t.device.startswith("cuda")})
+    if gpus is None:
+        gpus = 1 if cuda else 0
+    if isinstance(gpus, str) and gpus.isdigit():
+        gpus = int(gpus)
+    if isinstance(gpus, bool) or not (isinstance(gpus, (int, float)) and gpus >= 0 and float(gpus).is_integer()):
+        raise ValueError(f"gpus_per_run (--gpus-per-run) for Slurm is a whole number of GPUs (Slurm allocates whole "
+                         f"GPUs; executor='ray' packs runs on one); got {gpus!r}")
+    if gpus == 0 and cuda:
+        raise ValueError(f"gpus_per_run (--gpus-per-run) is 0, but the runs train on device {cuda[0]!r} (--device): "
+                         "their jobs would have no GPU; ask for GPUs, or train on --device cpu")
+    o["gpus_per_run"] = int(gpus)
+    for name in ("cpus_per_run", "array_parallelism"):
+        if o[name] is not None and (isinstance(o[name], bool) or not isinstance(o[name], int) or o[name] < 1):
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {o[name]!r}")
+    o["mem_per_run"] = _gigabytes(o["mem_per_run"])
+    o["sbatch_args"] = _sbatch_args(o["sbatch_args"])
+    o["logs"] = Path(o["logs"] or Path(store_dir) / "slurm").expanduser().resolve()
     try:
-        return {"result": train_run(m, t, checkpoint=location, progress=False, tokens=tokens, fork_at=fork_at)}
-    except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}"}
+        import submitit   # noqa: F401
+    except ImportError:
+        raise ImportError('executor="slurm" needs submitit, an optional dependency: pip install submitit '
+                          "(or: pip install -r requirements-slurm.txt)") from None
+    if o["backend"] == "slurm" and not shutil.which("sbatch"):
+        raise ValueError("executor 'slurm': sbatch is not on PATH, so this machine cannot submit Slurm jobs; run the "
+                         "sweep where it can (a login node), or try it here with backend 'local' "
+                         "(--slurm-backend local)")
+    if o["backend"] == "slurm" and checkpoint_dir is None:
+        warnings.warn("checkpoints go beside the store; a job on another node resumes from them only if that node "
+                      "mounts the folder: give checkpoint_dir (--checkpoint-dir) a location every node reaches",
+                      RuntimeWarning, stacklevel=3)
+    return o
 
 
-def _collect(ray, ref, run, store, owner) -> dict:
-    """Store what a finished task returned: the run's record, or its error; when Ray gave up on the task
-    (its worker or node lost RAY_RETRIES + 1 times, or its trunk's task lost), the run is recorded
-    'failed' with that error and keeps its checkpoint: the next sweep resumes it."""
-    try:
-        value = ray.get(ref)
-    except ray.exceptions.RayError as e:
-        value = {"error": f"Ray lost the task ({type(e).__name__}: {str(e).strip().splitlines()[0]})"}
-    if "error" in value:
-        store.fail(run["key"], value["error"], owner)
-        return dict(key=run["key"], how="trained", status="failed", error=value["error"])
-    _store_result(store, run["key"], value["result"], owner, run["location"])
-    return dict(key=run["key"], how="trained", status=value["result"]["status"], error=None)
+def _minutes(value) -> int:
+    """Minutes of a Slurm time limit: a number of minutes, or MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not match or isinstance(value, bool):
+        raise ValueError(f"time_limit (--time-limit) takes minutes or Slurm's [D-]HH:MM[:SS], got {value!r}")
+    days, first, second, third = (int(g) if g else None for g in match.groups())
+    if days is not None:   # D-HH[:MM[:SS]]
+        seconds = ((days * 24 + first) * 60 + (second or 0)) * 60 + (third or 0)
+    elif third is not None:   # HH:MM:SS
+        seconds = (first * 60 + second) * 60 + third
+    else:   # M or M:SS
+        seconds = first * 60 + (second or 0)
+    if seconds <= 0:
+        raise ValueError(f"time_limit (--time-limit) must be more than zero, got {value!r}")
+    return math.ceil(seconds / 60)
+
+
+def _gigabytes(value) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([MGT]?)B?", str(value).strip(), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0 or isinstance(value, bool):
+        raise ValueError(f"mem_per_run (--mem-per-run) takes a size such as 16G, 500M or a number of GB; got {value!r}")
+    return float(match.group(1)) * {"M": 1 / 1024, "G": 1, "T": 1024, "": 1}[match.group(2).upper()]
+
+
+def _sbatch_args(value) -> dict:
+    """'--qos=high --exclusive' (or a list of such) as submitit's additional sbatch parameters."""
+    parsed = {}
+    for arg in shlex.split(value) if isinstance(value, str) else list(value):
+        name, eq, setting = arg.partition("=")
+        if not re.fullmatch(r"--[a-z][a-z0-9-]*", name):
+            raise ValueError(f"sbatch_args (--sbatch-args) takes long sbatch options such as --qos=high "
+                             f"--account=lab --exclusive; got {arg!r}")
+        parsed[name[2:]] = setting if eq else True
+    return parsed
+
+
+class _SlurmJob:   # a run's job, resubmitted in place
+    def __init__(self, job, task):
+        self.job, self.task, self.resubmitted, self.value, self.error = job, task, 0, None, None
+
+
+class _Slurm(_Local):
+    """One Slurm job per run through submitit (README "Sweeps on a Slurm cluster"), named dwlib-<run id>.
+    Only this process opens the store; a job loads the corpus where it runs, trains, and returns the
+    record. Slurm requeues a job it preempts or that nears its time limit (submitit's signal, `_requeue`);
+    a job that died (node failure, killed, out of memory, out of requeues) is resubmitted up to
+    `retries` times; each resumes from the run's checkpoint in `checkpoint_dir`."""
+
+    def __init__(self, o, retries):
+        import submitit
+        self.slots, self.threads, self.retries = o["array_parallelism"], o["cpus_per_run"], retries
+        self.executor = submitit.AutoExecutor(folder=o["logs"] / "%j", cluster=o["backend"])
+        self.executor.update_parameters(timeout_min=o["time_limit"], gpus_per_node=o["gpus_per_run"],
+                                        cpus_per_task=o["cpus_per_run"], mem_gb=o["mem_per_run"],
+                                        slurm_partition=o["partition"], slurm_additional_parameters=o["sbatch_args"])
+
+    def share(self, tokens):
+        return None
+
+    def submit(self, task):
+        self.executor.update_parameters(name=f"dwlib-{task['key'][:10]}")
+        return _SlurmJob(self.executor.submit(_remote_task, task), task)
+
+    def wait(self, handles, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            done = []
+            for handle in handles:
+                if handle.job.done():
+                    try:
+                        handle.value = handle.job.result()
+                    except Exception as e:   # the job died without returning: resubmit it, or give up
+                        if handle.resubmitted < self.retries:
+                            handle.resubmitted += 1
+                            handle.job = self.executor.submit(_remote_task, handle.task)
+                            continue
+                        handle.error = (f"its Slurm job died {handle.resubmitted + 1} times (last: "
+                                        f"{str(e).strip().splitlines()[0]}); logs in {handle.job.paths.folder}")
+                    done.append(handle)
+            if done or time.monotonic() > deadline:
+                return done
+            time.sleep(min(1.0, timeout))
+
+    def result(self, handle):
+        if handle.error is not None:
+            raise TaskError(handle.error)
+        return _unwrap(handle.value)
+
+    def cancel(self, handles):
+        for handle in handles:
+            handle.job.cancel(check=False)

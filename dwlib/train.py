@@ -364,7 +364,7 @@ def warn_surprises(model_cfg: ModelConfig, train_cfg: TrainConfig, steps: int, d
 
 def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
           progress: bool = True, on_eval=None, tokens: Tokens | None = None, fork_at: dict | None = None,
-          on_step=None) -> dict:
+          on_step=None, on_sync=None) -> dict:
     """Train one model and return its result record (see README "Result record").
 
     checkpoint: a path or URI (s3://…, gs://…, see `checkpoint_fs`); the run resumes from it if it exists
@@ -378,6 +378,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
         runs* (cooldown branches: see `dwlib.sweep.anneal`), which `train(…, checkpoint=location)` of it resumes.
     on_step: called as on_step(steps done, model) after every optimizer step (the cost model's clock,
         the coordinate check's probe); the loss is not synced for it.
+    on_sync: called at each host sync, before that step's checkpoint or fork is written; what it raises
+        stops the run there (a sweep's lease check: a run taken over elsewhere writes nothing more).
     """
     device, autocast = setup_device(train_cfg)
     check_memory(model_cfg, train_cfg, device)   # before the corpus or a BPE vocabulary is built
@@ -431,6 +433,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
         at_checkpoint = checkpoint is not None and done % train_cfg.checkpoint_every == 0 and done < steps
         forks = fork_at.get(done, ())
         if at_eval or at_checkpoint or forks or len(losses) == SYNC_EVERY:
+            if on_sync is not None:
+                on_sync()
             # .tolist() waits for the device, so the clock read after it is honest
             host_losses = torch.stack(losses).tolist()
             host_clipped = torch.stack(clipped).tolist() if clipped else [False] * len(losses)

@@ -6,7 +6,7 @@ rate was wrong for that depth". μP (Yang et al., arXiv 2203.03466) keeps the op
 widths, CompleteP (Dey et al., arXiv 2505.01618) across depths too; their rules live in `dwlib.model`
 and `dwlib.train.param_groups`. Here: `coord_check` / `coord_drift` / `worst_drift` test a
 parametrisation; `log_spaced` / `lr_sweep` design a learning-rate sweep; `best_lr` / `lr_spread` read
-its optima. Only `coord_check` needs torch.
+its optima, `bracketed_best_lr` extends a grid until each optimum is bracketed. Only `coord_check` needs torch.
 """
 from __future__ import annotations
 
@@ -270,6 +270,57 @@ def _best_lr_one(g: pd.DataFrame, window: int, n_boot: int, level: float, rng) -
     return dict(best_lr=lr(v["x"]), lr_low=lr(v["low"]), lr_high=lr(v["high"]), best_loss=v["value"],
                 grid_lr=on_grid(v["grid_x"]), grid_loss=v["grid_y"], at_edge=v["method"] == "edge",
                 method=v["method"], **base)
+
+
+def bracketed_best_lr(train, pairs_at, lrs, groups, *, by, factor: float = 2.0, max_extensions: int = 2,
+                      loss: str = "val_loss", n_boot: int = 1000, level: float = 0.95,
+                      random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`best_lr` of a sweep whose grid grows until each optimum is bracketed: every group at every lr in
+    `lrs`, then, while a group's lowest mean loss sits at the top (bottom) of the rates it was trained at,
+    one more rate `factor` × above (÷ below) that end — at most `max_extensions` rates per group, the
+    stated cap. An optimum at an end means only "the best rate is at least this"; the question needs the
+    optimum. A rate whose neighbour diverged is bounded by the divergence and is not extended.
+
+    `groups`: the values of the `by` columns of each shape (a tuple, or one value for one column);
+    `pairs_at(group, lr)` its runs at one rate (config pairs); `train(pairs)` trains them and returns their
+    runs frame (a notebook's `nb.run`). Returns (runs, best): every run trained, and `best_lr`'s frame with
+    `lrs_tried`, `extended` (rates added) and `cap_hit` (its best rate still at an end of the grid after
+    `max_extensions` rates were added: only a bound)."""
+    if not (factor > 1 and math.isfinite(factor)):
+        raise ValueError(f"factor must be a finite number above 1, got {factor!r}")
+    if not isinstance(max_extensions, int) or max_extensions < 0:
+        raise ValueError(f"max_extensions must be a non-negative integer, got {max_extensions!r}")
+    by = [by] if isinstance(by, str) else list(by)
+    key = lambda g: g if isinstance(g, tuple) else (g,)
+    tried = {key(g): sorted(float(v) for v in lrs) for g in groups}
+    added = dict.fromkeys(tried, 0)
+    runs = train([pair for g in groups for lr in lrs for pair in pairs_at(g, lr)])
+    while True:
+        best = best_lr(runs, loss=loss, by=by, n_boot=n_boot, level=level, random_state=random_state)
+        rows = {tuple(r[b] for b in by): r for _, r in best.iterrows()}
+        more = []
+        for g in groups:
+            k, row = key(g), rows.get(key(g))
+            if row is None or not row["at_edge"] or added[k] >= max_extensions:
+                continue
+            grid = tried[k]
+            if row["grid_lr"] == grid[-1]:
+                new = float(f"{grid[-1] * factor:.3g}")
+            elif row["grid_lr"] == grid[0]:
+                new = float(f"{grid[0] / factor:.3g}")
+            else:                                     # bounded by a diverged neighbour: nothing to extend
+                continue
+            tried[k], added[k] = sorted(grid + [new]), added[k] + 1
+            more += pairs_at(g, new)
+        if not more:
+            break
+        runs = pd.concat([runs, train(more)], ignore_index=True)
+    keys = [tuple(r[b] for b in by) for _, r in best.iterrows()]
+    best["lrs_tried"] = [len(tried.get(k, [])) for k in keys]
+    best["extended"] = [added.get(k, 0) for k in keys]
+    best["cap_hit"] = [bool(r["at_edge"]) and added.get(k, 0) >= max_extensions and r["grid_lr"] in
+                       (tried[k][0], tried[k][-1]) for k, (_, r) in zip(keys, best.iterrows())]
+    return runs, best
 
 
 def lr_spread(best: pd.DataFrame, *, over: str = "width", by="parametrization") -> pd.DataFrame:

@@ -20,7 +20,9 @@
 # a U-shaped curve: loss falls as layers are added, up to a **critical depth**, and rises beyond it.
 # Its working formula puts that depth at **D_crit ≈ 2.43·ln W** (about 15 layers at W = 512) and its
 # scaling claim at D_crit ∝ W^0.44 — the two agree only near W = 512. The paper trained each shape once,
-# at one fixed learning rate.
+# at one fixed learning rate. Its critical depth is where the loss is *lowest* (more layers beyond it raise
+# the loss), so it is compared with this notebook's **D\***, the loss-minimising depth — not with the D_crit
+# of notebook 05's fitted law, which marks where that law's depth penalty *starts*.
 #
 # | held equal | grows with depth |
 # |---|---|
@@ -32,7 +34,7 @@
 # This notebook repeats the paper's first experiment on your data and hardware, and checks it:
 #
 # 1. train every depth at each width, several seeds each, all on the same number of tokens — and every run
-#    **fully annealed** at several budgets (a cooldown of the learning rate branched from one constant-rate
+#    **annealed** at several budgets (a cooldown of the learning rate to lr/10, branched from one constant-rate
 #    trunk per shape: a run read part-way through a cosine schedule is not what a run trained to that budget
 #    reaches);
 # 2. ask whether the curve is really U-shaped — a calibrated test that the loss measurably rises beyond the
@@ -40,7 +42,7 @@
 #    D\* with its interval or the best depth's confidence set (or the bound it is), and what rise the sweep
 #    could have detected;
 # 3. put D\* beside the paper's 2.43·ln W and W^0.44, say which regime (tokens per parameter) it comes from,
-#    and test whether D\* moves between budgets;
+#    and report the best depth at every budget, testing whether it moves between budgets;
 # 4. check whether "deeper got worse" is only "this learning rate was wrong for that depth": re-tune the
 #    learning rate at the best and the deepest depth on separate seeds.
 #
@@ -146,13 +148,16 @@ pd.DataFrame([dict(width=w, verdict=r.verdict, d_star=r.params["d_star"], ci_low
                    paper_w_0_44=r.paper_power) for w, r in fits.items() if r is not None])
 
 # %% [markdown]
-# ## D\* across annealed budgets
+# ## The best depth across annealed budgets: D\*(T)
 #
-# Every budget's points are fully annealed runs (schedule `wsd-sqrt`: the learning rate cools down over the
-# last 20% of each budget's own steps). Whether D\* moves between two budgets is tested on the paired
-# bootstrap difference D\*(T₂) − D\*(T₁) — the same resamples at both budgets, since a seed's runs share one
-# trunk — not on whether two intervals overlap. Where a budget is not U-shaped, its bound is drawn instead,
-# and a budget with neither (inconclusive) is a dotted rule.
+# Every budget's points are annealed runs (schedule `wsd-sqrt`: the learning rate cools down to lr/10 over the
+# last 20% of each budget's own steps). Each budget gets its best depth and its confidence set — the depths
+# not measurably worse than any other — whatever its verdict: a budget whose loss rises from the shallowest
+# depth is a finding too (deeper is worse at that budget). The best depth **moves** between two budgets only
+# when their confidence sets are separated by a depth tried: the minimum can lie between two depths tried,
+# and a steeper rise beyond an unchanged minimum flips which of the two is lower without moving it
+# (calibrated on planted pairs of budgets: `bench/movement_calibration.py`). Every budget is on the chart; one
+# with no best depth (not fitted) is a dotted rule.
 
 # %%
 by_budget = {}
@@ -164,7 +169,7 @@ for width in s.widths:
     else:
         nb.say(f"W = {width}: {why}")
 drawn = [charts.critical_depth_by_budget_chart(b[0], width=w) for w, b in by_budget.items()
-         if b is not None and (b[0]["verdict"].str.startswith(("U", "monotone"))).any()]
+         if b is not None and b[0]["best_depth"].notna().any()]
 if drawn:
     nb.figure(alt.vconcat(*drawn), "critical_depth_by_budget")
 
@@ -173,9 +178,11 @@ if drawn:
 #
 # One learning rate for every depth can make a deep model look bad because that rate suits it badly. At
 # the first width, the best depth and the deepest depth get a small learning-rate sweep on **other** seeds
-# (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). The curves
-# below show loss against learning rate at the two depths on those seeds, and each depth's best rate with
-# its interval (`dwlib.transfer.best_lr`: the vertex of a parabola in log lr, bootstrapped over seeds).
+# (the tuning seeds: choosing a winner and scoring it on the same seeds would flatter it). Where a depth's
+# best rate sits at an end of that grid, its grid is extended by factors of 2 until the best rate is
+# bracketed, at most `lr_extensions` more rates per depth (the cap); a rate still at an end after the cap
+# is only a bound, and the verdict says so. The curves below show loss against learning rate at the two
+# depths on those seeds, and each depth's best rate with its interval (a diamond).
 
 # %%
 r = fits.get(s.widths[0])
@@ -183,8 +190,9 @@ if r is None:
     nb.say("No fitted sweep at the first width: no learning-rate check.")
 else:
     best, deepest = presets.lr_check_depths(r, s.depths)
-    tuning = nb.run(presets.lr_check_design(s, [best, deepest], s.widths[0]))
-    tuned = transfer.best_lr(tuning, by=["depth"], n_boot=200)
+    tuning, tuned = transfer.bracketed_best_lr(
+        nb.run, lambda d, lr: presets.lr_check_design(s, [d], s.widths[0], lrs={d: lr}, seeds=s.tuning_seeds),
+        [f * s.lr for f in s.lr_factors], [best, deepest], by="depth", max_extensions=s.lr_extensions, n_boot=200)
     nb.figure(charts.lr_curves_chart(tuning, tuned, color="depth"), "lr_check")
     tuned = tuned.set_index("depth")
     chosen = tuned["grid_lr"].to_dict()
@@ -205,6 +213,7 @@ if r is not None:
         nb.verdict(fit.verdicts.lr_check_sentence(gap, (best, deepest), chosen, s.tuning_seeds,
                                                   rise=at_fixed[deepest] - at_fixed[best],
                                                   at_edge=[d for d in (best, deepest) if tuned.loc[d, "at_edge"]],
+                                                  extended=tuned["extended"].to_dict(), cap=s.lr_extensions,
                                                   regime=fit.verdicts.regime_of(scored)))
 
 # %% [markdown]

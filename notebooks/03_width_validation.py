@@ -87,14 +87,16 @@ runs[["run_id", "status", "depth", "width", "seed", "params", "tokens", "val_los
 # %% [markdown]
 # ## Is loss monotone in width?
 #
-# `dwlib.fit.check_monotone` compares each width with the next (mean over seeds, Welch interval of the
-# difference) and fits the overall slope of loss against ln W. A step the wrong way whose interval
-# includes zero is noise, not a reversal.
+# `dwlib.fit.check_monotone` compares each width with the next (mean over seeds, the difference's interval
+# paired over seeds: a seed fixes the data order at every width) and fits the overall slope of loss against
+# ln W. Widening "lowered the loss at every step" only when every step's difference excludes 0; when only
+# the means fall, it lowered the loss "on average". A step the wrong way whose interval includes zero is
+# noise, not a reversal.
 
 # %%
 nb.figure(charts.loss_vs_chart(runs, "width", color="depth"), "loss_vs_width")
 done = runs[runs["status"] == "complete"]
-trend, why = nb.attempt(fit.check_monotone, done["width"], done["val_loss"], decreasing=True)
+trend, why = nb.attempt(fit.check_monotone, done["width"], done["val_loss"], seeds=done["seed"], decreasing=True)
 regime = fit.verdicts.regime_of(runs)
 if trend is None:
     nb.say(f"**Not judged** — {why}")
@@ -130,8 +132,8 @@ nb.verdict(fit.verdicts.persistence_sentence(taus, regime=regime))
 
 # %%
 rate_se = (taus["rate_high"] - taus["rate_low"]) / (2 * 1.96)
-scaling, why = (nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6),
-                           n_boot=min(s.n_boot, 500)) if decays else (None, "the gradients do not decay in every run"))
+scaling, why = (nb.attempt(fit.fit_tau_scaling, taus["width"], taus["rate"], rate_se=rate_se.clip(lower=1e-6))
+                if decays else (None, "the gradients do not decay in every run"))
 if scaling is None:
     nb.say(f"**τ(W) not fitted** — {why}. The paper's τ ∝ W^0.44 is not tested on this run.")
 else:

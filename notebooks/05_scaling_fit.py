@@ -25,6 +25,13 @@
 #   penalty Φ is zero up to a critical depth D_crit(W) = κ·W^γ and grows beyond it. The paper did not
 #   publish its Φ; `dwlib.fit.fit_depth_width_law` documents the one used here.
 #
+# The fitted ansatz has **two depths** at each width, named apart throughout: **D_crit**, where its penalty
+# *starts*, and **D\***, where its loss is *lowest* — further out, since each layer still adds parameters
+# that lower the N term (on a planted law at W = 64: onset 5, minimum 14). The paper's critical depth is
+# "the depth beyond which adding layers raises the loss" — a minimum — so its 2.43·ln W is set beside
+# D\*, as it is beside notebook 02's D\*. A fitted γ ≤ 0 (a critical depth that does not grow with width)
+# is a finding, reported with its interval like any other.
+#
 # Every nonlinear fit here carries a **health check**: a fit the data cannot identify is shown as such
 # and never graded against a paper. Under the ansatz as written, the compute-optimal depth and width
 # D\*(C), W\*(C) follow from a tie-break rather than from the data, so this notebook measures the optimum
@@ -78,7 +85,7 @@ s = nb.settings
 # optimum at every budget, so an optimum near that ratio is *bracketed* (the fit says where one is not:
 # tiny models can be compute-optimal far from 20); each size comes in two aspect ratios
 # (D×4 at W÷2: the same 12·D·W²), so depth and width are not tied to size. One trunk per shape and seed
-# trains to the largest budget; the smaller budgets are cooldown branches of it, each fully annealed.
+# trains to the largest budget; the smaller budgets are cooldown branches of it, each annealed to lr/10.
 
 # %%
 presets.preset_table("05_scaling_fit")

@@ -82,7 +82,7 @@ presets.preset_table("07_fair_depth")
 # %%
 nb.say(f"At preset `{s.preset}`: depths {', '.join(map(str, s.depths))} at W = {W}, where the paper's formula puts "
        f"D_crit at {paper_critical_depth(W):.1f}; learning rates {', '.join(f'{v:g}' for v in s.lrs)} (the fixed one: "
-       f"{s.lr:g}); {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''} for the depth sweeps, {len(s.transfer_seeds)} for the width transfer over "
+       f"{s.lr:g}; up to {s.lr_extensions} more per shape, ×2 apart, where an optimum sits at an end); {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''} for the depth sweeps, {len(s.transfer_seeds)} for the width transfer over "
        f"widths {', '.join(map(str, s.transfer_widths))}; base depth {s.base_depth}; {int(s.budget):,} tokens per run.")
 
 # %% [markdown]
@@ -131,22 +131,31 @@ nb.say(f"Over widths {', '.join(map(str, s.transfer_widths))} the worst site's s
 parts = presets.fair_depth_design(s)
 nb.show_design(parts["width_transfer"] + parts["depth_transfer"])
 
-# %%
-runs_w = nb.run(parts["width_transfer"])
+# %% [markdown]
+# Where a shape's best learning rate sits at an end of the grid, that shape's grid is extended by factors
+# of 2 until the optimum is bracketed — at most `lr_extensions` more rates per shape, the stated cap
+# (`transfer.bracketed_best_lr`); the sentences below say where the cap was hit.
 
 # %%
-runs_d = nb.run(parts["depth_transfer"])
+lr_args = dict(by=["parametrization", "depth", "width"], max_extensions=s.lr_extensions, n_boot=s.n_boot)
+runs_w, best_w = transfer.bracketed_best_lr(nb.run, lambda g, lr: presets.fair_depth_lr_pairs(s, "width_transfer", g, lr),
+                                            s.lrs, presets.fair_depth_groups(s, "width_transfer"), **lr_args)
+nb.say(fit.verdicts.lr_grid_sentence(best_w, s.lr_extensions))
+
+# %%
+runs_d, best_d = transfer.bracketed_best_lr(nb.run, lambda g, lr: presets.fair_depth_lr_pairs(s, "depth_transfer", g, lr),
+                                            s.lrs, presets.fair_depth_groups(s, "depth_transfer"), **lr_args)
+nb.say(fit.verdicts.lr_grid_sentence(best_d, s.lr_extensions))
 
 # %% [markdown]
 # ## 3 · Does the best learning rate move with width?
 #
 # For each shape, `transfer.best_lr` averages the loss over seeds at each learning rate, fits a parabola
 # in log(lr) to the (up to) five rates around the grid minimum and takes its vertex; the interval
-# bootstraps the seeds (or, with one seed, the parabola's residuals). An optimum at the edge of the grid
-# is only a bound and is drawn hollow.
+# bootstraps the seeds (or, with one seed, the parabola's residuals). An optimum still at the edge of the
+# grid after its extensions is only a bound and is drawn hollow.
 
 # %%
-best_w = transfer.best_lr(runs_w, n_boot=s.n_boot)
 nb.figure(charts.lr_curves_chart(runs_w, best_w, color="width"), "lr_curves_width")
 
 # %%
@@ -156,13 +165,13 @@ if spread_w is None:
     nb.say(f"Not enough shapes to compare: {why}")
 else:
     nb.verdict(fit.verdicts.lr_spread_sentence(spread_w, "width", regime=fit.verdicts.regime_of(runs_w)))
-best_w[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
+best_w[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "extended", "cap_hit",
+        "method"]]
 
 # %% [markdown]
 # ## 4 · Does the best learning rate move with depth?
 
 # %%
-best_d = transfer.best_lr(runs_d, n_boot=s.n_boot)
 nb.figure(charts.lr_curves_chart(runs_d, best_d, color="depth"), "lr_curves_depth")
 
 # %%
@@ -172,7 +181,8 @@ if spread_d is None:
     nb.say(f"Not enough shapes to compare: {why}")
 else:
     nb.verdict(fit.verdicts.lr_spread_sentence(spread_d, "depth", regime=fit.verdicts.regime_of(runs_d)))
-best_d[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "at_edge", "method"]]
+best_d[["parametrization", "depth", "width", "best_lr", "lr_low", "lr_high", "best_loss", "extended", "cap_hit",
+        "method"]]
 
 # %% [markdown]
 # ## 5 · The depth sweep three ways
@@ -213,7 +223,8 @@ if not math.isfinite(transferred_lr):
     nb.say(f"CompleteP's base shape had no usable optimum; arm (c) falls back to the fixed lr {s.lr:g}.")
 transferred_lr = float(f"{transferred_lr:.3g}")
 arm_c = nb.run(presets.fair_depth_design(s, transferred_lr)["transferred"])
-base_note = " (at the edge of the grid: a bound)" if len(base_row) and bool(base_row["at_edge"].iloc[0]) else ""
+base_note = (f" (still at an end of the grid after {int(base_row['extended'].iloc[0])} more rates: a bound)"
+             if len(base_row) and bool(base_row["at_edge"].iloc[0]) else "")
 nb.say(f"Arm (a) uses lr = {s.lr:g}; arm (b) uses, by depth, "
        + ", ".join(f"D = {d}: {lr:g}" for d, lr in sp_best.items())
        + f"; arm (c) uses lr = {transferred_lr:g}, CompleteP's best at D = {s.base_depth}{base_note}.")

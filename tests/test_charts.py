@@ -37,7 +37,7 @@ def results():
     out["gradient_persistence"] = fit.fit_gradient_persistence(
         np.exp(-(16 - layers) / 5.0 + rng.normal(0, 0.05, (3, 16))), n_boot=200)
     widths = np.array([64, 128, 256, 512, 1024])
-    out["tau_scaling"] = fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 5)), n_boot=100)
+    out["tau_scaling"] = fit.fit_tau_scaling(widths, 1 / (0.5 * widths ** 0.44) * np.exp(rng.normal(0, 0.03, 5)))
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40))
     T = np.exp(rng.uniform(np.log(1e9), np.log(1e11), 40))
     L = 1.8 + 400 / N ** 0.34 + 1500 / T ** 0.3
@@ -69,24 +69,29 @@ def test_every_fit_has_a_chart_written_as_png_and_svg(results, kind, tmp_path):
 
 
 def test_critical_depth_by_budget_chart(tmp_path):
-    # as 02 at the cpu preset found it at W = 16: inconclusive at the smallest budget, then bounds
+    # as 02 at the cpu preset found it at W = 16: inconclusive at the smallest budget, then no rise, the best
+    # depth in 8–16; and a mix with a U-shape, a rise and a budget not fitted
     by_budget = pd.DataFrame({"tokens": [499_712, 1_000_448, 1_999_872],
                               "verdict": ["inconclusive", "monotone decreasing", "monotone decreasing"],
+                              "best_depth": [12.0, 16.0, 16.0], "set_low": [4.0, 8.0, 8.0], "set_high": [16.0] * 3,
                               "d_star": [np.nan] * 3, "low": [np.nan] * 3, "high": [np.nan] * 3,
-                              "bound": ["", "D* ≥ 8", "D* ≥ 8"], "bound_depth": [None, 8.0, 8.0]})
-    chart = charts.critical_depth_by_budget_chart(by_budget, width=16)
-    png, svg = charts.save_chart(chart, tmp_path / "by_budget")
+                              "d_star_method": [""] * 3, "bound": ["", "D* ≥ 8", "D* ≥ 8"]})
+    png, svg = charts.save_chart(charts.critical_depth_by_budget_chart(by_budget, width=16), tmp_path / "by_budget")
     assert_written((png, svg))
     text = svg.read_text()
-    assert chart_problems(text) == []
-    assert "500k" in text or "499.712k" in text or "tokens: 499712" in text.replace(",", "")   # the budget is shown
-    assert re.search(r"<text[^>]*>8</text>", text)                     # the bound's depth is labelled on the axis
-    u_shaped = by_budget.assign(verdict=["monotone decreasing", "U-shaped", "monotone increasing"],
-                                d_star=[np.nan, 9.0, np.nan], low=[np.nan, 7.0, np.nan], high=[np.nan, 12.0, np.nan],
-                                bound=["D* ≥ 8", "", "D* ≤ 1"], bound_depth=[8.0, None, 1.0])
-    assert chart_problems(charts.to_svg(charts.critical_depth_by_budget_chart(u_shaped, width=512))) == []
+    assert chart_problems(text) == [] and "500k" in text and re.search(r"<text[^>]*>8</text>", text)
+    mixed = pd.DataFrame({"tokens": [1e6, 4e6, 1.6e7, 3.2e7],
+                          "verdict": ["monotone increasing", "U-shaped", "monotone decreasing", "not fitted: too few"],
+                          "best_depth": [2.0, 8.0, 16.0, np.nan], "set_low": [2.0, 6.0, 8.0, np.nan],
+                          "set_high": [3.0, 12.0, 24.0, np.nan], "d_star": [np.nan, 9.0, np.nan, np.nan],
+                          "low": [np.nan, 7.0, np.nan, np.nan], "high": [np.nan, 12.0, np.nan, np.nan],
+                          "d_star_method": ["", "parabola", "", ""], "bound": ["D* ≤ 3", "D* = 9", "D* ≥ 8", ""]})
+    assert chart_problems(charts.to_svg(charts.critical_depth_by_budget_chart(mixed, width=512))) == []
     with pytest.raises(ValueError, match="no budget"):
-        charts.critical_depth_by_budget_chart(by_budget.iloc[[0]])
+        charts.critical_depth_by_budget_chart(mixed.iloc[[3]])
+    from test_fit import annealed_pair                       # the fitter's own frame draws too
+    fitted, _ = fit.critical_depth_by_budget(annealed_pair(d_min=(2.0, 8.0), right=(0.06, 0.06)), n_boot=100)
+    assert chart_problems(charts.to_svg(charts.critical_depth_by_budget_chart(fitted, width=64))) == []
 
 
 def test_chart_refuses_the_wrong_result(results):

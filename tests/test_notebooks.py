@@ -7,9 +7,13 @@ Each notebook gets the stdlib corpus, one torch thread and a store and output fo
 written to outputs/notebook_times.json. Not marked slow: CI must run them, so the smoke preset keeps each
 one near a minute on 2 cores.
 """
-import io
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -211,17 +215,18 @@ def test_the_race_counts_as_training_in_the_notebooks_summary(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_CHARTS))
-def test_notebook_runs_under_papermill(name, shared, capfd):
+def test_notebook_runs_under_papermill(name, shared, capfd, monkeypatch):
     out = shared / name
     started = time.perf_counter()
-    status = io.StringIO()       # the runner's progress lines, as `make run` shows them (not a tty: one per run)
+    monkeypatch.setenv(notebooks.STATUS_ENV, "1")     # the sweeps' status lines, as `make run` shows them
     result = notebooks.execute(name, dict(preset="smoke", corpus="stdlib", store_path=str(shared / "runs.sqlite"),
-                                          output_dir=str(out)), progress=status)
+                                          output_dir=str(out)))
     seconds = time.perf_counter() - started
-    assert "without encryption" not in capfd.readouterr().err    # the kernel talks over IPC: no TCP warning
-    if name == "02_baseline_sweep":     # the sweep wrote its progress file and the runner read it
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "Traceback" not in err     # no kernel log on the terminal
+    if name == "02_baseline_sweep":     # the kernel printed the sweep's status on the runner's stderr
         total = len(presets.design(presets.settings(name, "smoke")))
-        assert f"02_baseline_sweep · runs {total}/{total} · " in status.getvalue(), status.getvalue()
+        assert f"02_baseline_sweep · runs {total}/{total} · " in err, err
     if name in ("02_baseline_sweep", "03_width_validation", "04_compute_matched", "06_mobilellm_counterpoint"):
         # the explorer's sliders start at a swept shape: its Train button trains exactly the sweep's run
         state = json.dumps(nbformat.read(result["path"], as_version=4).metadata.get("widgets", {}))
@@ -245,29 +250,6 @@ def test_notebook_runs_under_papermill(name, shared, capfd):
     assert manifest["preset"] == "smoke" and set(EXPECTED_CHARTS[name]) <= set(manifest["charts"])
     # every prose sentence from nb.say is Markdown built from the run: at least one per notebook
     assert any("text/markdown" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", []))
-
-
-def test_status_line_reads_the_progress_file(tmp_path):
-    state = dict(done=3, total=12, remaining=200.0, time=time.time(), current=["D=8 W=64 seed 1", "D=12 W=64 seed 0"])
-    (tmp_path / "progress.json").write_text(json.dumps(state))
-    stream = io.StringIO()
-    line = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
-    line.stop()                                      # not a terminal: prints the last state once
-    assert re.fullmatch(r"02_baseline_sweep · runs 3/12 · to do: D=8 W=64 seed 1, D=12 W=64 seed 0 · "
-                        r"0m0\ds elapsed · "
-                        r"about 3m[12]\ds left in this sweep\n", stream.getvalue()), stream.getvalue()
-    (tmp_path / "progress.json").write_text(json.dumps(dict(state, done=12, current=[])))
-    finished = notebooks._StatusLine("02_baseline_sweep", tmp_path / "progress.json", stream, every=60)
-    finished.stop()
-    last = stream.getvalue().splitlines()[-1]
-    assert last.startswith("02_baseline_sweep · runs 12/12 · 0m00s elapsed · sweep done"), last
-
-
-def test_the_status_line_names_each_shape_once_and_does_not_call_queued_runs_running():
-    # the trunk and the cooldown branches of one shape and seed share a label: "now D=12 W=32 seed 0, D=12 …"
-    labels = ["D=12 W=32 seed 0"] * 3 + ["D=12 W=32 seed 1"] * 3 + ["D=16 W=32 seed 0"]
-    assert notebooks._pending(labels, 2) == ["D=12 W=32 seed 0 (3 budgets)", "D=12 W=32 seed 1 (3 budgets)", "…"]
-    assert notebooks._pending(labels[-1:], 2) == ["D=16 W=32 seed 0"]
 
 
 def _record_times():
@@ -358,3 +340,193 @@ def test_a_speed_file_from_an_older_cost_model_is_measured_again(tmp_path, monke
     assert timed == list(presets.SPEED_SHAPES)
     assert set(presets.REFERENCE_SPEED) <= set(speed)
     assert set(presets.REFERENCE_SPEED) <= set(json.loads(path.read_text()))
+
+
+# -- the headless runner as a user runs it: `python -m dwlib.notebooks` in its own process ----------------
+
+# notebook 02 at a tiny size: 2 shapes × 2 annealed budgets, one seed; a few seconds of training
+TINY_02 = ["02", "-p", "preset", "smoke", "-p", "widths", "[16]", "-p", "depths", "[1, 2]", "-p", "seeds", "[0]",
+           "-p", "budget", "2048", "-p", "tuning_seeds", "[10]", "-p", "lr_factors", "[1]"]
+# the same with runs long enough (~5 s each) to be interrupted while one trains
+LONG_02 = TINY_02 + ["-p", "depths", "[1, 2, 3, 4]", "-p", "budget", "200000"]
+STATUS = re.compile(r"^02_baseline_sweep · runs (\d+)/(\d+)(?: \(\d+ failed\))?(?: · now (.+?))? · "
+                    r"\d+m\d\ds elapsed · (?:about \d+m\d\ds left in this sweep|sweep done)", re.M)
+
+
+def runner(args, tmp: Path) -> subprocess.Popen:
+    """The runner in a subprocess of its own (a session, as a terminal starts it), on this checkout, one
+    thread, with a private TMPDIR, outside pytest's environment (ipykernel captures output differently
+    under pytest); store and outputs under `tmp` unless `args` name others."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1",
+               DWLIB_THREADS="1", TMPDIR=str(tmp / "tmp"))
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    paths = ["-p", "store_path", str(tmp / "runs.sqlite"),
+             "-p", "output_dir", str(tmp / "outputs" / "02_baseline_sweep")]
+    # Ctrl-C interrupts, as in a terminal, even when pytest runs in the background (which ignores SIGINT)
+    return subprocess.Popen([sys.executable, "-m", "dwlib.notebooks", args[0], *paths, *args[1:]], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def leftovers(tmp: Path, before: set) -> list:
+    """Files a runner left: new entries in notebooks/ (once kernel-ipc-N sockets) and anything in its
+    TMPDIR (once the kernel's connection file and a progress folder); torch's own compile cache aside."""
+    new = sorted(set(os.listdir(notebooks.notebook_dir())) - before)
+    return new + sorted(p for p in os.listdir(tmp / "tmp") if not p.startswith("torchinductor"))
+
+
+def finish(proc, timeout: float = 600) -> tuple[str, str]:
+    """The runner's (stdout, stderr) once it exits; killed (and the test failed) after `timeout` s."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+
+
+def until_status(proc) -> str:
+    """Read the runner's stderr up to its first status line (the sweep has started); what was read."""
+    read = ""
+    for line in proc.stderr:
+        read += line
+        if STATUS.match(line):
+            return read
+    raise AssertionError(f"the runner ended (rc {proc.wait()}) before a sweep started:\n{read}")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Notebook 02 at a tiny size, run once by the runner with the parallel executor (as `make run`)."""
+    tmp = tmp_path_factory.mktemp("tiny02")
+    before = set(os.listdir(notebooks.notebook_dir()))
+    proc = runner(TINY_02 + ["-p", "executor", "parallel"], tmp)
+    out, err = finish(proc)
+    return dict(tmp=tmp, rc=proc.returncode, out=out, err=err, left=leftovers(tmp, before))
+
+
+def test_runner_prints_one_status_line_per_finished_group(tiny_run):
+    """What `make run` shows: runs done / total, the groups in training, elapsed and time left; each
+    group once (a trunk and its cooldown branch once read 'D=1 W=16 seed 0, D=1 W=16 seed 0', and
+    queued groups were listed as running), and nothing of it written into the executed notebook."""
+    assert tiny_run["rc"] == 0, tiny_run["err"]
+    lines = STATUS.findall(tiny_run["err"])
+    from dwlib.config import available_cores
+    training = ", ".join(["D=1 W=16 seed 0", "D=2 W=16 seed 0"][:available_cores()])   # one group per worker
+    assert lines[0] == ("0", "4", training), tiny_run["err"]
+    for done, total, now in lines:
+        names = now.split(", ") if now else []
+        assert len(names) == len(set(names)) <= 2, tiny_run["err"]
+    assert ("4", "4", "") in lines and "sweep done" in tiny_run["err"]
+    executed = (tiny_run["tmp"] / "outputs" / "02_baseline_sweep" / "02_baseline_sweep.ipynb").read_text()
+    assert "runs 0/4" not in executed and "Traceback" not in tiny_run["err"]
+    assert tiny_run["left"] == []
+
+
+def test_a_failed_rerun_leaves_no_stale_verdicts_in_the_report(tiny_run, tmp_path):
+    """A rerun into the same output_dir that fails part-way (here every run fails: its corpus is too short
+    for one validation window) once left the old manifest, and the report showed the old verdicts beside
+    the failed notebook; now the folder is marked as failed."""
+    outputs = tmp_path / "outputs"
+    shutil.copytree(tiny_run["tmp"] / "outputs", outputs)
+    folder = outputs / "02_baseline_sweep"
+    old = json.loads((folder / notebooks.MANIFEST).read_text())["verdicts"]
+    assert old
+    (tmp_path / "tiny.txt").write_text("too short " * 20)
+    proc = runner(TINY_02 + ["-p", "corpus", f"file:{tmp_path / 'tiny.txt'}", "-p", "output_dir", str(folder)],
+                  tmp_path)
+    _, err = finish(proc)
+    assert proc.returncode == 1 and not (folder / notebooks.MANIFEST).exists(), err
+    report = subprocess.run([sys.executable, "-m", "dwlib.report", "--outputs", str(outputs), "--to",
+                             str(tmp_path / "report")], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert report.returncode == 3 and "02_baseline_sweep is marked" in report.stderr, report.stderr
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert "Not reported" in index and "failed or was stopped" in index
+    assert not any(v[:40] in index for v in old)       # none of the old verdicts
+    assert re.search(r"02_baseline_sweep: FAILED — cell \d+: ValueError: no complete runs", err), err
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) while a run trains: one line saying what finished
+    and what will resume, exit 130, no traceback, nothing left behind; the run resumes later."""
+    before = set(os.listdir(notebooks.notebook_dir()))
+    proc = runner(LONG_02, tmp_path)
+    started = until_status(proc)      # the sweep has started: a run is in training
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = finish(proc, 120)
+    assert proc.returncode == 130, started + err
+    assert re.fullmatch(r"interrupted; \d+ runs finished, [1-9]\d* resumable", err.splitlines()[-1]), err
+    assert "Traceback" not in out + err and len(err.splitlines()) <= 3, err
+    from dwlib.store import Store
+    status = Store(tmp_path / "runs.sqlite", readonly=True).runs_frame()["status"]
+    assert "interrupted" in set(status), status
+    assert leftovers(tmp_path, before) == []
+
+
+def test_a_killed_runner_leaves_nothing_behind(tmp_path):
+    """kill -9 of the runner while a run trains once left kernel-ipc-N sockets in notebooks/ (which then
+    broke `--corpus file:notebooks/`), a /tmp/dwlib-progress-* folder and a /tmp/tmp*.json."""
+    before = set(os.listdir(notebooks.notebook_dir()))
+    proc = runner(LONG_02, tmp_path)
+    until_status(proc)
+    proc.kill()
+    proc.wait()
+    time.sleep(3)                     # the orphaned kernel notices its parent is gone within a second
+    assert leftovers(tmp_path, before) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (TINY_02 + ["-p", "corpus", "file:/nonexistent"], "error: corpus path '/nonexistent' does not exist"),
+    (TINY_02 + ["-p", "threads", "0"],
+     "error: threads must be a positive integer (None: $DWLIB_THREADS or all cores); got 0"),
+    (TINY_02 + ["-p", "threads", "-1"], "got -1"),
+    (TINY_02 + ["-p", "seeds", "[]"], "error: seeds is empty"),
+    (TINY_02 + ["--times", "{tmp}/a_file/times.json"], "error: --times {tmp}/a_file/times.json cannot be written"),
+    (TINY_02 + ["-p", "device", "cuda"], "error: device 'cuda' asked for, but this torch build sees no CUDA GPU"),
+    (["02", "-p", "preset", "gpu"], "error: preset 'gpu' is sized for one GPU and would run on this machine's CPU"),
+], ids=["missing-corpus", "threads-0", "threads-minus-1", "no-seeds", "times-unwritable", "cuda-without-gpu",
+        "gpu-preset-on-cpu"])
+def test_runner_refuses_bad_input_before_any_kernel_starts(args, message, tmp_path, capsys):
+    """Each once started the notebook: a missing corpus failed every run (the cause only inside the .ipynb),
+    threads 0 silently meant all cores, -1 was torch's error, no seeds failed in a cell, --times was checked
+    after the run, CUDA on a CPU machine failed every run, the gpu preset started a sweep of thousands of hours.
+    (In this process: the command line's own code, without a second start of torch for each case.)"""
+    import torch
+    if torch.cuda.is_available() and ("cuda" in args or "gpu" in args):
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "a_file").write_text("x")
+    folder = tmp_path / "outputs" / "02_baseline_sweep"
+    argv = [args[0], "-p", "store_path", str(tmp_path / "runs.sqlite"), "-p", "output_dir", str(folder),
+            *(a.format(tmp=tmp_path) for a in args[1:])]
+    assert notebooks.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message.format(tmp=tmp_path) in err and "running" not in out, err
+    assert not (tmp_path / "outputs").exists()        # nothing ran
+    if "gpu" in args:
+        assert re.search(r"its \d+ runs would take about [\d.]+ h here; use -p preset cpu, or give --allow-cpu", err)
+
+
+def test_allow_cpu_runs_the_gpu_preset_with_a_warning(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.warns(RuntimeWarning, match=r"preset 'gpu' is sized for one GPU .* about [\d.]+ h here"):
+        _, s = notebooks.check_run("02_baseline_sweep", dict(preset="gpu", store_path=str(tmp_path / "runs.sqlite")),
+                                   allow_cpu=True)
+    assert s.preset == "gpu"
+
+
+def test_failed_runs_print_their_first_distinct_error(tmp_path):
+    """Runs that fail (here: a corpus too short for the context) once printed nothing of their error on
+    the terminal; now the first run that fails a way says it, once, then the notebook's failure."""
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("too short for a window of 65 tokens in its validation split " * 5)
+    proc = runner(TINY_02 + ["-p", "corpus", f"file:{corpus}"], tmp_path)
+    _, err = finish(proc)
+    assert proc.returncode == 1, err
+    said = re.findall(r"D=\d+ W=16 seed 0 failed: ValueError: the validation split has \d+ tokens", err)
+    assert len(said) == 1 and "runs 4/4 (4 failed)" in err, err
+    assert re.search(r"FAILED — cell \d+: ValueError: no complete runs", err.splitlines()[-1]), err

@@ -2,7 +2,13 @@
 index with each notebook's preset, verdicts, wall time and charts. Built here from a small executed
 notebook written with nbformat (no kernel); tests/test_browser.py opens a real one in Chromium."""
 import json
+import os
 import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -103,3 +109,59 @@ def test_a_page_shows_the_parameters_the_run_used():
     assert len(nb.cells) == 2 and nb.cells[1].source == "nb = notebooks.start(...)"
     assert nb.cells[0].source.splitlines()[1:] == ['preset = "cpu"       # smoke | cpu | gpu',
                                                    "widths = None          # None: preset", 'executor = "parallel"']
+
+
+def report_cli(outputs, target, limit_bytes=None):
+    """`python -m dwlib.report` in a subprocess; `limit_bytes` caps the size of any file it writes (as a
+    full disk would stop it mid-page: a write past the cap fails with EFBIG)."""
+    def cap():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    repo = Path(report.__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "dwlib.report", "--outputs", str(outputs), "--to", str(target)],
+                          capture_output=True, text=True, cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)),
+                          preexec_fn=cap if limit_bytes else None, timeout=300)
+
+
+def test_one_bad_notebook_is_marked_and_the_others_reported(outputs, tmp_path):
+    """A manifest without a key was a KeyError traceback; a truncated .ipynb or manifest stopped the whole
+    report (exit 2) without naming the file. Now each is marked on the index, named on stderr, and the
+    good notebook is reported as before."""
+    good = outputs / "02_baseline_sweep" / "cpu"
+    for name in ("03_width_validation", "04_compute_matched", "05_scaling_fit"):
+        folder = outputs / name
+        folder.mkdir()
+        text = (good / "02_baseline_sweep.ipynb").read_text()
+        manifest = json.loads((good / "manifest.json").read_text())
+        (folder / f"{name}.ipynb").write_text(text[:len(text) // 2] if name == "04_compute_matched" else text)
+        manifest.update(notebook=name, verdicts=[f"the old verdict of {name}"])
+        if name == "03_width_validation":
+            del manifest["preset"]
+        manifest = json.dumps(manifest)
+        (folder / "manifest.json").write_text(manifest[:20] if name == "05_scaling_fit" else manifest)
+    done = report_cli(outputs, tmp_path / "report")
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert f"{outputs}/03_width_validation/manifest.json lacks preset" in done.stderr
+    assert f"{outputs}/04_compute_matched/04_compute_matched.ipynb cannot be read" in done.stderr
+    assert f"{outputs}/05_scaling_fit/manifest.json cannot be read" in done.stderr
+    assert "(1 reported, 3 marked)" in done.stdout
+    home = (tmp_path / "report" / "index.html").read_text()
+    assert "<strong>U-shaped</strong>" in home and home.count("Not reported") == 3
+    assert "the old verdict" not in home
+
+
+def test_an_unwritable_or_full_report_folder_is_one_error_and_no_partial_page(outputs, tmp_path):
+    """An unwritable or full folder was a traceback and left a truncated .html behind."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    done = report_cli(outputs, blocker / "report")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot write the report to {blocker}/report"), done.stderr
+    full = tmp_path / "full"
+    done = report_cli(outputs, full, limit_bytes=100_000)   # the page is larger: its write fails part-way
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: cannot write the report to {full}: File too large"), done.stderr
+    assert [p for p in full.rglob("*") if p.is_file()] == []   # nothing half-written (folders for pages aside)
+    if Path("/sys/kernel").is_dir():   # Linux: a folder no one may create there, not even root
+        done = report_cli(outputs, Path("/sys/dwlib-report"))
+        assert done.returncode == 2 and done.stderr.startswith("error: cannot write the report to /sys/dwlib-report")

@@ -650,3 +650,58 @@ def test_sigkill_in_a_trunk_and_in_a_branch_then_rerun_resumes_each(tmp_path, ti
     assert fresh["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in results], abs=1e-6)
     alone = sweep.run(*small, store=tmp_path / "alone" / "runs.sqlite", progress=False)
     assert alone["resumed_from_step"] == 0 and alone["val_loss"] == pytest.approx(results[0]["val_loss"], abs=1e-6)
+
+
+FROZEN_SWEEP = textwrap.dedent("""
+    import json, sys
+    from dwlib import sweep
+    from dwlib.config import model_config_from_dict, train_config_from_dict
+    model, train = json.load(open(sys.argv[1]))
+    pair = (model_config_from_dict(model), train_config_from_dict(train))
+    frame = sweep.run_sweep([pair], store=sys.argv[2], progress=False, lease_seconds=float(sys.argv[3]))
+    print(json.dumps(frame["status"].tolist()))
+""")
+
+
+def test_a_frozen_lease_holder_stops_its_run_and_writes_nothing_more(tmp_path, tiny):
+    """issue 25 item 4: a sweep frozen (SIGSTOP) past its lease, whose run another sweep takes over and
+    finishes, must not train on after SIGCONT nor re-create the checkpoint the other one deleted."""
+    lease = 3.0
+    store = Store(tmp_path / "runs.sqlite")
+    pair = sweep.make_pair(depth=1, width=32, steps=2000, **{**tiny, "checkpoint_every": 50, "eval_every": 500})
+    key = sweep.key_for(*pair)
+    ckpt = store.checkpoint_path(key)
+    script, pair_file = tmp_path / "frozen.py", tmp_path / "pair.json"
+    script.write_text(FROZEN_SWEEP)
+    pair_file.write_text(json.dumps([to_dict(pair[0]), to_dict(pair[1])]))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(pair_file), str(store.path), str(lease)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while sweep.checkpoint_step(ckpt) < 50:
+            assert proc.poll() is None, f"the sweep ended before it was frozen:\n{proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the run never checkpointed"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGSTOP)
+        frozen_at = sweep.checkpoint_step(ckpt)
+        time.sleep(lease + 1)                          # its lease lapses
+        frame = sweep.run_sweep([pair], store=store, progress=False, lease_seconds=lease)   # takes it over
+        taken = store.get(key)
+        assert frame["status"].tolist() == ["complete"] and taken["attempts"] == 2
+        assert taken["result"]["resumed_from_step"] >= frozen_at and not ckpt.exists()
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == ["complete"]   # it reports the other sweep's result
+    assert "taken over" not in err                                    # it did not train the run to the end
+    assert list(ckpt.parent.iterdir()) == []                          # no orphan checkpoint, no partial file
+    assert store.get(key)["updated"] == taken["updated"] and store.get(key)["attempts"] == 2
+    print(f"\nfrozen at step {frozen_at} for {lease + 1:.0f} s (lease {lease:.0f} s); the other sweep resumed "
+          f"from step {taken['result']['resumed_from_step']} and stored the run; after SIGCONT the frozen sweep "
+          f"exited {proc.returncode} reporting {out.strip()} with nothing written")

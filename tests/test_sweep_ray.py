@@ -143,8 +143,7 @@ def test_a_two_node_sweep_stores_every_run_once_and_workers_never_open_sqlite_or
         return type(tokens.train).__name__, tokens.train.flags.writeable
 
     # the token arrays reach a task as read-only views of its node's shared memory, not as copies
-    shared = sweep._ray_runs(ray, [sweep.make_pair(depth=1, width=32, corpus=corpus)], Store(tmp_path / "x.sqlite"),
-                             None)[0]["tokens"]
+    shared = sweep._Ray(None, 0, 1, 0, None).share(sweep.load_tokens(corpus, "byte"))
     assert ray.get(tokens_in_a_task.remote(shared)) == ("ndarray", False)
 
     tiny = dict(TINY, corpus=corpus)

@@ -10,7 +10,8 @@ import torch
 from dwlib.config import ModelConfig, TrainConfig
 from dwlib.model import Transformer
 from dwlib.train import param_groups
-from dwlib.transfer import best_lr, coord_check, coord_drift, log_spaced, lr_spread, lr_sweep, worst_drift
+from dwlib.transfer import (best_lr, bracketed_best_lr, coord_check, coord_drift, log_spaced, lr_spread, lr_sweep,
+                            worst_drift)
 
 # A parametrisation passes the coordinate check when no site's size grows faster than W^0.5 (or
 # D^0.5): SP's Adam updates grow ∝ W (slope ≈ 1 or more), μP's stay flat (slope ≈ 0).
@@ -225,6 +226,30 @@ def test_best_lr_groups_by_shape_and_reports_spread():
         best_lr(pd.concat(frames).drop(columns="lr"))
     with pytest.raises(ValueError, match="window"):
         best_lr(pd.concat(frames), window=2)
+
+
+def test_bracketed_best_lr_extends_the_grid_until_each_optimum_is_bracketed():
+    optimum = {32: 4e-2, 64: 5e-3, 128: 2e-3}           # above the grid, inside it, below it
+
+    def train(pairs):                                    # a parabola in log lr, no training
+        rng = np.random.default_rng(len(pairs))
+        return pd.DataFrame([dict(parametrization=m.parametrization, depth=m.depth, width=m.width, lr=t.lr, seed=t.seed,
+                                  status="complete", val_loss=2 + 0.05 * math.log(t.lr / optimum[m.width]) ** 2
+                                  + 0.002 * rng.standard_normal()) for m, t in pairs])
+
+    def pairs_at(group, lr):
+        return lr_sweep([lr], [(2, group)], seeds=(0, 1), steps=10)
+
+    lrs = [2.5e-3, 5e-3, 1e-2]
+    runs, best = bracketed_best_lr(train, pairs_at, lrs, [32, 64, 128], by="width", max_extensions=3, n_boot=200)
+    best = best.set_index("width")
+    assert list(best["extended"]) == [3, 0, 1] and not best["cap_hit"].any() and not best["at_edge"].any()
+    assert best.loc[32, "best_lr"] == pytest.approx(4e-2, rel=0.2) and sorted(runs[runs.width == 32].lr.unique())[-1] == 0.08
+    assert best.loc[128, "best_lr"] == pytest.approx(2e-3, rel=0.2)
+    _, capped = bracketed_best_lr(train, pairs_at, lrs, [32], by="width", max_extensions=1, n_boot=200)
+    assert capped["cap_hit"].iloc[0] and capped["at_edge"].iloc[0] and capped["grid_lr"].iloc[0] == 0.02
+    with pytest.raises(ValueError, match="factor"):
+        bracketed_best_lr(train, pairs_at, lrs, [32], by="width", factor=1.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,21 @@ def test_width_trend_sentence_follows_check_monotone():
     assert f"{trend.params['slope']:+.4f} nats per e-fold of width" in bumpy
 
 
+def test_width_trend_says_every_step_only_when_every_paired_step_is_significant():
+    rng = np.random.default_rng(2)
+    x = np.repeat([32, 64, 128, 256], 3).astype(float)
+    seeds = np.tile([0, 1, 2], 4)
+    luck = rng.normal(0, 0.03, 3)[seeds]                 # a seed's data order shifts every width alike
+    steady = 2.0 - 0.02 * np.log(x) + luck + rng.normal(0, 0.001, len(x))
+    paired = fit.check_monotone(x, steady, seeds=seeds)
+    assert paired.verdict == "monotone, every step significant" and (paired.steps["method"] == "paired").all()
+    assert "**lowered the loss at every step**" in verdicts.width_trend_sentence(paired, depth=8)
+    welch = fit.check_monotone(x, steady)                 # without the pairing the seed luck swamps the steps
+    assert welch.verdict == "monotone" and not welch.steps["significant"].all()
+    text = verdicts.width_trend_sentence(welch, depth=8)
+    assert "**lowered the loss on average**" in text and "every step**" not in text
+
+
 @pytest.mark.parametrize("gap, expected", [(0.05, "**worse** by {:.4f} nats"), (-0.05, "**better** by {:.4f} nats"),
                                            (0.0, "**indistinguishable** (gap {:+.4f}")])
 def test_compute_matched_sentence_states_the_direction_of_the_gap(gap, expected):
@@ -76,7 +91,7 @@ def test_lr_spread_sentence_reports_how_far_the_best_lr_moves():
     text = verdicts.lr_spread_sentence(transfer.lr_spread(best, over="width"), "width")
     assert text.startswith("Across widths ")
     assert ("under **sp** the best learning rate ranges over 0.001–0.004, a factor of 4.0 (2.0 octaves; slope "
-            "-1.00 per log-width) (1 of 3 optima at the edge of the grid: bounds)") in text
+            "-1.00 per log-width) (1 of 3 optima still at an edge of the grid: bounds)") in text
     assert "under **mup** the best learning rate ranges over 0.002–0.002, a factor of 1.0 (0.0 octaves" in text
 
 
@@ -108,8 +123,20 @@ def test_lr_check_sentence_follows_the_tuned_gap_and_says_when_a_rate_is_only_a_
     result = planted_gap(gap, noise=0.002 if gap else 0.02)
     text = verdicts.lr_check_sentence(result, (8, 16), {8: 6e-3, 16: 3e-3}, [10, 11], rise=rise)
     assert expected in text and "chosen on seeds 10, 11" in text, text
-    edge = verdicts.lr_check_sentence(result, (8, 16), {8: 6e-3, 16: 3e-3}, [10, 11], rise=rise, at_edge=[8])
-    assert "at D = 8 the best rate is at an end of the grid tried" in edge
+    edge = verdicts.lr_check_sentence(result, (8, 16), {8: 6e-3, 16: 3e-3}, [10, 11], rise=rise, at_edge=[8],
+                                      extended={8: 2, 16: 0}, cap=2)
+    assert "the grid was extended by factors of 2 at D = 8 (2 more rates)" in edge
+    assert "at D = 8 the best rate is still at an end of the grid after the cap of 2 more rates" in edge
+
+
+def test_lr_grid_sentence_names_the_extended_shapes_and_where_the_cap_was_hit():
+    best = pd.DataFrame([dict(parametrization="sp", depth=2, width=w, extended=n, cap_hit=hit)
+                         for w, n, hit in ((16, 0, False), (32, 1, False), (64, 2, True))])
+    text = verdicts.lr_grid_sentence(best, 2)
+    assert text.startswith("The grid was extended by factors of 2 for 2 of 3 shapes (at most 2 more rates each): "
+                           "sp D = 2 W = 32 +1; sp D = 2 W = 64 +2")
+    assert "The cap was hit for 1: sp D = 2 W = 64 — their best rates are bounds" in text
+    assert "no extension needed" in verdicts.lr_grid_sentence(best.assign(extended=0, cap_hit=False), 2)
 
 
 def test_regime_of_annealed_budgets_comes_from_the_change_between_budgets():

@@ -55,17 +55,22 @@ def compare_losses(losses_a, losses_b, *, seeds_a=None, seeds_b=None, level=0.95
                          text=text, paired=paired, method=method)
 
 
-def check_monotone(x, losses, *, decreasing=True, level=0.95) -> MonotoneFit:
+def check_monotone(x, losses, *, seeds=None, decreasing=True, level=0.95) -> MonotoneFit:
     """Does the loss fall (or rise, `decreasing=False`) steadily with x (e.g. width at fixed depth)?
 
     Per x the mean over repeats; each step between neighbouring x values gets its mean difference and,
-    with ≥ 2 runs on both sides, a Welch t-interval. Overall: the least-squares slope of loss on ln x with
+    with ≥ 2 runs on both sides, a t-interval: paired over `seeds` when both sides ran the same seeds (a
+    seed fixes the data order at every x, so its luck cancels), Welch's otherwise (`steps['method']`).
+    Overall: the least-squares slope of loss on ln x with
     its t-interval (`params['slope']`, nats per e-fold of x). Verdict: 'monotone, every step significant',
     'monotone' (every step's mean moves the expected way) or 'not monotone' (naming the wrong-way step
     and whether its interval excludes 0). `steps` is the table of steps."""
     check_level(level)
     x, y = as_array("x", x, positive=True), as_array("losses", losses)
     same_length(x=x, losses=y)
+    if seeds is not None:
+        seeds = np.asarray(seeds)
+        same_length(x=x, seeds=seeds)
     values = np.unique(x)
     if len(values) < 3:
         raise ValueError(f"need at least 3 distinct x values to judge a trend, got {values.tolist()}")
@@ -73,10 +78,14 @@ def check_monotone(x, losses, *, decreasing=True, level=0.95) -> MonotoneFit:
     rows = []
     for lo, hi in zip(values[:-1], values[1:]):
         a, b = y[x == lo], y[x == hi]
-        diff, low, high = float(b.mean() - a.mean()), math.nan, math.nan
-        if len(a) >= 2 and len(b) >= 2 and (a.var() + b.var()) > 0:
-            low, high = stats.ttest_ind(b, a, equal_var=False).confidence_interval(level)
-        rows.append(dict(x_from=float(lo), x_to=float(hi), diff=diff, low=float(low), high=float(high),
+        diff, low, high, method = float(b.mean() - a.mean()), math.nan, math.nan, "none"
+        if len(a) >= 2 and len(b) >= 2:
+            sa, sb = (None, None) if seeds is None else (seeds[x == lo], seeds[x == hi])
+            gap = compare_losses(a, b, seeds_a=sa, seeds_b=sb, level=level)
+            (low, high), method = gap.ci["gap"], "paired" if gap.paired else "Welch"
+            if low == high:                      # no spread at all: no interval
+                low = high = math.nan
+        rows.append(dict(x_from=float(lo), x_to=float(hi), diff=diff, low=float(low), high=float(high), method=method,
                          expected=bool(sign * diff > 0), significant=bool(np.isfinite(low) and (low > 0 or high < 0))))
     steps = pd.DataFrame(rows)
     line = stats.linregress(np.log(x), y)

@@ -44,8 +44,8 @@ import pandas as pd
 from scipy import stats
 
 from ..config import paper_critical_depth, paper_critical_depth_power
-from .stats import (Fit, as_array, check_level, check_n_boot, fmt, local_vertex, not_constant, percentile_ci,
-                    regime, resample_within, same_length)
+from .stats import (Fit, as_array, check_level, check_n_boot, fmt, not_constant, percentile_ci, regime,
+                    same_length)
 from .verdicts import critical_depth_text, regime_of
 
 ALPHA = 0.05             # level of the rise and fall tests
@@ -487,6 +487,35 @@ def usable_runs(runs: pd.DataFrame, columns) -> tuple[pd.DataFrame, list[str]]:
     return runs[keep], excluded
 
 
+# Columns of the store's runs frame that set a run's configuration besides its depth, width and seed.
+CONFIG_COLUMNS = ("heads", "context", "mlp", "norm", "share", "parametrization", "lr", "schedule", "warmup",
+                  "cooldown", "batch_size", "tokens", "corpus", "tokenizer", "corpus_fingerprint")
+
+
+def one_configuration(frame: pd.DataFrame, width) -> None:
+    """Refuse runs at one width that mix configurations, naming the differing field: seeds are repeats
+    of one run, so at each depth every CONFIG_COLUMNS column must take one value (a value may change with
+    the depth — each depth at its own best learning rate is one design), and no (depth, seed) may appear
+    twice (then the runs differ in a field the frame does not show)."""
+    for col in (c for c in CONFIG_COLUMNS if c in frame.columns):
+        counts = frame.groupby("depth")[col].nunique()
+        if (counts > 1).any():
+            depth = counts.idxmax()
+            values = sorted(map(str, frame.loc[frame["depth"] == depth, col].dropna().unique()))
+            raise ValueError(f"the runs at width {width:g} mix configurations: at D = {depth:g} they differ in "
+                             f"{col!r} ({', '.join(values)}), so they are not seeds of one run — select one "
+                             f"{col} first" + (" (budgets that were not annealed are separate sweeps)"
+                                               if col == "tokens" else ""))
+    if "seed" in frame.columns:
+        twice = frame[frame.duplicated(["depth", "seed"], keep=False)]
+        if len(twice):
+            r = twice.iloc[0]
+            raise ValueError(f"the runs at width {width:g} hold {int((twice['depth'] == r['depth']).sum())} runs of seed "
+                             f"{r['seed']} at D = {r['depth']:g}" + (f" ({', '.join(map(str, twice['run_id'][:4]))})"
+                                                                      if "run_id" in twice else "")
+                             + ": they differ in a field the frame does not show — select one configuration first")
+
+
 def _one_width(runs, width):
     if width is None:
         widths = sorted(runs["width"].unique())
@@ -499,7 +528,8 @@ def _one_width(runs, width):
 def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss", **kwargs) -> CriticalDepthFit:
     """`fit_critical_depth` on the store's runs frame at one `width` (the only one when None): complete
     runs only — diverged, unstable and unfinished ones are excluded and listed in the summary — with
-    the regime (tokens_per_param, final_slope) taken from the frame. When the frame holds annealed runs
+    the regime (tokens_per_param, final_slope) taken from the frame. A frame that mixes configurations at
+    a depth (two learning rates, two budgets that were not annealed, …) is refused (`one_configuration`). When the frame holds annealed runs
     at several budgets (`dwlib.sweep.anneal`), the fit uses the largest budget and the regime's slope is
     the change between the two largest budgets per doubling of tokens (a run's own last quarter is
     mostly its cooldown, whose drop says nothing about how much more data would help)."""
@@ -512,9 +542,12 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
     budgets = np.unique(frame["tokens"]) if "tokens" in frame else []
     if len(budgets) >= 2 and "schedule" in frame and frame["schedule"].isin(["wsd", "wsd-sqrt"]).all():
         last, before = (frame[frame["tokens"] == t] for t in budgets[-1:-3:-1])
+        one_configuration(last, width)
         pairs = last.merge(before, on=["depth", "seed"], how="left", suffixes=("", "_before"))
         slope = (pairs[loss] - pairs[f"{loss}_before"]) / np.log2(budgets[-1] / budgets[-2])
         frame, slope_kind = pairs, "annealed budgets"
+    else:
+        one_configuration(frame, width)
     tpp = frame["tokens_per_param"] if "tokens_per_param" in frame else frame["tokens"] / frame["non_embedding_params"] \
         if {"tokens", "non_embedding_params"} <= set(frame.columns) else None
     result = fit_critical_depth(frame["depth"].to_numpy(), frame[loss].to_numpy(float),
@@ -531,65 +564,71 @@ def critical_depth_from_frame(runs: pd.DataFrame, *, width=None, loss="val_loss"
 
 def critical_depth_by_budget(runs: pd.DataFrame, *, width=None, loss="val_loss", n_boot=1000, level=0.95,
                              random_state=0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """D* at every training budget of an annealed depth sweep (one fully annealed run per depth, seed and
-    budget: the cooldown branches of `dwlib.sweep.anneal`), and whether it moves between budgets.
+    """The best depth at every training budget of an annealed depth sweep (one annealed run per depth,
+    seed and budget: the cooldown branches of `dwlib.sweep.anneal`), whatever each budget's verdict, and
+    whether it moves between consecutive budgets.
 
-    Returns (by_budget, moves). by_budget: one row per budget — tokens, verdict, d_star, low, high,
-    bound (text) and bound_depth, best_depth, p_rise, n_runs, tokens_per_param range. moves: one row per pair of consecutive budgets where
-    both are U-shaped — the paired bootstrap difference D*(T₂) − D*(T₁) with its interval, computed from
-    the same resamples (the runs at each depth drawn with the same indices at both budgets, since a
-    seed's runs at several budgets share one trunk), and `moves` = the interval excludes 0. Budgets
-    whose runs were not annealed (a schedule other than wsd / wsd-sqrt) are refused: a cosine run read
-    part-way has not decayed its learning rate."""
+    Returns (by_budget, moves). by_budget: one row per budget — tokens, verdict, best_depth, best_set (the
+    best depth's confidence set at `level`: the depths not measurably worse than any other) and its ends
+    set_low, set_high, d_star, d_star_method, low, high (`ci['d_star']`, set only when U-shaped), bound and
+    bound_depth, p_rise, p_fall, reason, n_runs, tokens_per_param.
+    A budget whose loss rises from the shallowest depth is a finding like any other ('monotone
+    increasing': deeper is worse at that budget). moves: one row per pair of consecutive budgets —
+    best_from, best_to, set_from, set_to (text), direction ('deeper', 'shallower' or ''), across (the
+    depth tried that separates the sets, next to the first) and `moves`: True when the two confidence
+    sets are separated by a depth tried (every depth of one set below it, every depth of the other above). Why a whole depth between them: the minimiser can lie between
+    two depths tried, and a change of the curve's shape alone (a steeper rise beyond it) flips which of
+    the two is lower; only sets on either side of a depth tried put the minimiser on either side of it.
+    A false 'moves' needs a set to miss the grid's best depth (each holds it with probability ≥ `level`);
+    the rate on planted pairs is in bench/movement_calibration.py. Seeds are blocked within each budget
+    (`fit_critical_depth`); budgets whose runs were not annealed (a schedule other than wsd / wsd-sqrt)
+    are refused — a cosine run read part-way has not decayed its learning rate — and so is a budget that
+    mixes configurations (`one_configuration`)."""
     frame, width = _one_width(runs, width)
     if "schedule" in frame.columns and not frame["schedule"].isin(["wsd", "wsd-sqrt"]).all():
         raise ValueError("critical_depth_by_budget needs annealed runs (schedule wsd or wsd-sqrt, e.g. from "
                          f"`--anneal-at`); got schedules {sorted(frame['schedule'].unique())}")
     frame, excluded = usable_runs(frame, ["depth", "tokens", loss])
     budgets = np.unique(frame["tokens"])
+    for T in budgets:
+        one_configuration(frame[frame["tokens"] == T], width)
     rows, fits = [], {}
     for T in budgets:
         at = frame[frame["tokens"] == T]
         try:
-            fits[T] = f = fit_critical_depth(at["depth"], at[loss], seeds=at.get("seed"), width=width, n_boot=n_boot,
-                                             level=level, random_state=random_state,
-                                             tokens_per_param=at.get("tokens_per_param"))
+            fits[T] = f = critical_depth_from_frame(at, width=width, loss=loss, n_boot=n_boot, level=level,
+                                                    random_state=random_state)
         except ValueError as err:
             rows.append(dict(tokens=T, verdict=f"not fitted: {err}", n_runs=len(at)))
             continue
-        bound_depth = {"monotone decreasing": f.d_plateau, "monotone increasing": f.depth_range[0]}.get(f.verdict)
-        rows.append(dict(tokens=T, verdict=f.verdict, d_star=f.params["d_star"], low=f.ci["d_star"][0],
-                         high=f.ci["d_star"][1], bound=f.bound, bound_depth=bound_depth, best_depth=f.best_depth,
-                         p_rise=f.p_rise, n_runs=len(at), tokens_per_param=f.regime.get("tokens_per_param")))
-    by_budget = pd.DataFrame(rows, columns=["tokens", "verdict", "d_star", "low", "high", "bound", "bound_depth",
-                                            "best_depth", "p_rise", "n_runs", "tokens_per_param"])
+        bound_depth = {"monotone decreasing": f.d_plateau,
+                       "monotone increasing": f.best_set[-1] if f.best_set else math.nan}.get(f.verdict)
+        rows.append(dict(tokens=T, verdict=f.verdict, best_depth=f.best_depth, best_set=tuple(f.best_set),
+                         set_low=f.best_set[0] if f.best_set else math.nan,
+                         set_high=f.best_set[-1] if f.best_set else math.nan, d_star=f.params["d_star"],
+                         d_star_method=f.d_star_method,
+                         low=f.ci["d_star"][0], high=f.ci["d_star"][1], bound=f.bound, bound_depth=bound_depth,
+                         p_rise=f.p_rise, p_fall=f.p_fall, reason=f.reason, n_runs=len(at),
+                         tokens_per_param=f.regime.get("tokens_per_param")))
+    by_budget = pd.DataFrame(rows, columns=["tokens", "verdict", "best_depth", "best_set", "set_low", "set_high", "d_star",
+                                            "d_star_method", "low", "high", "bound", "bound_depth", "p_rise", "p_fall", "reason", "n_runs",
+                                            "tokens_per_param"])
     by_budget.attrs["excluded"] = excluded
+    depths = np.unique(frame["depth"].to_numpy(float))
     moves = []
     for t1, t2 in zip(budgets[:-1], budgets[1:]):
-        if not all(t in fits and fits[t].verdict == "U-shaped" for t in (t1, t2)):
+        a, b = fits.get(t1), fits.get(t2)
+        if a is None or b is None or not a.best_set or not b.best_set:
             continue
-        diff = _paired_vertex_difference(frame, t1, t2, loss, n_boot, random_state)
-        lo, hi = percentile_ci(diff, level)
-        moves.append(dict(tokens_from=t1, tokens_to=t2, d_star_from=fits[t1].params["d_star"],
-                          d_star_to=fits[t2].params["d_star"], shift=float(np.nanmedian(diff)), low=lo, high=hi,
-                          moves=bool(lo > 0 or hi < 0)))
-    return by_budget, pd.DataFrame(moves, columns=["tokens_from", "tokens_to", "d_star_from", "d_star_to",
-                                                    "shift", "low", "high", "moves"])
+        up = depths[(depths > a.best_set[-1]) & (depths < b.best_set[0])]        # depths tried between the sets
+        down = depths[(depths < a.best_set[0]) & (depths > b.best_set[-1])]
+        direction, across = ("deeper", up[0]) if len(up) else ("shallower", down[-1]) if len(down) else ("", math.nan)
+        moves.append(dict(tokens_from=t1, tokens_to=t2, best_from=a.best_depth, best_to=b.best_depth,
+                          set_from=_set_text(a.best_set), set_to=_set_text(b.best_set), direction=direction,
+                          across=float(across), moves=bool(direction)))
+    return by_budget, pd.DataFrame(moves, columns=["tokens_from", "tokens_to", "best_from", "best_to", "set_from",
+                                                    "set_to", "direction", "across", "moves"])
 
 
-def _paired_vertex_difference(frame, t1, t2, loss, n_boot, seed):
-    """Bootstrap draws of D*(t2) − D*(t1): both budgets resampled with the same draws (runs matched by
-    depth and seed), each resample's D* the local-parabola vertex."""
-    a = frame[frame["tokens"] == t1].sort_values(["depth", "seed"])
-    b = frame[frame["tokens"] == t2].sort_values(["depth", "seed"])
-    common = a.merge(b, on=["depth", "seed"], suffixes=("_1", "_2"))
-    x = np.log(common["depth"].to_numpy(float))
-    index = np.unique(x, return_inverse=True)[1]
-    Y1 = resample_within(index, common[f"{loss}_1"].to_numpy(float), n_boot, np.random.default_rng(seed))
-    Y2 = resample_within(index, common[f"{loss}_2"].to_numpy(float), n_boot, np.random.default_rng(seed))
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        v1 = local_vertex(x, Y1[i], n_boot=0)["x"]
-        v2 = local_vertex(x, Y2[i], n_boot=0)["x"]
-        out[i] = math.exp(v2) - math.exp(v1)
-    return out
+def _set_text(depths) -> str:
+    return "{" + ", ".join(fmt(d) for d in depths) + "}"

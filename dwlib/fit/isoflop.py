@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import f as f_distribution
 
+from .laws import EXPONENT_CI_WIDTH
 from .stats import (Fit, as_array, check_level, check_n_boot, fmt_ci, group_means, local_vertex, not_constant,
                     percentile_ci, same_length, t_interval)
 
@@ -62,7 +63,8 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
     optima table names each budget's best shape (`best_depth`, `best_width`) with the share of seed
     resamples in which it stays best (`best_share`). N*(C) = k·C^a over the budgets with an optimum; the
     exponent's interval is the wider of the bootstrap one and the t-interval from the optima's scatter
-    (≥ 3 budgets). `identified` needs ≥ 2 such budgets and an exponent interval no wider than 1.
+    (≥ 3 budgets). `identified` needs ≥ 2 such budgets and an exponent interval at most
+    `laws.EXPONENT_CI_WIDTH` (0.5) wide.
     `params`: params_exponent, params_coef, tokens_exponent = 1 − params_exponent (T* = C/6N*). Depth
     and width exponents are not fitted (see the module docstring)."""
     check_level(level)
@@ -109,11 +111,11 @@ def fit_isoflop(flops, params, losses, *, depths=None, widths=None, n_boot=1000,
         ex_rows.append(dict(coordinate="params", exponent=slope, low=slope_ci[0], high=slope_ci[1],
                             budgets=len(draws), resamples_used=used))
         lo, hi = slope_ci
-        if not (np.isfinite(lo) and np.isfinite(hi) and hi - lo <= 1.0):
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi - lo <= EXPONENT_CI_WIDTH):
             span = max(b for b, _ in draws) / min(b for b, _ in draws)
             health.append(f"N*'s exponent interval {fmt_ci((lo, hi))} (from {len(draws)} budgets spanning "
-                          f"{span:.0f}×) is unbounded or wider than 1: add budgets (≥ 4, spanning ≥ 10×) with "
-                          "sizes that bracket each optimum")
+                          f"{span:.0f}×) is unbounded or {hi - lo:.2f} wide, more than {EXPONENT_CI_WIDTH:g}: add "
+                          "budgets (≥ 4, spanning ≥ 10×) with sizes that bracket each optimum")
     columns = {"flops": C, "budget": optima["flops"].to_numpy()[labels], "loss": L, "params": N}
     if depths is not None:
         columns.update(depth=D, width=W, frontier=frontier)

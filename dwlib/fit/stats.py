@@ -345,16 +345,20 @@ def lbfgs_batch(fun_grad, x0, *, memory=10, max_iter=1000, gtol=1e-7, ftol=1e-12
     return x, f
 
 
+def huber_terms(log_pred, log_losses, delta):
+    """Per point: Huber_δ(log pred − log L)/δ and its derivative in log pred."""
+    r = log_pred - log_losses
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r / delta, a - 0.5 * delta), np.clip(r / delta, -1.0, 1.0)
+
+
 def huber_objective(log_pred_vjp, log_losses, weights, delta):
     """Σ wᵢ·Huber_δ(log predᵢ − log Lᵢ)/δ and its gradient, for `lbfgs_batch` (Hoffmann et al.'s loss;
     dividing by δ keeps the objective near the number of points, so tolerances mean the same for any δ).
     `weights` (B, n) or None; `log_pred_vjp(X)` returns log predictions (b, n) and ψ ↦ Σᵢ ψᵢ ∂log predᵢ/∂θ."""
     def fun_grad(X, rows):
         log_pred, vjp = log_pred_vjp(X)
-        r = log_pred - log_losses
-        a = np.abs(r)
-        h = np.where(a <= delta, 0.5 * r * r / delta, a - 0.5 * delta)
-        psi = np.clip(r / delta, -1.0, 1.0)
+        h, psi = huber_terms(log_pred, log_losses, delta)
         if weights is not None:
             h, psi = h * weights[rows], psi * weights[rows]
         f = h.sum(axis=1)

@@ -197,21 +197,35 @@ def critical_depth_sentence(r) -> str:
 
 
 def movement_sentence(by_budget, moves, width=None, regime=None) -> str:
-    """D* across annealed budgets: the verdict at each budget and whether D* moves (paired test), in the
-    runs' `regime` (`regime_of`)."""
+    """The best depth at every annealed budget, whatever its verdict — with its confidence set, and D* where
+    a parabola fits — and whether it moves between consecutive budgets (`fit.critical_depth_by_budget`:
+    only confidence sets separated by a depth tried count as a move), in the runs' `regime` (`regime_of`)."""
     w = f" at W = {width:g}" if width is not None else ""
-    per = "; ".join(f"{row.tokens:,.0f} tokens: {row.verdict}"
-                    + (f" D\\* = {fmt(row.d_star)} ({fmt(row.low)}–{fmt(row.high)})" if row.verdict == "U-shaped"
-                       else (f" ({row.bound})" if isinstance(row.bound, str) and row.bound else ""))
-                    for row in by_budget.itertuples())
-    text = f"Across annealed budgets{w} — {per}."
+    meaning = {"monotone increasing": " — deeper is worse at this budget",
+               "monotone decreasing": " — no rise detected", "U-shaped": " — a minimum inside the range"}
+
+    def budget(row):
+        if not isinstance(row.verdict, str) or row.verdict.startswith("not fitted") or not math.isfinite(row.best_depth):
+            return f"{row.tokens:,.0f} tokens: {row.verdict}"
+        text = f"{row.tokens:,.0f} tokens: **{row.verdict}**{meaning.get(row.verdict, '')}; best depth {fmt(row.best_depth)}"
+        if math.isfinite(row.set_low):
+            text += (f" (confidence set D = {fmt(row.set_low)}" + (f"–{fmt(row.set_high)})" if row.set_high > row.set_low
+                                                                   else " alone)"))
+        return text + (f", {row.bound}" if row.verdict == "U-shaped" and str(row.bound).startswith("D* =") else "")
+
+    text = f"Across annealed budgets{w} — " + "; ".join(budget(row) for row in by_budget.itertuples()) + "."
     if moves is None or moves.empty:
-        return _with_regime(text + " The movement of D\\* is only tested between budgets that are both U-shaped; "
-                                   "there is no such pair here.", regime)
+        return _with_regime(text + " Whether the best depth moves cannot be tested: fewer than two budgets have a "
+                                   "confidence set.", regime)
     for row in moves.itertuples():
-        text += (f" From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens D\\* shifts by {row.shift:+.1f} "
-                 f"layers (paired bootstrap 95% CI {row.low:+.1f} to {row.high:+.1f}): "
-                 + ("**it moves with the budget**." if row.moves else "no significant movement."))
+        span = f"From {row.tokens_from:,.0f} to {row.tokens_to:,.0f} tokens"
+        if row.moves:
+            side = ("below", "above") if row.direction == "deeper" else ("above", "below")
+            text += (f" {span} the best depth **moves {row.direction}**: its confidence set {row.set_from} lies "
+                     f"{side[0]} D = {fmt(row.across)} and {row.set_to} {side[1]} it.")
+        else:
+            text += (f" {span}: **no measurable movement** of the best depth ({fmt(row.best_from)} → {fmt(row.best_to)}: "
+                     f"the confidence sets {row.set_from} and {row.set_to} are not separated by a depth tried).")
     return _with_regime(text, regime)
 
 
@@ -234,7 +248,7 @@ def isoflop_text(r) -> str:
     if r.identified:
         lo, hi = r.ci["params_exponent"]
         tlo, thi = r.ci["tokens_exponent"]
-        text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}), "
+        text += (f" N* ∝ C^{r.params['params_exponent']:.3f} ({r.level:.0%} CI {fmt_ci((lo, hi))}, {hi - lo:.2f} wide), "
                  f"T* ∝ C^{r.params['tokens_exponent']:.3f} ({fmt_ci((tlo, thi))}); Chinchilla found both ≈ 0.5 and ≈ "
                  f"{CHINCHILLA_TOKENS_PER_PARAM:.0f} tokens per parameter (embeddings counted).")
     else:
@@ -312,20 +326,27 @@ def fair_depth_text(fits: dict, regime=None) -> str:
                         + "; ".join(f"under {k} {v}" for k, v in outcome.items()) + f". {detail}{caveat}", regime)
 
 
-def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=(), regime=None) -> str:
+def lr_check_sentence(gap, depths, lrs, tuning_seeds, rise=None, at_edge=(), extended=None, cap=None,
+                      regime=None) -> str:
     """02's learning-rate check: `gap` is `compare_losses(loss at depths[0], loss at depths[1])`, each
     depth at its own best learning rate `lrs` {depth: lr} chosen on `tuning_seeds` and scored on other
-    seeds; `rise` is the same difference at the sweep's fixed learning rate; `at_edge` the depths whose
-    best rate was at an end of the grid tried (only a bound); `regime` that of the scored runs."""
-    return _with_regime(_lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge), regime)
+    seeds; `rise` is the same difference at the sweep's fixed learning rate; `extended` {depth: rates
+    added ×2 apart beyond an end of the grid} and `cap` the most allowed (`transfer.bracketed_best_lr`);
+    `at_edge` the depths whose best rate is still at an end of the grid (only a bound); `regime` that of
+    the scored runs."""
+    return _with_regime(_lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge, extended, cap), regime)
 
 
-def _lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge) -> str:
+def _lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge, extended, cap) -> str:
     a, b = depths
     lo, hi = gap.ci["gap"]
     chosen = ", ".join(f"{lrs[d]:.3g} at D = {d}" for d in depths)
-    edge = (f"; at D = {', '.join(map(str, at_edge))} the best rate is at an end of the grid tried, so the true best may "
-            "lie beyond it" if at_edge else "")
+    grown = {d: n for d, n in (extended or {}).items() if n}
+    edge = ("; the grid was extended by factors of 2 at " + ", ".join(f"D = {d} ({n} more rate{'s' * (n > 1)})"
+                                                                       for d, n in grown.items()) if grown else "")
+    edge += (f"; at D = {', '.join(map(str, at_edge))} the best rate is still at an end of the grid"
+             + (f" after the cap of {cap} more rates" if cap is not None else "")
+             + ", so the true best may lie beyond it" if at_edge else "")
     head = (f"With each depth at its own best learning rate ({chosen}; chosen on seeds "
             f"{', '.join(map(str, tuning_seeds))}, scored on others{edge}), D = {b} minus D = {a} is "
             f"{gap.params['gap']:+.4f} nats ({gap.level:.0%} CI {lo:+.4f} to {hi:+.4f}, {gap.method})"
@@ -342,16 +363,25 @@ def _lr_check(gap, depths, lrs, tuning_seeds, rise, at_edge) -> str:
 
 
 def width_trend_sentence(trend, depth, regime=None) -> str:
-    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)? A
-    step the other way within noise is no evidence against it: only a significantly reversed step is."""
+    """03: does widening the model at fixed `depth` lower the loss at every step (`check_monotone`)? "At
+    every step" only when every step's difference is significant; when only the means fall, "on average";
+    a step the other way within noise is no evidence against it: only a significantly reversed step is."""
     lo, hi = trend.ci["slope"]
-    wrong = trend.steps[~trend.steps["expected"]]
+    steps = trend.steps
+    noisy = steps[~steps["significant"]]
+    wrong = steps[~steps["expected"]]
     reversed_ = wrong[wrong["significant"]]
+
     def step(row):
         return f"from W = {fmt(row.x_from)} to {fmt(row.x_to)} the mean loss moves {row.diff:+.4f} nats the other way"
 
-    if wrong.empty:
-        head = "**lowered the loss at every step** tried, as the paper reports"
+    if trend.verdict == "monotone, every step significant":
+        how = "paired over seeds" if (steps["method"] == "paired").all() else "each interval"
+        head = f"**lowered the loss at every step** tried ({how}, every step's difference excludes 0), as the paper reports"
+    elif trend.verdict == "monotone":
+        head = (f"**lowered the loss on average**: the mean fell at every step, but {len(noisy)} of {len(steps)} steps "
+                "are within noise (" + ", ".join(f"{fmt(r.x_from)}→{fmt(r.x_to)}" for r in noisy.itertuples())
+                + ": their intervals include 0), so not every step is shown to help")
     elif reversed_.empty:
         head = ("**no step is significantly reversed**: " + "; ".join(step(r) for r in wrong.itertuples())
                 + " (within noise: the interval includes 0)")
@@ -432,12 +462,24 @@ def sharing_sentence(sharing, regime=None) -> str:
         regime)
 
 
+def lr_grid_sentence(best, cap) -> str:
+    """07: where `transfer.bracketed_best_lr` extended the grid (`best`: its frame) and where its `cap` of
+    more rates per shape was hit (the best rate still at an end: a bound)."""
+    grown, capped = best[best["extended"] > 0], best[best["cap_hit"]]
+    shape = lambda r: f"{r.parametrization} D = {r.depth:g} W = {r.width:g}"
+    text = (f"The grid was extended by factors of 2 for {len(grown)} of {len(best)} shapes (at most {cap} more rates "
+            "each): " + "; ".join(f"{shape(r)} +{r.extended}" for r in grown.itertuples()) if len(grown) else
+            f"Every one of the {len(best)} optima was bracketed by the grid as designed (no extension needed)")
+    return text + (f". The cap was hit for {len(capped)}: " + "; ".join(map(shape, capped.itertuples()))
+                   + " — their best rates are bounds, the optimum lies beyond." if len(capped) else ".")
+
+
 def lr_spread_sentence(spread, over, regime=None) -> str:
     """07: how far the best learning rate moves across widths or depths (`over`), per parametrisation
     (`transfer.lr_spread`'s frame)."""
     parts = []
     for row in spread.itertuples():
-        edge = (f" ({row.n_at_edge} of {row.n_sizes} optima at the edge of the grid: bounds)" if row.n_at_edge else "")
+        edge = (f" ({row.n_at_edge} of {row.n_sizes} optima still at an edge of the grid: bounds)" if row.n_at_edge else "")
         parts.append(f"under **{row.parametrization}** the best learning rate ranges over {row.lr_min:.2g}–"
                      f"{row.lr_max:.2g}, a factor of {row.ratio:.1f} ({row.octaves:.1f} octaves; slope "
                      f"{row.slope:+.2f} per log-{over}){edge}")
