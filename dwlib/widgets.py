@@ -312,7 +312,7 @@ class ShapeExplorer:
         state = (f"the store holds this run ({stored['status']}): Train shows it at once" if stored else
                  f"not in the store yet: about {seconds:.0f} s to train on {t.threads} CPU thread"
                  f"{'s' if t.threads > 1 else ''} (the cost model's figure for this machine, quiet)")
-        if not stored:
+        if not stored and presets.busy_note(seconds, t.threads):
             state += "." + presets.busy_note(seconds, t.threads).rstrip(".")
         lines.append(f"D = {m.depth}, W = {m.width}" + (f", each block applied {m.share}×" if m.share > 1 else "")
                      + f": {non_embedding_params(m):,} non-embedding parameters, {steps:,} steps "
