@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     marked = [e for e in entries if e["problem"]]
     for e in marked:
         print(f"warning: {e['notebook']} is marked, not reported: {e['problem']}", file=sys.stderr)
-    print(f"report: {index} ({len(entries) - len(marked)} notebooks" + (f", {len(marked)} marked)" if marked else ")"))
+    print(f"report: {index} ({len(entries) - len(marked)} reported" + (f", {len(marked)} marked)" if marked else ")"))
     return 3 if marked else 0
 
 

@@ -104,7 +104,7 @@ def test_one_bad_notebook_is_marked_and_the_others_reported(outputs, tmp_path):
     assert f"{outputs}/03_width_validation/manifest.json lacks preset" in done.stderr
     assert f"{outputs}/04_compute_matched/04_compute_matched.ipynb cannot be read" in done.stderr
     assert f"{outputs}/05_scaling_fit/manifest.json cannot be read" in done.stderr
-    assert "(1 notebooks, 3 marked)" in done.stdout
+    assert "(1 reported, 3 marked)" in done.stdout
     home = (tmp_path / "report" / "index.html").read_text()
     assert "<strong>U-shaped</strong>" in home and home.count("Not reported") == 3
     assert "the old verdict" not in home
