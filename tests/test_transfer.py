@@ -260,7 +260,7 @@ def test_charts_render(corpus_tokens):
     from dwlib import charts
     frame = coord_check([64, 128], depths=[1], steps=2, tokens=corpus_tokens, context=16)
     spec = charts.coord_check_chart(frame).to_dict()
-    assert spec["facet"]["row"]["field"] == "parametrization"
+    assert spec["facet"]["row"]["field"] == "parametrisation"
     runs = pd.concat([_planted(8e-3, parametrization=p, depth=2, width=w) for p in ("sp", "mup") for w in (64, 128)])
     best = best_lr(runs)
     charts.lr_curves_chart(runs, best).to_dict()
