@@ -821,7 +821,8 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
         y_max = min(float(means[loss].max()), lo + 4 * (float(means[loss].median()) - lo) + 1e-3)
     off_scale = int((means[loss] > y_max).sum())
     means = means[means[loss] <= y_max]
-    x = alt.X("lr:Q", scale=_padded(frame["lr"]), axis=alt.Axis(format="~g", title="learning rate"))
+    x = alt.X("lr:Q", scale=_padded(frame["lr"]),      # ticks at the rates tried: a log axis crowds 0.005–0.007
+              axis=alt.Axis(values=sorted(set(frame["lr"])), format="~g", title="learning rate"))
     y = partial(alt.Y, scale=alt.Scale(zero=False), title=loss.replace("_", " "))
     enc_color = alt.Color(f"{color}:O", scale=alt.Scale(scheme="viridis"), title=color)
     if best is not None:
@@ -840,10 +841,15 @@ def lr_curves_chart(runs: pd.DataFrame, best: pd.DataFrame | None = None, *, los
             b = best[best["parametrization"] == parametrization]
             layers.append(alt.Chart(b[b["lr_high"] > b["lr_low"]]).mark_rule(strokeWidth=2).encode(
                 x="lr_low:Q", x2="lr_high:Q", y=y("best_loss:Q"), color=enc_color))
+            # the vertex (an interpolation) and the grid's best rate (what a check trains next) can differ
+            marks = {"best lr with its interval": "diamond", "grid's best rate (what is trained)": "circle"}
+            shape = alt.Shape("what:N", title=None, scale=alt.Scale(domain=list(marks), range=list(marks.values())))
             layers.append(alt.Chart(b).mark_point(size=90, filled=True, opacity=1).encode(
-                x="best_lr:Q", y=y("best_loss:Q"), color=enc_color,
-                shape=alt.Shape("what:N", title=None, scale=alt.Scale(range=["diamond"])),
+                x="best_lr:Q", y=y("best_loss:Q"), color=enc_color, shape=shape,
                 tooltip=[c for c in ("depth", "width") if c in b] + [*_LR_TOOLTIP, "at_edge", "method"]))
+            layers.append(alt.Chart(b.assign(what=list(marks)[1])).mark_point(
+                size=160, filled=False, strokeWidth=2, opacity=1).encode(
+                x="grid_lr:Q", y=y("grid_loss:Q"), color=enc_color, shape=shape))
         panels.append(alt.layer(*layers).properties(width=260, height=220,
                                                     title=PARAMETRIZATION_NAMES[parametrization]))
     note = f"{off_scale} mean(s) above {y_max:.3g} not drawn (learning rates far from the best)" if off_scale else None

@@ -171,7 +171,7 @@ for width in s.widths:
 drawn = [charts.critical_depth_by_budget_chart(b[0], width=w) for w, b in by_budget.items()
          if b is not None and b[0]["best_depth"].notna().any()]
 if drawn:
-    nb.figure(alt.vconcat(*drawn), "critical_depth_by_budget")
+    nb.figure(alt.vconcat(*drawn).resolve_scale(shape="independent"), "critical_depth_by_budget")  # own markers each
 
 # %% [markdown]
 # ## Does the rise survive a better learning rate?

@@ -266,6 +266,7 @@ def test_lr_curves_chart_draws_the_best_lr_it_promises_and_keeps_points_inside()
     svg = charts.to_svg(charts.lr_curves_chart(runs, best, color="depth"))
     assert chart_problems(svg) == []                                  # the off-scale point is left out, not cut
     assert "best lr with its interval" in svg                         # a legend entry: its diamonds are drawn
+    assert "grid's best rate (what is trained)" in svg                # and the rate a check goes on to train
     assert "standard parametrisation" in svg                          # the panel says what "sp" is
     assert "not drawn" in svg                                         # and the chart says what it left out
     bare = charts.to_svg(charts.lr_curves_chart(runs, color="depth"))
