@@ -410,8 +410,8 @@ class Store:
         named without their prefix (warmup is its resolved steps; final_slope the val-loss change per
         doubling of tokens over the last quarter; task_accuracy, task_scored and task_accuracy_by_hops, a dict
         {"1": {"accuracy", "scored"}, …}, a k-hop corpus's task scores, None otherwise). Runs not yet finished
-        show their planned steps, tokens and FLOPs; a 'running' run whose holder died (lease expired, or its process on this host is gone)
-        shows status 'interrupted'."""
+        show their planned steps, tokens and FLOPs; a 'running' run whose holder died (lease expired, or its
+        process on this host is gone) shows status 'interrupted'."""
         import pandas as pd
 
         rows = self._rows(keys, "run_key, short_id, status, config, result, error, lease_owner, "

@@ -197,7 +197,7 @@ def evaluate(model, batches, autocast) -> torch.Tensor:
 @torch.no_grad()
 def task_evaluation(model, task_val, batch_size: int, autocast) -> dict:
     """Accuracy (argmax = answer) and mean loss on the answer positions of a k-hop task's fixed validation set,
-    overall and by hop count; only positions with a target (>= 0) are scored."""
+    overall and by hop count; only answer positions (hops > 0, where the target is >= 0) are scored."""
     x, y, hops = task_val
     model.eval()
     right, loss = [], torch.zeros((), device=x.device)
@@ -208,11 +208,12 @@ def task_evaluation(model, task_val, batch_size: int, autocast) -> dict:
         loss += F.cross_entropy(logits.float()[scored], y[i:i + batch_size][scored], reduction="sum")
         right.append(logits.argmax(-1) == y[i:i + batch_size])
     model.train()
-    right, scored = torch.cat(right).cpu(), (y >= 0).cpu()
-    by_hops = {str(k): dict(accuracy=right[hops.cpu() == k].float().mean().item(), scored=int((hops == k).sum()))
-               for k in hops.unique().tolist() if k > 0}
-    return dict(task_accuracy=right[scored].float().mean().item(), task_scored=int(scored.sum()),
-                task_accuracy_by_hops=by_hops, task_loss=loss.item() / int(scored.sum()))
+    right, hops = torch.cat(right).cpu(), hops.cpu()
+    scored = int((hops > 0).sum())
+    counts = {k: int((hops == k).sum()) for k in hops.unique().tolist() if k > 0}
+    by_hops = {str(k): dict(accuracy=int(right[hops == k].sum()) / n, scored=n) for k, n in counts.items()}
+    return dict(task_accuracy=int(right[hops > 0].sum()) / scored, task_scored=scored, task_accuracy_by_hops=by_hops,
+                task_loss=loss.item() / scored)
 
 
 def layer_grad_norms(model: Transformer) -> torch.Tensor:
