@@ -90,9 +90,10 @@ def whole_number(text: str) -> int:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Build (ModelConfig, TrainConfig) from the flags given; the vocab size follows the tokenizer. Bad values
-    are a ValueError naming the flag; so is a budget that plans more than config.MAX_STEPS steps."""
-    from .data import tokenizer_vocab_size   # imports torch: only once flags are parsed
+    """Build (ModelConfig, TrainConfig) from the flags given; the vocab size follows the tokenizer and a k-hop
+    corpus's task. Bad values are a ValueError naming the flag; so is a budget that plans more than
+    config.MAX_STEPS steps."""
+    from .data import vocab_size   # imports torch: only once flags are parsed
     given = {}
     for name, value in vars(args).items():
         if name in FIELDS:
@@ -103,7 +104,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     try:
         train = TrainConfig(**{k: v for k, v in given.items() if k in TRAIN_FIELDS})
         model = ModelConfig(**{k: v for k, v in given.items() if k not in TRAIN_FIELDS},
-                            vocab_size=tokenizer_vocab_size(train.tokenizer))
+                            vocab_size=vocab_size(train.corpus, train.tokenizer))
         steps_for_budget(model, train)   # a plan too long for any sane run: refused before anything loads
     except ValueError as e:
         # config errors start with the field's name: say the flag instead ("lr must …" → "--lr must …")

@@ -142,7 +142,9 @@ class TrainConfig:
 
     corpus: str = option("stdlib", "stdlib (default, offline: this Python's standard library source), "
                                    "tinyshakespeare, file:PATH (a text file or folder), hf:NAME[:CONFIG] (needs "
-                                   "`datasets`)", group="data")
+                                   "`datasets`); khop[:alphabet=4,length=63,hops=1,2,4,8,val=256], the k-hop "
+                                   "reasoning task, or TEXT+khop[:fraction=0.25,...] mixed into a text corpus",
+                         group="data")
     tokenizer: str = option("byte", "byte (default, vocab 256) or bpe:N (trained locally)")
     steps: int | None = option(None, "optimizer steps", group=f"budget (give one; default {DEFAULT_STEPS} steps)")
     tokens: int | None = option(None, "training tokens, e.g. 2e6 (rounded to whole steps)")

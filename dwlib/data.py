@@ -5,6 +5,8 @@ A corpus is one string:
     tinyshakespeare     Karpathy's char-rnn Shakespeare, downloaded once into the cache (sha256-checked)
     file:PATH           a UTF-8 text file, or a folder of them (recursive, sorted)
     hf:NAME[:CONFIG]    a Hugging Face `datasets` dataset, streamed and capped (optional dependency)
+    khop[:OPTIONS]      the generated k-hop reasoning task alone; TEXT+khop[:OPTIONS] mixes it into a text
+                        corpus as a fraction of the training sequences (see dwlib/khop.py)
 A tokenizer is `byte` (UTF-8 bytes, vocab 256) or `bpe:N` (byte-level BPE with vocab N, trained
 locally on the corpus's training split and cached).
 
@@ -19,6 +21,7 @@ BPE models of one corpus are scored on exactly the same text, and a BPE vocabula
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -38,8 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import khop
+
 DEFAULT_CORPUS = "stdlib"
-CORPUS_FORMS = "stdlib, tinyshakespeare, file:PATH (a text file or folder), hf:NAME[:CONFIG]"
+CORPUS_FORMS = ("stdlib, tinyshakespeare, file:PATH (a text file or folder), hf:NAME[:CONFIG], "
+                f"{khop.SPEC_FORMS}")
 TOKENIZER_FORMS = "byte, bpe:N (N > 256)"
 FORMAT_VERSION = 1                 # bump when the text → tokens recipe changes; old caches are then ignored
 FILE_SEPARATOR = "\n\n"            # between the files of a folder corpus
@@ -80,6 +86,14 @@ def tokenizer_vocab_size(tokenizer: str) -> int:
     raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of: {TOKENIZER_FORMS}")
 
 
+def vocab_size(corpus: str, tokenizer: str) -> int:
+    """A model's vocabulary for `corpus` under `tokenizer`: the tokenizer's, plus the task tokens of a k-hop
+    corpus (a pure `khop` corpus has no text: its task tokens alone). Reads no corpus."""
+    text, task = khop.split_corpus(corpus)
+    text_vocab = tokenizer_vocab_size(tokenizer)
+    return (text_vocab if text is not None else 0) + (task.n_tokens if task is not None else 0)
+
+
 @dataclass
 class Tokens:
     """A tokenized corpus: contiguous train and validation arrays, read-only memory maps."""
@@ -93,6 +107,7 @@ class Tokens:
     tokenizer_file: str | None = None   # the trained BPE tokenizer (JSON); None for byte
     val_bytes: int | None = None        # UTF-8 bytes of validation text: loss·n_val/val_bytes is nats per byte
     trained_vocab_size: int | None = None   # ids in use: a bpe:N trained on little text learns fewer than N
+    task: khop.KHop | None = None       # a k-hop corpus's task (its ids after the text's); train/val hold its text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,8 +120,21 @@ def load_tokens(corpus: str = DEFAULT_CORPUS, tokenizer: str = "byte", *, val_fr
 
     max_tokens caps the corpus at that many UTF-8 bytes of text before splitting: exactly that many
     byte tokens, at most that many BPE tokens. Every call reads and hashes the corpus (its fingerprint
-    is its content); the first also tokenizes it, later ones memory-map the cached arrays.
+    is its content); the first also tokenizes it, later ones memory-map the cached arrays. A k-hop corpus
+    (`khop:…`, `TEXT+khop:…`) is its text's tokens (none for a pure one) with the task in `task`.
     """
+    text_corpus, task = khop.split_corpus(corpus)
+    if task is not None:
+        tokenizer_vocab_size(tokenizer)
+        text = None if text_corpus is None else load_tokens(text_corpus, tokenizer, val_fraction=val_fraction,
+                                                            cache=cache, max_tokens=max_tokens)
+        task = dataclasses.replace(task, offset=text.vocab_size if text else 0)
+        empty = np.zeros(0, dtype=np.uint8)
+        fingerprint = _sha256_json({"text": text and text.fingerprint, "khop": dataclasses.asdict(task)})
+        return Tokens(train=text.train if text else empty, val=text.val if text else empty, fingerprint=fingerprint,
+                      vocab_size=task.offset + task.n_tokens, corpus=corpus, tokenizer=tokenizer,
+                      tokenizer_file=text and text.tokenizer_file, val_bytes=text and text.val_bytes,
+                      trained_vocab_size=text and text.trained_vocab_size, task=task)
     vocab_size = tokenizer_vocab_size(tokenizer)
     if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
@@ -539,6 +567,21 @@ def get_batch(data: np.ndarray, step: int, batch_size: int, context: int,
     rng = np.random.default_rng([int(seed), int(step)])
     starts = rng.integers(0, len(data) - context, size=batch_size)
     return _windows(data, starts, context)
+
+
+def train_batch(tokens: Tokens, step: int, batch_size: int, context: int,
+                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `step` of a run on `tokens`: text windows (`get_batch`); for a k-hop corpus k-hop rows, which in
+    a mixed corpus take the place of the text windows of a fraction of the rows."""
+    task = tokens.task
+    if task is None:
+        return get_batch(tokens.train, step, batch_size, context, seed)
+    x, y = khop.batch(task, step, batch_size, context, seed)
+    if task.fraction is None:
+        return x, y
+    text_x, text_y = get_batch(tokens.train, step, batch_size, context, seed)
+    rows = khop.task_rows(task, step, batch_size, seed)[:, None]
+    return torch.where(rows, x, text_x), torch.where(rows, y, text_y)
 
 
 def val_batches(tokens: Tokens | np.ndarray, n_batches: int, batch_size: int,

@@ -168,7 +168,8 @@ class Transformer(nn.Module):
             logits = logits * self.output_scale
         if targets is None:
             return logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        # targets of -1 are not trained (a k-hop document's marker and padding: dwlib/khop.py)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

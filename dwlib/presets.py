@@ -160,8 +160,8 @@ class Settings(SimpleNamespace):
 
     def model(self, **fields) -> ModelConfig:
         """The notebook's base ModelConfig (context, heads, vocabulary of the tokenizer) with `fields`."""
-        from .data import tokenizer_vocab_size   # light: no corpus is read
-        base = dict(context=self.context, head_dim=self.head_dim, vocab_size=tokenizer_vocab_size(self.tokenizer))
+        from .data import vocab_size   # light: no corpus is read
+        base = dict(context=self.context, head_dim=self.head_dim, vocab_size=vocab_size(self.corpus, self.tokenizer))
         return ModelConfig(**{**base, **fields})
 
     def train(self, **fields) -> TrainConfig:

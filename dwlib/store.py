@@ -90,14 +90,14 @@ RUN_COLUMNS = ("run_id", "run_key", "status", "model.depth", "model.width", "hea
                "model.norm", "model.share", "model.parametrization", "train.lr", "train.schedule", "warmup",
                "train.cooldown", "train.seed", "train.batch_size", "steps", "params", "non_embedding_params",
                "flops_per_token", "tokens", "flops", "tokens_per_param", "final_slope", "train_loss", "val_loss",
-               "best_val_loss", "diverged_step", "unstable_reason", "clip_fraction", "wall_seconds",
-               "tokens_per_second", "device", "train.corpus", "train.tokenizer", "corpus_fingerprint", "attempts",
-               "error", "created", "updated")
+               "best_val_loss", "task_accuracy", "task_scored", "task_accuracy_by_hops", "diverged_step",
+               "unstable_reason", "clip_fraction", "wall_seconds", "tokens_per_second", "device", "train.corpus",
+               "train.tokenizer", "corpus_fingerprint", "attempts", "error", "created", "updated")
 _OUTCOME = RUN_COLUMNS[   # the result record's outcome: None until the run finishes
     RUN_COLUMNS.index("final_slope"):RUN_COLUMNS.index("train.corpus")]
 _CONFIG = [(c, *c.split(".")) for c in RUN_COLUMNS if "." in c]   # (column, "model" or "train", field)
-_FLOATS = ("train_loss", "val_loss", "best_val_loss", "wall_seconds", "tokens_per_second", "flops", "flops_per_token",
-           "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction")
+_FLOATS = ("train_loss", "val_loss", "best_val_loss", "task_accuracy", "wall_seconds", "tokens_per_second", "flops",
+           "flops_per_token", "lr", "cooldown", "tokens_per_param", "final_slope", "clip_fraction")
 
 
 def _migrate_from_1(con) -> None:
@@ -408,9 +408,10 @@ class Store:
     def runs_frame(self, keys=None):
         """One row per run (oldest first, or in the order of `keys`), tidy columns for charting: RUN_COLUMNS,
         named without their prefix (warmup is its resolved steps; final_slope the val-loss change per
-        doubling of tokens over the last quarter). Runs not yet finished show their planned steps, tokens
-        and FLOPs; a 'running' run whose holder died (lease expired, or its process on this host is gone)
-        shows status 'interrupted'."""
+        doubling of tokens over the last quarter; task_accuracy, task_scored and task_accuracy_by_hops, a dict
+        {"1": {"accuracy", "scored"}, …}, a k-hop corpus's task scores, None otherwise). Runs not yet finished
+        show their planned steps, tokens and FLOPs; a 'running' run whose holder died (lease expired, or its
+        process on this host is gone) shows status 'interrupted'."""
         import pandas as pd
 
         rows = self._rows(keys, "run_key, short_id, status, config, result, error, lease_owner, "

@@ -18,13 +18,15 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
 from .config import (WSD_SCHEDULES, ModelConfig, TrainConfig, count_params, decay_start, default_threads,
                      embedding_params, flops_per_token, flops_per_token_with_head, non_embedding_params, run_key,
                      steps_for_budget, to_dict, tokens_per_step, warmup_steps)
-from .data import Tokens, get_batch, load_tokens, val_batches, write_error
+from . import khop
+from .data import Tokens, load_tokens, train_batch, val_batches, write_error
 from .model import Transformer
 
 SYNC_EVERY = 50        # steps between host syncs that check the loss is still finite
@@ -190,6 +192,28 @@ def evaluate(model, batches, autocast) -> torch.Tensor:
         total += loss.float()
     model.train()
     return total / len(batches)
+
+
+@torch.no_grad()
+def task_evaluation(model, task_val, batch_size: int, autocast) -> dict:
+    """Accuracy (argmax = answer) and mean loss on the answer positions of a k-hop task's fixed validation set,
+    overall and by hop count; only answer positions (hops > 0, where the target is >= 0) are scored."""
+    x, y, hops = task_val
+    model.eval()
+    right, loss = [], torch.zeros((), device=x.device)
+    for i in range(0, len(x), batch_size):
+        with autocast:
+            logits = model(x[i:i + batch_size])
+        scored = y[i:i + batch_size] >= 0
+        loss += F.cross_entropy(logits.float()[scored], y[i:i + batch_size][scored], reduction="sum")
+        right.append(logits.argmax(-1) == y[i:i + batch_size])
+    model.train()
+    right, hops = torch.cat(right).cpu(), hops.cpu()
+    scored = int((hops > 0).sum())
+    counts = {k: int((hops == k).sum()) for k in hops.unique().tolist() if k > 0}
+    by_hops = {str(k): dict(accuracy=int(right[hops == k].sum()) / n, scored=n) for k, n in counts.items()}
+    return dict(task_accuracy=int(right[hops > 0].sum()) / scored, task_scored=scored, task_accuracy_by_hops=by_hops,
+                task_loss=loss.item() / scored)
 
 
 def layer_grad_norms(model: Transformer) -> torch.Tensor:
@@ -395,7 +419,10 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
     start_step = state["step"]
     forward = torch.compile(model) if train_cfg.compile else model
     B, T = train_cfg.batch_size, model_cfg.context
-    val = [(x.to(device), y.to(device)) for x, y in val_batches(tokens, train_cfg.eval_batches, B, T)]
+    # a pure k-hop corpus has no text: its val_loss is the loss on the task's answer positions
+    text = tokens.task is None or tokens.task.fraction is not None
+    val = [(x.to(device), y.to(device)) for x, y in val_batches(tokens, train_cfg.eval_batches, B, T)] if text else None
+    task_val = None if tokens.task is None else [t.to(device) for t in khop.validation(tokens.task, T)]
     # Per-step device scalars (loss, clipped or not, per-layer gradient norms), held until the next sync:
     # at most SYNC_EVERY steps
     losses, clipped, pending_norms, status = [], [], [], "complete"
@@ -442,7 +469,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, *, checkpoint: str | o
             losses.clear()
             clipped.clear()
             if finite and at_eval:
-                point = evaluation(state, forward, val, autocast, tokens_per_step(model_cfg, train_cfg))
+                point = evaluation(state, forward, val, autocast, tokens_per_step(model_cfg, train_cfg), task_val, B)
                 bar.set_postfix(train=f"{point['train_loss']:.3f}", val=f"{point['val_loss']:.3f}")
                 finite = math.isfinite(point["val_loss"])
             if not finite:
@@ -467,7 +494,7 @@ def forward_backward(forward, tokens: Tokens, step: int, train_cfg: TrainConfig,
     """Gradients of one optimizer step (its `grad_accum` micro-batches); the step's mean loss, on the device."""
     accum, loss_sum = train_cfg.grad_accum, 0.0
     for micro in range(accum):
-        x, y = get_batch(tokens.train, step * accum + micro, train_cfg.batch_size, context, train_cfg.seed)
+        x, y = train_batch(tokens, step * accum + micro, train_cfg.batch_size, context, train_cfg.seed)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
             _, loss = forward(x, y)
@@ -507,12 +534,15 @@ def sync(state: dict, losses: list, clipped: list, pending_norms: list, seconds:
     return math.isfinite(losses[state["step"] - start - 1])
 
 
-def evaluation(state: dict, forward, val, autocast, per_step: int) -> dict:
+def evaluation(state: dict, forward, val, autocast, per_step: int, task_val=None, batch_size: int = 1) -> dict:
     """Validation loss now, with the mean train loss since the previous evaluation; appended to state.
-    per_step: tokens per optimizer step."""
+    per_step: tokens per optimizer step. With a k-hop task (`task_val`), its accuracy too; val_loss is the
+    text's (None: a pure k-hop corpus, whose val_loss is the task's loss on its answer positions)."""
     step = state["step"]
+    task = task_evaluation(forward, task_val, batch_size, autocast) if task_val is not None else {}
     point = dict(step=step, tokens=step * per_step, train_loss=state["eval_sum"] / max(1, state["eval_n"]),
-                 val_loss=evaluate(forward, val, autocast).item(), seconds=state["train_seconds"])
+                 val_loss=evaluate(forward, val, autocast).item() if val is not None else task["task_loss"],
+                 seconds=state["train_seconds"], **{k: v for k, v in task.items() if k != "task_loss"})
     state["eval_sum"], state["eval_n"] = 0.0, 0
     state["evals"].append(point)
     return point
@@ -527,6 +557,7 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
     tail = [c["train_loss"] for c in curve if c["step"] > done - max(1, done // 10) and math.isfinite(c["train_loss"])]
     best_val_loss = min((e["val_loss"] for e in state["evals"] if math.isfinite(e["val_loss"])), default=None)
     val_loss = state["evals"][-1]["val_loss"] if status == "complete" and state["evals"] else None
+    last = state["evals"][-1] if status == "complete" and state["evals"] else {}
     unstable_reason = instability(val_loss, best_val_loss, model_cfg.vocab_size)
     trained_tokens = done * per_step
     seconds = state["train_seconds"]
@@ -543,6 +574,9 @@ def result_record(model_cfg, train_cfg, tokens, key, state, steps, status, devic
         tokens_per_param=trained_tokens / non_embedding_params(model_cfg),
         train_loss=float(np.mean(tail)) if tail else None, val_loss=val_loss,
         best_val_loss=best_val_loss,
+        # a k-hop task's accuracy on its validation set's answer positions (None for a text corpus)
+        task_accuracy=last.get("task_accuracy"), task_scored=last.get("task_scored"),
+        task_accuracy_by_hops=last.get("task_accuracy_by_hops"),
         final_slope=final_slope(state["evals"], curve, done) if status == "complete" else None,
         clip_fraction=state["clipped"] / done if done else 0.0,
         curve=curve, grad_norms=state["grad_norms"],
