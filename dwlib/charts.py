@@ -496,7 +496,7 @@ def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss
     by = [color] if color else []
     stats = _mean_band(frame, x, loss, by)
     every = pd.concat([frame[x], extra[x]])
-    axis = _integer_axis(every, x) if x in ("depth", "width", "layers") else alt.Axis(title=x)
+    axis = _integer_axis(every, x) if x in ("depth", "width", "layers", "hops") else alt.Axis(title=x)
     xe = alt.X(f"{x}:Q", scale=_padded(every, log_x), axis=axis)
     y_title = loss.replace("_", " ")
     y = partial(alt.Y, scale=alt.Scale(zero=False), title=y_title)   # one title: layers' titles would merge
@@ -516,6 +516,43 @@ def loss_vs_chart(runs: pd.DataFrame, x: str = "depth", *, loss: str = "val_loss
     title = title or f"{y_title} vs {x}"
     return alt.layer(*layers).properties(width=WIDTH, height=HEIGHT,
                                          title=_titled(title, _bars_caption(stats["count"], "dots: runs")))
+
+
+def accuracy_vs_depth(runs: pd.DataFrame) -> alt.HConcatChart:
+    """08: text validation loss and k-hop task accuracy against depth, from the same runs, side by side
+    (each panel as `loss_vs_chart` draws it: runs faint, seed means with their 95% t-interval)."""
+    done = runs.dropna(subset=["task_accuracy"])
+    return alt.hconcat(loss_vs_chart(done, loss="val_loss", color=None, title="text validation loss vs depth"),
+                       loss_vs_chart(done, loss="task_accuracy", color=None, title="k-hop accuracy vs depth")
+                       ).resolve_scale(y="independent")
+
+
+def accuracy_by_hops(runs: pd.DataFrame) -> alt.LayerChart:
+    """08: k-hop accuracy against the hop count k (log₂ axis), one line per depth: runs faint, seed means
+    with their 95% t-interval; an explorer's runs (`trained_here`) drawn apart, out of the means."""
+    long = fit.by_hops(runs)
+    return loss_vs_chart(long, "hops", loss="accuracy", color="depth", title="k-hop accuracy by hop count")
+
+
+def depth_for_accuracy_chart(result: fit.Fit) -> alt.LayerChart:
+    """08: the shallowest depth reaching the target accuracy at each hop count k against log₂ k; hop
+    counts no depth reached drawn as hollow triangles at the deepest depth tried (a lower bound)."""
+    table = result.data.assign(reached=lambda t: t["depth"].notna())
+    table["shown"] = table["depth"].fillna(table["deepest"])
+    table["status"] = np.where(table["reached"], "shallowest depth reaching it", "not reached (deepest tried)")
+    x = alt.X("hops:Q", scale=_padded(table["hops"]), axis=_integer_axis(table["hops"], "hops k"))
+    y = alt.Y("shown:Q", scale=_padded(table["shown"]), axis=_integer_axis(table["shown"], "depth"))
+    shapes = {"shallowest depth reaching it": "circle", "not reached (deepest tried)": "triangle-up"}
+    shown = [k for k in shapes if k in set(table["status"])]      # a legend entry only for a mark drawn
+    points = alt.Chart(table).mark_point(size=90, filled=True, color=FIT_COLOR).encode(
+        x=x, y=y, shape=alt.Shape("status:N", title=None, scale=alt.Scale(
+            domain=shown, range=[shapes[k] for k in shown])),
+        tooltip=["hops", "depth", "surely", "best_accuracy", "best_depth"])
+    line = alt.Chart(table[table["reached"]]).mark_line(color=FIT_COLOR).encode(x=x, y=y)
+    subtitle = (f"target accuracy {result.params['target']:g}; slope {result.params['slope']:+.2f} layers per "
+                f"doubling of k" if "slope" in result.params else f"target accuracy {result.params['target']:g}")
+    return alt.layer(line, points).properties(width=WIDTH, height=HEIGHT,
+                                              title=_titled("depth needed per hop count", subtitle))
 
 
 def curves_chart(curves: pd.DataFrame, *, color: str = "depth", x: str = "tokens", loss: str = "val_loss",

@@ -117,6 +117,18 @@ TABLES["07_fair_depth"] = {
                 lrs=[1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3], transfer_widths=[128, 256, 512, 1024],
                 transfer_seeds=[0], base_depth=2, lr_extensions=2),
 }
+TABLES["08_depth_reasoning"] = {
+    # widths = [the parameter arm's reference width, the FLOP arm's width]; task: the k-hop options, every
+    # run on corpus + k-hop documents at `fraction` of the training sequences (half: at CPU scale the task
+    # needs the examples to be learnable at all — chosen before any result); target: the accuracy "reaching"
+    # means in the depth-per-hop reading. Matched shapes at reference (4, 64): widths 128, 96, 64, 48, 32.
+    "smoke": dict(widths=[32, 32], depths=[1, 2], reference_depth=2, budget=40 * 8 * 64, seeds=[0, 1],
+                  task="hops=1,2", fraction=0.5, target=0.5, n_boot=200),
+    "cpu": dict(widths=[64, 32], depths=[1, 2, 4, 8, 16], reference_depth=4, budget=1_000_000,
+                task="hops=1,2,4,8", fraction=0.5, target=0.9),
+    "gpu": dict(widths=[512, 256], depths=[2, 4, 8, 16, 32], reference_depth=8, budget=200_000_000,
+                task="hops=1,2,4,8,16", fraction=0.25, target=0.9),
+}
 # Mobile-style blocks for the counterpoint notebook, as MobileLLM (arXiv 2402.14905) builds them.
 MOBILELLM_BLOCK = dict(mlp="swiglu", norm="rmsnorm", tie_embeddings=True)
 
@@ -417,8 +429,41 @@ DESIGNS = {
                                                    tokens=int(s.budget), model=s.model(**MOBILELLM_BLOCK)),
     # every run as one list for cost estimates: arm (c) priced at the preset's lr (its real lr is only known
     # once the base shape has been tuned)
+    "08_depth_reasoning": lambda s: [pair for arm in reasoning_design(s).values() for pair in arm],
     "07_fair_depth": lambda s: [pair for part in fair_depth_design(s, transferred_lr=s.lr).values() for pair in part],
 }
+
+
+def reasoning_hops(s: Settings) -> list[int]:
+    """08: the hop counts of the preset's k-hop task."""
+    from .khop import split_corpus
+    return list(split_corpus(f"khop:{s.task}")[1].hops)
+
+
+def reasoning_corpus(s: Settings, max_hops: int | None = None) -> str:
+    """08: the mixed corpus spec, text + k-hop documents at `fraction`; `max_hops` (the explorer's k)
+    replaces the hop counts by the powers of 2 up to it."""
+    options = [o for o in s.task.split(",") if o] if max_hops is None else \
+        [o for o in s.task.split(",") if o and "=" in o and not o.startswith("hops=")]
+    if max_hops is not None:
+        options.insert(0, "hops=" + ",".join(str(2 ** i) for i in range(int(max_hops).bit_length())))
+    return f"{s.corpus}+khop:fraction={s.fraction:g}," + ",".join(options)
+
+
+def reasoning_design(s: Settings) -> dict[str, list[tuple]]:
+    """08's two arms on the mixed corpus: `parameters` (every depth at the non-embedding parameters of
+    (reference_depth, widths[0]), `budget` tokens each) and `flops` (every depth at widths[-1], each for
+    the training FLOPs of the reference shape's run)."""
+    from .data import vocab_size   # light: no corpus is read
+    corpus = reasoning_corpus(s)
+    model = s.model(vocab_size=vocab_size(corpus, s.tokenizer))    # text tokens + the task's
+    params = _design(s, "matched", depths=s.depths, widths=s.widths[:1], reference_depth=s.reference_depth,
+                     tokens=int(s.budget), corpus=corpus, model=model)
+    m, t = next((m, t) for m, t in params if m.depth == s.reference_depth)
+    flops = float(steps_for_budget(m, t) * tokens_per_step(m, t) * flops_per_token(m))
+    return {"parameters": params,
+            "flops": _design(s, "compute-matched", depths=s.depths, widths=s.widths[-1:], flops=flops, corpus=corpus,
+                             model=model)}
 
 
 def lr_check_depths(r, depths) -> tuple[int, int]:

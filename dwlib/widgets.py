@@ -342,6 +342,10 @@ class ShapeExplorer:
             self.trained.append(record["run_key"])
             self.status.value = (f"{record['status']}: validation loss {record['val_loss']:.4f}"
                                  if record.get("val_loss") is not None else record["status"])
+            if record.get("task_accuracy_by_hops"):     # a k-hop task in the corpus: its score per hop count
+                self.status.value += "; k-hop accuracy " + ", ".join(
+                    f"{k} hop{'s' if k != '1' else ''} {v['accuracy']:.3f} ({v['scored']:,} scored)"
+                    for k, v in sorted(record["task_accuracy_by_hops"].items(), key=lambda kv: int(kv[0])))
             if self.on_trained is not None:
                 self.on_trained(record)
             self._show()

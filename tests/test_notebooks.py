@@ -35,6 +35,7 @@ EXPECTED_CHARTS = {
     "06_mobilellm_counterpoint": ["loss_vs_depth_sharing", "loss_curves"],
     "07_fair_depth": ["coord_check_width", "coord_check_depth", "lr_curves_width", "best_lr_width",
                       "lr_curves_depth", "best_lr_depth", "loss_vs_depth_three_ways", "critical_depth_three_ways"],
+    "08_depth_reasoning": ["accuracy_vs_depth_parameters", "accuracy_vs_depth_flops", "accuracy_by_hops"],
 }
 TIMES = {}
 

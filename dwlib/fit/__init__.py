@@ -7,11 +7,13 @@
     laws      Chinchilla form and the Depth Delusion ansatz, with fit health; the two compared on held-out shapes
     isoflop   isoFLOP profiles: optimal N, T, D, W per budget and their power laws in C
     compare   loss gap between two shapes over seeds; monotonicity in a size
+    accuracy  k-hop task accuracy: per-shape table, seed-paired comparison, loss vs accuracy ranking, depth per hop
     verdicts  one sentence-writer per kind of verdict
 
 Every fitter takes plain arrays (or the store's frames, through `*_from_frame`), checks them (ValueError
 naming the bad value) and returns a `Fit`. numpy / scipy / pandas only: no torch.
 """
+from .accuracy import accuracy_table, by_hops, compare_accuracy, depth_for_accuracy, ranking_agreement
 from .compare import check_monotone, compare_losses
 from .depth import (ALPHA, VERDICTS, critical_depth_by_budget, critical_depth_from_frame, fit_critical_depth,
                     usable_runs)

@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from .accuracy import POWER
 from .stats import CHINCHILLA_TOKENS_PER_PARAM, FALLING_FAST, fmt, fmt_ci
 
 
@@ -507,3 +508,71 @@ def epoch_check_sentence(epoch, n_points) -> str:
             f"β = {epoch.params['beta']:.3f}; {len(inside)} of 3 (E, α, β) inside Epoch AI's published intervals"
             + (" — the fitter reproduces their refit." if len(inside) == 3 and epoch.identified else
                " — **check the fitter** before trusting the fits above."))
+
+
+def _shape(depth, width) -> str:
+    return f"D = {depth}, W = {width}"
+
+
+def _arm(arm: str) -> str:
+    return {"parameters": "Parameter arm (equal non-embedding parameters)",
+            "flops": "FLOP arm (equal training FLOPs)"}.get(arm, f"Arm {arm}")
+
+
+def accuracy_sentence(result, *, arm: str, regime=None) -> str:
+    """08: `result` is `compare_accuracy(runs, shallower, deeper)` in one arm (`parameters` or `flops`):
+    does the deeper shape score higher on the k-hop task? A negative verdict states what it could detect."""
+    p, (lo, hi) = result.params, result.ci["gap"]
+    first, second = _shape(p["depth_a"], p["width_a"]), _shape(p["depth_b"], p["width_b"])
+    on = f"at {p['hops']} hop{'s' if p['hops'] != 1 else ''}" if p["hops"] else "over all hop counts"
+    text = (f"{_arm(arm)}, k-hop accuracy {on}: {second} scores {p['mean_b']:.3f}, {first} "
+            f"{p['mean_a']:.3f}; difference {p['gap']:+.3f} ({result.level:.0%} CI {lo:+.3f} to {hi:+.3f}; "
+            f"{result.method}). ")
+    if result.verdict == "second higher":
+        text += "**The deeper shape reasons better** on this task."
+    elif result.verdict == "first higher":
+        text += "**The shallower shape reasons better** on this task: depth did not help here."
+    else:
+        text += (f"**No measurable difference**: a difference of {p['detectable']:.3f} or more would have been found "
+                 f"with {POWER:.0%} power.")
+    if result.health:
+        text += " (" + "; ".join(result.health) + ".)"
+    return _with_regime(text, regime)
+
+
+def agreement_sentence(result, *, arm: str) -> str:
+    """08: `result` is `ranking_agreement(runs)` in one arm: do text loss and k-hop accuracy rank the
+    shapes alike (Kendall's τ), and is any pair of shapes ordered oppositely with both differences clear?"""
+    tau, (lo, hi) = result.params["tau"], result.ci["tau"]
+    head = (f"{_arm(arm)}, {result.params['shapes']} shapes: Kendall's τ between the loss ranking and the "
+            f"accuracy ranking = {tau:+.2f} ({result.level:.0%} interval {lo:+.2f} to {hi:+.2f}). ")
+    if result.verdict == "disagree":
+        pairs = "; ".join(result.health)
+        return head + (f"**The loss hides what the task shows**: {result.params['opposed']} pair(s) of shapes are "
+                       f"ordered oppositely by loss and by accuracy with both differences clear (Bonferroni over the "
+                       f"pairs): {pairs}.")
+    if result.verdict == "agree":
+        return head + ("**Loss and reasoning rank the shapes alike**: no pair is ordered oppositely with both "
+                       "differences clear, and τ is above 0.")
+    return head + ("**Unclear**: no pair of shapes is ordered oppositely with both differences clear, but the "
+                   "rankings are too uncertain to say they agree.")
+
+
+def depth_for_accuracy_sentence(result) -> str:
+    """08: `result` is `depth_for_accuracy(runs, target)`: the shallowest depth reaching the target at
+    each hop count, and its slope against log₂ k where three or more hop counts reach it."""
+    rows = result.data
+    target = result.params["target"]
+    listed = "; ".join(
+        f"k = {r.hops}: " + (f"D = {int(r.depth)}" + (f" (surely from D = {int(r.surely)})" if r.surely == r.surely else "")
+                             if r.depth == r.depth else f"not reached (best {r.best_accuracy:.3f} at D = {r.best_depth})")
+        for r in rows.itertuples())
+    text = f"Shallowest depth reaching accuracy {target:g}: {listed}."
+    if "slope" in result.params:
+        lo, hi = result.ci["slope"]
+        text += (f" Against log₂ k the needed depth grows by {result.params['slope']:+.2f} layers per doubling of k "
+                 f"({result.level:.0%} CI {lo:+.2f} to {hi:+.2f}; depths are grid values, so this is a coarse reading"
+                 f" of Sanford et al.'s log k).")
+    else:
+        text += " " + "; ".join(result.health).capitalize() + "."
+    return text
