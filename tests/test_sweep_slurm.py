@@ -163,7 +163,7 @@ def test_ctrl_c_of_the_driver_cancels_its_jobs_and_leaves_the_runs_resumable(tmp
     try:
         pids = held_jobs(jobs_env, 2, "both runs at their checkpoint of step 20")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=180)   # a hang guard: the drain after SIGINT took > 60 s under a full suite once
     finally:
         if proc.poll() is None:
             proc.kill()
