@@ -40,7 +40,7 @@
 # hops — does that depth grow like log₂ k?
 
 # %% tags=["parameters"]
-preset = "smoke"       # smoke (CI) | cpu (about 20 min on 2 cores) | gpu (one GPU)
+preset = "smoke"       # smoke (CI) | cpu (2 cores: the preset table below predicts its minutes) | gpu (one GPU)
 corpus = "stdlib"      # the text half of the mixed corpus
 tokenizer = "byte"
 widths = None          # [width of the parameter arm's reference shape, width of the FLOP arm]; None: preset
